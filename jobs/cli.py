@@ -1,0 +1,37 @@
+"""The `gankit` command line: a thin layer over functions a notebook could call.
+
+Each command lives in the module that owns it and registers itself through a function
+`register(subparsers)` that adds a subparser and sets `func` (called with the parsed args).
+To add a command, append its module to COMMAND_MODULES.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules that define `register(subparsers)`; imported lazily so `gankit --help` stays fast.
+COMMAND_MODULES = [
+    "jobs.cmd_models",      # inspect, convert, render-toy
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gankit", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as e:  # bad input: one clear sentence, no traceback
+        print(f"gankit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
