@@ -152,3 +152,12 @@ def test_discriminator(c_dim):
     logits = D(torch.randn(4, 3, 16, 16), c)
     assert logits.shape == (4, 1) and torch.isfinite(logits).all()
     assert "b16.fromrgb.weight" in D.state_dict() and "b4.out.weight" in D.state_dict()
+
+
+@pytest.mark.parametrize("architecture", ["orig", "skip", "resnet"])
+def test_fused_and_shared_modconv_agree(architecture):
+    G = tiny_generator(architecture=architecture)
+    ws = G.mapping(torch.randn(3, 12))
+    fused = G.synthesis(ws, noise_mode="const", fused_modconv=True)
+    shared = G.synthesis(ws, noise_mode="const", fused_modconv=False)
+    assert torch.allclose(fused, shared, atol=1e-5)

@@ -132,13 +132,24 @@ def modulated_conv2d(x: torch.Tensor,            # [N, I, H, W]
                      noise: Optional[torch.Tensor] = None,  # broadcastable to output
                      up: int = 1, padding: int = 0,
                      resample_filter: Optional[torch.Tensor] = None,
-                     demodulate: bool = True) -> torch.Tensor:
-    """StyleGAN2 weight modulation/demodulation, executed as one grouped convolution."""
+                     demodulate: bool = True, fused: bool = True) -> torch.Tensor:
+    """StyleGAN2 weight modulation/demodulation.
+
+    fused=True runs one grouped convolution with per-sample weights (NVIDIA's eval path);
+    fused=False scales activations instead and shares one convolution across the batch,
+    the same math up to float rounding and much faster on CPUs for large batches.
+    """
     batch_size = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
     w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)  # [N, O, I, k, k]
-    if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()          # [N, O]
+    dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt() if demodulate else None  # [N, O]
+    if not fused:
+        x = x * styles.reshape(batch_size, -1, 1, 1)
+        x = ops.conv2d_resample(x, weight, f=resample_filter, up=up, padding=padding)
+        if dcoefs is not None:
+            x = x * dcoefs.reshape(batch_size, -1, 1, 1)
+        return x + noise if noise is not None else x
+    if dcoefs is not None:
         w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
     x = x.reshape(1, -1, *x.shape[2:])                                   # [1, N*I, H, W]
     w = w.reshape(-1, in_channels, kh, kw)                               # [N*O, I, k, k]
@@ -181,10 +192,12 @@ class SynthesisLayer(nn.Module):
         raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random",
-                gain: float = 1, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+                gain: float = 1, noise: Optional[torch.Tensor] = None,
+                fused_modconv: bool = False) -> torch.Tensor:
         styles = self.affine(w)                                          # [N, I]
         x = modulated_conv2d(x, self.weight, styles, noise=self.make_noise(x, noise_mode, noise),
-                             up=self.up, padding=self.padding, resample_filter=self.resample_filter)
+                             up=self.up, padding=self.padding, resample_filter=self.resample_filter,
+                             fused=fused_modconv)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return ops.bias_act(x, self.bias, act="lrelu", gain=self.act_gain * gain, clamp=clamp)
 
@@ -201,9 +214,9 @@ class ToRGBLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = False) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused_modconv)
         return ops.bias_act(x, self.bias, clamp=self.conv_clamp)
 
 
@@ -238,24 +251,25 @@ class SynthesisBlock(nn.Module):
 
     def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor],
                 ws: torch.Tensor,                # [N, num_conv + num_torgb, w_dim]
-                noise_mode: str = "random", noises: tuple = ()):
+                noise_mode: str = "random", noises: tuple = (), fused_modconv: bool = False):
         w_iter = iter(ws.unbind(dim=1))
         n_iter = iter(noises) if noises else iter(lambda: None, 0)
+        kw = dict(noise_mode=noise_mode, fused_modconv=fused_modconv)
         if self.in_channels == 0:
             x = self.const.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])  # [N, C, 4, 4]
-            x = self.conv1(x, next(w_iter), noise_mode, noise=next(n_iter))
+            x = self.conv1(x, next(w_iter), noise=next(n_iter), **kw)
         elif self.architecture == "resnet":
             y = self.skip(x, gain=np.sqrt(0.5))
-            x = self.conv0(x, next(w_iter), noise_mode, noise=next(n_iter))
-            x = self.conv1(x, next(w_iter), noise_mode, gain=np.sqrt(0.5), noise=next(n_iter))
+            x = self.conv0(x, next(w_iter), noise=next(n_iter), **kw)
+            x = self.conv1(x, next(w_iter), gain=np.sqrt(0.5), noise=next(n_iter), **kw)
             x = y + x
         else:
-            x = self.conv0(x, next(w_iter), noise_mode, noise=next(n_iter))
-            x = self.conv1(x, next(w_iter), noise_mode, noise=next(n_iter))
+            x = self.conv0(x, next(w_iter), noise=next(n_iter), **kw)
+            x = self.conv1(x, next(w_iter), noise=next(n_iter), **kw)
         if img is not None:
             img = ops.upsample2d(img, self.resample_filter)
         if self.num_torgb:
-            y = self.torgb(x, next(w_iter))
+            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
             img = img + y if img is not None else y
         return x, img
 
@@ -352,8 +366,10 @@ class SynthesisNetwork(nn.Module):
         return [l for l in layers if l.use_noise]
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "random",
-                noises: Optional[list] = None) -> torch.Tensor:
-        """`noises`: optional list, one map per noise layer ([N,1,H,W] or [H,W]), unscaled."""
+                noises: Optional[list] = None, fused_modconv: bool = False) -> torch.Tensor:
+        """`noises`: optional list, one map per noise layer ([N,1,H,W] or [H,W]), unscaled.
+        `fused_modconv`: NVIDIA's grouped-conv evaluation path (bit-identical to theirs); the
+        default shares one conv across the batch (same math, faster on CPU and in training)."""
         assert ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.w_dim), \
             f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}"
         ws = ws.to(torch.float32)
@@ -365,7 +381,8 @@ class SynthesisNetwork(nn.Module):
             block_noise = ()
             if noise_iter is not None:
                 block_noise = tuple(next(noise_iter) for _ in range(block.num_conv))
-            x, img = block(x, img, block_ws, noise_mode=noise_mode, noises=block_noise)
+            x, img = block(x, img, block_ws, noise_mode=noise_mode, noises=block_noise,
+                           fused_modconv=fused_modconv)
             w_idx += block.num_conv
         return img
 
@@ -385,9 +402,9 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None,
                 truncation_psi: float = 1, truncation_cutoff: Optional[int] = None,
-                noise_mode: str = "random") -> torch.Tensor:
+                noise_mode: str = "random", fused_modconv: bool = False) -> torch.Tensor:
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode)
+        return self.synthesis(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
 
 
 # ----------------------------------------------------------------------------------------
