@@ -12,7 +12,8 @@ import sys
 
 # Modules that define `register(subparsers)`; imported lazily so `gankit --help` stays fast.
 COMMAND_MODULES = [
-    "jobs.cmd_models",      # inspect, convert, render-toy
+    "jobs.cmd_models",      # inspect, convert
+    "jobs.cmd_train",       # train-classifier, train-gan
 ]
 
 

@@ -1,0 +1,136 @@
+"""Build the bundled toy model: render the toy world, train the classifier and StyleGAN2.
+
+Run as `gankit train-classifier` / `gankit train-gan` (jobs/cmd_train.py), or directly with
+`python -m gankit.train.toy ...` on a machine without Ray (a rented GPU, say).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import torch
+
+from gankit import toyfaces
+from gankit.images import from_uint8, make_grid, save_png, to_uint8
+from gankit.models.stylegan2 import GeneratorConfig, MappingConfig, SynthesisConfig
+from gankit.train.classifier import ClassifierTrainConfig, train_classifier
+from gankit.train.gan import GanTrainConfig, train_gan
+
+# The shipped toy generator: 32x32, channels 128 up to 16x16 and 64 at 32x32, W of 128.
+TOY_GENERATOR = GeneratorConfig(
+    z_dim=128, w_dim=128, img_resolution=32, img_channels=3,
+    mapping=MappingConfig(num_layers=4),
+    synthesis=SynthesisConfig(channel_base=2048, channel_max=128, architecture="skip"))
+
+
+def attribute_names() -> list:
+    return [a.name for a in toyfaces.ATTRIBUTES]
+
+
+def label_matrix(factors) -> np.ndarray:
+    """Binary labels [N, A] in ATTRIBUTES order."""
+    labels = toyfaces.labels(factors)
+    return np.stack([np.asarray(labels[name], dtype=bool) for name in attribute_names()], axis=1)
+
+
+def _render_chunk(args):
+    start, n, seed, resolution = args
+    factors = toyfaces.sample_factors(n, seed, start=start)
+    return toyfaces.render(factors, resolution), label_matrix(factors)
+
+
+def render_dataset(n: int, seed: int, resolution: int = 32, workers: int = 0,
+                   chunk: int = 2000):
+    """Rendered images [n, H, W, 3] uint8 and labels [n, A] bool; rows fixed by (seed, row)."""
+    jobs = [(s, min(chunk, n - s), seed, resolution) for s in range(0, n, chunk)]
+    workers = workers or max(os.cpu_count() - 1, 1)
+    if workers == 1:
+        parts = [_render_chunk(j) for j in jobs]
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            parts = list(pool.map(_render_chunk, jobs))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def build_classifier(out: str, n_images: int, seed: int, steps: int, device: str,
+                     resolution: int = 32) -> None:
+    from gankit.models.classifier import save_classifier
+    t0 = time.time()
+    images, labels = render_dataset(n_images, seed, resolution)
+    print(f"rendered {n_images} images in {time.time() - t0:.0f}s")
+    cfg = ClassifierTrainConfig(steps=steps, seed=seed, device=device)
+    model = train_classifier(images, labels, attribute_names(), cfg)
+    save_classifier(model.cpu(), out)
+    print(f"classifier written to {out} ({time.time() - t0:.0f}s in all)")
+
+
+class RealSampler:
+    """Random minibatches of rendered reals, held on the training device."""
+
+    def __init__(self, images: np.ndarray, device: str, seed: int):
+        self.reals = from_uint8(images).to(device)                   # [N, 3, H, W]
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __call__(self, n: int) -> torch.Tensor:
+        idx = torch.randint(0, len(self.reals), (n,), generator=self.gen)
+        return self.reals[idx.to(self.reals.device)]
+
+
+def snapshot_grid(trainer, run_dir: str, seed: int = 123) -> None:
+    G = trainer.G_ema
+    z = torch.randn(64, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(trainer.cfg.device)
+    with torch.no_grad():
+        images = to_uint8(G(z, noise_mode="const").cpu())
+    save_png(os.path.join(run_dir, f"grid-{trainer.nimg // 1000:06d}kimg.png"), make_grid(images, 8))
+
+
+def build_generator(run_dir: str, n_images: int, seed: int, kimg: float, device: str,
+                    max_minutes: float = None, batch_size: int = 64, export: str = None):
+    t0 = time.time()
+    if device.startswith("cuda"):  # TF32 convs/matmuls: ~free speed, GAN training is not precision-bound
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    images, _ = render_dataset(n_images, seed + 1, TOY_GENERATOR.img_resolution)
+    print(f"rendered {n_images} reals in {time.time() - t0:.0f}s")
+    cfg = GanTrainConfig(generator=TOY_GENERATOR, batch_size=batch_size, total_kimg=kimg,
+                         seed=seed, device=device)
+    trainer = train_gan(cfg, RealSampler(images, device, seed), run_dir,
+                        max_seconds=max_minutes * 60 if max_minutes else None,
+                        on_snapshot=lambda t: snapshot_grid(t, run_dir))
+    print(f"trained to {trainer.nimg / 1000:.1f} kimg, {time.time() - t0:.0f}s this run")
+    if export:
+        from gankit.checkpoints import save_generator
+        save_generator(trainer.G_ema.cpu().eval(), export)
+        print(f"G_ema written to {export}")
+    return trainer
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    c = sub.add_parser("classifier")
+    c.add_argument("--out", required=True)
+    c.add_argument("--images", type=int, default=60000)
+    c.add_argument("--steps", type=int, default=4000)
+    g = sub.add_parser("gan")
+    g.add_argument("--run-dir", required=True)
+    g.add_argument("--images", type=int, default=200000)
+    g.add_argument("--kimg", type=float, default=3000)
+    g.add_argument("--max-minutes", type=float, default=None)
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--export", default=None)
+    for s in (c, g):
+        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    a = p.parse_args(argv)
+    if a.what == "classifier":
+        build_classifier(a.out, a.images, a.seed, a.steps, a.device)
+    else:
+        build_generator(a.run_dir, a.images, a.seed, a.kimg, a.device, a.max_minutes,
+                        a.batch_size, a.export)
+
+
+if __name__ == "__main__":
+    main()

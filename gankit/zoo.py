@@ -1,0 +1,80 @@
+"""Resolve model specs to loaded models: the bundled toy world, files, or entry points.
+
+Generators: 'toy' (bundled) or any checkpoint path gankit.checkpoints reads.
+Classifiers: 'toy' (bundled), a TorchScript file (`.pt`/`.pth`/`.ts`), a native gankit
+classifier (`.safetensors` + `.json`), or a Python entry point 'package.module:factory'.
+Every classifier maps images [N, 3, H, W] in [-1, 1] to logits [N, A] and has
+`attribute_names`.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ASSETS = Path(__file__).parent / "assets"
+TOY_GENERATOR = ASSETS / "toy_generator.safetensors"
+TOY_CLASSIFIER = ASSETS / "toy_classifier.safetensors"
+
+
+def load_generator(spec: str, device: str = "cpu") -> nn.Module:
+    from gankit.checkpoints import load_generator as load_checkpoint
+    path = str(TOY_GENERATOR) if spec == "toy" else spec
+    if spec == "toy" and not TOY_GENERATOR.exists():
+        raise FileNotFoundError(f"the bundled toy generator is missing at {TOY_GENERATOR}")
+    return load_checkpoint(path, device=device)
+
+
+class ScriptedClassifier(nn.Module):
+    """Adapter giving a TorchScript module the classifier contract."""
+
+    def __init__(self, module: torch.jit.ScriptModule, attribute_names: list):
+        super().__init__()
+        self.module = module
+        self.attribute_names = list(attribute_names)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.module(images)
+        if logits.ndim != 2 or logits.shape[1] != len(self.attribute_names):
+            raise ValueError(f"classifier returned shape {list(logits.shape)}, expected "
+                             f"[N, {len(self.attribute_names)}] for {self.attribute_names}")
+        return logits
+
+
+def scripted_attribute_names(module, path: str, names=None) -> list:
+    """Names given by the caller, else the module's `attribute_names`, else `<path>.json`."""
+    if names:
+        return list(names)
+    if hasattr(module, "attribute_names"):
+        return list(module.attribute_names)
+    sidecar = path + ".json"
+    if os.path.exists(sidecar):
+        with open(sidecar) as f:
+            return list(json.load(f)["attribute_names"])
+    raise ValueError(f"{path}: no attribute names: give them, set `attribute_names` on the "
+                     f"scripted module, or write {sidecar} with an 'attribute_names' list")
+
+
+def load_classifier(spec: str, device: str = "cpu", attribute_names=None) -> nn.Module:
+    from gankit.models.classifier import load_classifier_file
+    if spec == "toy":
+        if not TOY_CLASSIFIER.exists():
+            raise FileNotFoundError(f"the bundled toy classifier is missing at {TOY_CLASSIFIER}")
+        return load_classifier_file(str(TOY_CLASSIFIER), device)
+    if spec.endswith(".safetensors"):
+        return load_classifier_file(spec, device)
+    if ":" in spec and not os.path.exists(spec):
+        module_name, factory = spec.split(":", 1)
+        model = getattr(importlib.import_module(module_name), factory)()
+        if not hasattr(model, "attribute_names"):
+            raise ValueError(f"{spec}: the factory's model has no `attribute_names`")
+        return model.to(device).eval()
+    if not os.path.exists(spec):
+        raise FileNotFoundError(f"classifier not found: {spec}")
+    module = torch.jit.load(spec, map_location=device)
+    names = scripted_attribute_names(module, spec, attribute_names)
+    return ScriptedClassifier(module, names).to(device).eval()
