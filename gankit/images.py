@@ -1,0 +1,137 @@
+"""Pure image helpers: tensor <-> uint8 conversion, PNG codecs, grids.
+
+Conventions (NVIDIA's): generator images are float tensors [N, C, H, W] in [-1, 1];
+stored images are uint8 arrays [N, H, W, C]. `to_uint8` maps x -> (x * 127.5 + 128)
+clamped to [0, 255] and truncated, `from_uint8` maps u -> u / 127.5 - 1, so
+`to_uint8(from_uint8(u)) == u` exactly.
+
+Decoded images are always RGB [H, W, 3] uint8. The rule for other modes (`to_rgb`):
+grayscale is replicated into three channels; an alpha channel is composited over white
+(a transparent pixel becomes white, as on a white page), then dropped.
+"""
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+if TYPE_CHECKING:   # torch is imported lazily: codec-only workers need not pay for it
+    import torch
+
+# Pillow raises several exception types for bad bytes; all mean "not a decodable image".
+_DECODE_ERRORS = (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError,
+                  SyntaxError, ValueError, EOFError)
+
+
+def to_uint8(images: "torch.Tensor") -> np.ndarray:
+    """[N, C, H, W] float in [-1, 1] -> [N, H, W, C] uint8 (NVIDIA's rounding)."""
+    import torch
+    if images.ndim != 4:
+        raise ValueError(f"images: expected [N, C, H, W], got shape {list(images.shape)}")
+    x = (images.detach().to(torch.float32) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()                          # [N, H, W, C]
+
+
+def from_uint8(images: np.ndarray) -> "torch.Tensor":
+    """[N, H, W, C] uint8 -> [N, C, H, W] float32 in [-1, 1]."""
+    import torch
+    images = np.asarray(images)
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise ValueError(f"images: expected uint8 [N, H, W, C], got {images.dtype} "
+                         f"shape {list(images.shape)}")
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # [N, C, H, W]
+    return x.to(torch.float32) / 127.5 - 1
+
+
+def check_hwc3(arr: np.ndarray, name: str = "arr") -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"{name}: expected uint8 [H, W, 3], got {arr.dtype} "
+                         f"shape {list(arr.shape)}")
+    return arr
+
+
+def encode_png(arr: np.ndarray, compress_level: int = 1) -> bytes:
+    """[H, W, 3] uint8 -> PNG bytes. Level 1 is fast; on small images it costs few bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(check_hwc3(arr)).save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def to_rgb(img: np.ndarray, mode: str) -> np.ndarray:
+    """An array in Pillow `mode` 'L', 'LA', 'RGB' or 'RGBA' -> [H, W, 3] uint8.
+
+    L replicates the gray level; LA/RGBA composite over white: out = a*c + (1-a)*255.
+    """
+    img = np.asarray(img)
+    if mode == "RGB":
+        return img
+    if mode in ("L", "LA"):
+        gray = img if mode == "L" else img[..., 0]
+        alpha = None if mode == "L" else img[..., 1]
+        img = np.repeat(gray[..., None], 3, axis=2)                      # [H, W, 3]
+        return img if alpha is None else _over_white(img, alpha)
+    if mode == "RGBA":
+        return _over_white(img[..., :3], img[..., 3])
+    raise ValueError(f"mode: to_rgb handles 'L', 'LA', 'RGB', 'RGBA', got {mode!r}")
+
+
+def _over_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    a = alpha[..., None].astype(np.float32) / 255                        # [H, W, 1]
+    out = rgb.astype(np.float32) * a + 255 * (1 - a)
+    return np.round(out).astype(np.uint8)
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """PNG/JPEG/... bytes -> [H, W, 3] uint8 RGB. Undecodable bytes raise ValueError."""
+    if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) == 0:
+        raise ValueError(f"cannot decode image: expected non-empty bytes, got "
+                         f"{type(data).__name__} of length {len(data) if data is not None else 0}")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            if img.mode not in ("L", "LA", "RGB", "RGBA"):
+                img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info
+                                  else "RGB")
+            return to_rgb(np.asarray(img), img.mode)
+    except _DECODE_ERRORS as e:
+        head = bytes(data[:8])
+        raise ValueError(f"cannot decode image ({len(data)} bytes starting {head!r}): {e}") from e
+
+
+def make_grid(images: np.ndarray, ncols: int, border: int = 2, fill: int = 255) -> np.ndarray:
+    """[N, H, W, 3] uint8 -> one [rows*(H+b)+b, ncols*(W+b)+b, 3] uint8 image, b px borders.
+
+    Images fill rows left to right; empty cells of the last row stay `fill`.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise ValueError(f"images: expected uint8 [N, H, W, C], got {images.dtype} "
+                         f"shape {list(images.shape)}")
+    if ncols < 1:
+        raise ValueError(f"ncols must be >= 1, got {ncols}")
+    n, h, w, c = images.shape
+    rows = max(1, -(-n // ncols))
+    grid = np.full((rows * (h + border) + border, ncols * (w + border) + border, c), fill,
+                   dtype=np.uint8)
+    for i in range(n):
+        y = border + (i // ncols) * (h + border)
+        x = border + (i % ncols) * (w + border)
+        grid[y:y + h, x:x + w] = images[i]
+    return grid
+
+
+def upscale(arr: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour upscaling of [H, W, C] (or [N, H, W, C]) by an integer factor."""
+    arr = np.asarray(arr)
+    return arr.repeat(factor, axis=-3).repeat(factor, axis=-2)
+
+
+def save_png(path: str, arr: np.ndarray) -> None:
+    """Write [H, W, 3] uint8 as PNG to a local path or any fsspec URL."""
+    import fsspec
+    data = encode_png(arr, compress_level=6)
+    with fsspec.open(str(path), "wb") as f:
+        f.write(data)
