@@ -1,0 +1,244 @@
+"""The label stage: score an existing image dataset with an attribute classifier.
+
+Input: a dataset of Parquet files with an image column (struct {bytes, path}, PNG or JPEG)
+and an id column (`sample_id` or `image_id`): a gankit dataset (`part-XXXXX.parquet`) or
+any directory of `*.parquet` files (taken in name order, file j = part j).
+Output part k <- input part k: the id, the kept input columns, and `logit_<attr>` float32.
+
+Bad rows (no bytes, undecodable bytes, not RESOLUTION x RESOLUTION) are left out of the
+output and become error records (id, stage='label', reason) in `_errors/part-k.parquet`;
+the job goes on. RESOLUTION is `resolution` or the size of the dataset's first good image.
+Model calls see micro-batches of exactly `micro_batch` input rows aligned to the part's
+first row (bad rows as zero images), so logits do not depend on batch_size or workers.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from jobs import runtime, storage
+from jobs.runtime import PartWorker, choice, require
+from jobs.sample import DEVICES, public_config
+from jobs.storage import PartSpec, PartWriter, Store
+
+
+@dataclass
+class LabelConfig:
+    images: str = ""                   # input dataset URL (a directory of Parquet files)
+    out: str = ""                      # output URL
+    classifier: str = "toy"            # 'toy', a .pt/.safetensors file or 'package.module:factory'
+    image_column: str = "image"        # struct {bytes, path} column holding PNG/JPEG bytes
+    id_column: Optional[str] = None    # None = 'sample_id' if present, else 'image_id'
+    resolution: Optional[int] = None   # required image size; None = the first good image's
+    keep_columns: Optional[list] = None  # input columns copied to the output; None = all
+                                         # but the image column
+    micro_batch: int = 16              # rows per model call (outputs depend on it)
+    batch_size: int = 256              # rows per actor step / Parquet row group
+    workers: int = 0                   # actors; 0 = one per GPU, or CPUs - 1 on CPU
+    cpus_per_worker: int = 1           # CPU actors: CPUs (torch threads) per actor
+    device: str = "auto"               # 'auto', 'cuda' or 'cpu'
+    storage: dict = field(default_factory=dict)  # fsspec options for both URLs
+
+    def validate(self) -> None:
+        require(bool(self.images), "images", "must be the URL of an image dataset")
+        require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
+        require(bool(self.classifier), "classifier", "must name a classifier")
+        require(self.resolution is None or self.resolution >= 1, "resolution",
+                f"must be >= 1 or null (got {self.resolution})")
+        require(self.micro_batch >= 1, "micro_batch", f"must be >= 1 (got {self.micro_batch})")
+        require(self.batch_size >= 1, "batch_size", f"must be >= 1 (got {self.batch_size})")
+        require(self.workers >= 0, "workers", f"must be >= 0 (got {self.workers})")
+        require(self.cpus_per_worker >= 1, "cpus_per_worker", "must be >= 1")
+        choice(self.device, DEVICES, "device")
+
+    def identity(self) -> dict:
+        keys = ("images", "classifier", "image_column", "id_column", "resolution",
+                "keep_columns", "micro_batch")
+        return {k: getattr(self, k) for k in keys}
+
+
+# ----------------------------------------------------------------------------------------
+# Input discovery (driver)
+
+
+def input_parts(store: Store) -> dict:
+    """{index: path}: gankit part files, else every *.parquet file in name order."""
+    parts = store.list_parts()
+    if parts:
+        return parts
+    try:
+        names = sorted(p for p in store.fs.ls(store.root, detail=False)
+                       if p.endswith(".parquet") and not p.rsplit("/", 1)[-1].startswith((".", "_")))
+    except FileNotFoundError:
+        names = []
+    if not names:
+        raise FileNotFoundError(f"no Parquet files at {store.url}")
+    return dict(enumerate(names))
+
+
+def pick_id_column(schema: pa.Schema, cfg: LabelConfig) -> str:
+    if cfg.id_column:
+        if cfg.id_column not in schema.names:
+            raise runtime.ConfigError("id_column", f"{cfg.id_column!r} is not a column of "
+                                      f"{cfg.images} (columns: {', '.join(schema.names)})")
+        return cfg.id_column
+    for name in ("sample_id", "image_id"):
+        if name in schema.names:
+            return name
+    raise runtime.ConfigError("id_column", f"is needed: {cfg.images} has neither 'sample_id' "
+                              f"nor 'image_id' (columns: {', '.join(schema.names)})")
+
+
+def first_resolution(store: Store, parts: dict, column: str) -> int:
+    """Size of the first decodable square image of the dataset, in part order."""
+    from gankit.images import decode_image
+    for path in parts.values():
+        pf = storage.open_parquet(store, path)
+        for batch in pf.iter_batches(batch_size=64, columns=[column]):
+            for item in batch.column(0).to_pylist():
+                try:
+                    img = decode_image((item or {}).get("bytes"))
+                except ValueError:
+                    continue
+                if img.shape[0] == img.shape[1]:
+                    return int(img.shape[0])
+    raise ValueError(f"{store.url}: no decodable square image in column {column!r}")
+
+
+# ----------------------------------------------------------------------------------------
+# Per-batch computation (actor)
+
+
+def decode_rows(items: list, resolution: int) -> tuple:
+    """Image structs -> (uint8 [n, R, R, 3] with zeros for bad rows, {row: reason})."""
+    from gankit.images import decode_image
+    out = np.zeros((len(items), resolution, resolution, 3), dtype=np.uint8)
+    bad = {}
+    for j, item in enumerate(items):
+        data = (item or {}).get("bytes")
+        if not data:
+            bad[j] = "no image bytes"
+            continue
+        try:
+            img = decode_image(data)                                   # [H, W, 3] uint8
+        except ValueError as e:
+            bad[j] = str(e)
+            continue
+        if img.shape != (resolution, resolution, 3):
+            bad[j] = f"image is {img.shape[0]}x{img.shape[1]}, expected {resolution}x{resolution}"
+            continue
+        out[j] = img
+    return out, bad
+
+
+class Labeler(PartWorker):
+    """Ray Data callable: loads the classifier once, then labels whole parts."""
+
+    job = "label"
+
+    def __init__(self, cfg: dict, inputs: dict, resolution: int, id_column: str, device: str,
+                 threads: Optional[int], out):
+        super().__init__(out)
+        from gankit import zoo
+        self.cfg = LabelConfig(**cfg)
+        self.inputs = {int(k): v for k, v in inputs.items()}
+        self.resolution, self.id_column = resolution, id_column
+        self.src = Store(self.cfg.images, self.cfg.storage, probe=False)
+        self.device = runtime.resolve_device(device)
+        runtime.set_deterministic(self.device, threads)
+        self.C = zoo.load_classifier(self.cfg.classifier, device=self.device).eval()
+
+    def out_schema(self, in_schema: pa.Schema) -> pa.Schema:
+        keep = self.cfg.keep_columns
+        if keep is None:
+            keep = [n for n in in_schema.names if n != self.cfg.image_column]
+        keep = [self.id_column] + [n for n in keep if n != self.id_column]
+        missing = [n for n in keep if n not in in_schema.names]
+        if missing:
+            raise ValueError(f"keep_columns: {missing} are not columns of {self.cfg.images}")
+        fields = [in_schema.field(n) for n in keep]
+        names = list(self.C.attribute_names)
+        fields += [pa.field(f"logit_{a}", pa.float32()) for a in names]
+        meta = dict(storage.strip_part_metadata(in_schema).metadata or {})
+        meta.update({b"gankit.job": b"label", b"gankit.attributes": json.dumps(names).encode()})
+        return pa.schema(fields, metadata=meta)
+
+    def write_part(self, spec: PartSpec) -> dict:
+        m = self.cfg.micro_batch
+        step = max(1, -(-self.cfg.batch_size // m)) * m
+        pf = storage.open_parquet(self.src, self.inputs[spec.index])
+        schema = self.out_schema(pf.schema_arrow)
+        errors = []
+        with PartWriter(self.out, storage.part_name(spec.index), schema) as w:
+            for batch in pf.iter_batches(batch_size=step):           # aligned to the part
+                table = pa.Table.from_batches([batch])
+                good, errs = self.label(table, schema)
+                errors += errs
+                w.write(good)
+            runtime.commit_errors(self.out, spec, errors)
+            w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
+                      "errors": len(errors)})
+        pf.close()
+        return {"rows": w.rows, "errors": len(errors)}
+
+    def label(self, table: pa.Table, schema: pa.Schema) -> tuple:
+        """One step of rows -> (table of good rows with logits, error records)."""
+        import torch
+        from gankit.images import from_uint8
+        items = table.column(self.cfg.image_column).to_pylist()
+        u8, bad = decode_rows(items, self.resolution)                 # [n, R, R, 3]
+        m, logits = self.cfg.micro_batch, []
+        with torch.no_grad():
+            for s in range(0, len(items), m):
+                x = runtime.pad_rows(from_uint8(u8[s:s + m]), m)      # [m, 3, R, R]
+                logits.append(self.C(x.to(self.device)).float().cpu().numpy()[:len(items[s:s + m])])
+        logits = np.concatenate(logits) if logits else np.zeros((0, len(self.C.attribute_names)))
+        ids = table.column(self.id_column).to_pylist()
+        errors = [{"id": ids[j], "stage": "label", "reason": r} for j, r in sorted(bad.items())]
+        keep = np.array([j not in bad for j in range(len(items))], dtype=bool)
+        cols = []
+        for f in schema:
+            if f.name.startswith("logit_") and f.name not in table.column_names:
+                j = self.C.attribute_names.index(f.name[len("logit_"):])
+                cols.append(pa.array(logits[keep, j].astype(np.float32)))
+            else:
+                cols.append(table.column(f.name).filter(pa.array(keep)))
+        return pa.Table.from_arrays(cols, schema=schema), errors
+
+
+# ----------------------------------------------------------------------------------------
+# Driver
+
+
+def run_label(cfg: LabelConfig) -> dict:
+    """Label every image of `cfg.images` into `cfg.out`; returns the manifest."""
+    cfg.validate()
+    src = storage.open_store(cfg.images, cfg.storage)
+    out = storage.open_store(cfg.out, cfg.storage, create=True)
+    parts = input_parts(src)
+    schema, plan, start = None, [], 0
+    for k, path in parts.items():                       # row ranges from the footers
+        with src.fs.open(path, "rb") as f:
+            md = pq.ParquetFile(f).metadata
+        schema = schema or md.schema.to_arrow_schema()
+        plan.append(PartSpec(k, start, start + md.num_rows))
+        start += md.num_rows
+    if cfg.image_column not in schema.names:
+        raise runtime.ConfigError("image_column", f"{cfg.image_column!r} is not a column of "
+                                  f"{cfg.images} (columns: {', '.join(schema.names)})")
+    id_column = pick_id_column(schema, cfg)
+    resolution = cfg.resolution or first_resolution(src, parts, cfg.image_column)
+    runtime.ensure_ray()
+    actors = runtime.plan_actors(cfg.workers, cfg.device, len(plan), cfg.cpus_per_worker)
+    kwargs = {"cfg": runtime.config_dict(cfg), "inputs": {str(k): v for k, v in parts.items()},
+              "resolution": resolution, "id_column": id_column, "device": actors.device,
+              "threads": int(actors.num_cpus) if not actors.num_gpus else None}
+    identity = dict(cfg.identity(), resolution=resolution, input_rows=start,
+                    input_parts=len(plan))
+    return runtime.run_parts("label", out, plan, Labeler, kwargs, identity,
+                             public_config(cfg), actors)

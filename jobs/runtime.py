@@ -1,0 +1,309 @@
+"""Ray plumbing shared by the stages: cluster start/connect, GPU detection, actor planning,
+typed config loading, and `run_parts`, the driver of every part-parallel job.
+
+Execution model of a part job (sample, label, edit):
+
+    driver:  plan = fixed list of PartSpec(index, start, stop)        (from the job config)
+             missing = plan - committed parts at the output URL        (rerun = resume)
+             ray.data.from_items(missing, one block per part)
+               .map_batches(Worker, batch_size=1, compute=ActorPoolStrategy(size=k),
+                            num_gpus=1 | num_cpus=c)
+    actor:   __init__ loads the model(s) once on its device;
+             __call__ computes one part, writes it to a temporary name and commits it
+             (storage.PartWriter), then returns only {index, rows, errors}
+    driver:  streams those tiny replies (progress line per part), writes _manifest.json.
+
+Rows never travel through the driver, so its memory stays flat whatever the row count.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import typing
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from jobs import storage
+from jobs.storage import PartSpec, RunRecord, Store
+
+# ----------------------------------------------------------------------------------------
+# Typed configs
+
+
+class ConfigError(ValueError):
+    """A bad config value: the message names the field ("sample.space must be ...")."""
+
+    def __init__(self, field: str, problem: str):
+        self.field, self.problem = field, problem
+        super().__init__(f"{field} {problem}")
+
+    def within(self, prefix: str) -> "ConfigError":
+        return ConfigError(f"{prefix}.{self.field}" if prefix else self.field, self.problem)
+
+
+def require(ok: bool, field: str, problem: str) -> None:
+    if not ok:
+        raise ConfigError(field, problem)
+
+
+def choice(value, options, field: str) -> None:
+    require(value in options, field,
+            f"must be one of {', '.join(map(str, options))} (got {value!r})")
+
+
+def _type_ok(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is typing.Any:
+        return True
+    if origin is typing.Union:
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (list, tuple) or hint in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def _type_name(hint) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+             list: "a list", dict: "a mapping"}
+    if typing.get_origin(hint) is typing.Union:
+        return " or ".join("null" if h is type(None) else _type_name(h)
+                           for h in typing.get_args(hint))
+    return names.get(typing.get_origin(hint) or hint, str(hint))
+
+
+def config_from_dict(cls, data: dict, prefix: str = ""):
+    """Build a config dataclass from a mapping; unknown keys and wrongly typed values fail
+    with a sentence naming the field (`prefix.field`); then the config validates itself."""
+    where = f"{prefix}." if prefix else ""
+    if not isinstance(data, dict):
+        raise ConfigError(prefix or cls.__name__, f"must be a mapping (got {data!r})")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{where}{key}", f"is not a known field (known: {', '.join(known)})")
+        if float in (hints[key], *typing.get_args(hints[key])) and isinstance(value, int) \
+                and not isinstance(value, bool):
+            data = dict(data, **{key: float(value)})
+        elif not _type_ok(value, hints[key]):
+            raise ConfigError(f"{where}{key}", f"must be {_type_name(hints[key])} (got {value!r})")
+    cfg = cls(**data)
+    try:
+        cfg.validate()
+    except ConfigError as e:
+        raise e.within(prefix) from None
+    return cfg
+
+
+def config_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+# ----------------------------------------------------------------------------------------
+# Cluster and devices
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when this process sees a GPU, else 'cpu'."""
+    import torch
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def ensure_ray(num_cpus: Optional[int] = None) -> None:
+    """Connect to the cluster in RAY_ADDRESS (or the one this job was submitted to), or start
+    a local one with more logical CPUs than actors (actors holding every CPU hang Ray Data)."""
+    import ray
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+        return
+    cpus = max(num_cpus or 0, os.cpu_count() or 1, 4)
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+
+
+def cluster_resources() -> tuple:
+    """(CPUs, GPUs) of the whole Ray cluster."""
+    import ray
+    res = ray.cluster_resources()
+    return int(res.get("CPU", 0)), int(res.get("GPU", 0))
+
+
+@dataclass
+class ActorPlan:
+    workers: int          # actors in the pool
+    num_gpus: float       # per actor
+    num_cpus: float       # per actor
+    device: str           # what the actor puts its models on ('cuda', 'cpu', or as asked)
+
+
+def plan_actors(workers: int, device: str, n_parts: int, cpus_per_worker: int = 1) -> ActorPlan:
+    """GPU actors (num_gpus=1) when the cluster has GPUs and the device allows it; CPU actors
+    otherwise, never more than CPUs - 1 so Ray Data keeps a CPU for its own tasks."""
+    cpus, gpus = cluster_resources()
+    if gpus > 0 and device in ("auto", "cuda"):
+        k = min(workers or gpus, gpus)
+        return ActorPlan(max(1, min(k, n_parts)), 1, 1, "cuda")
+    if device == "cuda":
+        raise ConfigError("device", "is 'cuda' but the Ray cluster has no GPUs")
+    cap = max(1, (cpus - 1) // max(1, cpus_per_worker))
+    k = min(workers or cap, cap)
+    return ActorPlan(max(1, min(k, n_parts)), 0, cpus_per_worker, "cpu")
+
+
+def set_deterministic(device: str, threads: Optional[int] = None) -> None:
+    """Deterministic kernels: the same inputs of the same shape give the same bits."""
+    import torch
+    if threads:
+        torch.set_num_threads(threads)
+    if device.startswith("cuda"):
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+
+def micro_batches(start: int, stop: int, size: int):
+    """Row ranges of exactly `size` rows aligned to `start`; the last one may run past `stop`
+    and is padded by the caller. Kernels pick their algorithm by batch shape, so every model
+    call sees the same shape and the same rows: outputs do not depend on anything else."""
+    for s in range(start, stop, size):
+        yield s, min(s + size, stop)
+
+
+def pad_rows(x, size: int):
+    """Pad a [n, ...] tensor/array with zero rows to [size, ...] (n <= size)."""
+    n = x.shape[0]
+    if n == size:
+        return x
+    import torch
+    if isinstance(x, torch.Tensor):
+        return torch.cat([x, x.new_zeros((size - n, *x.shape[1:]))])
+    return np.concatenate([x, np.zeros((size - n, *x.shape[1:]), dtype=x.dtype)])
+
+
+# ----------------------------------------------------------------------------------------
+# Part workers and the part-job driver
+
+
+class PartWorker:
+    """Base of the per-part callable classes given to map_batches.
+
+    A subclass loads its models once in `__init__` and implements `write_part(spec)`, which
+    computes part `spec`, commits it with storage.PartWriter and returns {rows, errors}.
+    """
+
+    job = "job"
+
+    def __init__(self, out: Store):
+        self.out = out
+
+    def write_part(self, spec: PartSpec) -> dict:
+        raise NotImplementedError
+
+    def __call__(self, batch: dict) -> dict:   # one or more part descriptors -> their metas
+        reply = {"index": [], "rows": [], "errors": []}
+        for k, s, e in zip(batch["index"], batch["start"], batch["stop"]):
+            spec = PartSpec(int(k), int(s), int(e))
+            meta = self.write_part(spec)
+            print(f"[{self.job}] committed {storage.part_name(spec.index)} "
+                  f"(rows {spec.start}..{spec.stop - 1}, {meta['errors']} errors)", flush=True)
+            reply["index"].append(spec.index)
+            reply["rows"].append(int(meta["rows"]))
+            reply["errors"].append(int(meta["errors"]))
+        return {k: np.asarray(v, dtype=np.int64) for k, v in reply.items()}
+
+
+def commit_errors(out: Store, spec: PartSpec, records: list) -> None:
+    """Commit part `spec`'s error records (before the part itself), if it has any."""
+    if not records:
+        return
+    from gankit.data import error_table
+    storage.write_table_part(out, f"{storage.ERRORS_DIR}/{storage.part_name(spec.index)}",
+                             error_table(records), {"index": spec.index, "errors": len(records)})
+
+
+def run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict,
+              identity: dict, config: dict, actors: ActorPlan) -> dict:
+    """Compute the parts of `plan` not yet committed at `out`; returns the manifest."""
+    import ray
+
+    old = storage.check_identity(out, job, identity)
+    removed = out.remove_temporaries()
+    wanted = {p.index for p in plan}
+    committed = {k: p for k, p in out.list_parts().items() if k in wanted}
+    missing = [p for p in plan if p.index not in committed]
+    run = RunRecord(reused=sorted(committed), computed=[p.index for p in missing])
+    metas = storage.footer_metas(out, committed)
+    runs = (old or {}).get("runs", []) + [run]
+    schema = None
+    if committed:
+        schema = storage.part_footer(out, next(iter(committed.values())))[0]
+    storage.write_manifest(out, job, identity, config, plan, metas, schema, runs, False)
+    note = f", removed {removed} temporary files" if removed else ""
+    print(f"[{job}] {out.url}: {len(plan)} parts, {len(committed)} already committed, "
+          f"{len(missing)} to compute on {actors.workers} "
+          f"{'GPU' if actors.num_gpus else 'CPU'} actor(s){note}", flush=True)
+    if missing:
+        items = [{"index": p.index, "start": p.start, "stop": p.stop} for p in missing]
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        ds = ds.map_batches(
+            worker_cls, fn_constructor_kwargs=dict(worker_kwargs, out=out), batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=actors.workers),
+            num_gpus=actors.num_gpus, num_cpus=actors.num_cpus,
+            max_restarts=2, max_task_retries=2)
+        done = len(committed)
+        for reply in ds.iter_batches(batch_size=1, batch_format="numpy",
+                                     prefetch_batches=0):
+            k = int(reply["index"][0])
+            metas[k] = {"rows": int(reply["rows"][0]), "errors": int(reply["errors"][0])}
+            done += 1
+            print(f"[{job}] part {k:05d} committed: {metas[k]['rows']} rows, "
+                  f"{metas[k]['errors']} errors ({done}/{len(plan)} parts)", flush=True)
+    if schema is None and metas:
+        first = out.list_parts()
+        schema = storage.part_footer(out, next(iter(first.values())))[0] if first else None
+    run.finished = storage.now()
+    manifest = storage.write_manifest(out, job, identity, config, plan, metas, schema, runs,
+                                      True)
+    print(f"[{job}] done: {manifest['rows']} rows, {manifest['errors']} errors in "
+          f"{len(manifest['parts'])} parts at {out.url}", flush=True)
+    return manifest
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------
+# Adapters for library pieces still being written (remove once they land)
+
+
+def sample_z(seed: int, rows: np.ndarray, z_dim: int) -> np.ndarray:
+    """z [N, z_dim] float32, row i drawn from a generator seeded by (seed, i) only:
+    gankit.latents.sample_z when present."""
+    try:
+        from gankit.latents import sample_z as library_sample_z
+    except ImportError:
+        out = np.empty((len(rows), z_dim), dtype=np.float32)
+        for j, i in enumerate(rows):
+            out[j] = np.random.default_rng([int(seed), int(i)]).standard_normal(
+                z_dim, dtype=np.float32)
+        return out
+    return library_sample_z(seed, rows, z_dim)

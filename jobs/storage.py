@@ -1,0 +1,454 @@
+"""Datasets of numbered Parquet part files on any fsspec URL (local paths, s3://, ...).
+
+Layout of one dataset (one job's output):
+
+    <url>/part-00000.parquet        rows of part 0: a FIXED row range chosen by the job
+    <url>/part-00001.parquet        (never by the worker count or the batch size)
+    ...
+    <url>/_errors/part-00003.parquet  error records (id, part, reason) of part 3, if it had any
+    <url>/_manifest.json            written by the driver: job, config, schema, rows, parts, runs
+
+Commit protocol. A part is *committed* when its final name `part-XXXXX.parquet` exists, and a
+final name only ever appears complete:
+  - local disk: the part is written under a hidden temporary name in the same directory and
+    renamed (atomic on POSIX);
+  - object stores (S3): the finished file is uploaded to its final key in one request (a PUT,
+    or a multipart upload that S3 makes visible only when it completes), so no partial object
+    is ever visible under a final key.
+Error records of a part are committed before the part itself, so a committed part always has
+its error records. A rerun lists the committed parts and computes only the others.
+
+Readers stream part by part (`iter_tables`), so a driver never holds a whole dataset.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PART_RE = re.compile(r"^part-(\d{5})\.parquet$")
+MANIFEST = "_manifest.json"
+ERRORS_DIR = "_errors"
+TMP_TAG = ".tmp-"          # hidden temporary files: ".part-00000.parquet.tmp-<uuid>"
+PART_META_KEY = b"gankit.part"  # JSON {index, start, stop, rows, errors} in each part's footer
+
+
+class StoreError(ValueError):
+    """A storage URL that is malformed or cannot be reached (one clear sentence)."""
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    """One unit of work: part `index` holds rows [start, stop) of the job's row space."""
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+
+def part_ranges(count: int, rows_per_part: int) -> list:
+    """Fixed partition of rows [0, count) into parts of `rows_per_part` rows (last one shorter)."""
+    if count < 0 or rows_per_part < 1:
+        raise ValueError(f"bad partition: count={count}, rows_per_part={rows_per_part}")
+    return [PartSpec(k, s, min(s + rows_per_part, count))
+            for k, s in enumerate(range(0, count, rows_per_part))]
+
+
+# ----------------------------------------------------------------------------------------
+# Opening a store
+
+
+def storage_options(url: str, options: Optional[dict] = None) -> dict:
+    """fsspec options for `url`: the caller's, plus S3 settings from the AWS_* variables.
+
+    s3fs (through botocore) already reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+    AWS_SESSION_TOKEN / AWS_PROFILE / AWS_DEFAULT_REGION and AWS_ENDPOINT_URL; the endpoint is
+    also passed explicitly so an older botocore behaves the same. Listings are never cached:
+    other processes (Ray workers) add parts while a driver watches.
+    """
+    opts = dict(options or {})
+    if url.startswith(("s3://", "s3a://")):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint and "endpoint_url" not in opts and "client_kwargs" not in opts:
+            opts["endpoint_url"] = endpoint
+        opts.setdefault("use_listings_cache", False)
+    return opts
+
+
+def _probe(url: str, fs, root: str, options: dict) -> None:
+    """Fail fast, with one sentence, when the store behind `url` cannot be reached."""
+    if fs.protocol in ("file", "local") or "file" in fs.protocol:
+        return
+    if "s3" in fs.protocol or "s3a" in fs.protocol:
+        import s3fs  # a quick-failing twin: one attempt, short timeouts
+        quick = dict(options, skip_instance_cache=True,
+                     config_kwargs={"connect_timeout": 5, "read_timeout": 20,
+                                    "retries": {"max_attempts": 2}})
+        quick.pop("use_listings_cache", None)
+        probe_fs, bucket = s3fs.S3FileSystem(**quick), root.split("/", 1)[0]
+        try:
+            probe_fs.info(bucket)
+        except FileNotFoundError:
+            raise StoreError(f"the bucket of {url} does not exist") from None
+        except Exception as e:  # connection refused, DNS, credentials, timeouts
+            raise StoreError(f"cannot reach the store at {url}: {type(e).__name__}: {e}") from None
+        return
+    try:
+        fs.exists(root)
+    except Exception as e:
+        raise StoreError(f"cannot reach the store at {url}: {type(e).__name__}: {e}") from None
+
+
+class Store:
+    """One dataset location: an fsspec filesystem and a root path inside it."""
+
+    def __init__(self, url: str, options: Optional[dict] = None, probe: bool = True):
+        if not isinstance(url, str) or not url.strip():
+            raise StoreError(f"a storage URL must be a non-empty string, got {url!r}")
+        self.url = url.rstrip("/") if len(url) > 1 else url
+        self.options = storage_options(url, options)
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.options)
+        except (ValueError, ImportError, TypeError) as e:
+            raise StoreError(f"{url} is not a usable storage URL: {e}") from None
+        self.root = self.root.rstrip("/")
+        self.local = "file" in self.fs.protocol or "local" in self.fs.protocol
+        if probe:
+            _probe(url, self.fs, self.root, self.options)
+
+    def __reduce__(self):  # Ray ships stores to workers: reopen there, do not pickle sockets
+        return (Store, (self.url, self.options, False))
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def path(self, *names: str) -> str:
+        return "/".join([self.root, *names])
+
+    def child(self, *names: str) -> "Store":
+        return Store("/".join([self.url, *names]), self.options, probe=False)
+
+    def exists(self, *names: str) -> bool:
+        return self.fs.exists(self.path(*names))
+
+    def makedirs(self, *names: str) -> None:
+        if self.local:
+            os.makedirs(self.path(*names), exist_ok=True)
+
+    def invalidate(self) -> None:
+        self.fs.invalidate_cache()
+
+    # -- small files ------------------------------------------------------------------
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Atomically write a small file (`name` relative to the root, '/'-separated)."""
+        final = self.path(name)
+        if self.local:
+            parent = os.path.dirname(final)
+            os.makedirs(parent, exist_ok=True)
+            tmp = os.path.join(parent, f".{os.path.basename(final)}{TMP_TAG}{uuid.uuid4().hex}")
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, final)
+        else:
+            self.fs.pipe_file(final, data)  # one PUT: atomic on object stores
+
+    def read_bytes(self, name: str) -> bytes:
+        return self.fs.cat_file(self.path(name))
+
+    def write_json(self, name: str, obj) -> None:
+        self.write_bytes(name, json.dumps(obj, indent=2, default=str).encode())
+
+    def read_json(self, name: str):
+        return json.loads(self.read_bytes(name))
+
+    def put_file(self, local_path: str, name: str) -> None:
+        """Atomically publish a finished local file under `name`."""
+        final = self.path(name)
+        if self.local:
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            tmp = os.path.join(os.path.dirname(final),
+                               f".{os.path.basename(final)}{TMP_TAG}{uuid.uuid4().hex}")
+            with open(local_path, "rb") as src, open(tmp, "wb") as dst:
+                while chunk := src.read(1 << 22):
+                    dst.write(chunk)
+            os.replace(tmp, final)
+        else:
+            self.fs.put_file(local_path, final)  # PUT or multipart: visible only when complete
+
+    # -- parts ------------------------------------------------------------------------
+
+    def list_parts(self, subdir: str = "") -> dict:
+        """{index: path} of the committed parts (temporary files are ignored)."""
+        base = self.path(subdir) if subdir else self.root
+        self.invalidate()
+        try:
+            names = self.fs.ls(base, detail=False)
+        except FileNotFoundError:
+            return {}
+        parts = {}
+        for path in names:
+            m = PART_RE.match(path.rstrip("/").rsplit("/", 1)[-1])
+            if m:
+                parts[int(m.group(1))] = path
+        return dict(sorted(parts.items()))
+
+    def remove_temporaries(self) -> int:
+        """Delete temporary files a killed writer left behind (local stores only)."""
+        if not self.local or not os.path.isdir(self.root):
+            return 0
+        removed = 0
+        for d in (self.root, self.path(ERRORS_DIR)):
+            if os.path.isdir(d):
+                for name in os.listdir(d):
+                    if TMP_TAG in name:
+                        os.remove(os.path.join(d, name))
+                        removed += 1
+        return removed
+
+
+def open_store(url: str, options: Optional[dict] = None, create: bool = False,
+               must_exist: bool = False) -> Store:
+    """Open `url` (fail fast if unreachable); `create` makes a local directory,
+    `must_exist` requires a dataset (a manifest or at least one part) to be there."""
+    store = Store(url, options)
+    if create:
+        store.makedirs()
+    if must_exist and not store.exists(MANIFEST) and not store.list_parts():
+        raise FileNotFoundError(f"no dataset at {url} (no {MANIFEST} and no part files)")
+    return store
+
+
+# ----------------------------------------------------------------------------------------
+# Writing one part
+
+
+def with_part_metadata(schema: pa.Schema, meta: dict) -> pa.Schema:
+    md = dict(schema.metadata or {})
+    md[PART_META_KEY] = json.dumps(meta).encode()
+    return schema.with_metadata(md)
+
+
+class PartWriter:
+    """Streams one part to a temporary file in row groups, then commits it atomically.
+
+        with PartWriter(store, part_name(k), schema) as w:
+            w.write(table)   # one or more times; each call is one row group
+            w.commit(meta)   # without commit() (an exception), nothing becomes visible
+    """
+
+    def __init__(self, store: Store, name: str, schema: pa.Schema):
+        self.store, self.name, self.schema = store, name, schema
+        final = store.path(name)
+        if store.local:  # temporary next to the final name, so the rename stays atomic
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            self.tmp = os.path.join(os.path.dirname(final),
+                                    f".{os.path.basename(final)}{TMP_TAG}{uuid.uuid4().hex}")
+        else:            # local scratch file, uploaded in one request at commit
+            fd, self.tmp = tempfile.mkstemp(suffix=".parquet", prefix="gankit-part-")
+            os.close(fd)
+        self.rows = 0
+        self.writer = None
+        self.done = False
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        self.writer.write_table(table.cast(self.schema) if table.schema != self.schema else table)
+        self.rows += table.num_rows
+
+    def commit(self, meta: dict) -> None:
+        """Close with `meta` ({index, start, stop, errors, ...}) in the footer and publish."""
+        meta = dict(meta, rows=self.rows)
+        if self.writer is None:  # an empty part still commits (all rows may be errors)
+            self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        self.writer.add_key_value_metadata({PART_META_KEY.decode(): json.dumps(meta)})
+        self.writer.close()
+        if self.store.local:
+            os.replace(self.tmp, self.store.path(self.name))
+        else:
+            self.store.put_file(self.tmp, self.name)
+            os.remove(self.tmp)
+        self.done = True
+
+    def abort(self) -> None:
+        if self.writer is not None and not self.done:
+            try:
+                self.writer.close()
+            except Exception:
+                pass
+        if not self.done and os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.abort()
+        return False
+
+
+def write_table_part(store: Store, name: str, table: pa.Table, meta: dict) -> None:
+    """Commit a whole table as one part (used for small tables such as error records)."""
+    with PartWriter(store, name, table.schema) as w:
+        w.write(table)
+        w.commit(meta)
+
+
+# ----------------------------------------------------------------------------------------
+# Reading
+
+
+def part_footer(store: Store, path: str) -> tuple:
+    """(schema, num_rows, part metadata dict) of one part, from its footer only."""
+    with store.fs.open(path, "rb") as f:
+        md = pq.ParquetFile(f).metadata
+        schema = md.schema.to_arrow_schema()
+        kv = md.metadata or {}
+        meta = json.loads(kv[PART_META_KEY]) if PART_META_KEY in kv else {}
+        return schema, md.num_rows, meta
+
+
+def open_parquet(store: Store, path: str) -> pq.ParquetFile:
+    """A ParquetFile that reads row groups on demand (parts can be large with images)."""
+    return pq.ParquetFile(store.fs.open(path, "rb"))
+
+
+def iter_tables(url_or_store, columns: Optional[list] = None,
+                parts: Optional[list] = None) -> Iterator[pa.Table]:
+    """Stream a dataset one row group at a time, in part order: memory stays flat."""
+    store = url_or_store if isinstance(url_or_store, Store) else open_store(url_or_store,
+                                                                            must_exist=True)
+    for index, path in store.list_parts().items():
+        if parts is not None and index not in parts:
+            continue
+        pf = open_parquet(store, path)
+        try:
+            for g in range(pf.num_row_groups):
+                table = pf.read_row_group(g, columns=columns)
+                yield table.replace_schema_metadata(
+                    strip_part_metadata(table.schema).metadata)
+        finally:
+            pf.close()
+
+
+def read_table(url_or_store, columns: Optional[list] = None) -> pa.Table:
+    """The whole dataset in memory: for small datasets, tests and notebooks only."""
+    tables = list(iter_tables(url_or_store, columns))
+    if not tables:
+        return pa.table({})
+    return pa.concat_tables(tables)
+
+
+def dataset_rows(store: Store) -> tuple:
+    """(total rows, schema of the first part, {index: rows}) from the part footers."""
+    rows, schema, per_part = 0, None, {}
+    for index, path in store.list_parts().items():
+        s, n, _ = part_footer(store, path)
+        schema = schema or s
+        per_part[index] = n
+        rows += n
+    return rows, schema, per_part
+
+
+def strip_part_metadata(schema: pa.Schema) -> pa.Schema:
+    md = {k: v for k, v in (schema.metadata or {}).items() if k != PART_META_KEY}
+    return schema.with_metadata(md or None)
+
+
+# ----------------------------------------------------------------------------------------
+# Manifest
+
+
+def schema_json(schema: Optional[pa.Schema]) -> Optional[dict]:
+    if schema is None:
+        return None
+    schema = strip_part_metadata(schema)
+    meta = {k.decode(): v.decode(errors="replace") for k, v in (schema.metadata or {}).items()}
+    return {"fields": [{"name": f.name, "type": str(f.type)} for f in schema],
+            "metadata": meta}
+
+
+def read_manifest(store: Store) -> Optional[dict]:
+    try:
+        return store.read_json(MANIFEST)
+    except FileNotFoundError:
+        return None
+
+
+def check_identity(store: Store, job: str, identity: dict) -> Optional[dict]:
+    """Refuse to mix two different jobs' rows in one output; returns the old manifest."""
+    old = read_manifest(store)
+    if old is None:
+        if store.list_parts():
+            raise ValueError(f"{store.url} holds part files but no {MANIFEST}: "
+                             f"choose an empty output location")
+        return None
+    if old.get("job") != job:
+        raise ValueError(f"{store.url} holds the output of a '{old.get('job')}' job, "
+                         f"not '{job}': choose another output location")
+    for key, value in identity.items():
+        before = old.get("identity", {}).get(key)
+        if json.loads(json.dumps(before, default=str)) != json.loads(json.dumps(value, default=str)):
+            raise ValueError(f"{store.url} was written with {key}={before!r}, this job has "
+                             f"{key}={value!r}: rows would not match; use another output location")
+    return old
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+@dataclass
+class RunRecord:
+    """What one run of a job did: which parts it computed, which it found committed."""
+    started: str = field(default_factory=now)
+    finished: Optional[str] = None
+    computed: list = field(default_factory=list)   # part indices computed by this run
+    reused: list = field(default_factory=list)     # part indices already committed
+
+
+def footer_metas(store: Store, committed: dict) -> dict:
+    """{index: {rows, errors}} of committed parts, read from their footers."""
+    metas = {}
+    for index, path in committed.items():
+        _, n, meta = part_footer(store, path)
+        metas[index] = {"rows": n, "errors": int(meta.get("errors", 0))}
+    return metas
+
+
+def write_manifest(store: Store, job: str, identity: dict, config: dict, plan: list,
+                   metas: dict, schema: Optional[pa.Schema], runs: list,
+                   complete: bool) -> dict:
+    """The driver's record of a job. `metas` {index: {rows, errors}} holds the committed
+    parts (from the workers' replies and the footers of parts found committed): the
+    manifest is built from part metadata, never from the rows."""
+    parts = [{"index": p.index, "file": part_name(p.index), "start": p.start, "stop": p.stop,
+              "rows": int(metas[p.index]["rows"]), "errors": int(metas[p.index]["errors"])}
+             for p in plan if p.index in metas]
+    manifest = {
+        "format": "gankit.dataset", "version": 1, "job": job,
+        "status": "complete" if complete and len(parts) == len(plan) else "incomplete",
+        "identity": identity, "config": config, "schema": schema_json(schema),
+        "rows": sum(p["rows"] for p in parts), "errors": sum(p["errors"] for p in parts),
+        "num_parts": len(plan), "parts": parts,
+        "runs": [r.__dict__ if isinstance(r, RunRecord) else r for r in runs],
+    }
+    store.write_json(MANIFEST, manifest)
+    return manifest
