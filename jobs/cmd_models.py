@@ -1,0 +1,51 @@
+"""`gankit inspect PATH` and `gankit convert IN OUT`: thin wrappers over gankit.checkpoints."""
+from __future__ import annotations
+
+import argparse
+import json
+
+NETWORKS = ("G_ema", "G")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("inspect", help="print a generator checkpoint's architecture")
+    p.add_argument("path", help="NVIDIA .pkl, rosinality .pt, or gankit checkpoint directory")
+    p.add_argument("--network", default="G_ema", choices=NETWORKS,
+                   help="which generator of a multi-network file (default G_ema)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=inspect_command)
+
+    p = subparsers.add_parser("convert", help="convert a checkpoint to gankit's native format")
+    p.add_argument("input", help="NVIDIA .pkl, rosinality .pt, or gankit checkpoint directory")
+    p.add_argument("output", help="output directory (config.json + model.safetensors)")
+    p.add_argument("--network", default="G_ema", choices=NETWORKS,
+                   help="which generator of a multi-network file (default G_ema)")
+    p.set_defaults(func=convert_command)
+
+
+def inspect_command(args: argparse.Namespace) -> int:
+    from gankit.checkpoints import inspect_checkpoint
+
+    info = inspect_checkpoint(args.path, network=args.network)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    channels = ", ".join(f"{res}: {ch}" for res, ch in info["channels"].items())
+    conditioning = f"c_dim={info['c_dim']}" if info["c_dim"] else "none"
+    for key, value in [("format", info["format"]), ("network", info["network"]),
+                       ("resolution", info["resolution"]), ("num_ws", info["num_ws"]),
+                       ("w_dim", info["w_dim"]), ("z_dim", info["z_dim"]),
+                       ("conditioning", conditioning), ("channels", channels),
+                       ("architecture", info["architecture"]),
+                       ("mapping_layers", info["mapping_layers"]),
+                       ("parameters", info["num_params"])]:
+        print(f"{key}: {value}")
+    return 0
+
+
+def convert_command(args: argparse.Namespace) -> int:
+    from gankit.checkpoints import convert_checkpoint
+
+    out = convert_checkpoint(args.input, args.output, network=args.network)
+    print(f"wrote {out}")
+    return 0
