@@ -266,8 +266,7 @@ def run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict,
         ds = ds.map_batches(
             worker_cls, fn_constructor_kwargs=dict(worker_kwargs, out=out), batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=actors.workers),
-            num_gpus=actors.num_gpus, num_cpus=actors.num_cpus,
-            max_restarts=2, max_task_retries=2)
+            num_gpus=actors.num_gpus, num_cpus=actors.num_cpus)
         done = len(committed)
         for reply in ds.iter_batches(batch_size=1, batch_format="numpy",
                                      prefetch_batches=0):

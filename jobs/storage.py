@@ -119,6 +119,8 @@ class Store:
     """One dataset location: an fsspec filesystem and a root path inside it."""
 
     def __init__(self, url: str, options: Optional[dict] = None, probe: bool = True):
+        if isinstance(url, os.PathLike):
+            url = os.fspath(url)
         if not isinstance(url, str) or not url.strip():
             raise StoreError(f"a storage URL must be a non-empty string, got {url!r}")
         self.url = url.rstrip("/") if len(url) > 1 else url

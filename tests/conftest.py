@@ -66,13 +66,20 @@ def ray_cluster(s3_server):
 # Tiny models on disk
 
 
-def tiny_generator(seed: int = 0):
+def tiny_generator_config(resolution: int = 8):
+    """8px: ~0.2 ms/row on one CPU thread; 32px (wider): ~1.4 ms/row."""
+    from gankit.models.stylegan2 import GeneratorConfig, MappingConfig, SynthesisConfig
+    base, top = (64, 16) if resolution <= 8 else (1024, 32)
+    return GeneratorConfig(z_dim=16, w_dim=16, img_resolution=resolution,
+                           synthesis=SynthesisConfig(channel_base=base, channel_max=top),
+                           mapping=MappingConfig(num_layers=2))
+
+
+def tiny_generator(seed: int = 0, resolution: int = 8):
     import torch
-    from gankit.models.stylegan2 import Generator, GeneratorConfig, MappingConfig, SynthesisConfig
+    from gankit.models.stylegan2 import Generator
     torch.manual_seed(seed)
-    G = Generator(GeneratorConfig(z_dim=16, w_dim=16, img_resolution=8,
-                                  synthesis=SynthesisConfig(channel_base=64, channel_max=16),
-                                  mapping=MappingConfig(num_layers=2))).eval()
+    G = Generator(tiny_generator_config(resolution)).eval()
     with torch.no_grad():
         G.mapping.w_avg.normal_(0, 0.5)   # non-zero so truncation shows
     return G

@@ -1,0 +1,335 @@
+"""The edit stage: move sampled latents along boundaries, render, and rescore.
+
+Input: a dataset with `sample_id`, `z` and optionally `w` / `wp` columns (a sample job's
+output), and boundaries (names from a fit output's boundaries.json, or .npz paths/URLs).
+Output part k <- the first rows of input part k (all of them unless `count` stops earlier);
+one row per (sample, boundary, strength), sample-major, in the order given:
+
+    sample_id  int64
+    boundary   string   the boundary's name ('w/smile', 'w/smile__cond_age', or the path)
+    strength   float32  signed distance moved (mode 'shift') or reached ('to_distance')
+    image      struct<bytes: binary, path: string>  PNG of the edited latent
+    logit_<a>  float32  classifier logits of the edited image (rescoring), if a classifier
+    original   struct<bytes: binary, path: string>  PNG of the unedited latent (keep_original)
+
+Latents: a 'z' boundary edits z, which is then mapped with the sample job's truncation; 'w'
+and 'wp' boundaries edit the sample's W+ codes (built from its w or wp column, or from z
+through the mapping), 'w' ones on `layers` only when given (gankit.editing's semantics).
+Synthesis uses noise_mode='const' and micro-batches of exactly `micro_batch` edits aligned
+to the part's first edit, so the output is deterministic like the sample job's.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+
+from jobs import runtime, storage
+from jobs.runtime import ConfigError, PartWorker, choice, require
+from jobs.sample import DEVICES, load_models, public_config, render_and_label
+from jobs.storage import PartSpec, PartWriter, Store
+
+MODES = ("shift", "to_distance")
+
+
+@dataclass
+class EditConfig:
+    latents: str = ""                  # sample dataset URL (sample_id, z [, w | wp])
+    out: str = ""                      # output URL
+    boundaries: list = field(default_factory=list)  # names in the index ('w/smile') or .npz
+                                                    # paths/URLs; empty = every indexed one
+    index: Optional[str] = None        # fit output URL holding boundaries.json (for names)
+    strengths: list = field(default_factory=lambda: [-3.0, 0.0, 3.0])  # per boundary
+    mode: str = "shift"                # 'shift' (move by t) or 'to_distance' (move to t)
+    layers: Optional[list] = None      # [start, stop): W+ layers a 'w' boundary edits
+    count: Optional[int] = None        # edit only the first `count` input rows
+    keep_original: bool = False        # add the unedited image as column `original`
+    model: str = "toy"                 # generator (the one the latents were sampled from)
+    classifier: Optional[str] = "toy"  # rescoring classifier; None = no logit columns
+    truncation: Optional[float] = None  # psi for mapping edited z; None = the sample job's
+    truncation_cutoff: Optional[int] = None  # with `truncation`: W+ layers truncated
+    micro_batch: int = 16              # edits per model call (outputs depend on it)
+    batch_size: int = 256              # edits per actor step / Parquet row group
+    workers: int = 0                   # actors; 0 = one per GPU, or CPUs - 1 on CPU
+    cpus_per_worker: int = 1           # CPU actors: CPUs (torch threads) per actor
+    device: str = "auto"               # 'auto', 'cuda' or 'cpu'
+    storage: dict = field(default_factory=dict)  # fsspec options for every URL
+
+    def validate(self) -> None:
+        require(bool(self.latents), "latents", "must be the URL of a sample dataset")
+        require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
+        require(bool(self.boundaries) or bool(self.index), "boundaries",
+                "must name boundaries, or `index` must point at a fit output")
+        require(len(self.strengths) > 0 and all(isinstance(t, (int, float)) and
+                np.isfinite(t) for t in self.strengths), "strengths",
+                f"must be a non-empty list of finite numbers (got {self.strengths!r})")
+        choice(self.mode, MODES, "mode")
+        require(self.layers is None or (len(self.layers) == 2 and
+                0 <= self.layers[0] < self.layers[1]), "layers",
+                f"must be [start, stop] with 0 <= start < stop (got {self.layers!r})")
+        require(self.count is None or self.count >= 1, "count", f"must be >= 1 (got {self.count})")
+        require(bool(self.model), "model", "must name a generator ('toy' or a path)")
+        require(self.micro_batch >= 1, "micro_batch", f"must be >= 1 (got {self.micro_batch})")
+        require(self.batch_size >= 1, "batch_size", f"must be >= 1 (got {self.batch_size})")
+        require(self.workers >= 0, "workers", f"must be >= 0 (got {self.workers})")
+        require(self.cpus_per_worker >= 1, "cpus_per_worker", "must be >= 1")
+        choice(self.device, DEVICES, "device")
+
+
+# ----------------------------------------------------------------------------------------
+# Boundaries (driver)
+
+
+def load_boundary(url: str, options: dict):
+    """A Boundary .npz from any fsspec URL (read as bytes: np.load never unpickles)."""
+    import fsspec
+    from gankit.boundaries import Boundary
+    fs, path = fsspec.core.url_to_fs(url, **storage.storage_options(url, options))
+    try:
+        data = fs.cat_file(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"boundary file not found: {url}") from None
+    return Boundary.load(io.BytesIO(data))
+
+
+def resolve_boundaries(cfg: EditConfig) -> list:
+    """[(name, Boundary)] in the order asked; names go through the index, paths are read."""
+    index, entries = None, {}
+    if cfg.index:
+        from jobs.fit import load_index
+        index = load_index(cfg.index, cfg.storage)
+        entries = {e["name"]: e for e in index["boundaries"]}
+    names = list(cfg.boundaries) or list(entries)
+    out = []
+    for name in names:
+        if name in entries:
+            url = f"{cfg.index.rstrip('/')}/{entries[name]['path']}"
+        elif str(name).endswith(".npz"):
+            url = str(name)
+        else:
+            known = ", ".join(entries) if entries else "no index given"
+            raise ConfigError("boundaries", f"has {name!r}, neither an indexed boundary "
+                              f"(known: {known}) nor a .npz path")
+        out.append((str(name), load_boundary(url, cfg.storage)))
+    return out
+
+
+def check_dims(boundaries: list, schema: pa.Schema, url: str) -> None:
+    """Fail in the driver, naming the boundary, when it cannot edit these latents."""
+    from gankit.data import field_shape
+    z_dim = schema.field("z").type.list_size if "z" in schema.names else None
+    num_ws = w_dim = None
+    if "wp" in schema.names:
+        num_ws, w_dim = field_shape(schema.field("wp"))
+    elif "w" in schema.names:
+        w_dim = schema.field("w").type.list_size
+    for name, b in boundaries:
+        if b.space == "z":
+            want = z_dim
+        elif b.space == "w":
+            want = w_dim
+        else:
+            want = (b.layers[1] - b.layers[0]) * w_dim if w_dim else None
+            if num_ws is not None and b.layers[1] > num_ws:
+                raise ConfigError("boundaries", f"has {name!r} on W+ layers {b.layers}, but "
+                                  f"{url} has {num_ws} layers")
+        if want is not None and b.dim != want:
+            raise ConfigError("boundaries", f"has {name!r}, a {b.dim}-dim {b.space!r} "
+                              f"boundary, but the latents of {url} are {want}-dim there")
+
+
+def fingerprint(boundaries: list) -> str:
+    """Digest of the boundaries' geometry: a rerun against refitted ones is another job."""
+    h = hashlib.sha256()
+    for name, b in boundaries:
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(b.normal, dtype=np.float32).tobytes())
+        h.update(np.float64(b.intercept).tobytes())
+    return h.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------
+# Per-batch computation (actor)
+
+
+def edit_schema(names: list, keep_original: bool) -> pa.Schema:
+    from gankit.data import IMAGE_TYPE
+    fields = [pa.field("sample_id", pa.int64()), pa.field("boundary", pa.string()),
+              pa.field("strength", pa.float32()), pa.field("image", IMAGE_TYPE)]
+    fields += [pa.field(f"logit_{a}", pa.float32()) for a in names]
+    if keep_original:
+        fields.append(pa.field("original", IMAGE_TYPE))
+    return pa.schema(fields, metadata={"gankit.job": "edit",
+                                       "gankit.attributes": json.dumps(names)})
+
+
+class Editor(PartWorker):
+    """Ray Data callable: loads G (+ classifier) once, then edits whole parts."""
+
+    job = "edit"
+
+    def __init__(self, cfg: dict, boundaries: list, inputs: dict, truncation: tuple,
+                 device: str, threads: Optional[int], out):
+        super().__init__(out)
+        self.cfg = EditConfig(**cfg)
+        self.boundaries = boundaries                                  # [(name, Boundary)]
+        self.inputs = {int(k): v for k, v in inputs.items()}
+        self.psi, self.cutoff = truncation
+        self.src = Store(self.cfg.latents, self.cfg.storage, probe=False)
+        self.device = runtime.resolve_device(device)
+        runtime.set_deterministic(self.device, threads)
+        self.G, self.C = load_models(self.cfg.model, self.cfg.classifier, self.device)
+        self.names = list(self.C.attribute_names) if self.C is not None else []
+        self.schema = edit_schema(self.names, self.cfg.keep_original)
+
+    def read_rows(self, spec: PartSpec) -> tuple:
+        """(sample ids [n], z [n, z_dim], base ws [n, num_ws, w_dim]) of part `spec`."""
+        import torch
+        from gankit.data import latents_from_column
+        from gankit.latents import to_ws
+        pf = storage.open_parquet(self.src, self.inputs[spec.index])
+        cols = [c for c in ("sample_id", "z", "w", "wp") if c in pf.schema_arrow.names]
+        t = pf.read(columns=cols).slice(0, spec.rows)
+        pf.close()
+        ids = t.column("sample_id").to_numpy()
+        z = latents_from_column(t.column("z"))
+        if "wp" in cols:
+            ws = latents_from_column(t.column("wp")).reshape(len(ids), self.G.num_ws, -1)
+            ws = torch.from_numpy(ws.copy())
+        elif "w" in cols:
+            ws = to_ws(self.G, latents_from_column(t.column("w")), "w").cpu()
+        else:
+            ws = self.map_z(torch.from_numpy(z.copy())).cpu()
+        return ids, z, ws
+
+    def map_z(self, z):
+        """z [n, z_dim] -> ws, in micro-batches of exactly micro_batch rows."""
+        import torch
+        m, out = self.cfg.micro_batch, []
+        with torch.no_grad():
+            for s in range(0, len(z), m):
+                zb = runtime.pad_rows(z[s:s + m], m).to(self.device)
+                ws = self.G.mapping(zb, None, truncation_psi=self.psi,
+                                    truncation_cutoff=self.cutoff)
+                out.append(ws[:len(z[s:s + m])])
+        return torch.cat(out)
+
+    def edited_ws(self, z, ws, rows, bidx, strengths):
+        """ws [k, num_ws, w_dim] of edits (row, boundary, strength) given as index arrays."""
+        import torch
+        from gankit.editing import edit
+        out = torch.empty((len(rows), *ws.shape[1:]), dtype=torch.float32)
+        for bi in np.unique(bidx):
+            sel = np.nonzero(bidx == bi)[0]
+            b, t = self.boundaries[bi][1], strengths[sel]
+            if b.space == "z":
+                ze = edit(torch.from_numpy(z[rows[sel]].copy()), b, t, self.cfg.mode)
+                out[sel] = self.map_z(ze).cpu()
+            else:
+                layers = tuple(self.cfg.layers) if self.cfg.layers and b.space == "w" else None
+                out[sel] = edit(ws[rows[sel]], b, t, self.cfg.mode, layers)
+        return out
+
+    def write_part(self, spec: PartSpec) -> dict:
+        from gankit.data import image_column
+        ids, z, ws = self.read_rows(spec)
+        nb, ns, m = len(self.boundaries), len(self.cfg.strengths), self.cfg.micro_batch
+        total = len(ids) * nb * ns                       # edits, sample-major
+        step = max(1, -(-self.cfg.batch_size // m)) * m
+        originals = self.render(ws)[0] if self.cfg.keep_original else None
+        strengths = np.asarray(self.cfg.strengths, dtype=np.float64)
+        with PartWriter(self.out, storage.part_name(spec.index), self.schema) as w:
+            for s in range(0, total, step):
+                j = np.arange(s, min(s + step, total))   # edit index -> (row, boundary, t)
+                rows, bidx, tidx = j // (nb * ns), (j // ns) % nb, j % ns
+                e_ws = self.edited_ws(z, ws, rows, bidx, strengths[tidx])
+                pngs, logits = self.render(e_ws)
+                cols = {"sample_id": pa.array(ids[rows]),
+                        "boundary": pa.array([self.boundaries[b][0] for b in bidx]),
+                        "strength": pa.array(strengths[tidx].astype(np.float32)),
+                        "image": image_column(pngs)}
+                for a, name in enumerate(self.names):
+                    cols[f"logit_{name}"] = pa.array(logits[:, a])
+                if originals is not None:
+                    cols["original"] = image_column([originals[r] for r in rows])
+                w.write(pa.Table.from_arrays([cols[f.name] for f in self.schema],
+                                             schema=self.schema))
+            w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
+                      "errors": 0})
+        return {"rows": total, "errors": 0}
+
+    def render(self, ws) -> tuple:
+        """ws [k, num_ws, w_dim] -> (PNG list [k], logits [k, A] float32 or None), in
+        micro-batches of exactly micro_batch rows."""
+        import torch
+        m, pngs, logits = self.cfg.micro_batch, [], []
+        with torch.no_grad():
+            for s in range(0, len(ws), m):
+                n = len(ws[s:s + m])
+                p, l = render_and_label(self.G, self.C,
+                                        runtime.pad_rows(ws[s:s + m], m).to(self.device), True)
+                pngs += p[:n]
+                if l is not None:
+                    logits.append(l[:n])
+        return pngs, (np.concatenate(logits).astype(np.float32) if logits else None)
+
+
+# ----------------------------------------------------------------------------------------
+# Driver
+
+
+def input_plan(src: Store, count: Optional[int]) -> tuple:
+    """({index: path}, [PartSpec]) of the input rows to edit: every row, or the first
+    `count` in part order; spec.start/stop are input row offsets."""
+    parts, plan, start = src.list_parts(), [], 0
+    if not parts:
+        raise FileNotFoundError(f"no part files at {src.url} (run `gankit sample` first)")
+    for k, path in parts.items():
+        if count is not None and start >= count:
+            break
+        n = storage.part_footer(src, path)[1]
+        n = n if count is None else min(n, count - start)
+        plan.append(PartSpec(k, start, start + n))
+        start += n
+    return {k: parts[k] for k in (p.index for p in plan)}, plan
+
+
+def sample_truncation(src: Store, cfg: EditConfig) -> tuple:
+    """(psi, cutoff) for mapping z: the config's, else the sample job's manifest, else 1."""
+    if cfg.truncation is not None:
+        return float(cfg.truncation), cfg.truncation_cutoff
+    manifest = storage.read_manifest(src) or {}
+    ident = manifest.get("identity", {})
+    return float(ident.get("truncation", 1.0)), ident.get("truncation_cutoff")
+
+
+def run_edit(cfg: EditConfig) -> dict:
+    """Edit the latents of `cfg.latents` along each boundary at each strength into `cfg.out`;
+    returns the manifest."""
+    cfg.validate()
+    src = storage.open_store(cfg.latents, cfg.storage, must_exist=True)
+    out = storage.open_store(cfg.out, cfg.storage, create=True)
+    boundaries = resolve_boundaries(cfg)
+    require(len(boundaries) > 0, "boundaries", f"is empty and the index at {cfg.index} has none")
+    inputs, plan = input_plan(src, cfg.count)
+    check_dims(boundaries, storage.part_footer(src, next(iter(inputs.values())))[0], cfg.latents)
+    truncation = sample_truncation(src, cfg)
+    runtime.ensure_ray()
+    actors = runtime.plan_actors(cfg.workers, cfg.device, len(plan), cfg.cpus_per_worker)
+    kwargs = {"cfg": runtime.config_dict(cfg), "boundaries": boundaries,
+              "inputs": {str(k): v for k, v in inputs.items()}, "truncation": truncation,
+              "device": actors.device,
+              "threads": int(actors.num_cpus) if not actors.num_gpus else None}
+    identity = {"latents": cfg.latents, "boundaries": [n for n, _ in boundaries],
+                "geometry": fingerprint(boundaries), "strengths": list(cfg.strengths),
+                "mode": cfg.mode, "layers": cfg.layers, "count": cfg.count,
+                "keep_original": cfg.keep_original, "model": cfg.model,
+                "classifier": cfg.classifier, "truncation": list(truncation),
+                "micro_batch": cfg.micro_batch}
+    return runtime.run_parts("edit", out, plan, Editor, kwargs, identity, public_config(cfg),
+                             actors)

@@ -1,0 +1,142 @@
+"""The pipeline driver: sample -> fit -> edit -> report from one YAML or JSON config.
+
+    root: s3://bucket/runs/toy-1      # every stage writes under it:
+                                      #   samples/  fit/  edits/  report/
+    stages: [sample, fit, edit, report]
+    model: toy                        # shared by the stages that need them
+    classifier: toy
+    device: auto
+    workers: 0
+    storage: {}                       # fsspec options for every URL (endpoint_url, ...)
+    sample: {count: 20000, seed: 0, space: w, rows_per_part: 2000}
+    fit:    {spaces: [z, w], conditions: [[glasses, [age]]]}
+    edit:   {strengths: [-3, 0, 3], count: 16}      # boundaries: default all W ones
+    report: {}                        # passed to jobs.report when it is installed
+
+Every section is validated before anything runs: an unknown key or a bad value fails with
+one sentence naming it (`sample.space must be one of z, w, wp (got 'q')`). Stages are
+resumable like the jobs themselves: rerunning the same config recomputes only missing parts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+
+from jobs.runtime import ConfigError, choice, config_from_dict, require
+
+STAGES = ("sample", "fit", "edit", "report")
+WIRED = {"sample": ("out",), "fit": ("samples", "out"), "edit": ("latents", "index", "out")}
+
+
+@dataclass
+class PipelineConfig:
+    root: str = ""                     # output root URL; stages write to root/<stage>/
+    stages: list = field(default_factory=lambda: list(STAGES))  # which stages to run
+    model: str = "toy"                 # generator for sample and edit
+    classifier: str = "toy"            # classifier for sample labels and edit rescoring
+    device: str = "auto"               # 'auto', 'cuda' or 'cpu' for the actor stages
+    workers: int = 0                   # actors per stage (0 = per GPU, or CPUs - 1)
+    storage: dict = field(default_factory=dict)   # fsspec options for every URL
+    sample: dict = field(default_factory=dict)    # SampleConfig fields
+    fit: dict = field(default_factory=dict)       # FitConfig fields
+    edit: dict = field(default_factory=dict)      # EditConfig fields
+    report: dict = field(default_factory=dict)    # jobs.report's config fields
+
+    def validate(self) -> None:
+        require(bool(self.root), "root", "must be the output root URL (a path or s3://...)")
+        require(len(self.stages) > 0, "stages", "must list at least one stage")
+        for s in self.stages:
+            choice(s, STAGES, "stages")
+        choice(self.device, ("auto", "cuda", "cpu"), "device")
+        require(self.workers >= 0, "workers", f"must be >= 0 (got {self.workers})")
+
+    def url(self, stage: str) -> str:
+        return f"{self.root.rstrip('/')}/{ {'sample': 'samples', 'edit': 'edits'}.get(stage, stage) }"
+
+
+def load_config(path: str) -> PipelineConfig:
+    """Read and validate a YAML or JSON pipeline config file."""
+    import yaml
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"pipeline config not found: {path}")
+    with open(path) as f:
+        text = f.read()
+    try:
+        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as e:
+        raise ValueError(f"{path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: "
+                         f"{str(e).splitlines()[0]}") from None
+    cfg = config_from_dict(PipelineConfig, data or {})
+    stage_configs(cfg)          # validate every section now, before anything runs
+    return cfg
+
+
+def _section(cfg: PipelineConfig, stage: str, shared: dict) -> dict:
+    """A stage's section plus the shared fields it did not set, plus the wiring."""
+    section = dict(getattr(cfg, stage))
+    for key in WIRED.get(stage, ()):
+        if key in section:
+            raise ConfigError(f"{stage}.{key}", "is set by the pipeline from root; remove it")
+    for key, value in shared.items():
+        section.setdefault(key, value)
+    return section
+
+
+def stage_configs(cfg: PipelineConfig) -> dict:
+    """{stage: its validated config} for the sample, fit and edit stages."""
+    from jobs.edit import EditConfig
+    from jobs.fit import FitConfig
+    from jobs.sample import SampleConfig
+    actor = {"device": cfg.device, "workers": cfg.workers, "storage": cfg.storage}
+    sample = _section(cfg, "sample", dict(actor, model=cfg.model, classifier=cfg.classifier,
+                                          out=cfg.url("sample")))
+    fit = _section(cfg, "fit", {"samples": cfg.url("sample"), "out": cfg.url("fit"),
+                                "storage": cfg.storage})
+    edit = _section(cfg, "edit", dict(actor, model=cfg.model, classifier=cfg.classifier,
+                                      latents=cfg.url("sample"), index=cfg.url("fit"),
+                                      out=cfg.url("edit")))
+    return {"sample": config_from_dict(SampleConfig, sample, "sample"),
+            "fit": config_from_dict(FitConfig, fit, "fit"),
+            "edit": config_from_dict(EditConfig, edit, "edit")}
+
+
+def run_report_stage(cfg: PipelineConfig) -> object:
+    """Call jobs.report.run_report when that module is installed, else say it was skipped."""
+    try:
+        from jobs import report
+    except ImportError as e:
+        print(f"[pipeline] report skipped: jobs.report is not available ({e})", flush=True)
+        return None
+    wiring = {"samples": cfg.url("sample"), "boundaries": cfg.url("fit"),
+              "fit": cfg.url("fit"), "index": cfg.url("fit"), "edits": cfg.url("edit"),
+              "out": cfg.url("report"), "model": cfg.model, "classifier": cfg.classifier,
+              "storage": cfg.storage}
+    config_cls = getattr(report, "ReportConfig", None)
+    if config_cls is None or not dataclasses.is_dataclass(config_cls):
+        return report.run_report(dict(wiring, **cfg.report))
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    data = {k: v for k, v in wiring.items() if k in names}
+    data.update(cfg.report)
+    return report.run_report(config_from_dict(config_cls, data, "report"))
+
+
+def run_pipeline(cfg: PipelineConfig) -> dict:
+    """Run the configured stages in order; returns {stage: its result}."""
+    from jobs.edit import run_edit
+    from jobs.fit import run_fit
+    from jobs.sample import run_sample
+    cfg.validate()
+    configs = stage_configs(cfg)
+    runners = {"sample": run_sample, "fit": run_fit, "edit": run_edit}
+    results = {}
+    for stage in STAGES:
+        if stage not in cfg.stages:
+            continue
+        print(f"[pipeline] stage {stage} -> {cfg.url(stage)}", flush=True)
+        if stage == "report":
+            results[stage] = run_report_stage(cfg)
+        else:
+            results[stage] = runners[stage](configs[stage])
+    return results
