@@ -1,0 +1,542 @@
+"""InterFaceGAN semantic boundaries: a linear SVM separating latents by an attribute score.
+
+Facts from InterFaceGAN (genforce/interfacegan, `train_boundary`): keep the top and bottom 2% of
+samples by score, split each class 70/30 into train/val, fit `SVC(kernel='linear')`, keep only the
+unit normal. What gankit does differently, and why:
+
+- The intercept is KEPT: the signed distance d(x) = x.n + intercept is what `edit(...,
+  mode='to_distance')` and the accuracies use; dropping it moves the decision surface through the
+  origin, which is not where the attribute flips (W, for example, is centred on w_avg, not 0).
+- Fitting is a primal solver, not libsvm's dual: `solver='newton'` (the default through 'auto')
+  is a finite Newton method for the L2-loss linear SVM (Keerthi & DeCoste, JMLR 2005) in torch,
+  with the intercept unregularised as in SVC; 'liblinear' is sklearn's LinearSVC; 'svc' is the
+  InterFaceGAN reference, kept for comparisons. See benchmarks/bench_fit.py.
+- Conditional boundaries are computed with a rank-revealing projection, so near-collinear
+  conditions do not break it (InterFaceGAN's closed form solves with a singular C C^T there).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+SPACES = ("z", "w", "wp")
+SOLVERS = ("auto", "newton", "liblinear", "svc")
+NEWTON_MAX_DIM = 2048      # 'auto' uses Newton up to this many dims (its Hessian is D x D)
+MIN_RESIDUAL = 1e-3        # conditional_normal refuses primals closer than this to span(C)
+FORMAT_VERSION = 1         # version of the .npz layout written by Boundary.save
+
+
+# ----------------------------------------------------------------------------------------
+# The boundary
+
+
+@dataclass
+class Boundary:
+    """A hyperplane in one latent space: d(x) = x.normal + intercept, d(x) > 0 => positive."""
+    attribute: str                          # Attribute name, e.g. 'smile'.
+    space: str                              # 'z', 'w' or 'wp'.
+    normal: np.ndarray                      # [D] unit-norm float32; D = (stop-start)*w_dim for 'wp'.
+    intercept: float                        # Offset of the signed distance (in latent units).
+    layers: Optional[tuple] = None          # 'wp' only: W+ layer range [start, stop) fitted on.
+    conditions: tuple = ()                  # Attributes projected out of the normal.
+    metrics: dict = field(default_factory=dict)  # Fit metrics (accuracies, sizes, solver, time).
+    center: Optional[np.ndarray] = None     # [D] mean of the latents the SVM was fitted on.
+
+    def __post_init__(self):
+        if self.space not in SPACES:
+            raise ValueError(f"Boundary.space must be one of {SPACES}, got {self.space!r}")
+        self.normal = np.asarray(self.normal, dtype=np.float32).reshape(-1)
+        norm = float(np.linalg.norm(self.normal.astype(np.float64)))
+        if not abs(norm - 1.0) < 1e-4:
+            raise ValueError(f"Boundary.normal must be unit-norm, got norm {norm:.6g}")
+        self.intercept = float(self.intercept)
+        self.conditions = tuple(str(c) for c in self.conditions)
+        if self.center is not None:
+            self.center = np.asarray(self.center, dtype=np.float32).reshape(-1)
+            if self.center.shape != self.normal.shape:
+                raise ValueError(f"Boundary.center must be [{self.dim}], got {self.center.shape}")
+        self.layers = _check_layers(self.space, self.layers, self.dim)
+
+    @property
+    def dim(self) -> int:
+        return int(self.normal.size)
+
+    @property
+    def w_dim(self) -> int:
+        """Width of one latent vector: D for 'z'/'w', D / (stop - start) for 'wp'."""
+        if self.layers is None:
+            return self.dim
+        return self.dim // (self.layers[1] - self.layers[0])
+
+    def save(self, path) -> None:
+        """Write a .npz holding only numeric/string arrays (metrics as JSON text): loading it never
+        unpickles. `path` is a local path (written atomically) or a binary file object."""
+        arrays = dict(
+            format_version=np.int64(FORMAT_VERSION),
+            attribute=np.str_(self.attribute), space=np.str_(self.space),
+            normal=self.normal, intercept=np.float64(self.intercept),
+            layers=np.asarray(self.layers if self.layers else [], dtype=np.int64),
+            conditions=np.asarray(self.conditions, dtype=np.str_).reshape(-1),
+            metrics=np.str_(json.dumps(_jsonable(self.metrics), sort_keys=True)),
+            center=self.center if self.center is not None else np.zeros(0, np.float32))
+        if hasattr(path, "write"):
+            np.savez(path, **arrays)
+            return
+        path = os.fspath(path)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path) -> "Boundary":
+        """Read a file written by `save` (never with allow_pickle)."""
+        with np.load(path, allow_pickle=False) as f:
+            missing = set(_FILE_KEYS) - set(f.files)
+            if missing:
+                raise ValueError(f"not a gankit Boundary file: missing {sorted(missing)}")
+            a = {key: f[key] for key in _FILE_KEYS}  # raises on object arrays (no unpickling)
+        if int(a["format_version"]) != FORMAT_VERSION:
+            raise ValueError(f"unsupported Boundary format_version {int(a['format_version'])}")
+        return cls(attribute=str(a["attribute"]), space=str(a["space"]), normal=a["normal"],
+                   intercept=float(a["intercept"]), layers=tuple(int(v) for v in a["layers"]) or None,
+                   conditions=tuple(str(c) for c in a["conditions"]),
+                   metrics=json.loads(str(a["metrics"])),
+                   center=a["center"] if a["center"].size else None)
+
+
+_FILE_KEYS = ("format_version", "attribute", "space", "normal", "intercept", "layers",
+              "conditions", "metrics", "center")
+
+
+def _check_layers(space: str, layers, dim: int) -> Optional[tuple]:
+    if space != "wp":
+        if layers is not None:
+            raise ValueError(f"layers apply to space 'wp' only, got layers={layers} for {space!r}")
+        return None
+    if layers is None or len(layers) != 2:
+        raise ValueError(f"a 'wp' boundary needs layers=(start, stop), got {layers}")
+    start, stop = int(layers[0]), int(layers[1])
+    if not 0 <= start < stop or dim % (stop - start):
+        raise ValueError(f"layers={layers} do not fit a 'wp' normal of {dim} dims")
+    return (start, stop)
+
+
+def _jsonable(obj):
+    """Metrics to plain JSON types (numpy scalars -> Python, NaN -> None)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.generic,)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def signed_distance_flat(x: np.ndarray, normal: np.ndarray, intercept: float,
+                         chunk: int = 65536) -> np.ndarray:
+    """d(x) = x.n + intercept for flat latents x [N, D] -> float64 [N], in chunks."""
+    n64 = normal.astype(np.float64)
+    out = np.empty(len(x), dtype=np.float64)
+    for s in range(0, len(x), chunk):
+        out[s:s + chunk] = np.asarray(x[s:s + chunk], dtype=np.float64) @ n64 + intercept
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# W+ slices
+
+
+def flatten_wp(ws, layers: Optional[tuple] = None):
+    """ws [N, L, D] -> [N, (stop - start) * D], the layers [start, stop) (default all)."""
+    if ws.ndim != 3:
+        raise ValueError(f"W+ latents must be [N, L, D], got shape {tuple(ws.shape)}")
+    start, stop = layers if layers is not None else (0, ws.shape[1])
+    if not 0 <= start < stop <= ws.shape[1]:
+        raise ValueError(f"layers must satisfy 0 <= start < stop <= {ws.shape[1]}, got {layers}")
+    return ws[:, start:stop].reshape(ws.shape[0], -1)
+
+
+# ----------------------------------------------------------------------------------------
+# Selection of training samples
+
+
+def select_extremes(scores: np.ndarray, fraction: float = 0.02,
+                    count: Optional[int] = None) -> tuple:
+    """InterFaceGAN's selection: the `count` (default floor(fraction * N)) highest-scoring samples
+    are positives, the `count` lowest negatives. Returns (pos_idx, neg_idx), int64 [count] each,
+    most extreme first; ties are broken by index (stable sort) so the result is deterministic."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)  # [N]
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("scores contain NaN or inf")
+    n = scores.size
+    if count is None:
+        if not 0 < fraction <= 0.5:
+            raise ValueError(f"fraction must be in (0, 0.5], got {fraction}")
+        count = int(math.floor(fraction * n + 1e-9))
+    if not 1 <= count <= n // 2:
+        raise ValueError(f"need 1 <= count <= N/2 = {n // 2} samples per class, got {count}")
+    order = np.argsort(scores, kind="stable")  # ascending
+    return order[::-1][:count].copy(), order[:count].copy()
+
+
+def _split(idx: np.ndarray, val_fraction: float, rng: np.random.Generator) -> tuple:
+    """Shuffle one class and cut it into (train, val)."""
+    idx = rng.permutation(idx)
+    n_val = int(math.floor(len(idx) * val_fraction + 1e-9))
+    if n_val >= len(idx):
+        raise ValueError(f"val_fraction={val_fraction} leaves no training samples "
+                         f"out of {len(idx)} per class")
+    return idx[n_val:], idx[:n_val]
+
+
+# ----------------------------------------------------------------------------------------
+# Solvers: each returns (w [D] float64, b) for the decision x.w + b on the given rows.
+
+
+def _column_mean(X: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    total = np.zeros(X.shape[1], dtype=np.float64)
+    for s in range(0, len(X), chunk):
+        total += X[s:s + chunk].sum(axis=0, dtype=np.float64)
+    return total / len(X)
+
+
+def _solve_svc(X: np.ndarray, y: np.ndarray, C: float) -> tuple:
+    """InterFaceGAN's reference: libsvm's dual, hinge loss, on the raw latents."""
+    from sklearn.svm import SVC
+    model = SVC(kernel="linear", C=C).fit(X, y)
+    return model.coef_[0].astype(np.float64), float(model.intercept_[0])
+
+
+def _solve_liblinear(X: np.ndarray, y: np.ndarray, C: float) -> tuple:
+    """sklearn LinearSVC (squared hinge). It regularises the intercept like a weight, so the
+    latents are centred first to make that intercept small; mapped back afterwards."""
+    from sklearn.svm import LinearSVC
+    mu = _column_mean(X)
+    model = LinearSVC(C=C, dual="auto", max_iter=5000).fit(X - mu, y)
+    w = model.coef_[0].astype(np.float64)
+    return w, float(model.intercept_[0]) - float(w @ mu)
+
+
+def _solve_newton(X: np.ndarray, y: np.ndarray, C: float, device: str = "cpu",
+                  tol: float = 1e-6, max_iter: int = 100) -> tuple:
+    """min_w,b 0.5 |w|^2 + C sum_i max(0, 1 - y_i (x_i.w + b))^2, b unregularised (as in SVC).
+
+    Finite Newton: with A = the samples inside the margin, the generalised Hessian is
+    diag(1,..,1,0) + 2C [X_A 1]^T [X_A 1]; an exact line search on the piecewise quadratic
+    follows each step; the iteration ends when the active set is the optimum's (4-30 steps in
+    our runs). The Hessian is updated only for the rows that enter or leave A, so after the
+    first step an iteration costs about two passes over X. X stays float32 (Hessian blocks on
+    centred rows are computed in float32 and accumulated in float64). Runs on `device`; on a
+    CPU shared with other busy processes, set torch.set_num_threads(1) (as Ray does in tasks):
+    intra-op threads then stall on each other far more than they help."""
+    sv = _NewtonSVM(X, y, C, device)
+    return sv.run(tol, max_iter)
+
+
+class _NewtonSVM:
+    """State of the finite Newton iteration; rows are centred on mu for conditioning."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, C: float, device: str, chunk: int = 32768):
+        self.X = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=device)
+        self.y = torch.as_tensor(y, dtype=torch.float64, device=device)    # [n] +-1
+        self.C, self.chunk, self.dim = float(C), chunk, X.shape[1]
+        self.mu = torch.as_tensor(_column_mean(X), device=device)           # [D] float64
+        self.w = torch.zeros(self.dim, dtype=torch.float64, device=device)  # in centred coords
+        self.b = 0.0
+        self.margin = torch.zeros_like(self.y)                               # y (xc.w + b)
+        self.in_hessian = torch.zeros_like(self.y, dtype=torch.bool)        # rows summed in H
+        self.H = torch.zeros(self.dim + 1, self.dim + 1, dtype=torch.float64, device=device)
+
+    def matvec(self, v: torch.Tensor, c: float) -> torch.Tensor:
+        """xc_i.v + c for every row: [n] float64."""
+        v32, out = v.float(), []
+        for s in range(0, len(self.X), self.chunk):
+            out.append((self.X[s:s + self.chunk] @ v32).double())
+        return torch.cat(out) - float(self.mu @ v) + c
+
+    def rmatvec(self, r: torch.Tensor) -> torch.Tensor:
+        """sum_i r_i xc_i: [D] float64."""
+        total = torch.zeros(self.dim, dtype=torch.float64, device=self.X.device)
+        r32 = r.float()
+        for s in range(0, len(self.X), self.chunk):
+            total += (self.X[s:s + self.chunk].T @ r32[s:s + self.chunk]).double()
+        return total - self.mu * float(r.sum())
+
+    def gradient(self) -> torch.Tensor:
+        """[dF/dw, dF/db]: [D + 1] float64."""
+        coef = self.y * (1 - self.margin).clamp_min(0)            # y_i max(0, 1 - m_i)
+        g_w = self.w - 2 * self.C * self.rmatvec(coef)
+        g_b = -2 * self.C * coef.sum()
+        return torch.cat([g_w, g_b.reshape(1)])
+
+    def update_hessian(self) -> None:
+        """Add the rows that entered the active set, subtract the ones that left.
+        H = [[sum xc xc^T, sum xc], [sum xc^T, count]] over the active rows."""
+        active = self.margin < 1
+        for sign, rows in ((1.0, active & ~self.in_hessian), (-1.0, self.in_hessian & ~active)):
+            idx = torch.nonzero(rows).flatten()
+            for s in range(0, len(idx), self.chunk):
+                xc = self.X[idx[s:s + self.chunk]] - self.mu.float()            # [k, D]
+                self.H[:-1, :-1] += sign * (xc.T @ xc).double()
+                self.H[:-1, -1] += sign * xc.sum(dim=0, dtype=torch.float64)
+                self.H[-1, -1] += sign * len(xc)
+        self.H[-1, :-1] = self.H[:-1, -1]
+        self.in_hessian = active
+
+    def newton_direction(self, g: torch.Tensor) -> torch.Tensor:
+        reg = torch.ones(self.dim + 1, dtype=torch.float64, device=g.device)
+        reg[-1] = 1e-10  # keeps H invertible when no sample is active (b is unregularised)
+        return -torch.linalg.solve(2 * self.C * self.H + torch.diag(reg), g)
+
+    def line_search(self, d: torch.Tensor, q: torch.Tensor, g_dot_d: float) -> float:
+        """Exact minimiser t of F(w + t d) along d, with q_i = y_i (xc_i.d_w + d_b).
+        F' along the line is piecewise linear and increasing: Newton on it, kept inside a
+        bracket [lo, hi] by bisection."""
+        dw_sq, w_dw, q_sq = float(d[:-1] @ d[:-1]), float(self.w @ d[:-1]), q * q
+
+        def slope(t):  # (F'(t), F''(t))
+            r = (1 - self.margin - t * q).clamp_min(0)
+            return (w_dw + t * dw_sq - 2 * self.C * float(r @ q),
+                    dw_sq + 2 * self.C * float(q_sq @ (r > 0).double()))
+
+        lo, hi, t = 0.0, math.inf, 1.0
+        for _ in range(60):
+            d1, d2 = slope(t)
+            if d1 < 0:
+                lo = t
+            else:
+                hi = t
+            step = d1 / d2 if d2 > 0 else math.copysign(math.inf, d1)
+            if abs(d1) <= 1e-10 * abs(g_dot_d) or abs(step) <= 1e-12 * t:
+                return t
+            t_new = t - step
+            if not lo < t_new < hi:
+                t_new = 2 * lo if math.isinf(hi) else 0.5 * (lo + hi)
+            t = t_new
+        return t
+
+    def run(self, tol: float, max_iter: int) -> tuple:
+        """Newton steps until the gradient is tol times its start, the active set survives a
+        full step (the optimum: the quadratic of that set is minimised), or float32 rounding
+        stops progress."""
+        g0_norm = None
+        for _ in range(max_iter):
+            g = self.gradient()
+            g0_norm = g0_norm or float(g.norm())
+            if float(g.norm()) <= tol * g0_norm:
+                break
+            self.update_hessian()
+            d = self.newton_direction(g)
+            q = self.y * self.matvec(d[:-1], float(d[-1]))
+            t = self.line_search(d, q, float(g @ d))
+            if t * float(d.norm()) <= 1e-12 * (1 + float(self.w.norm())):
+                break
+            self.w += t * d[:-1]
+            self.b += t * float(d[-1])
+            self.margin += t * q
+            if abs(t - 1) < 1e-3 and torch.equal(self.margin < 1, self.in_hessian):
+                break
+        w = self.w.cpu().numpy()
+        return w, self.b - float(w @ self.mu.cpu().numpy())
+
+
+def _resolve_solver(solver: str, dim: int) -> str:
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if solver != "auto":
+        return solver
+    return "newton" if dim <= NEWTON_MAX_DIM else "liblinear"
+
+
+def _fit_linear(X: np.ndarray, y: np.ndarray, solver: str, C: float, device: str) -> tuple:
+    if solver == "svc":
+        return _solve_svc(X, y, C)
+    if solver == "liblinear":
+        return _solve_liblinear(X, y, C)
+    return _solve_newton(X, y, C, device)
+
+
+# ----------------------------------------------------------------------------------------
+# Fitting
+
+
+def _flat_latents(latents: np.ndarray, space: str, layers) -> tuple:
+    """latents -> (flat [N, D] array, layers) for the given space."""
+    if space not in SPACES:
+        raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+    if space == "wp" and latents.ndim == 3:
+        layers = tuple(layers) if layers is not None else (0, latents.shape[1])
+        return flatten_wp(latents, layers), layers
+    if latents.ndim != 2:
+        raise ValueError(f"latents must be [N, D] (or [N, L, D] for 'wp'), got {latents.shape}")
+    if space == "wp" and layers is None:
+        raise ValueError("flattened 'wp' latents need layers=(start, stop)")
+    return latents, (tuple(layers) if layers is not None else None)
+
+
+def _accuracy(d: np.ndarray, positive: np.ndarray) -> Optional[float]:
+    return float(np.mean((d > 0) == positive)) if len(d) else None
+
+
+def fit_boundary(latents: np.ndarray, scores: np.ndarray, attribute: str, space: str,
+                 fraction: float = 0.02, count: Optional[int] = None,
+                 val_fraction: float = 0.3, seed: int = 0, solver: str = "auto",
+                 C: float = 1.0, layers: Optional[tuple] = None, threshold: float = 0.0,
+                 device: str = "cpu") -> Boundary:
+    """Fit an InterFaceGAN boundary for one attribute.
+
+    latents: [N, D] for 'z'/'w'; for 'wp' [N, L, D] (the slice `layers`, default all, is
+        flattened) or already flattened [N, (stop-start)*D] with `layers` given.
+    scores: [N] attribute scores (logits by default, see `threshold`).
+    Selection: top/bottom `fraction` (or `count`) by score are labelled positive/negative by
+    rank; each class is shuffled (seed) and split (1 - val_fraction)/val_fraction.
+    The SVM's intercept is kept; normal and intercept are scaled so that |normal| = 1, which
+    makes d(x) = x.n + intercept a signed Euclidean distance in the latent space.
+    Metrics: train/val accuracy on the selected samples (labels by rank); all_accuracy on
+    every sample and remaining_accuracy on the samples not selected, labelled
+    score > threshold (0 for logits; pass 0.5 for probabilities). InterFaceGAN's
+    "remaining" accuracy labels by the midrange (max + min) / 2 of the scores instead.
+    """
+    start = time.perf_counter()
+    latents = np.asarray(latents)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    flat, layers = _flat_latents(latents, space, layers)
+    if len(flat) != len(scores):
+        raise ValueError(f"latents have {len(flat)} rows but scores have {len(scores)}")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if C <= 0:
+        raise ValueError(f"C must be > 0, got {C}")
+    solver = _resolve_solver(solver, flat.shape[1])
+
+    pos, neg = select_extremes(scores, fraction, count)
+    rng = np.random.default_rng(seed)
+    (pos_train, pos_val), (neg_train, neg_val) = _split(pos, val_fraction, rng), \
+        _split(neg, val_fraction, rng)
+    train = np.concatenate([pos_train, neg_train])
+    y = np.concatenate([np.ones(len(pos_train)), -np.ones(len(neg_train))])
+    X = np.asarray(flat[train], dtype=np.float32)                        # [n_train, D]
+    if not np.all(np.isfinite(X)):
+        raise ValueError("latents contain NaN or inf")
+
+    w, b = _fit_linear(X, y, solver, C, device)
+    norm = float(np.linalg.norm(w))
+    if not norm > 0:
+        raise ValueError(f"the SVM found no direction for {attribute!r} (|w| = 0)")
+    normal, intercept = w / norm, b / norm
+    fit_seconds = time.perf_counter() - start
+
+    val = np.concatenate([pos_val, neg_val])
+    d_all = signed_distance_flat(flat, normal, intercept)               # [N]
+    selected = np.zeros(len(flat), dtype=bool)
+    selected[np.concatenate([pos, neg])] = True
+    label_all = scores > threshold
+    metrics = dict(
+        train_accuracy=_accuracy(d_all[train], y > 0),
+        val_accuracy=_accuracy(d_all[val], np.isin(val, pos_val)),
+        all_accuracy=_accuracy(d_all, label_all),
+        remaining_accuracy=_accuracy(d_all[~selected], label_all[~selected]),
+        threshold=float(threshold), n_train=int(len(train)), n_val=int(len(val)),
+        n_selected=int(selected.sum()), n_total=int(len(flat)), solver=solver, C=float(C),
+        fit_seconds=fit_seconds, seconds=time.perf_counter() - start)
+    return Boundary(attribute=attribute, space=space, normal=normal, intercept=intercept,
+                    layers=layers, metrics=metrics, center=X.mean(axis=0, dtype=np.float64))
+
+
+# ----------------------------------------------------------------------------------------
+# Conditional boundaries and disentanglement
+
+
+def conditional_normal(primal: np.ndarray, conditions, rcond: float = 1e-6) -> np.ndarray:
+    """Project the span of the conditions out of a primal normal: n' = (I - P_C) n, normalised.
+
+    primal [D]; conditions [K, D] (or a list of [D]). For one unit condition this is InterFaceGAN's
+    n - (n.c) c, and on well-conditioned input it equals their n - C^T (C C^T)^-1 C n.
+    Near-collinear conditions: (C C^T)^-1 does not exist numerically, so P_C is built from the
+    eigen-decomposition of C C^T (rows of C normalised), keeping the eigen-directions with
+    eigenvalue > rcond * largest: the hard-threshold form of the ridge solution
+    C^T (C C^T + ridge I)^-1 C n, with exact orthogonality to the kept span, where a ridge
+    only reaches O(ridge). Raises ValueError if n lies (nearly) inside span(C)."""
+    n = _unit(np.asarray(primal, dtype=np.float64).reshape(-1), "primal")      # [D]
+    cond = np.atleast_2d(np.asarray(conditions, dtype=np.float64))             # [K, D]
+    if cond.shape[1] != n.size:
+        raise ValueError(f"conditions must be [K, {n.size}], got {cond.shape}")
+    cond = np.stack([_unit(c, f"condition {k}") for k, c in enumerate(cond)])
+    evals, evecs = np.linalg.eigh(cond @ cond.T)                                 # [K], [K, K]
+    keep = evals > rcond * evals.max()
+    basis = cond.T @ evecs[:, keep] / np.sqrt(evals[keep])                      # [D, r] orthonormal
+    residual = n - basis @ (basis.T @ n)
+    residual = residual - basis @ (basis.T @ residual)   # second pass: orthogonal to rounding
+    size = float(np.linalg.norm(residual))
+    if size < MIN_RESIDUAL:
+        raise ValueError(f"the primal normal lies inside the span of the conditions "
+                         f"(|n'| = {size:.2e} < {MIN_RESIDUAL}): nothing left to edit")
+    return residual / size
+
+
+def _unit(v: np.ndarray, name: str) -> np.ndarray:
+    norm = float(np.linalg.norm(v))
+    if not norm > 0 or not math.isfinite(norm):
+        raise ValueError(f"{name} must be a non-zero finite vector")
+    return v / norm
+
+
+def _check_compatible(boundaries: Sequence[Boundary]) -> None:
+    first = boundaries[0]
+    for other in boundaries[1:]:
+        if (other.space, other.layers, other.dim) != (first.space, first.layers, first.dim):
+            raise ValueError(
+                f"boundaries {first.attribute!r} ({first.space}, layers {first.layers}, "
+                f"{first.dim} dims) and {other.attribute!r} ({other.space}, layers "
+                f"{other.layers}, {other.dim} dims) are not in the same space")
+
+
+def condition_boundary(boundary: Boundary, others: Sequence[Boundary],
+                       rcond: float = 1e-6) -> Boundary:
+    """A new boundary whose normal is orthogonal to every boundary in `others`.
+
+    Intercept: the new hyperplane passes through p, the point of the old hyperplane nearest the
+    centre of the fitted samples (p = center - d(center) n; the origin if `center` is unknown),
+    so it cuts the fitted population where the primal did. Condition a primal boundary on all
+    its conditions at once: conditioning an already-conditioned boundary again could bring
+    back components of the first conditions, so it is refused."""
+    if not others:
+        raise ValueError("condition_boundary needs at least one other boundary")
+    if boundary.conditions:
+        raise ValueError(f"boundary {boundary.attribute!r} is already conditioned on "
+                         f"{boundary.conditions}; condition the primal on all attributes at once")
+    _check_compatible([boundary, *others])
+    n = boundary.normal.astype(np.float64)
+    n_new = conditional_normal(n, np.stack([o.normal for o in others]), rcond)
+    center = boundary.center.astype(np.float64) if boundary.center is not None else np.zeros_like(n)
+    anchor = center - (center @ n + boundary.intercept) * n               # on the old hyperplane
+    metrics = dict(boundary.metrics, cosine_to_primal=float(n @ n_new))
+    return Boundary(attribute=boundary.attribute, space=boundary.space, normal=n_new,
+                    intercept=-float(anchor @ n_new), layers=boundary.layers,
+                    conditions=tuple(o.attribute for o in others), metrics=metrics,
+                    center=boundary.center)
+
+
+def cosine_matrix(boundaries: Sequence[Boundary]) -> np.ndarray:
+    """Cosine similarity between boundary normals: [K, K] float64 (InterFaceGAN's measure)."""
+    if not boundaries:
+        raise ValueError("cosine_matrix needs at least one boundary")
+    _check_compatible(boundaries)
+    normals = np.stack([b.normal.astype(np.float64) for b in boundaries])   # [K, D]
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    return normals @ normals.T
