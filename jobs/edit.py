@@ -312,6 +312,8 @@ def run_edit(cfg: EditConfig) -> dict:
     """Edit the latents of `cfg.latents` along each boundary at each strength into `cfg.out`;
     returns the manifest."""
     cfg.validate()
+    runtime.check_model("model", cfg.model, "generator")
+    runtime.check_model("classifier", cfg.classifier, "classifier")
     src = storage.open_store(cfg.latents, cfg.storage, must_exist=True)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     boundaries = resolve_boundaries(cfg)

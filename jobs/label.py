@@ -218,6 +218,7 @@ class Labeler(PartWorker):
 def run_label(cfg: LabelConfig) -> dict:
     """Label every image of `cfg.images` into `cfg.out`; returns the manifest."""
     cfg.validate()
+    runtime.check_model("classifier", cfg.classifier, "classifier")
     src = storage.open_store(cfg.images, cfg.storage)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     parts = input_parts(src)

@@ -116,6 +116,20 @@ def config_dict(cfg) -> dict:
 # Cluster and devices
 
 
+def check_model(field: str, spec: Optional[str], kind: str) -> None:
+    """Fail in the driver, naming the field, when a model file is not there (the actors
+    would otherwise fail one by one). Entry points 'package.module:factory' are left to them."""
+    if not spec:
+        return
+    from gankit import zoo
+    if spec == "toy":
+        path = zoo.TOY_GENERATOR if kind == "generator" else zoo.TOY_CLASSIFIER
+        if not path.exists():
+            raise FileNotFoundError(f"{field}: the bundled toy {kind} is missing at {path}")
+    elif not os.path.exists(spec) and not (":" in spec and not spec.startswith("/")):
+        raise FileNotFoundError(f"{field}: no {kind} at {spec}")
+
+
 def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' when this process sees a GPU, else 'cpu'."""
     import torch
@@ -258,9 +272,10 @@ def run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict,
     storage.write_manifest(out, job, identity, config, plan, metas, schema, runs, False)
     note = f", removed {removed} temporary files" if removed else ""
     print(f"[{job}] {out.url}: {len(plan)} parts, {len(committed)} already committed, "
-          f"{len(missing)} to compute on {actors.workers} "
+          f"{len(missing)} to compute on {min(actors.workers, len(missing))} "
           f"{'GPU' if actors.num_gpus else 'CPU'} actor(s){note}", flush=True)
     if missing:
+        actors = dataclasses.replace(actors, workers=min(actors.workers, len(missing)))
         items = [{"index": p.index, "start": p.start, "stop": p.stop} for p in missing]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(
@@ -288,21 +303,3 @@ def run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict,
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-# ----------------------------------------------------------------------------------------
-# Adapters for library pieces still being written (remove once they land)
-
-
-def sample_z(seed: int, rows: np.ndarray, z_dim: int) -> np.ndarray:
-    """z [N, z_dim] float32, row i drawn from a generator seeded by (seed, i) only:
-    gankit.latents.sample_z when present."""
-    try:
-        from gankit.latents import sample_z as library_sample_z
-    except ImportError:
-        out = np.empty((len(rows), z_dim), dtype=np.float32)
-        for j, i in enumerate(rows):
-            out[j] = np.random.default_rng([int(seed), int(i)]).standard_normal(
-                z_dim, dtype=np.float32)
-        return out
-    return library_sample_z(seed, rows, z_dim)

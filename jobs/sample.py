@@ -12,7 +12,7 @@ Output schema (Parquet, one file per part):
     w          fixed_size_list<float32>[w_dim]                (space 'w')
     wp         fixed_size_list<float32>[num_ws * w_dim]       (space 'wp', field metadata
                                                                shape = [num_ws, w_dim])
-    image      struct<bytes: binary, path: string>  PNG      (images or classifier)
+    image      struct<bytes: binary, path: string>  PNG      (images)
     logit_<a>  float32, one per classifier attribute          (classifier)
 Labels are computed on the stored 8-bit image (what `gankit label` would see), not on the
 float render, so relabeling a sample dataset reproduces its logits.
@@ -102,7 +102,7 @@ def sample_schema(cfg: SampleConfig, G, classifier) -> pa.Schema:
         fields.append(pa.field("w", pa.list_(pa.float32(), G.w_dim)))
     elif cfg.space == "wp":
         fields.append(wplus_field("wp", G.num_ws, G.w_dim))
-    if cfg.images or classifier is not None:
+    if cfg.images:
         fields.append(pa.field("image", IMAGE_TYPE))
     names = list(classifier.attribute_names) if classifier is not None else []
     fields += [pa.field(f"logit_{a}", pa.float32()) for a in names]
@@ -164,9 +164,10 @@ class Sampler(PartWorker):
     def rows(self, start: int, stop: int) -> pa.Table:
         import torch
         from gankit.data import image_column
+        from gankit.latents import sample_z
         cfg, G, m = self.cfg, self.G, self.cfg.micro_batch
         ids = np.arange(start, stop, dtype=np.int64)                      # [n]
-        z = runtime.sample_z(cfg.seed, ids, G.z_dim)                             # [n, z_dim] float32
+        z = sample_z(cfg.seed, ids, G.z_dim)                             # [n, z_dim] float32
         ws_out, pngs, logits = [], [], []
         with torch.no_grad():
             for s, e in runtime.micro_batches(start, stop, m):
@@ -175,9 +176,10 @@ class Sampler(PartWorker):
                                truncation_cutoff=cfg.truncation_cutoff)  # [m, num_ws, w_dim]
                 n = e - s
                 ws_out.append(ws[:n].cpu().numpy())
-                if "image" in self.schema.names:
-                    p, l = render_and_label(G, self.C, ws, cfg.images or self.C is not None)
-                    pngs += p[:n]
+                if cfg.images or self.C is not None:
+                    p, l = render_and_label(G, self.C, ws, cfg.images)
+                    if p is not None:
+                        pngs += p[:n]
                     if l is not None:
                         logits.append(l[:n])
         cols = {"sample_id": pa.array(ids), "z": latent_array(z)}
@@ -208,6 +210,8 @@ def run_sample(cfg: SampleConfig) -> dict:
     """Sample `cfg.count` rows into `cfg.out`, computing only parts not yet committed.
     Returns the manifest (rows, parts, runs...)."""
     cfg.validate()
+    runtime.check_model("model", cfg.model, "generator")
+    runtime.check_model("classifier", cfg.classifier, "classifier")
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     runtime.ensure_ray()
     plan = storage.part_ranges(cfg.count, cfg.rows_per_part)

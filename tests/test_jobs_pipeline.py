@@ -30,7 +30,8 @@ def test_label_turns_bad_rows_into_error_records(ray_cluster, model_files, tmp_p
     from conftest import ATTRIBUTES
     ref = tmp_path / "sampled"
     run_sample(SampleConfig(model=model_files["model"], classifier=model_files["classifier"],
-                            count=40, seed=3, space="z", rows_per_part=20, micro_batch=8,
+                            count=40, seed=3, space="z", images=True, rows_per_part=20,
+                            micro_batch=8,
                             out=str(ref), device="cpu"))
     sampled = storage.read_table(str(ref))
     # an image dataset as plain Parquet shards: row 5 corrupt, row 12 the wrong size
