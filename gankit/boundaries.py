@@ -16,6 +16,7 @@ unit normal. What gankit does differently, and why:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -32,6 +33,7 @@ SOLVERS = ("auto", "newton", "liblinear", "svc")
 NEWTON_MAX_DIM = 2048      # 'auto' uses Newton up to this many dims (its Hessian is D x D)
 MIN_RESIDUAL = 1e-3        # conditional_normal refuses primals closer than this to span(C)
 FORMAT_VERSION = 1         # version of the .npz layout written by Boundary.save
+SMALL_WORK = 2 ** 28       # multiply-adds below which the Newton solver uses one CPU thread
 
 
 # ----------------------------------------------------------------------------------------
@@ -288,20 +290,24 @@ class _NewtonSVM:
         """Add the rows that entered the active set, subtract the ones that left.
         H = [[sum xc xc^T, sum xc], [sum xc^T, count]] over the active rows."""
         active = self.margin < 1
-        for sign, rows in ((1.0, active & ~self.in_hessian), (-1.0, self.in_hessian & ~active)):
-            idx = torch.nonzero(rows).flatten()
-            for s in range(0, len(idx), self.chunk):
-                xc = self.X[idx[s:s + self.chunk]] - self.mu.float()            # [k, D]
-                self.H[:-1, :-1] += sign * (xc.T @ xc).double()
-                self.H[:-1, -1] += sign * xc.sum(dim=0, dtype=torch.float64)
-                self.H[-1, -1] += sign * len(xc)
-        self.H[-1, :-1] = self.H[:-1, -1]
+        changed = int((active != self.in_hessian).sum())
+        with _cpu_threads(self.X.device, changed * self.dim ** 2):
+            for sign, rows in ((1.0, active & ~self.in_hessian),
+                               (-1.0, self.in_hessian & ~active)):
+                idx = torch.nonzero(rows).flatten()
+                for s in range(0, len(idx), self.chunk):
+                    xc = self.X[idx[s:s + self.chunk]] - self.mu.float()        # [k, D]
+                    self.H[:-1, :-1] += sign * (xc.T @ xc).double()
+                    self.H[:-1, -1] += sign * xc.sum(dim=0, dtype=torch.float64)
+                    self.H[-1, -1] += sign * len(xc)
+            self.H[-1, :-1] = self.H[:-1, -1]
         self.in_hessian = active
 
     def newton_direction(self, g: torch.Tensor) -> torch.Tensor:
-        reg = torch.ones(self.dim + 1, dtype=torch.float64, device=g.device)
-        reg[-1] = 1e-10  # keeps H invertible when no sample is active (b is unregularised)
-        return -torch.linalg.solve(2 * self.C * self.H + torch.diag(reg), g)
+        with _cpu_threads(g.device, self.dim ** 3):
+            reg = torch.ones(self.dim + 1, dtype=torch.float64, device=g.device)
+            reg[-1] = 1e-10  # keeps H invertible when no sample is active (b is unregularised)
+            return -torch.linalg.solve(2 * self.C * self.H + torch.diag(reg), g)
 
     def line_search(self, d: torch.Tensor, q: torch.Tensor, g_dot_d: float) -> float:
         """Exact minimiser t of F(w + t d) along d, with q_i = y_i (xc_i.d_w + d_b).
@@ -311,9 +317,15 @@ class _NewtonSVM:
 
         def slope(t):  # (F'(t), F''(t))
             r = (1 - self.margin - t * q).clamp_min(0)
-            return (w_dw + t * dw_sq - 2 * self.C * float(r @ q),
-                    dw_sq + 2 * self.C * float(q_sq @ (r > 0).double()))
+            return (w_dw + t * dw_sq - 2 * self.C * float((r * q).sum()),
+                    dw_sq + 2 * self.C * float((q_sq * (r > 0)).sum()))
 
+        with _cpu_threads(q.device, 0):  # O(n) vector work: threads only add barriers
+            return self._bracketed_newton(slope, g_dot_d)
+
+    @staticmethod
+    def _bracketed_newton(slope, g_dot_d: float) -> float:
+        """Root of the increasing slope(t)[0] on t > 0 (its derivative is slope(t)[1])."""
         lo, hi, t = 0.0, math.inf, 1.0
         for _ in range(60):
             d1, d2 = slope(t)
@@ -353,6 +365,22 @@ class _NewtonSVM:
                 break
         w = self.w.cpu().numpy()
         return w, self.b - float(w @ self.mu.cpu().numpy())
+
+
+@contextlib.contextmanager
+def _cpu_threads(device: torch.device, work: int):
+    """Run small CPU work (< SMALL_WORK multiply-adds) on one torch thread, restored after.
+    There a parallel region costs more than it saves, and on a CPU shared with other busy
+    processes every one can stall for a scheduler time slice (measured: 10x slower fits)."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or work >= SMALL_WORK or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _resolve_solver(solver: str, dim: int) -> str:
