@@ -46,6 +46,7 @@ def register(subparsers) -> None:
     f.add_argument("--solver", default="auto")
     f.add_argument("--condition", action="append", default=[], metavar="TARGET:A[,B...]",
                    help="conditional boundary of TARGET on A, B (repeatable)")
+    f.add_argument("--storage", type=json.loads, default={}, help="fsspec options as JSON")
     f.set_defaults(func=cmd_fit)
 
     e = subparsers.add_parser("edit", help="edit sampled latents along boundaries")
@@ -123,7 +124,7 @@ def cmd_fit(args) -> None:
         samples=args.samples, out=args.out, attributes=args.attributes, spaces=args.spaces,
         wp_layers=[_span(s) for s in args.wp_layers], fraction=args.fraction,
         count=args.count, val_fraction=args.val_fraction, seed=args.seed, solver=args.solver,
-        conditions=conditions)))
+        conditions=conditions, storage=args.storage)))
 
 
 def cmd_edit(args) -> None:

@@ -1,11 +1,12 @@
 """The edit stage: move sampled latents along boundaries, render, and rescore.
 
-Input: a dataset with `sample_id`, `z` and optionally `w` / `wp` columns (a sample job's
-output), and boundaries (names from a fit output's boundaries.json, or .npz paths/URLs).
+Input: a dataset with an id column (`sample_id`, or `image_id` for real images) and latents
+`z` and/or `w` / `wp` (a sample job's output; an inversion's W / W+ output works the same
+way, without Z boundaries), and boundaries (names from a fit output's boundaries.json, or .npz paths/URLs).
 Output part k <- the first rows of input part k (all of them unless `count` stops earlier);
 one row per (sample, boundary, strength), sample-major, in the order given:
 
-    sample_id  int64
+    sample_id  int64 (or image_id string, as in the input)
     boundary   string   the boundary's name ('w/smile', 'w/smile__cond_age', or the path)
     strength   float32  signed distance moved (mode 'shift') or reached ('to_distance')
     image      struct<bytes: binary, path: string>  PNG of the edited latent
@@ -39,7 +40,7 @@ MODES = ("shift", "to_distance")
 
 @dataclass
 class EditConfig:
-    latents: str = ""                  # sample dataset URL (sample_id, z [, w | wp])
+    latents: str = ""                  # latents dataset URL: id + z and/or w | wp
     out: str = ""                      # output URL
     boundaries: list = field(default_factory=list)  # names in the index ('w/smile') or .npz
                                                     # paths/URLs; empty = every indexed one
@@ -122,6 +123,9 @@ def resolve_boundaries(cfg: EditConfig) -> list:
 def check_dims(boundaries: list, schema: pa.Schema, url: str) -> None:
     """Fail in the driver, naming the boundary, when it cannot edit these latents."""
     from gankit.data import field_shape
+    if not {"z", "w", "wp"} & set(schema.names):
+        raise ConfigError("latents", f"{url} has no z, w or wp column "
+                          f"(columns: {', '.join(schema.names)})")
     z_dim = schema.field("z").type.list_size if "z" in schema.names else None
     num_ws = w_dim = None
     if "wp" in schema.names:
@@ -130,6 +134,9 @@ def check_dims(boundaries: list, schema: pa.Schema, url: str) -> None:
         w_dim = schema.field("w").type.list_size
     for name, b in boundaries:
         if b.space == "z":
+            if z_dim is None:
+                raise ConfigError("boundaries", f"has {name!r}, a Z boundary, but {url} "
+                                  f"has no z column")
             want = z_dim
         elif b.space == "w":
             want = w_dim
@@ -157,9 +164,16 @@ def fingerprint(boundaries: list) -> str:
 # Per-batch computation (actor)
 
 
-def edit_schema(names: list, keep_original: bool) -> pa.Schema:
-    from gankit.data import IMAGE_TYPE
-    fields = [pa.field("sample_id", pa.int64()), pa.field("boundary", pa.string()),
+def id_column(schema: pa.Schema, url: str) -> str:
+    for name in ("sample_id", "image_id"):
+        if name in schema.names:
+            return name
+    raise ConfigError("latents", f"{url} has neither a sample_id nor an image_id column")
+
+
+def edit_schema(names: list, keep_original: bool, id_name: str = "sample_id") -> pa.Schema:
+    from gankit.data import ID_COLUMNS, IMAGE_TYPE
+    fields = [pa.field(id_name, ID_COLUMNS[id_name]), pa.field("boundary", pa.string()),
               pa.field("strength", pa.float32()), pa.field("image", IMAGE_TYPE)]
     fields += [pa.field(f"logit_{a}", pa.float32()) for a in names]
     if keep_original:
@@ -174,7 +188,7 @@ class Editor(PartWorker):
     job = "edit"
 
     def __init__(self, cfg: dict, boundaries: list, inputs: dict, truncation: tuple,
-                 device: str, threads: Optional[int], out):
+                 id_name: str, device: str, threads: Optional[int], out):
         super().__init__(out)
         self.cfg = EditConfig(**cfg)
         self.boundaries = boundaries                                  # [(name, Boundary)]
@@ -185,19 +199,20 @@ class Editor(PartWorker):
         runtime.set_deterministic(self.device, threads)
         self.G, self.C = load_models(self.cfg.model, self.cfg.classifier, self.device)
         self.names = list(self.C.attribute_names) if self.C is not None else []
-        self.schema = edit_schema(self.names, self.cfg.keep_original)
+        self.id_name = id_name
+        self.schema = edit_schema(self.names, self.cfg.keep_original, id_name)
 
     def read_rows(self, spec: PartSpec) -> tuple:
-        """(sample ids [n], z [n, z_dim], base ws [n, num_ws, w_dim]) of part `spec`."""
+        """(ids [n], z [n, z_dim] or None, base ws [n, num_ws, w_dim]) of part `spec`."""
         import torch
         from gankit.data import latents_from_column
         from gankit.latents import to_ws
         pf = storage.open_parquet(self.src, self.inputs[spec.index])
-        cols = [c for c in ("sample_id", "z", "w", "wp") if c in pf.schema_arrow.names]
+        cols = [c for c in (self.id_name, "z", "w", "wp") if c in pf.schema_arrow.names]
         t = pf.read(columns=cols).slice(0, spec.rows)
         pf.close()
-        ids = t.column("sample_id").to_numpy()
-        z = latents_from_column(t.column("z"))
+        ids = t.column(self.id_name).to_numpy(zero_copy_only=False)
+        z = latents_from_column(t.column("z")) if "z" in cols else None
         if "wp" in cols:
             ws = latents_from_column(t.column("wp")).reshape(len(ids), self.G.num_ws, -1)
             ws = torch.from_numpy(ws.copy())
@@ -249,7 +264,7 @@ class Editor(PartWorker):
                 rows, bidx, tidx = j // (nb * ns), (j // ns) % nb, j % ns
                 e_ws = self.edited_ws(z, ws, rows, bidx, strengths[tidx])
                 pngs, logits = self.render(e_ws)
-                cols = {"sample_id": pa.array(ids[rows]),
+                cols = {self.id_name: pa.array(ids[rows]),
                         "boundary": pa.array([self.boundaries[b][0] for b in bidx]),
                         "strength": pa.array(strengths[tidx].astype(np.float32)),
                         "image": image_column(pngs)}
@@ -319,13 +334,15 @@ def run_edit(cfg: EditConfig) -> dict:
     boundaries = resolve_boundaries(cfg)
     require(len(boundaries) > 0, "boundaries", f"is empty and the index at {cfg.index} has none")
     inputs, plan = input_plan(src, cfg.count)
-    check_dims(boundaries, storage.part_footer(src, next(iter(inputs.values())))[0], cfg.latents)
+    schema = storage.part_footer(src, next(iter(inputs.values())))[0]
+    check_dims(boundaries, schema, cfg.latents)
+    id_name = id_column(schema, cfg.latents)
     truncation = sample_truncation(src, cfg)
     runtime.ensure_ray()
     actors = runtime.plan_actors(cfg.workers, cfg.device, len(plan), cfg.cpus_per_worker)
     kwargs = {"cfg": runtime.config_dict(cfg), "boundaries": boundaries,
               "inputs": {str(k): v for k, v in inputs.items()}, "truncation": truncation,
-              "device": actors.device,
+              "id_name": id_name, "device": actors.device,
               "threads": int(actors.num_cpus) if not actors.num_gpus else None}
     identity = {"latents": cfg.latents, "boundaries": [n for n, _ in boundaries],
                 "geometry": fingerprint(boundaries), "strengths": list(cfg.strengths),

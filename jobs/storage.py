@@ -231,7 +231,10 @@ def open_store(url: str, options: Optional[dict] = None, create: bool = False,
     `must_exist` requires a dataset (a manifest or at least one part) to be there."""
     store = Store(url, options)
     if create:
-        store.makedirs()
+        try:
+            store.makedirs()
+        except OSError as e:
+            raise StoreError(f"cannot create the output directory {url}: {e.strerror}") from None
     if must_exist and not store.exists(MANIFEST) and not store.list_parts():
         raise FileNotFoundError(f"no dataset at {url} (no {MANIFEST} and no part files)")
     return store

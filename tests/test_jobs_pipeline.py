@@ -183,3 +183,21 @@ def test_fit_names_unknown_attributes_and_missing_columns(pipeline_run, tmp_path
     with pytest.raises(ValueError, match=r"wp_layers range \[2, 9\] exceeds the 4 W\+ layers"):
         run_fit(FitConfig(samples=samples, out=str(tmp_path / "f"), spaces=["wp"],
                           wp_layers=[[2, 9]]))
+
+
+def test_fit_and_edit_commands(pipeline_run, model_files, tmp_path):
+    from jobs.cli import main
+    root, _, _ = pipeline_run
+    fit_out, edit_out = tmp_path / "fit", tmp_path / "edits"
+    assert main(["fit", "--samples", str(root / "samples"), "--out", str(fit_out),
+                 "--spaces", "w", "wp", "--wp-layers", "1-3", "--fraction", "0.1",
+                 "--condition", "smile:age,glasses"]) == 0
+    index = json.loads((fit_out / "boundaries.json").read_text())
+    assert {e["name"] for e in index["boundaries"]} >= {"w/smile__cond_age+glasses",
+                                                        "wp1-3/smile__cond_age+glasses"}
+    assert main(["edit", "--latents", str(root / "samples"), "--index", str(fit_out),
+                 "--boundaries", "wp1-3/age", "--strengths", "-1", "1", "--count", "3",
+                 "--model", model_files["model"], "--classifier", model_files["classifier"],
+                 "--workers", "1", "--device", "cpu", "--out", str(edit_out)]) == 0
+    edits = storage.read_table(str(edit_out))
+    assert edits.num_rows == 6 and set(edits.column("boundary").to_pylist()) == {"wp1-3/age"}
