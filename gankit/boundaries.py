@@ -421,6 +421,49 @@ def _accuracy(d: np.ndarray, positive: np.ndarray) -> Optional[float]:
     return float(np.mean((d > 0) == positive)) if len(d) else None
 
 
+@dataclass
+class _Selection:
+    """InterFaceGAN's training set: extremes by score, each class split into train/val."""
+    pos: np.ndarray        # [K] indices of the top-scored samples
+    neg: np.ndarray        # [K] indices of the bottom-scored samples
+    train: np.ndarray      # [n_train] indices, positives first
+    y: np.ndarray          # [n_train] +1 / -1 labels of `train`
+    val: np.ndarray        # [n_val] indices, positives first
+    val_positive: np.ndarray  # [n_val] bool labels of `val`
+
+
+def _select(scores: np.ndarray, fraction: float, count: Optional[int], val_fraction: float,
+            seed: int) -> _Selection:
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    pos, neg = select_extremes(scores, fraction, count)
+    rng = np.random.default_rng(seed)
+    pos_train, pos_val = _split(pos, val_fraction, rng)
+    neg_train, neg_val = _split(neg, val_fraction, rng)
+    return _Selection(
+        pos=pos, neg=neg, train=np.concatenate([pos_train, neg_train]),
+        y=np.concatenate([np.ones(len(pos_train)), -np.ones(len(neg_train))]),
+        val=np.concatenate([pos_val, neg_val]),
+        val_positive=np.arange(len(pos_val) + len(neg_val)) < len(pos_val))
+
+
+def _fit_metrics(flat: np.ndarray, scores: np.ndarray, sel: _Selection, normal: np.ndarray,
+                 intercept: float, threshold: float) -> dict:
+    """Accuracies of the rule d(x) > 0: on train/val (labels by rank), on all samples and on
+    the samples not selected (labels score > threshold)."""
+    d_all = signed_distance_flat(flat, normal, intercept)                # [N]
+    selected = np.zeros(len(flat), dtype=bool)
+    selected[np.concatenate([sel.pos, sel.neg])] = True
+    label_all = scores > threshold
+    return dict(
+        train_accuracy=_accuracy(d_all[sel.train], sel.y > 0),
+        val_accuracy=_accuracy(d_all[sel.val], sel.val_positive),
+        all_accuracy=_accuracy(d_all, label_all),
+        remaining_accuracy=_accuracy(d_all[~selected], label_all[~selected]),
+        threshold=float(threshold), n_train=int(len(sel.train)), n_val=int(len(sel.val)),
+        n_selected=int(selected.sum()), n_total=int(len(flat)))
+
+
 def fit_boundary(latents: np.ndarray, scores: np.ndarray, attribute: str, space: str,
                  fraction: float = 0.02, count: Optional[int] = None,
                  val_fraction: float = 0.3, seed: int = 0, solver: str = "auto",
@@ -439,50 +482,31 @@ def fit_boundary(latents: np.ndarray, scores: np.ndarray, attribute: str, space:
     every sample and remaining_accuracy on the samples not selected, labelled
     score > threshold (0 for logits; pass 0.5 for probabilities). InterFaceGAN's
     "remaining" accuracy labels by the midrange (max + min) / 2 of the scores instead.
+    solver: 'auto' (= 'newton' up to NEWTON_MAX_DIM dims, else 'liblinear'), 'newton',
+    'liblinear' or 'svc'; C: the SVM's penalty; device: where 'newton' runs.
     """
     start = time.perf_counter()
-    latents = np.asarray(latents)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    flat, layers = _flat_latents(latents, space, layers)
+    flat, layers = _flat_latents(np.asarray(latents), space, layers)
     if len(flat) != len(scores):
         raise ValueError(f"latents have {len(flat)} rows but scores have {len(scores)}")
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if C <= 0:
         raise ValueError(f"C must be > 0, got {C}")
     solver = _resolve_solver(solver, flat.shape[1])
-
-    pos, neg = select_extremes(scores, fraction, count)
-    rng = np.random.default_rng(seed)
-    (pos_train, pos_val), (neg_train, neg_val) = _split(pos, val_fraction, rng), \
-        _split(neg, val_fraction, rng)
-    train = np.concatenate([pos_train, neg_train])
-    y = np.concatenate([np.ones(len(pos_train)), -np.ones(len(neg_train))])
-    X = np.asarray(flat[train], dtype=np.float32)                        # [n_train, D]
+    sel = _select(scores, fraction, count, val_fraction, seed)
+    X = np.asarray(flat[sel.train], dtype=np.float32)                   # [n_train, D]
     if not np.all(np.isfinite(X)):
         raise ValueError("latents contain NaN or inf")
 
-    w, b = _fit_linear(X, y, solver, C, device)
+    w, b = _fit_linear(X, sel.y, solver, C, device)
     norm = float(np.linalg.norm(w))
     if not norm > 0:
         raise ValueError(f"the SVM found no direction for {attribute!r} (|w| = 0)")
-    normal, intercept = w / norm, b / norm
     fit_seconds = time.perf_counter() - start
-
-    val = np.concatenate([pos_val, neg_val])
-    d_all = signed_distance_flat(flat, normal, intercept)               # [N]
-    selected = np.zeros(len(flat), dtype=bool)
-    selected[np.concatenate([pos, neg])] = True
-    label_all = scores > threshold
-    metrics = dict(
-        train_accuracy=_accuracy(d_all[train], y > 0),
-        val_accuracy=_accuracy(d_all[val], np.isin(val, pos_val)),
-        all_accuracy=_accuracy(d_all, label_all),
-        remaining_accuracy=_accuracy(d_all[~selected], label_all[~selected]),
-        threshold=float(threshold), n_train=int(len(train)), n_val=int(len(val)),
-        n_selected=int(selected.sum()), n_total=int(len(flat)), solver=solver, C=float(C),
-        fit_seconds=fit_seconds, seconds=time.perf_counter() - start)
-    return Boundary(attribute=attribute, space=space, normal=normal, intercept=intercept,
+    metrics = _fit_metrics(flat, scores, sel, w / norm, b / norm, threshold)
+    metrics.update(solver=solver, C=float(C), fit_seconds=fit_seconds,
+                   seconds=time.perf_counter() - start)
+    return Boundary(attribute=attribute, space=space, normal=w / norm, intercept=b / norm,
                     layers=layers, metrics=metrics, center=X.mean(axis=0, dtype=np.float64))
 
 

@@ -230,3 +230,17 @@ def test_boundary_validation():
         Boundary("a", "wp", unit(np.ones(4)), 0.0)
     with pytest.raises(ValueError, match="space"):
         Boundary("a", "s", unit(np.ones(4)), 0.0)
+
+
+def test_fit_argument_errors_and_no_validation_split():
+    x, scores, _ = separable_data(n=200, dim=4)
+    b = fit_boundary(x, scores, "a", "z", fraction=0.1, val_fraction=0.0)
+    assert b.metrics["val_accuracy"] is None and b.metrics["n_train"] == 40
+    with pytest.raises(ValueError, match="rows"):
+        fit_boundary(x, scores[:-1], "a", "z")
+    with pytest.raises(ValueError, match="solver"):
+        fit_boundary(x, scores, "a", "z", fraction=0.1, solver="sgd")
+    with pytest.raises(ValueError, match="val_fraction"):
+        fit_boundary(x, scores, "a", "z", fraction=0.1, val_fraction=1.0)
+    with pytest.raises(ValueError, match="layers"):
+        fit_boundary(x, scores, "a", "wp", fraction=0.1)
