@@ -167,10 +167,12 @@ class ActorPlan:
     device: str           # what the actor puts its models on ('cuda', 'cpu', or as asked)
 
 
-def plan_actors(workers: int, device: str, n_parts: int, cpus_per_worker: int = 1) -> ActorPlan:
+def plan_actors(workers: int, device: str, n_parts: int, cpus_per_worker: int = 1,
+                resources: Optional[tuple] = None) -> ActorPlan:
     """GPU actors (num_gpus=1) when the cluster has GPUs and the device allows it; CPU actors
-    otherwise, never more than CPUs - 1 so Ray Data keeps a CPU for its own tasks."""
-    cpus, gpus = cluster_resources()
+    otherwise, never more than CPUs - 1 so Ray Data keeps a CPU for its own tasks.
+    `resources` (CPUs, GPUs) defaults to the connected cluster's."""
+    cpus, gpus = resources if resources is not None else cluster_resources()
     if gpus > 0 and device in ("auto", "cuda"):
         k = min(workers or gpus, gpus)
         return ActorPlan(max(1, min(k, n_parts)), 1, 1, "cuda")

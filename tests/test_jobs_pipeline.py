@@ -1,9 +1,13 @@
 """label, fit, edit and the pipeline driver on the session's Ray cluster, with tiny models:
 bad image rows become error records, boundaries and edits land where the index says, a
 rerun of a finished pipeline computes nothing, and bad configs fail with one sentence."""
-import io
 import json
 import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import pyarrow as pa
@@ -11,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs import storage
+from jobs.runtime import ConfigError, config_from_dict, plan_actors, require
 
 pytestmark = pytest.mark.integration
 
@@ -201,3 +206,67 @@ def test_fit_and_edit_commands(pipeline_run, model_files, tmp_path):
                  "--workers", "1", "--device", "cpu", "--out", str(edit_out)]) == 0
     edits = storage.read_table(str(edit_out))
     assert edits.num_rows == 6 and set(edits.column("boundary").to_pylist()) == {"wp1-3/age"}
+
+
+# ----------------------------------------------------------------------------------------
+# runtime: actor planning and typed configs
+
+
+def test_gpu_actors_one_per_gpu_when_the_cluster_has_gpus():
+    plan = plan_actors(0, "auto", 10, resources=(16, 2))
+    assert (plan.workers, plan.num_gpus, plan.num_cpus, plan.device) == (2, 1, 1, "cuda")
+    assert plan_actors(5, "auto", 10, resources=(16, 2)).workers == 2     # capped by GPUs
+    assert plan_actors(0, "auto", 1, resources=(16, 2)).workers == 1      # capped by parts
+
+
+def test_cpu_actors_leave_a_cpu_free():
+    plan = plan_actors(0, "auto", 10, resources=(4, 0))
+    assert (plan.workers, plan.num_gpus, plan.num_cpus, plan.device) == (3, 0, 1, "cpu")
+    assert plan_actors(8, "cpu", 10, resources=(4, 0)).workers == 3
+    assert plan_actors(0, "cpu", 10, resources=(16, 2)).num_gpus == 0     # GPUs not wanted
+    assert plan_actors(0, "auto", 10, cpus_per_worker=2, resources=(8, 0)).workers == 3
+    assert plan_actors(0, "auto", 10, resources=(1, 0)).workers == 1
+    with pytest.raises(ConfigError, match="device is 'cuda' but the Ray cluster has no GPUs"):
+        plan_actors(0, "cuda", 10, resources=(4, 0))
+
+
+def test_gpus_are_detected_from_the_cluster():
+    """A separate driver with fake GPUs (ray.init(num_gpus=2)): the plan asks for GPU actors."""
+    code = textwrap.dedent("""
+        import ray
+        from jobs.runtime import plan_actors
+        ray.init(num_cpus=4, num_gpus=2, include_dashboard=False)
+        p = plan_actors(0, "auto", 8)
+        print("PLAN", p.workers, p.num_gpus, p.device)
+        ray.shutdown()
+    """)
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    env.pop("RAY_ADDRESS", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=180)
+    assert "PLAN 2 1 cuda" in out.stdout, out.stderr[-2000:]
+
+
+@dataclass
+class Toy:
+    name: str = "x"                       # a string
+    count: int = 1                        # an integer
+    psi: float = 1.0                      # a number
+    cutoff: Optional[int] = None          # an integer or null
+    items: list = field(default_factory=list)
+
+    def validate(self):
+        require(self.count >= 1, "count", f"must be >= 1 (got {self.count})")
+
+
+def test_config_from_dict_names_the_field():
+    cfg = config_from_dict(Toy, {"count": 3, "psi": 1, "items": [1]})
+    assert cfg.psi == 1.0 and isinstance(cfg.psi, float)
+    with pytest.raises(ConfigError, match=r"^job.cont is not a known field \(known: name, count"):
+        config_from_dict(Toy, {"cont": 3}, "job")
+    with pytest.raises(ConfigError, match=r"^job.cutoff must be an integer or null \(got 'a'\)$"):
+        config_from_dict(Toy, {"cutoff": "a"}, "job")
+    with pytest.raises(ConfigError, match=r"^count must be >= 1 \(got 0\)$"):
+        config_from_dict(Toy, {"count": 0})
+    with pytest.raises(ConfigError, match=r"^job.count must be an integer \(got True\)$"):
+        config_from_dict(Toy, {"count": True}, "job")
