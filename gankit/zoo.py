@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 ASSETS = Path(__file__).parent / "assets"
-TOY_GENERATOR = ASSETS / "toy_generator.safetensors"
+TOY_GENERATOR = ASSETS / "toy_generator"  # native format: config.json + model.safetensors
 TOY_CLASSIFIER = ASSETS / "toy_classifier.safetensors"
 
 

@@ -1,6 +1,7 @@
 """Training of the attribute classifier on rendered images with their true labels."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +49,8 @@ def train_classifier(images: np.ndarray,        # [N, H, W, 3] uint8
     y_all = torch.as_tensor(labels, dtype=torch.float32, device=cfg.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
-    for step in trange(cfg.steps, disable=not progress, desc="classifier"):
+    for step in trange(cfg.steps, disable=not progress, desc="classifier",
+                       mininterval=1 if os.isatty(2) else 30):
         idx = torch.randint(0, len(x_all), (cfg.batch_size,), generator=gen).to(cfg.device)
         x = augment(x_all[idx], gen) if cfg.augment else x_all[idx]
         loss = F.binary_cross_entropy_with_logits(model(x), y_all[idx])

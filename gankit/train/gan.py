@@ -199,7 +199,8 @@ def train_gan(cfg: GanTrainConfig,
         load_training_state(trainer, ckpt)
         print(f"resumed from {ckpt} at {trainer.nimg / 1000:.1f} kimg")
     total = int(cfg.total_kimg * 1000)
-    bar = tqdm(total=total, initial=trainer.nimg, unit="img", disable=not progress, smoothing=0.1)
+    bar = tqdm(total=total, initial=trainer.nimg, unit="img", disable=not progress, smoothing=0.1,
+               mininterval=1 if os.isatty(2) else 30)
     start, next_snap = time.time(), trainer.nimg + snapshot_kimg * 1000
     while trainer.nimg < total:
         stats = trainer.step(sample_reals(cfg.batch_size).to(cfg.device))
