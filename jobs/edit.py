@@ -217,7 +217,7 @@ class Editor(PartWorker):
             ws = latents_from_column(t.column("wp")).reshape(len(ids), self.G.num_ws, -1)
             ws = torch.from_numpy(ws.copy())
         elif "w" in cols:
-            ws = to_ws(self.G, latents_from_column(t.column("w")), "w").cpu()
+            ws = to_ws(self.G, latents_from_column(t.column("w")).copy(), "w").cpu()
         else:
             ws = self.map_z(torch.from_numpy(z.copy())).cpu()
         return ids, z, ws

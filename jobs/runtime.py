@@ -238,8 +238,6 @@ class PartWorker:
         for k, s, e in zip(batch["index"], batch["start"], batch["stop"]):
             spec = PartSpec(int(k), int(s), int(e))
             meta = self.write_part(spec)
-            print(f"[{self.job}] committed {storage.part_name(spec.index)} "
-                  f"(rows {spec.start}..{spec.stop - 1}, {meta['errors']} errors)", flush=True)
             reply["index"].append(spec.index)
             reply["rows"].append(int(meta["rows"]))
             reply["errors"].append(int(meta["errors"]))

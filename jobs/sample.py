@@ -4,7 +4,8 @@ Rows: sample_id i in [0, count) draws z from a generator seeded by (seed, i) onl
 holds rows [k * rows_per_part, (k + 1) * rows_per_part). Inside a part the models run on
 micro-batches of exactly `micro_batch` rows aligned to the part's first row (the last one
 padded): kernels choose their algorithm by batch shape, so this is what makes w, images and
-logits bit-identical whatever the worker count, batch_size or number of restarts.
+logits bit-identical whatever the worker count, batch_size or number of restarts (on one
+kind of device: a CPU and a GPU, or two GPU models, round differently; z never differs).
 
 Output schema (Parquet, one file per part):
     sample_id  int64
