@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "jobs.cmd_models",      # inspect, convert
     "jobs.cmd_train",       # train-classifier, train-gan
     "jobs.cmd_pipeline",    # sample, label, fit, edit, run
+    "jobs.cmd_directions",  # directions
 ]
 
 
