@@ -1,0 +1,175 @@
+"""Linear separability, perceptual path length and correlation matrices."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import tiny_classifier_module, tiny_generator
+from gankit import metrics
+from gankit.latents import sample_z
+
+
+# ----------------------------------------------------------------------------------------
+# Linear separability
+
+
+def test_conditional_entropy_hand_computed():
+    x = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    # X=0 (half the samples): Y is 1 with p=1/4; X=1: Y is always 1 (entropy 0)
+    h = 0.5 * -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert metrics.conditional_entropy(y, x) == pytest.approx(h, rel=1e-12)
+    assert metrics.conditional_entropy(y, y) == 0.0
+    independent = metrics.conditional_entropy([0, 1, 0, 1], [0, 0, 1, 1])
+    assert independent == pytest.approx(math.log(2))
+
+
+def test_separability_hand_computed_one_outlier():
+    # 1-D latents: 10 negatives in [-2, -1], 10 positives in [1, 2], and one confident
+    # negative at 1.5 that no threshold can separate. The SVM puts the threshold in the gap,
+    # so X=1 holds 11 points with Y = 1 for 10 of them; X=0 is pure.
+    x = np.concatenate([np.linspace(-2, -1, 10), np.linspace(1, 2, 10), [1.5]])
+    logits = np.concatenate([-np.ones(10), np.ones(10), [-5.0]])[:, None]
+    r = metrics.linear_separability(x[:, None], logits, keep_fraction=1.0,
+                                    attribute_names=["a"])
+    h = 11 / 21 * -(10 / 11 * math.log(10 / 11) + 1 / 11 * math.log(1 / 11))
+    assert r["entropy"]["a"] == pytest.approx(h, rel=1e-9)
+    assert r["score"] == pytest.approx(math.exp(h), rel=1e-9)
+
+
+def test_separable_latents_score_one_and_radial_labels_score_higher():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((600, 6)).astype(np.float32)
+    linear = X @ rng.standard_normal((6, 2))                         # [N, 2] linear in X
+    radial = (np.square(X).sum(1) - 6.0)[:, None]                    # a sphere: not linear
+    sep = metrics.linear_separability(X, linear)
+    non = metrics.linear_separability(X, radial)
+    assert sep["score"] == pytest.approx(1.0, abs=0.02)
+    assert non["score"] > 1.5
+    assert non["score"] == pytest.approx(math.exp(sum(non["entropy"].values())))
+
+
+def test_keep_fraction_drops_the_unconfident_half():
+    # confident samples follow a linear rule; unconfident ones have random labels
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((400, 4))
+    X[:200, 0] += np.sign(X[:200, 0])                                # a margin of 2
+    logits = np.where(np.arange(400) < 200, 5 * np.sign(X[:, 0]),
+                      0.1 * rng.choice([-1.0, 1.0], 400))[:, None]
+    assert metrics.linear_separability(X, logits, keep_fraction=0.5)["score"] == 1.0
+    assert metrics.linear_separability(X, logits, keep_fraction=1.0)["score"] > 1.3
+
+
+def test_separability_z_w_on_tiny_models():
+    G, C = tiny_generator(), tiny_classifier_module()
+    r = metrics.separability_z_w(G, C, n=48, batch_size=20)
+    assert set(r) == {"z", "w"}
+    for space in r.values():
+        assert space["num_kept"] == 24 and len(space["entropy"]) == 3
+        assert space["score"] >= 1.0
+
+
+# ----------------------------------------------------------------------------------------
+# Perceptual path length
+
+
+class LinearGenerator(nn.Module):
+    """A generator whose image is its ws, times 2: a path's distance is known in closed form."""
+
+    def __init__(self, dim: int = 6, num_ws: int = 3):
+        super().__init__()
+        self.z_dim = self.w_dim = dim
+        self.num_ws = num_ws
+        self.scale = nn.Parameter(torch.tensor(2.0))
+        self.synthesis = self.forward_synthesis
+
+    def mapping(self, z, c=None, truncation_psi=1):
+        return z[:, None, :].repeat(1, self.num_ws, 1)               # [N, L, D]
+
+    def forward_synthesis(self, ws, noise_mode="const"):
+        return (self.scale * ws)[:, None]                            # [N, 1, L, D]
+
+
+def flat(images):
+    return images.flatten(1)
+
+
+def test_ppl_w_lerp_hand_computed():
+    # lerp in W moves at constant speed |w1 - w0|: d / eps^2 = 4 L |z1 - z0|^2 for any t
+    G = LinearGenerator()
+    n, seed = 40, 3
+    z0 = sample_z(seed, range(0, n), G.z_dim).astype(np.float64)
+    z1 = sample_z(seed, range(n, 2 * n), G.z_dim).astype(np.float64)
+    expected = 4 * G.num_ws * np.square(z1 - z0).sum(1)
+    for sampling in ("full", "end"):
+        for eps in (1e-2, 1e-4):
+            r = metrics.perceptual_path_length(G, metrics.feature_distance(flat), n=n,
+                                               space="w", sampling=sampling, epsilon=eps,
+                                               batch_size=16, seed=seed)
+            assert r["mean"] == pytest.approx(expected.mean(), rel=2e-3)
+
+
+def test_ppl_z_slerp_hand_computed():
+    # slerp moves on the unit sphere at angular speed theta = angle(z0, z1)
+    G = LinearGenerator()
+    n, seed = 30, 5
+    z0 = sample_z(seed, range(0, n), G.z_dim).astype(np.float64)
+    z1 = sample_z(seed, range(n, 2 * n), G.z_dim).astype(np.float64)
+    cos = (z0 * z1).sum(1) / np.linalg.norm(z0, axis=1) / np.linalg.norm(z1, axis=1)
+    expected = 4 * G.num_ws * np.arccos(cos) ** 2
+    r = metrics.perceptual_path_length(G, metrics.feature_distance(flat), n=n, space="z",
+                                       epsilon=1e-3, seed=seed)
+    assert r["mean"] == pytest.approx(expected.mean(), rel=2e-3)
+
+
+def test_ppl_filtered_mean_drops_outliers():
+    G = LinearGenerator()
+    d = metrics.ppl_distances(G, metrics.feature_distance(flat),
+                              metrics.PPLConfig(n=200, space="w", epsilon=1e-2))
+    r = metrics.perceptual_path_length(G, metrics.feature_distance(flat), n=200, space="w",
+                                       epsilon=1e-2)
+    # np.percentile(d, 1, method='lower') is the 2nd smallest of 200 (index 1.99 rounded
+    # down), the 99th 'higher' the 2nd largest: one path dropped on each side
+    kept = np.sort(d)[1:-1]
+    assert r["mean_filtered"] == pytest.approx(kept.mean(), rel=1e-9)
+    assert r["mean"] == pytest.approx(d.mean(), rel=1e-9)
+
+
+def test_ppl_tiny_generator_finite_positive_and_scales_with_features():
+    G = tiny_generator()
+    dist = metrics.feature_distance(flat)
+    runs = {(space, sampling): metrics.perceptual_path_length(
+                G, dist, n=16, space=space, sampling=sampling, batch_size=8)
+            for space in ("z", "w") for sampling in ("full", "end")}
+    for r in runs.values():
+        assert np.isfinite(r["mean"]) and r["mean"] > 0 and r["mean_filtered"] > 0
+    tripled = metrics.perceptual_path_length(
+        G, metrics.feature_distance(lambda x: 3 * x.flatten(1)), n=16, space="w",
+        batch_size=8)
+    assert tripled["mean"] == pytest.approx(9 * runs["w", "full"]["mean"], rel=1e-4)
+
+
+def test_ppl_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="space"):
+        metrics.perceptual_path_length(LinearGenerator(), flat, n=4, space="wp")
+    with pytest.raises(ValueError, match="sampling"):
+        metrics.perceptual_path_length(LinearGenerator(), flat, n=4, sampling="mid")
+
+
+# ----------------------------------------------------------------------------------------
+# Correlation
+
+
+def test_correlation_matrix_matches_corrcoef_and_marks_constant_columns():
+    rng = np.random.default_rng(0)
+    s = rng.standard_normal((100, 4))
+    s[:, 1] = 0.8 * s[:, 0] + 0.2 * s[:, 1]
+    np.testing.assert_allclose(metrics.correlation_matrix(s), np.corrcoef(s, rowvar=False),
+                               atol=1e-12)
+    s[:, 2] = 1.0
+    c = metrics.correlation_matrix(s)
+    assert np.isnan(c[2, 0]) and np.isnan(c[0, 2]) and c[2, 2] == 1.0
