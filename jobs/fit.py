@@ -184,8 +184,9 @@ def fit_all(cfg: FitConfig, latents: dict, scores: np.ndarray, attributes: list,
                              solver=cfg.solver, layers=layers)
             plain[attr] = b
             entries.append(save_entry(out, b, space_name, attr, []))
+            val = b.metrics.get("val_accuracy")
             print(f"[fit] {space_name}/{attr}: val_accuracy "
-                  f"{b.metrics.get('val_accuracy', float('nan')):.3f}", flush=True)
+                  f"{'n/a (no validation split)' if val is None else format(val, '.3f')}", flush=True)
         for target, conds in cfg.conditions:
             b = condition_boundary(plain[target], [plain[c] for c in conds])
             entries.append(save_entry(out, b, space_name, target, list(conds)))
