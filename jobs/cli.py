@@ -16,6 +16,8 @@ COMMAND_MODULES = [
     "jobs.cmd_train",       # train-classifier, train-gan
     "jobs.cmd_pipeline",    # sample, label, fit, edit, run
     "jobs.cmd_directions",  # directions
+    "jobs.report",          # report
+    "jobs.demo",            # demo
 ]
 
 

@@ -1,0 +1,261 @@
+"""The report's math and drawing: rescoring, flip rates, heatmaps, edit grids, report.html.
+
+Pure functions over arrays (no files, no Ray): jobs/report.py streams the fit and edit outputs
+into small arrays and calls these.
+
+Edits and labels. A sample's label for attribute a is `logit_a > 0`. For the report, every
+held-out sample is edited along boundary b *towards the other side of b's target attribute*:
+a sample labelled negative is moved to +d, a positive one to -d (`direction` = +1 / -1).
+- `flip_rates`: flip_rate = share of samples whose target label ends on the side it was moved
+  to; others_changed = mean over the other attributes of the share of samples whose label
+  changed; `changed` [B, A] = share of samples whose label of each attribute changed.
+- `rescoring_matrix`: mean change of every attribute's classifier probability (sigmoid of the
+  logit), signed by the edit direction, so row b reads "how much each attribute's probability
+  moves per step towards b's positive side" (the diagonal is the target's own change).
+
+report.json keys (extensible; issue 6 adds `separability`, `ppl`, `directions`):
+    boundaries  [{name, attribute, space, conditions, val_accuracy, all_accuracy, n_train, path}]
+    rescoring   {plain: {attributes, boundaries, matrix [B][A]}, conditional: {...}}
+    label_changes  same layout: share of samples whose label changed
+    edits       {plain: {attr: {flip_rate, others_changed, boundary, changed}},
+                 conditional: {'attr|c1+c2': {..., attribute, conditions}}}
+    pairs       [{target, conditions, flip_rate {plain, conditional},
+                  condition_changed {plain, conditional}}]
+    cosine      {space: {attributes, matrix}}
+    correlation {attributes, matrix, rows}
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+# ----------------------------------------------------------------------------------------
+# Math
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """Sigmoid, in float64 (logits of either sign, no overflow warnings)."""
+    x = np.asarray(logits, dtype=np.float64)
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def edit_directions(before: np.ndarray, targets: Sequence[int]) -> np.ndarray:
+    """before [N, A] logits, targets [B] attribute indices -> [B, N] in {+1, -1}: move each
+    sample towards the other side of its target's label (negative -> +1)."""
+    before = np.asarray(before)
+    return np.where(before[:, list(targets)].T > 0, -1.0, 1.0)          # [B, N]
+
+
+def _check(before: np.ndarray, after: np.ndarray) -> tuple:
+    before, after = np.asarray(before), np.asarray(after)
+    if before.ndim != 2 or after.ndim != 3 or after.shape[1:] != before.shape:
+        raise ValueError(f"logits_before must be [N, A] and logits_after [B, N, A]; got "
+                         f"{list(before.shape)} and {list(after.shape)}")
+    return before, after
+
+
+def rescoring_matrix(logits_before: np.ndarray, logits_after: np.ndarray,
+                     direction: Optional[np.ndarray] = None) -> np.ndarray:
+    """[N, A], [B, N, A] (, direction [B, N] of +-1) -> [B, A]: mean change of every
+    attribute's probability per boundary, each sample's change multiplied by its direction."""
+    before, after = _check(logits_before, logits_after)
+    delta = probabilities(after) - probabilities(before)[None]         # [B, N, A]
+    if direction is not None:
+        direction = np.asarray(direction, dtype=np.float64)
+        if direction.shape != after.shape[:2]:
+            raise ValueError(f"direction must be [B, N] = {list(after.shape[:2])}, got "
+                             f"{list(direction.shape)}")
+        delta = delta * direction[:, :, None]
+    return delta.mean(axis=1)
+
+
+def label_changes(logits_before: np.ndarray, logits_after: np.ndarray) -> np.ndarray:
+    """[N, A], [B, N, A] -> [B, A]: share of samples whose label (logit > 0) changed."""
+    before, after = _check(logits_before, logits_after)
+    return ((after > 0) != (before > 0)[None]).mean(axis=1)
+
+
+def flip_rates(logits_before: np.ndarray, logits_after: np.ndarray, targets: Sequence[int],
+               direction: Optional[np.ndarray] = None) -> dict:
+    """Per boundary b with target attribute targets[b]:
+    flip_rate [B]: share of samples whose target label ends on the side they were moved to
+                   (direction default: the side opposite their label before);
+    others_changed [B]: mean over the other attributes of the share whose label changed;
+    changed [B, A]: share of samples whose label of each attribute changed."""
+    before, after = _check(logits_before, logits_after)
+    targets = np.asarray(list(targets), dtype=int)
+    if targets.shape != (after.shape[0],):
+        raise ValueError(f"targets must list one attribute per boundary ({after.shape[0]}), "
+                         f"got {len(targets)}")
+    if direction is None:
+        direction = edit_directions(before, targets)
+    rows = np.arange(len(targets))
+    target_after = after[rows, :, targets]                              # [B, N]
+    flip = ((target_after > 0) == (np.asarray(direction) > 0)).mean(axis=1)
+    changed = label_changes(before, after)                              # [B, A]
+    others = np.ones_like(changed, dtype=bool)
+    others[rows, targets] = False
+    others_changed = (changed * others).sum(axis=1) / max(1, before.shape[1] - 1)
+    return {"flip_rate": flip, "others_changed": others_changed, "changed": changed}
+
+
+def correlation_matrix(values: np.ndarray) -> np.ndarray:
+    """[N, A] -> [A, A] Pearson correlation of the columns (constant columns give 0)."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    std = np.sqrt((x * x).mean(axis=0))
+    safe = np.where(std > 0, std, 1.0)
+    c = (x.T @ x) / len(x) / np.outer(safe, safe)
+    c[std == 0, :] = 0.0
+    c[:, std == 0] = 0.0
+    return c
+
+
+# ----------------------------------------------------------------------------------------
+# Figures
+
+
+def heatmap_png(matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], title: str,
+                vmin: float = -1.0, vmax: float = 1.0, cmap: str = "RdBu_r") -> bytes:
+    """A labelled heatmap [R, C] with each value printed in its cell, as PNG bytes."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.shape != (len(rows), len(cols)):
+        raise ValueError(f"matrix is {list(m.shape)} but there are {len(rows)} row and "
+                         f"{len(cols)} column labels")
+    fig = Figure(figsize=(1.0 + 0.75 * len(cols), 1.2 + 0.45 * len(rows)), dpi=100)
+    ax = fig.add_subplot()
+    im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(len(cols)), labels=list(cols), rotation=40, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), labels=list(rows), fontsize=8)
+    for (i, j), v in np.ndenumerate(m):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                color="white" if abs(v) > 0.6 * max(abs(vmin), abs(vmax)) else "black")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def edit_grid(cells: np.ndarray, scale: int = 2) -> np.ndarray:
+    """cells [R, C, H, W, 3] uint8 (rows of images) -> one grid image [H', W', 3] uint8,
+    each cell upscaled by `scale` (nearest) so 32 px toy images stay legible."""
+    from gankit.images import make_grid, upscale
+    cells = np.asarray(cells)
+    if cells.ndim != 5 or cells.dtype != np.uint8:
+        raise ValueError(f"cells must be uint8 [R, C, H, W, 3], got {cells.dtype} "
+                         f"{list(cells.shape)}")
+    r, c = cells.shape[:2]
+    return make_grid(upscale(cells.reshape(r * c, *cells.shape[2:]), scale), ncols=c)
+
+
+# ----------------------------------------------------------------------------------------
+# HTML
+
+STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;
+padding:3px 8px;font-size:13px;text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}
+img{image-rendering:pixelated;margin:4px 8px 4px 0;vertical-align:top}.fail{color:#b00}
+.pass{color:#070}figure{display:inline-block;margin:0 12px 12px 0}figcaption{font-size:12px}"""
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return html.escape(str(v))
+
+
+def table_html(header: Sequence[str], rows: Sequence[Sequence], cls: str = "") -> str:
+    """An HTML table; the first column left-aligned, numbers to three decimals."""
+    head = "".join(f"<th class='{'l' if i == 0 else ''}'>{html.escape(str(h))}</th>"
+                   for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(f"<td class='{'l' if i == 0 else ''}'>{_fmt(v)}</td>"
+                                    for i, v in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table class='{cls}'><tr>{head}</tr>{body}</table>"
+
+
+def image_html(figure, alt: str) -> str:
+    """<img> of PNG bytes (embedded as base64) or of a relative file name (str)."""
+    if isinstance(figure, (bytes, bytearray)):
+        src = "data:image/png;base64," + base64.b64encode(bytes(figure)).decode()
+    else:
+        src = html.escape(str(figure))
+    return f"<img src='{src}' alt='{html.escape(alt)}'>"
+
+
+def _figure(figures: dict, name: str, caption: str) -> str:
+    if name not in figures:
+        return ""
+    return (f"<figure>{image_html(figures[name], name)}"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _boundary_section(report: dict) -> str:
+    rows = [(b["name"], b["attribute"], b["space"], ", ".join(b.get("conditions") or []) or "-",
+             b.get("val_accuracy"), b.get("all_accuracy"), b.get("n_train"))
+            for b in report.get("boundaries", [])]
+    return ("<h2>Boundaries</h2><p>InterFaceGAN linear SVM on the most and least confident "
+            "samples; accuracy on the held-out validation split and on all samples.</p>"
+            + table_html(["boundary", "attribute", "space", "conditioned on", "val accuracy",
+                          "all accuracy", "n train"], rows))
+
+
+def _edits_section(report: dict) -> str:
+    edits = report.get("edits", {})
+    out = [f"<h2>Edits</h2><p>{report.get('num_edited', '?')} held-out samples, each moved "
+           f"towards the other side of the target's label, to signed distance "
+           f"&plusmn;{_fmt(report.get('edit_strength'))} (mode "
+           f"{html.escape(str(report.get('edit_mode', '?')))}).</p>"]
+    for kind in ("plain", "conditional"):
+        rows = [(key, e.get("boundary"), e.get("flip_rate"), e.get("others_changed"))
+                for key, e in edits.get(kind, {}).items()]
+        if rows:
+            out.append(f"<h3>{kind}</h3>" + table_html(
+                ["target", "boundary", "flip rate", "others changed (mean)"], rows))
+    pairs = report.get("pairs", [])
+    if pairs:
+        rows = [(f"{p['target']} | {'+'.join(p['conditions'])}", p["flip_rate"]["plain"],
+                 p["flip_rate"]["conditional"], p["condition_changed"]["plain"],
+                 p["condition_changed"]["conditional"]) for p in pairs]
+        out.append("<h3>Conditional vs plain</h3>" + table_html(
+            ["target | conditions", "flip rate plain", "flip rate conditional",
+             "conditions changed plain", "conditions changed conditional"], rows))
+    return "".join(out)
+
+
+def _figures_section(figures: dict, title: str, prefix: str, captions: dict) -> str:
+    names = sorted(n for n in figures if n.startswith(prefix))
+    if not names:
+        return ""
+    return f"<h2>{title}</h2>" + "".join(_figure(figures, n, captions.get(n, n)) for n in names)
+
+
+def render_html(report: dict, figures: dict) -> str:
+    """report.json's dict + {figure name: PNG bytes or relative path} -> a self-contained
+    report.html (bytes are embedded as base64). Figure names by prefix: 'cosine_*',
+    'rescoring*', 'correlation*', 'grid_*'."""
+    title = html.escape(report.get("title", "gankit report"))
+    captions = report.get("captions", {})
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+             f"<style>{STYLE}</style></head><body><h1>{title}</h1>"]
+    if report.get("summary"):
+        parts.append("<pre>" + html.escape(report["summary"]) + "</pre>")
+    parts.append(_boundary_section(report))
+    parts.append(_edits_section(report))
+    parts.append(_figures_section(figures, "Edit grids", "grid_", captions))
+    parts.append(_figures_section(figures, "Rescoring", "rescoring", captions))
+    parts.append(_figures_section(figures, "Boundary cosine similarity", "cosine_", captions))
+    parts.append(_figures_section(figures, "Attribute correlation", "correlation", captions))
+    parts.append("</body></html>")
+    return "\n".join(p for p in parts if p)

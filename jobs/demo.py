@@ -1,0 +1,156 @@
+"""`gankit demo --out DIR`: the whole pipeline on the bundled toy model, locally, in minutes.
+
+    1. sample  COUNT rows (seed 0): z, w and the toy classifier's logits (no images stored)
+    2. fit     every attribute in Z and W (InterFaceGAN: top/bottom 2%, 70/30 split), plus
+               conditional boundaries for the toy world's correlated pairs
+    3. sample  HELDOUT fresh rows (seed 1), never seen by the fit
+    4. edit    them along every W boundary, plain and conditional, mode 'to_distance' at
+               -d, -d/2, 0, d/2, d (d = edit_strength), keeping the original image
+    5. report  report.json, report.html, figures/ (grids, heatmaps)
+
+Steps 1-2 run through jobs.pipeline.run_pipeline; its config is written to
+DIR/demo_config.yaml (`gankit run DIR/demo_config.yaml` redoes them; a pipeline's edit stage
+edits the first rows of its own samples, so the held-out set is the demo's addition).
+Every step resumes: rerunning the demo over the same DIR recomputes nothing already done.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from jobs.runtime import require
+
+# (target, [conditions]) pairs correlated in the toy world (gankit/toyfaces.py)
+PAIRS = [["eyeglasses", ["old"]], ["old", ["eyeglasses"]], ["blond_hair", ["dark_skin"]],
+         ["smile", ["yaw"]]]
+
+
+@dataclass
+class DemoConfig:
+    out: str = "demo_out"              # output folder (or URL)
+    count: int = 20000                 # training samples for the fit
+    heldout: int = 240                 # fresh samples edited for the report
+    edit_strength: float = 3.0         # d: edits go to signed distance -d .. d in W
+    fraction: float = 0.02             # InterFaceGAN selection: top and bottom fraction
+    workers: int = 2                   # CPU actors (the Ray cluster gets workers + 2 CPUs)
+    rows_per_part: int = 2500          # sample part size (parts are the unit of parallelism)
+    seed: int = 0                      # training samples' seed; held-out use seed + 1
+    pairs: list = field(default_factory=lambda: [list(p) for p in PAIRS])
+
+    def validate(self) -> None:
+        require(self.count >= 100, "count", f"must be >= 100 (got {self.count})")
+        require(self.heldout >= 2, "heldout", f"must be >= 2 (got {self.heldout})")
+        require(self.edit_strength > 0, "edit_strength", "must be > 0")
+        require(self.workers >= 1, "workers", f"must be >= 1 (got {self.workers})")
+
+
+def pipeline_config(cfg: DemoConfig):
+    from jobs.pipeline import PipelineConfig
+    return PipelineConfig(
+        root=cfg.out, stages=["sample", "fit"], model="toy", classifier="toy", device="cpu",
+        workers=cfg.workers,
+        sample={"count": cfg.count, "seed": cfg.seed, "space": "w",
+                "rows_per_part": cfg.rows_per_part, "micro_batch": 16, "batch_size": 500},
+        fit={"spaces": ["z", "w"], "fraction": cfg.fraction, "conditions": cfg.pairs})
+
+
+def edit_strengths(d: float) -> list:
+    return [-d, -d / 2, 0.0, d / 2, d]
+
+
+def write_config(cfg: DemoConfig, pipe) -> None:
+    import dataclasses
+
+    import yaml
+    from jobs import storage
+    text = ("# gankit demo: steps 1-2 as a pipeline config (`gankit run` this file)\n"
+            + yaml.safe_dump(dataclasses.asdict(pipe), sort_keys=False)
+            + "# the demo then samples held-out rows and edits them:\n"
+            + yaml.safe_dump({"demo": dataclasses.asdict(cfg)}, sort_keys=False))
+    storage.open_store(cfg.out, create=True).write_bytes("demo_config.yaml", text.encode())
+
+
+def run_heldout_and_edit(cfg: DemoConfig, index: dict) -> None:
+    from jobs.edit import EditConfig, run_edit
+    from jobs.sample import SampleConfig, run_sample
+    root = cfg.out.rstrip("/")
+    run_sample(SampleConfig(model="toy", classifier="toy", count=cfg.heldout,
+                            seed=cfg.seed + 1, space="w", out=f"{root}/heldout",
+                            rows_per_part=-(-cfg.heldout // cfg.workers), device="cpu",
+                            workers=cfg.workers))
+    names = [e["name"] for e in index["boundaries"] if e["space"] == "w"]
+    run_edit(EditConfig(latents=f"{root}/heldout", index=f"{root}/fit", boundaries=names,
+                        out=f"{root}/edits", strengths=edit_strengths(cfg.edit_strength),
+                        mode="to_distance", keep_original=True, device="cpu",
+                        workers=cfg.workers, batch_size=512))
+
+
+def summary(report: dict) -> str:
+    """Every W boundary's val accuracy and each conditional pair's flip/change rates."""
+    lines = ["W boundaries (val accuracy / all accuracy):"]
+    for b in report["boundaries"]:
+        if b["space"] == "w" and not b["conditions"]:
+            ok = "ok" if (b["val_accuracy"] or 0) >= 0.9 else "BELOW 0.9"
+            lines.append(f"  {b['attribute']:<16} {b['val_accuracy']:.3f} / "
+                         f"{b['all_accuracy']:.3f}  {ok}")
+    lines.append(f"Edits of {report.get('num_edited')} held-out samples to distance "
+                 f"+-{report.get('edit_strength'):g} (W):")
+    lines.append(f"  {'target | cond':<24} {'flip plain':>10} {'flip cond':>10} "
+                 f"{'cond chg plain':>15} {'cond chg cond':>14}  gate")
+    for p in report.get("pairs", []):
+        fr, cc = p["flip_rate"], p["condition_changed"]
+        ok = (fr["conditional"] >= 0.9 and cc["conditional"] < 0.1
+              and cc["conditional"] < cc["plain"])
+        lines.append(f"  {p['target'] + ' | ' + '+'.join(p['conditions']):<24} "
+                     f"{fr['plain']:>10.3f} {fr['conditional']:>10.3f} {cc['plain']:>15.3f} "
+                     f"{cc['conditional']:>14.3f}  {'ok' if ok else 'FAIL'}")
+    return "\n".join(lines)
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    """Run the demo into cfg.out; returns the report dict (report['summary'] is printed)."""
+    from jobs import runtime
+    from jobs.pipeline import run_pipeline
+    from jobs.report import ReportConfig, run_report
+    cfg.validate()
+    t0 = time.time()
+    runtime.ensure_ray(num_cpus=cfg.workers + 2)
+    pipe = pipeline_config(cfg)
+    write_config(cfg, pipe)
+    index = run_pipeline(pipe)["fit"]
+    print(f"[demo] sampled and fitted in {time.time() - t0:.0f} s", flush=True)
+    run_heldout_and_edit(cfg, index)
+    print(f"[demo] held-out edits done at {time.time() - t0:.0f} s", flush=True)
+    root = cfg.out.rstrip("/")
+    report = run_report(ReportConfig(fit=f"{root}/fit", edits=f"{root}/edits",
+                                     samples=f"{root}/samples", out=f"{root}/report",
+                                     edit_strength=cfg.edit_strength,
+                                     title="gankit demo: toy StyleGAN2"))
+    report["summary"] = summary(report)
+    rewrite_with_summary(root, report)
+    print(report["summary"], flush=True)
+    print(f"[demo] done in {time.time() - t0:.0f} s; open "
+          f"{os.path.join(root, 'report', 'report.html')}", flush=True)
+    return report
+
+
+def rewrite_with_summary(root: str, report: dict) -> None:
+    from gankit.report import render_html
+    from jobs import storage
+    out = storage.open_store(f"{root}/report")
+    figs = {os.path.basename(p)[:-4]: out.read_bytes(p) for p in report["figures"]}
+    out.write_json("report.json", report)
+    out.write_bytes("report.html", render_html(report, figs).encode())
+
+
+def register(subparsers) -> None:
+    d = subparsers.add_parser("demo", help="the whole pipeline on the bundled toy model")
+    d.add_argument("--out", default="demo_out", help="output folder")
+    d.add_argument("--count", type=int, default=20000, help="training samples")
+    d.add_argument("--heldout", type=int, default=240, help="held-out samples edited")
+    d.add_argument("--edit-strength", type=float, default=3.0, help="W distance d")
+    d.add_argument("--workers", type=int, default=2, help="CPU actors")
+    d.set_defaults(func=lambda a: run_demo(DemoConfig(
+        out=a.out, count=a.count, heldout=a.heldout, edit_strength=a.edit_strength,
+        workers=a.workers)) and 0)

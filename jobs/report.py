@@ -1,0 +1,322 @@
+"""The report stage (driver): fit output + edit output (+ samples) -> report.json,
+report.html and figures/ under `out`.
+
+Reads, streaming part by part and keeping only small arrays:
+- `fit`/boundaries.json and the boundary .npz files (cosine matrices);
+- `edits`: the logit columns of the rows at strength +-edit_strength (rescoring, flip rates)
+  and the images of the first `grid_samples` sample ids (edit grids);
+- the edited samples' logits before editing, from the latents dataset the edit job read (its
+  manifest names it), and the first `correlation_rows` rows of `samples` (correlation).
+The edit set is small by design (a few hundred samples x boundaries x strengths).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from jobs import storage
+from jobs.runtime import require
+
+
+@dataclass
+class ReportConfig:
+    fit: str = ""                      # fit output URL (boundaries.json)
+    edits: str = ""                    # edit output URL (edit job parts, to_distance or shift)
+    samples: str = ""                  # sample dataset URL for the correlation ('' = skip)
+    out: str = ""                      # output URL: report.json, report.html, figures/
+    edit_strength: Optional[float] = None  # |strength| the flip rates use (None = the largest)
+    grid_samples: int = 4              # sample ids shown per edit grid
+    correlation_rows: int = 20000      # sample rows read for the correlation matrix
+    title: str = "gankit report"
+    storage: dict = field(default_factory=dict)  # fsspec options for every URL
+
+    def validate(self) -> None:
+        require(bool(self.fit), "fit", "must be the URL of a fit output (boundaries.json)")
+        require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
+        require(self.edit_strength is None or self.edit_strength > 0, "edit_strength",
+                f"must be > 0 or null (got {self.edit_strength})")
+        require(self.grid_samples >= 0, "grid_samples", "must be >= 0")
+        require(self.correlation_rows >= 0, "correlation_rows", "must be >= 0")
+
+
+# ----------------------------------------------------------------------------------------
+# Reading
+
+
+def boundary_rows(index: dict) -> list:
+    keys = ("name", "attribute", "space", "conditions", "val_accuracy", "all_accuracy",
+            "n_train", "path")
+    return [{k: e.get(k) for k in keys} for e in index["boundaries"]]
+
+
+def cosine_section(cfg: ReportConfig, index: dict) -> dict:
+    """{space: {attributes, matrix}} over the plain boundaries of each space."""
+    from gankit.boundaries import cosine_matrix
+    from jobs.edit import load_boundary
+    out = {}
+    for space in dict.fromkeys(e["space"] for e in index["boundaries"]):
+        plain = [e for e in index["boundaries"] if e["space"] == space and not e["conditions"]]
+        bs = [load_boundary(f"{cfg.fit.rstrip('/')}/{e['path']}", cfg.storage) for e in plain]
+        if bs:
+            out[space] = {"attributes": [e["attribute"] for e in plain],
+                          "matrix": cosine_matrix(bs).tolist()}
+    return out
+
+
+def edit_logits(edits, strength: Optional[float], attributes: list) -> tuple:
+    """({(boundary, sign): {sample_id: logits [A]}}, strength used) from the edit parts."""
+    cols = ["sample_id", "boundary", "strength"] + [f"logit_{a}" for a in attributes]
+    if strength is None:
+        strength = max(float(np.abs(t.column("strength").to_numpy()).max())
+                       for t in storage.iter_tables(edits, ["strength"]))
+    found = {}
+    for t in storage.iter_tables(edits, cols):
+        s = t.column("strength").to_numpy()
+        keep = np.nonzero(np.isclose(np.abs(s), strength))[0]
+        if not len(keep):
+            continue
+        ids = t.column("sample_id").to_numpy()[keep]
+        names = np.asarray(t.column("boundary").to_pylist(), dtype=object)[keep]
+        logits = np.stack([t.column(f"logit_{a}").to_numpy()[keep] for a in attributes], 1)
+        for i, name, sign, row in zip(ids, names, np.sign(s[keep]), logits):
+            found.setdefault((name, int(sign)), {})[int(i)] = row
+    return found, strength
+
+
+def sample_logits(url: str, options: dict, ids: Optional[set], attributes: list,
+                  limit: Optional[int] = None) -> tuple:
+    """(ids [N], logits [N, A]) of the rows of `url` whose id is in `ids` (or the first
+    `limit` rows), streamed."""
+    store = storage.open_store(url, options, must_exist=True)
+    cols = ["sample_id"] + [f"logit_{a}" for a in attributes]
+    got_ids, got = [], []
+    n = 0
+    for t in storage.iter_tables(store, cols):
+        i = t.column("sample_id").to_numpy()
+        keep = np.isin(i, list(ids)) if ids is not None else np.arange(len(i)) < limit - n
+        got_ids.append(i[keep])
+        got.append(np.stack([t.column(f"logit_{a}").to_numpy()[keep] for a in attributes], 1))
+        n += len(i)
+        if limit is not None and n >= limit:
+            break
+    return np.concatenate(got_ids), np.concatenate(got)
+
+
+def grid_images(edits, boundaries: list, ids: list) -> tuple:
+    """({boundary: {(sample_id, strength): [H, W, 3]}}, {sample_id: original [H, W, 3]})."""
+    from gankit.images import decode_image
+    schema = storage.dataset_rows(edits)[1]
+    cols = ["sample_id", "boundary", "strength", "image"]
+    if "original" in schema.names:
+        cols.append("original")
+    cells, originals = {}, {}
+    for t in storage.iter_tables(edits, cols):
+        sid = t.column("sample_id").to_numpy()
+        for r in np.nonzero(np.isin(sid, ids))[0]:
+            name = t.column("boundary")[r].as_py()
+            if name not in boundaries:
+                continue
+            key = (int(sid[r]), float(t.column("strength")[r].as_py()))
+            cells.setdefault(name, {})[key] = decode_image(t.column("image")[r].as_py()["bytes"])
+            if "original" in cols and int(sid[r]) not in originals:
+                originals[int(sid[r])] = decode_image(t.column("original")[r].as_py()["bytes"])
+    return cells, originals
+
+
+# ----------------------------------------------------------------------------------------
+# Computing the sections
+
+
+def edit_sections(entries: list, found: dict, ids: np.ndarray, before: np.ndarray,
+                  attributes: list) -> dict:
+    """rescoring, label_changes, edits and pairs, for the boundaries that were edited."""
+    from gankit import report as R
+    pos = {int(i): k for k, i in enumerate(ids)}
+    out = {"rescoring": {}, "label_changes": {}, "edits": {}, "pairs": []}
+    for kind in ("plain", "conditional"):
+        group = [e for e in entries if bool(e["conditions"]) == (kind == "conditional")
+                 and (e["name"], 1) in found and (e["name"], -1) in found]
+        if not group:
+            continue
+        targets = [attributes.index(e["attribute"]) for e in group]
+        direction = R.edit_directions(before, targets)                   # [B, N]
+        after = np.empty((len(group), *before.shape), dtype=np.float32)  # [B, N, A]
+        for b, e in enumerate(group):
+            for i, k in pos.items():
+                after[b, k] = found[(e["name"], int(direction[b, k]))][i]
+        names = [e["name"] for e in group]
+        resc = R.rescoring_matrix(before, after, direction)
+        flips = R.flip_rates(before, after, targets, direction)
+        out["rescoring"][kind] = {"attributes": attributes, "boundaries": names,
+                                  "matrix": resc.tolist()}
+        out["label_changes"][kind] = {"attributes": attributes, "boundaries": names,
+                                      "matrix": flips["changed"].tolist()}
+        out["edits"][kind] = {edit_key(e): {
+            "attribute": e["attribute"], "conditions": e["conditions"], "boundary": e["name"],
+            "flip_rate": float(flips["flip_rate"][b]),
+            "others_changed": float(flips["others_changed"][b]),
+            "changed": dict(zip(attributes, map(float, flips["changed"][b])))}
+            for b, e in enumerate(group)}
+    out["pairs"] = pair_rows(out["edits"])
+    return out
+
+
+def edit_key(entry: dict) -> str:
+    return entry["attribute"] + ("|" + "+".join(entry["conditions"]) if entry["conditions"]
+                                 else "")
+
+
+def pair_rows(edits: dict) -> list:
+    """Conditional vs plain for each conditional boundary whose plain one was edited too."""
+    rows = []
+    plain = {e["attribute"]: e for e in edits.get("plain", {}).values()
+             if e["boundary"].split("/")[0] == "w"} or {}
+    for e in edits.get("conditional", {}).values():
+        p = next((q for q in edits["plain"].values() if q["attribute"] == e["attribute"]
+                  and q["boundary"].split("/")[0] == e["boundary"].split("/")[0]),
+                 plain.get(e["attribute"]))
+        if p is None:
+            continue
+        cc = lambda x: float(np.mean([x["changed"][c] for c in e["conditions"]]))  # noqa: E731
+        rows.append({"target": e["attribute"], "conditions": e["conditions"],
+                     "space": e["boundary"].split("/")[0],
+                     "flip_rate": {"plain": p["flip_rate"], "conditional": e["flip_rate"]},
+                     "condition_changed": {"plain": cc(p), "conditional": cc(e)}})
+    return rows
+
+
+def grid_figures(cells: dict, originals: dict, entries: list, ids: list) -> dict:
+    """{'grid_<attr>': PNG}: rows = sample x (plain, conditional...), columns = original
+    then every strength in increasing order."""
+    from gankit.images import encode_png
+    from gankit.report import edit_grid
+    figs, captions = {}, {}
+    for attr in dict.fromkeys(e["attribute"] for e in entries):
+        group = [e["name"] for e in entries if e["attribute"] == attr and e["name"] in cells]
+        if not group:
+            continue
+        strengths = sorted({t for n in group for (_, t) in cells[n]})
+        rows = []
+        for i in ids:
+            for n in group:
+                row = [originals[i]] if i in originals else []
+                row += [cells[n][(i, t)] for t in strengths if (i, t) in cells[n]]
+                if len(row) == len(strengths) + (i in originals):
+                    rows.append(row)
+        if rows and len({len(r) for r in rows}) == 1:
+            figs[f"grid_{attr}"] = encode_png(edit_grid(np.asarray(rows)), compress_level=6)
+            captions[f"grid_{attr}"] = (f"{attr}: rows = each sample along "
+                                        f"{', then '.join(group)}; columns = "
+                                        f"{'original, ' if originals else ''}distance "
+                                        f"{', '.join(f'{t:g}' for t in strengths)}")
+    return figs, captions
+
+
+def heatmaps(report: dict) -> tuple:
+    from gankit.report import heatmap_png
+    figs, captions = {}, {}
+    for space, c in report["cosine"].items():
+        figs[f"cosine_{space}"] = heatmap_png(c["matrix"], c["attributes"], c["attributes"],
+                                              f"cosine of boundary normals, {space.upper()}")
+        captions[f"cosine_{space}"] = f"cosine similarity of the plain {space} boundaries"
+    for kind, r in report["rescoring"].items():
+        figs[f"rescoring_{kind}"] = heatmap_png(r["matrix"], r["boundaries"], r["attributes"],
+                                                f"rescoring, {kind} boundaries")
+        captions[f"rescoring_{kind}"] = (f"{kind}: mean change of each attribute's "
+                                         f"probability, signed by the edit direction")
+    if report.get("correlation"):
+        c = report["correlation"]
+        figs["correlation"] = heatmap_png(c["matrix"], c["attributes"], c["attributes"],
+                                          f"attribute probability correlation ({c['rows']} samples)")
+        captions["correlation"] = "Pearson correlation of the classifier probabilities"
+    return figs, captions
+
+
+# ----------------------------------------------------------------------------------------
+# Driver
+
+
+def edited_inputs(edits, cfg: ReportConfig) -> str:
+    """The latents dataset the edit job read (its manifest records its config)."""
+    manifest = storage.read_manifest(edits) or {}
+    url = (manifest.get("config") or {}).get("latents") or cfg.samples
+    require(bool(url), "edits", f"{cfg.edits} has no manifest naming its latents dataset")
+    return url
+
+
+def add_edits(cfg: ReportConfig, report: dict, index: dict, attributes: list) -> dict:
+    """Fills rescoring / edits / pairs; returns the grid figures and captions."""
+    edits = storage.open_store(cfg.edits, cfg.storage, must_exist=True)
+    manifest = storage.read_manifest(edits) or {}
+    report["edit_mode"] = (manifest.get("config") or {}).get("mode")
+    found, strength = edit_logits(edits, cfg.edit_strength, attributes)
+    require(bool(found), "edit_strength", f"no edit at |strength| {strength} in {cfg.edits}")
+    ids = sorted({i for rows in found.values() for i in rows})
+    got_ids, before = sample_logits(edited_inputs(edits, cfg), cfg.storage, set(ids),
+                                    attributes)
+    report.update(edit_strength=strength, num_edited=len(got_ids))
+    entries = [e for e in index["boundaries"] if (e["name"], 1) in found]
+    report.update(edit_sections(entries, found, got_ids, before, attributes))
+    grid_ids = [int(i) for i in got_ids[:cfg.grid_samples]]
+    cells, originals = grid_images(edits, [e["name"] for e in entries], grid_ids)
+    return grid_figures(cells, originals, [e for e in entries if e["space"] == "w"]
+                        or entries, grid_ids)
+
+
+def run_report(cfg: ReportConfig) -> dict:
+    """Build report.json, report.html and figures/*.png under cfg.out; returns the report."""
+    from gankit.report import correlation_matrix, probabilities, render_html
+    from jobs.fit import load_index
+    cfg.validate()
+    index = load_index(cfg.fit, cfg.storage)
+    attributes = list(index["attributes"])
+    report = {"title": cfg.title, "format": "gankit.report", "version": 1,
+              "attributes": attributes, "num_samples": index.get("num_samples"),
+              "boundaries": boundary_rows(index), "cosine": cosine_section(cfg, index)}
+    figs, captions = {}, {}
+    if cfg.edits:
+        figs, captions = add_edits(cfg, report, index, attributes)
+    if cfg.samples and cfg.correlation_rows:
+        _, logits = sample_logits(cfg.samples, cfg.storage, None, attributes,
+                                  cfg.correlation_rows)
+        report["correlation"] = {"attributes": attributes, "rows": int(len(logits)),
+                                 "matrix": correlation_matrix(probabilities(logits)).tolist()}
+    more, more_captions = heatmaps(report)
+    figs.update(more)
+    captions.update(more_captions)
+    report["captions"] = captions
+    report["figures"] = [f"figures/{n}.png" for n in sorted(figs)]
+    write_outputs(cfg, report, figs, render_html)
+    return report
+
+
+def write_outputs(cfg: ReportConfig, report: dict, figs: dict, render_html) -> None:
+    out = storage.open_store(cfg.out, cfg.storage, create=True)
+    for name, png in figs.items():
+        out.write_bytes(f"figures/{name}.png", png)
+    out.write_json("report.json", report)
+    out.write_bytes("report.html", render_html(report, figs).encode())
+    print(f"[report] wrote report.json, report.html and {len(figs)} figures to {cfg.out}",
+          flush=True)
+
+
+# ----------------------------------------------------------------------------------------
+# Command line
+
+
+def register(subparsers) -> None:
+    r = subparsers.add_parser("report", help="report.json + report.html from fit and edit outputs")
+    r.add_argument("--fit", required=True, help="fit output URL (boundaries.json)")
+    r.add_argument("--edits", default="", help="edit output URL")
+    r.add_argument("--samples", default="", help="sample dataset URL (correlation)")
+    r.add_argument("--out", required=True)
+    r.add_argument("--edit-strength", type=float, default=None)
+    r.add_argument("--grid-samples", type=int, default=4)
+    r.set_defaults(func=lambda a: run_report(ReportConfig(
+        fit=a.fit, edits=a.edits, samples=a.samples, out=a.out,
+        edit_strength=a.edit_strength, grid_samples=a.grid_samples)) and 0)
+
+
+__all__ = ["ReportConfig", "run_report"]
