@@ -180,6 +180,7 @@ class Labeler(PartWorker):
                 good, errs = self.label(table, schema)
                 errors += errs
                 w.write(good)
+                runtime.fault_point()                       # test-only fault injection
             runtime.commit_errors(self.out, spec, errors)
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": len(errors)})

@@ -253,9 +253,57 @@ def commit_errors(out: Store, spec: PartSpec, records: list) -> None:
                              error_table(records), {"index": spec.index, "errors": len(records)})
 
 
+# Actor faults (a preempted machine, an OOM kill): Ray Data's actor pool restarts a dead actor
+# and retries its part on it (its defaults: max_restarts=-1, max_task_retries=-1; Ray 2.60
+# deprecates passing them explicitly). The part was never committed, so nothing is lost or
+# doubled. Known limit: a part that kills every actor it lands on is retried without end.
+
+# TEST-ONLY fault injection. With GANKIT_FAULT_EXIT_AFTER_BATCHES=N and GANKIT_FAULT_MARKER=
+# <path> in the driver's environment, the first worker process to write its N-th row group
+# creates <path> (exclusively, so this fires once per marker across all processes) and
+# exits with os._exit mid-part, as a preempted machine would. Never set them in production.
+FAULT_ENV = ("GANKIT_FAULT_EXIT_AFTER_BATCHES", "GANKIT_FAULT_MARKER")
+_fault_batches = 0
+
+
+def fault_point() -> None:
+    """Called by workers after each row group written (before the part commits)."""
+    global _fault_batches
+    after, marker = (os.environ.get(k) for k in FAULT_ENV)
+    if not after or not marker:
+        return
+    _fault_batches += 1
+    if _fault_batches < int(after):
+        return
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    os._exit(13)
+
+
+def worker_remote_args(actors: ActorPlan) -> dict:
+    """map_batches resources of the part actors (+ the test-only fault variables, if set)."""
+    args = {"num_gpus": actors.num_gpus, "num_cpus": actors.num_cpus}
+    env = {k: os.environ[k] for k in FAULT_ENV if os.environ.get(k)}
+    if env:
+        args["runtime_env"] = {"env_vars": env}
+    return args
+
+
 def run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict,
               identity: dict, config: dict, actors: ActorPlan) -> dict:
-    """Compute the parts of `plan` not yet committed at `out`; returns the manifest."""
+    """Compute the parts of `plan` not yet committed at `out`; returns the manifest.
+    Holds the output's lease (storage.JobLease) throughout: a second job writing to the
+    same location at the same time fails fast with storage.LeaseHeld."""
+    with storage.JobLease(out, job):
+        return _run_parts(job, out, plan, worker_cls, worker_kwargs, identity, config, actors)
+
+
+def _run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict,
+               identity: dict, config: dict, actors: ActorPlan) -> dict:
     import ray
 
     old = storage.check_identity(out, job, identity)
@@ -281,7 +329,7 @@ def run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict,
         ds = ds.map_batches(
             worker_cls, fn_constructor_kwargs=dict(worker_kwargs, out=out), batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=actors.workers),
-            num_gpus=actors.num_gpus, num_cpus=actors.num_cpus)
+            **worker_remote_args(actors))
         done = len(committed)
         for reply in ds.iter_batches(batch_size=1, batch_format="numpy",
                                      prefetch_batches=0):
@@ -293,6 +341,7 @@ def run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict,
     if schema is None and metas:
         first = out.list_parts()
         schema = storage.part_footer(out, next(iter(first.values())))[0] if first else None
+    out.remove_temporaries()        # left by actors that died mid-part (then retried)
     run.finished = storage.now()
     manifest = storage.write_manifest(out, job, identity, config, plan, metas, schema, runs,
                                       True)

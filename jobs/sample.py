@@ -158,6 +158,7 @@ class Sampler(PartWorker):
         with PartWriter(self.out, storage.part_name(spec.index), self.schema) as w:
             for s in range(spec.start, spec.stop, step):
                 w.write(self.rows(s, min(s + step, spec.stop)))
+                runtime.fault_point()                       # test-only fault injection
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": 0})
         return {"rows": spec.rows, "errors": 0}

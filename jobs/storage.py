@@ -457,3 +457,138 @@ def write_manifest(store: Store, job: str, identity: dict, config: dict, plan: l
     }
     store.write_json(MANIFEST, manifest)
     return manifest
+
+
+# ----------------------------------------------------------------------------------------
+# One writer per output location
+
+
+LEASE = "_lease.json"
+LEASE_TTL_S = 120.0        # a lease not renewed for this long is stale (its driver is gone)
+LEASE_RENEW_S = 15.0       # the holder renews it this often (a background thread)
+
+
+class LeaseHeld(RuntimeError):
+    """Another live job is writing to this output location."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class JobLease:
+    """An exclusive lease on an output location, held by one driver for one run.
+
+    `_lease.json` is created atomically only if absent: O_CREAT|O_EXCL on local disk, a
+    conditional PUT (If-None-Match: *) on S3. A second job finds it and fails fast naming
+    the holder. The holder renews it every LEASE_RENEW_S; a lease is stale, and is taken
+    over, when its holder's process is gone (same host) or it was not renewed for
+    LEASE_TTL_S (a driver on another machine that died). A killed driver therefore never
+    blocks its own rerun. Taking over a stale lease deletes it and creates a new one
+    exclusively; two jobs racing for the same stale lease in the same instant could both
+    delete it, so at most one of them then wins the exclusive create.
+    """
+
+    def __init__(self, store: Store, job: str):
+        self.store, self.job = store, job
+        self.token = uuid.uuid4().hex
+        self._stop = None
+        self._thread = None
+
+    def _record(self) -> bytes:
+        import socket
+        return json.dumps({"job": self.job, "token": self.token, "host": socket.gethostname(),
+                           "pid": os.getpid(), "renewed": time.time()}).encode()
+
+    def _create(self) -> bool:
+        """Exclusive create; False when a lease is already there."""
+        path = self.store.path(LEASE)
+        if self.store.local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(self._record())
+            return True
+        try:
+            self.store.fs.pipe_file(path, self._record(), mode="create")
+        except FileExistsError:
+            return False
+        return True
+
+    def _read(self) -> Optional[dict]:
+        try:
+            return json.loads(self.store.read_bytes(LEASE))
+        except FileNotFoundError:
+            return None
+        except ValueError:          # a lease being written right now: treat as held
+            return {"renewed": time.time(), "host": "?", "pid": -1, "job": "?"}
+
+    @staticmethod
+    def stale(lease: dict) -> bool:
+        import socket
+        if lease.get("host") == socket.gethostname() and isinstance(lease.get("pid"), int) \
+                and lease["pid"] > 0 and not _pid_alive(lease["pid"]):
+            return True
+        return time.time() - float(lease.get("renewed", 0)) > LEASE_TTL_S
+
+    def acquire(self) -> "JobLease":
+        for _ in range(3):
+            if self._create():
+                self._start_renewing()
+                return self
+            held = self._read()
+            if held is None:
+                continue                                   # released meanwhile: try again
+            if not self.stale(held):
+                age = time.time() - float(held.get("renewed", 0))
+                raise LeaseHeld(
+                    f"{self.store.url} is being written by another '{held.get('job')}' job "
+                    f"(pid {held.get('pid')} on {held.get('host')}, lease renewed {age:.0f} s "
+                    f"ago): wait for it to finish or choose another output location")
+            self._remove_if(held.get("token"))
+        raise LeaseHeld(f"{self.store.url}: could not take the output lease; another job is "
+                        f"starting there")
+
+    def _remove_if(self, token) -> None:
+        current = self._read()
+        if current is not None and current.get("token") == token:
+            try:
+                self.store.fs.rm_file(self.store.path(LEASE))
+            except FileNotFoundError:
+                pass
+
+    def _start_renewing(self) -> None:
+        import threading
+        self._stop = threading.Event()
+
+        def renew():
+            while not self._stop.wait(LEASE_RENEW_S):
+                try:
+                    self.store.write_bytes(LEASE, self._record())
+                except Exception:       # a store hiccup: the next renewal tries again
+                    pass
+        self._thread = threading.Thread(target=renew, name="gankit-lease", daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+            self._stop = None
+            self._remove_if(self.token)
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+        return False

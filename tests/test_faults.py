@@ -1,0 +1,139 @@
+"""Worker faults and concurrent writers, on the session's real Ray cluster.
+
+- An actor process that exits mid-part (test-only hook runtime.fault_point, as a preempted
+  machine would) is restarted by Ray Data and its part retried: the job finishes and its rows
+  equal an uninterrupted run's bit for bit, with no temporary file left.
+- Two jobs writing to one output location: the second fails fast naming the holder of the
+  lease (storage.JobLease); a lease left by a dead driver does not block its rerun.
+"""
+import json
+import os
+import socket
+import threading
+import time
+
+import pyarrow as pa
+import pytest
+
+from jobs import storage
+from jobs.sample import SampleConfig, run_sample
+
+pytestmark = pytest.mark.integration
+
+
+def cfg(model_files, out, **kw) -> SampleConfig:
+    base = dict(model=model_files["model"], classifier=model_files["classifier"], count=120,
+                seed=5, space="w", rows_per_part=20, micro_batch=4, batch_size=8,
+                workers=2, out=str(out), device="cpu")
+    base.update(kw)
+    return SampleConfig(**base)
+
+
+def rows(url) -> pa.Table:
+    return storage.read_table(url).sort_by("sample_id")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(ray_cluster, model_files, tmp_path_factory):
+    out = tmp_path_factory.mktemp("faults") / "ref"
+    run_sample(cfg(model_files, out, workers=1))
+    return rows(out)
+
+
+def test_actor_killed_mid_part_then_job_finishes_with_identical_rows(
+        uninterrupted, model_files, tmp_path, monkeypatch):
+    marker = tmp_path / "fault-fired"
+    monkeypatch.setenv("GANKIT_FAULT_EXIT_AFTER_BATCHES", "4")   # mid part 1 of the actor
+    monkeypatch.setenv("GANKIT_FAULT_MARKER", str(marker))
+    out = tmp_path / "faulted"
+    manifest = run_sample(cfg(model_files, out))
+    assert marker.exists(), "the fault hook never fired: the test proves nothing"
+    pid = int(marker.read_text())
+    assert pid != os.getpid()                                 # it was a worker that died
+    assert manifest["status"] == "complete" and manifest["rows"] == 120
+    got = rows(out)
+    assert got.column("sample_id").to_pylist() == list(range(120))   # none lost or doubled
+    assert got.equals(uninterrupted)                          # ids, z, w, logits bitwise
+    assert sorted(os.listdir(out)) == ["_manifest.json"] + [storage.part_name(k)
+                                                            for k in range(6)]
+
+
+def test_fault_hook_is_off_without_its_marker(monkeypatch):
+    from jobs import runtime
+    monkeypatch.setenv("GANKIT_FAULT_EXIT_AFTER_BATCHES", "1")
+    monkeypatch.delenv("GANKIT_FAULT_MARKER", raising=False)
+    runtime.fault_point()                                     # returns: this process lives
+    args = runtime.worker_remote_args(runtime.ActorPlan(1, 0, 1, "cpu"))
+    assert args["runtime_env"] == {"env_vars": {"GANKIT_FAULT_EXIT_AFTER_BATCHES": "1"}}
+    monkeypatch.delenv("GANKIT_FAULT_EXIT_AFTER_BATCHES")
+    assert "runtime_env" not in runtime.worker_remote_args(runtime.ActorPlan(1, 0, 1, "cpu"))
+
+
+def test_second_job_on_the_same_output_fails_fast_and_the_first_is_intact(
+        uninterrupted, model_files, tmp_path):
+    out = tmp_path / "shared"
+    first = {}
+
+    def job_a():
+        try:
+            first["manifest"] = run_sample(cfg(model_files, out, count=600, workers=1))
+        except BaseException as e:      # surfaced by the assertions below
+            first["error"] = e
+
+    a = threading.Thread(target=job_a)
+    a.start()
+    store = storage.open_store(str(out))
+    deadline = time.time() + 120
+    while not (store.exists(storage.LEASE) and store.list_parts()):
+        assert a.is_alive() and time.time() < deadline, first
+        time.sleep(0.02)
+    held = store.read_json(storage.LEASE)
+    with pytest.raises(storage.LeaseHeld, match=rf"{out} is being written by another 'sample' "
+                       rf"job \(pid {os.getpid()} on {socket.gethostname()}"):
+        run_sample(cfg(model_files, out, count=600, workers=1))
+    assert store.read_json(storage.LEASE)["token"] == held["token"]   # B took nothing over
+    a.join(timeout=300)
+    assert "error" not in first, first.get("error")
+    assert first["manifest"]["rows"] == 600 and len(first["manifest"]["runs"]) == 1
+    assert not store.exists(storage.LEASE)                    # released at the end
+    got = rows(out)
+    assert got.column("sample_id").to_pylist() == list(range(600))
+    assert got.slice(0, 120).equals(uninterrupted)           # same seed: same first rows
+    assert not [n for n in os.listdir(out) if storage.TMP_TAG in n]
+
+
+def test_lease_of_a_dead_driver_is_taken_over(uninterrupted, model_files, tmp_path):
+    out = tmp_path / "stale"
+    os.makedirs(out)
+    dead = {"job": "sample", "token": "old", "host": socket.gethostname(), "pid": 2 ** 22 + 7,
+            "renewed": time.time()}
+    (out / storage.LEASE).write_text(json.dumps(dead))
+    run_sample(cfg(model_files, out))
+    assert rows(out).equals(uninterrupted)
+    assert not (out / storage.LEASE).exists()
+
+
+def test_lease_rules_local(tmp_path):
+    store = storage.open_store(str(tmp_path / "x"), create=True)
+    a = storage.JobLease(store, "sample").acquire()
+    with pytest.raises(storage.LeaseHeld, match="is being written by another 'sample' job"):
+        storage.JobLease(store, "label").acquire()
+    a.release()
+    assert not store.exists(storage.LEASE)
+    with storage.JobLease(store, "label"):                   # free again
+        assert store.read_json(storage.LEASE)["job"] == "label"
+    # another machine's lease: live while renewed, stale after LEASE_TTL_S
+    other = {"job": "sample", "token": "t", "host": "elsewhere", "pid": 1}
+    assert not storage.JobLease.stale(dict(other, renewed=time.time()))
+    assert storage.JobLease.stale(dict(other, renewed=time.time() - storage.LEASE_TTL_S - 1))
+
+
+def test_lease_on_s3_uses_a_conditional_put(s3_bucket):
+    store = storage.open_store(f"s3://{s3_bucket}/lease-test")
+    a = storage.JobLease(store, "sample").acquire()
+    with pytest.raises(storage.LeaseHeld, match=rf"s3://{s3_bucket}/lease-test is being "
+                                                r"written by another 'sample' job"):
+        storage.JobLease(store, "sample").acquire()
+    assert store.read_json(storage.LEASE)["token"] == a.token
+    a.release()
+    assert not store.exists(storage.LEASE)
