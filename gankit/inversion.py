@@ -1,0 +1,312 @@
+"""Batched GAN inversion by optimisation: every image of a batch is its own problem.
+
+A batch of B targets carries B independent latents (W: [B, 1, w_dim] broadcast to num_ws, or
+W+: [B, num_ws, w_dim]), B sets of noise maps ([B, 1, r, r] per noise layer) and Adam state.
+Independence holds because:
+  - the loss is a SUM of per-image losses (a mean would scale each image's gradient by 1/B;
+    the sum gives each image exactly the gradient a batch of one gives);
+  - the synthesis, the feature net and every loss term act per sample (the noise
+    regularisation and renormalisation are per sample too);
+  - Adam's state and update are element-wise, and the lr schedule is the same for every image;
+  - the random w perturbation of image i comes from its own generator seeded by
+    (seed, index_i), so batching does not change what image i sees.
+So a batch of B gives B runs of one, up to float rounding of batched kernels.
+
+Defaults follow NVIDIA's stylegan2-ada-pytorch `projector.py`: start at w_avg, w_std from
+10,000 mapped z, 1000 Adam steps (lr 0.1, betas 0.9/0.999), lr ramp-up over the first 5% and
+cosine ramp-down over the last 25%, w noise 0.05 * w_std ramped quadratically to 0 over the
+first 75%, noise regularisation 1e5 (multi-scale autocorrelation), noise maps renormalised to
+zero mean and unit variance after every step.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+SPACES = ("w", "wp")
+MODES = ("optimize", "hybrid")
+
+
+@dataclass
+class InversionConfig:
+    space: str = "w"                   # 'w' (one w per image, as NVIDIA) or 'wp' (W+)
+    mode: str = "optimize"             # 'optimize' (from w_avg) or 'hybrid' (from init_ws)
+    steps: int = 1000                  # optimisation steps (K refinement steps in hybrid)
+    lr: float = 0.1                    # Adam's initial learning rate
+    betas: tuple = (0.9, 0.999)        # Adam's betas
+    lr_rampup: float = 0.05            # fraction of steps of the linear lr ramp-up
+    lr_rampdown: float = 0.25          # fraction of steps of the cosine lr ramp-down
+    w_noise_scale: float = 0.05        # initial w perturbation, in units of w_std
+    w_noise_ramp: float = 0.75         # fraction of steps over which it decays to 0 (quadratic)
+    w_avg_samples: int = 10_000        # mapped z used to estimate w_std
+    optimize_noise: bool = True        # optimise per-image noise maps (else G's const noise)
+    noise_reg_weight: float = 1e5      # weight of the noise autocorrelation penalty
+    mse_weight: float = 1.0            # weight of the pixel MSE (NVIDIA's projector: 0)
+    perceptual_weight: float = 1.0     # weight of the feature-net distance (needs a net)
+    early_stop_loss: Optional[float] = None  # freeze an image once its loss is below this
+    seed: int = 0                      # image i's randomness comes from (seed, index_i)
+
+    def validate(self) -> None:
+        if self.space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if not (0 < self.lr_rampup <= 1 and 0 < self.lr_rampdown <= 1):
+            raise ValueError("lr_rampup and lr_rampdown must be fractions in (0, 1]")
+        if not 0 < self.w_noise_ramp <= 1:
+            raise ValueError("w_noise_ramp must be a fraction in (0, 1]")
+
+
+@dataclass
+class InversionResult:
+    ws: torch.Tensor                   # [B, num_ws, w_dim] final latents (no w noise)
+    noises: Optional[list]             # per noise layer [B, 1, r, r], None = G's const noise
+    reconstruction: torch.Tensor       # [B, 3, H, W] in [-1, 1]
+    mse: torch.Tensor                  # [B] pixel MSE on the [-1, 1] scale
+    psnr: torch.Tensor                 # [B] dB, peak-to-peak 2 (= PSNR of [0, 1] images)
+    ssim: torch.Tensor                 # [B] gaussian-window SSIM on [0, 1] images
+    perceptual: Optional[torch.Tensor]  # [B] feature distance, None without a feature net
+    loss: torch.Tensor                 # [B] final reconstruction loss (mse + perceptual terms)
+    steps: torch.Tensor                # [B] int64 steps run per image (early stop)
+    history: list = field(default_factory=list)  # [steps] of [B] losses, per step
+
+
+# ----------------------------------------------------------------------------------------
+# Schedules and per-image randomness
+
+
+def learning_rate(cfg: InversionConfig, step: int) -> float:
+    """NVIDIA's schedule: linear ramp-up, cosine ramp-down, at t = step / steps."""
+    t = step / max(cfg.steps, 1)
+    ramp = min(1.0, (1.0 - t) / cfg.lr_rampdown)
+    ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+    return cfg.lr * ramp * min(1.0, t / cfg.lr_rampup)
+
+
+def w_noise_strength(cfg: InversionConfig, step: int, w_std: float) -> float:
+    t = step / max(cfg.steps, 1)
+    return w_std * cfg.w_noise_scale * max(0.0, 1.0 - t / cfg.w_noise_ramp) ** 2
+
+
+def image_generators(seed: int, indices: Sequence[int]) -> list:
+    """One torch.Generator per image, seeded by (seed, index) only."""
+    gens = []
+    for i in indices:
+        state = np.random.SeedSequence([int(seed), int(i)]).generate_state(2, dtype=np.uint32)
+        g = torch.Generator(device="cpu")
+        g.manual_seed(int(state[0]) << 32 | int(state[1]))
+        gens.append(g)
+    return gens
+
+
+def per_image_randn(gens: list, shape: tuple, device) -> torch.Tensor:
+    """[B, *shape] standard normal, row b from gens[b] (drawn on CPU: same bits anywhere)."""
+    return torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
+
+
+@torch.no_grad()
+def w_stats(G, samples: int = 10_000, seed: int = 123) -> tuple:
+    """(w_avg [w_dim], w_std scalar): the tracked w_avg, std from `samples` mapped z.
+    w_std = sqrt(mean_i ||w_i - w_avg||^2), as NVIDIA's projector."""
+    device = G.mapping.w_avg.device
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    z = torch.randn([samples, G.z_dim], generator=gen).to(device)
+    w = torch.cat([G.mapping(zc, None)[:, 0] for zc in z.split(2048)])      # [S, w_dim]
+    w_avg = G.mapping.w_avg.detach().clone()
+    return w_avg, float(((w - w_avg).square().sum() / samples).sqrt())
+
+
+# ----------------------------------------------------------------------------------------
+# Loss terms (all per image: [B])
+
+
+def noise_regularisation(noises: list) -> torch.Tensor:
+    """Multi-scale autocorrelation penalty of NVIDIA's projector, per sample -> [B]."""
+    reg = 0
+    for n in noises:                                                     # [B, 1, r, r]
+        while True:
+            reg = reg + (n * torch.roll(n, shifts=1, dims=3)).mean(dim=[1, 2, 3]).square()
+            reg = reg + (n * torch.roll(n, shifts=1, dims=2)).mean(dim=[1, 2, 3]).square()
+            if n.shape[2] <= 8:
+                break
+            n = F.avg_pool2d(n, kernel_size=2)
+    return reg
+
+
+@torch.no_grad()
+def renormalise_noise(noises: list) -> None:
+    """Zero mean, unit variance per sample and layer (in place)."""
+    for n in noises:                                                     # [B, 1, r, r]
+        n -= n.mean(dim=[1, 2, 3], keepdim=True)
+        n *= n.square().mean(dim=[1, 2, 3], keepdim=True).rsqrt()
+
+
+def pixel_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] x2 -> [B]
+    return (a - b).square().mean(dim=[1, 2, 3])
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[B] PSNR in dB of images in [-1, 1], peak-to-peak 2: 10 log10(4 / MSE)."""
+    return 10 * torch.log10(4 / pixel_mse(a, b).clamp_min(1e-12))
+
+
+def gaussian_window(size: int, sigma: float) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-x.square() / (2 * sigma ** 2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]                                       # [size, size]
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """[B] SSIM (Wang et al. 2004) of images in [-1, 1], computed on [0, 1] (L = 1,
+    K1 = 0.01, K2 = 0.03), gaussian window 11 / sigma 1.5 (shrunk to the image), valid
+    positions only, mean over positions and channels."""
+    x, y = (a.float() + 1) / 2, (b.float() + 1) / 2
+    size = min(window, x.shape[2], x.shape[3])
+    c = x.shape[1]
+    k = gaussian_window(size, sigma).to(x.device).expand(c, 1, size, size)
+    blur = lambda t: F.conv2d(t, k, groups=c)                            # noqa: E731
+    mx, my = blur(x), blur(y)
+    sxx = blur(x * x) - mx.square()
+    syy = blur(y * y) - my.square()
+    sxy = blur(x * y) - mx * my
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx.square() + my.square() + c1) * (sxx + syy + c2))
+    return s.mean(dim=[1, 2, 3])
+
+
+# ----------------------------------------------------------------------------------------
+# The optimisation
+
+
+def initial_latents(G, cfg: InversionConfig, batch: int, w_avg: torch.Tensor,
+                    init_ws: Optional[torch.Tensor]) -> torch.Tensor:
+    """[B, 1 or num_ws, w_dim]: w_avg (optimize) or the given ws (hybrid)."""
+    k = 1 if cfg.space == "w" else G.num_ws
+    if cfg.mode == "optimize":
+        return w_avg.reshape(1, 1, -1).repeat(batch, k, 1)
+    if init_ws is None:
+        raise ValueError("mode 'hybrid' needs init_ws (e.g. an encoder's output)")
+    init = init_ws.to(w_avg.device, torch.float32)
+    if init.ndim == 2:                                                   # [B, w_dim]
+        init = init[:, None]
+    if init.shape[0] != batch or init.shape[2] != G.w_dim:
+        raise ValueError(f"init_ws must be [{batch}, num_ws or 1, {G.w_dim}], got {list(init_ws.shape)}")
+    if cfg.space == "w":
+        return init[:, :1].clone()                                       # W: first layer's w
+    return init.expand(batch, G.num_ws, G.w_dim).clone()
+
+
+def initial_noises(G, gens: list, device) -> list:
+    """Per noise layer [B, 1, r, r]: standard normal from each image's generator."""
+    noises = [per_image_randn(gens, (1, l.resolution, l.resolution), device)
+              for l in G.synthesis.noise_layers()]
+    renormalise_noise(noises)
+    return noises
+
+
+def synthesize(G, w_opt: torch.Tensor, noises: Optional[list]) -> torch.Tensor:
+    ws = w_opt.expand(-1, G.num_ws, -1)                                  # [B, num_ws, w_dim]
+    return G.synthesis(ws, noise_mode="const", noises=noises)
+
+
+def reconstruction_loss(cfg: InversionConfig, images, targets, feature_net, target_features):
+    """(loss [B], perceptual [B] or None): mse_weight * MSE + perceptual_weight * dist."""
+    loss = cfg.mse_weight * pixel_mse(images, targets) if cfg.mse_weight else 0
+    dist = None
+    if feature_net is not None:
+        dist = feature_net.distance(feature_net.features(images), target_features)
+        loss = loss + cfg.perceptual_weight * dist
+    if not torch.is_tensor(loss):
+        raise ValueError("the loss is empty: set mse_weight > 0 or give a feature net")
+    return loss, dist
+
+
+def invert(G, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(),
+           feature_net=None, init_ws: Optional[torch.Tensor] = None,
+           indices: Optional[Sequence[int]] = None, w_std: Optional[float] = None,
+           record_history: bool = False) -> InversionResult:
+    """Invert targets [B, 3, H, W] in [-1, 1] into G's W / W+ (+ noise), B problems at once.
+
+    `indices` [B] name the images for their randomness (default 0..B-1): give global row
+    numbers so that the result of an image does not depend on the batch it is in.
+    `w_std` skips the estimate from mapped z (pass it when inverting many batches)."""
+    cfg.validate()
+    device = targets.device
+    B = targets.shape[0]
+    assert targets.ndim == 4 and targets.shape[1:] == (G.img_channels, G.img_resolution,
+                                                       G.img_resolution), \
+        f"targets must be [B, {G.img_channels}, {G.img_resolution}, {G.img_resolution}]"
+    indices = list(range(B)) if indices is None else [int(i) for i in indices]
+    G = G.requires_grad_(False)
+    w_avg, est_std = w_stats(G, cfg.w_avg_samples) if w_std is None else (G.mapping.w_avg, w_std)
+    gens = image_generators(cfg.seed, indices)
+    targets = targets.to(torch.float32)
+    target_features = None
+    if feature_net is not None:
+        with torch.no_grad():
+            target_features = feature_net.features(targets)
+
+    w_opt = initial_latents(G, cfg, B, w_avg.to(device), init_ws).requires_grad_(True)
+    noises = initial_noises(G, gens, device) if cfg.optimize_noise else None
+    params = [w_opt] + ([n.requires_grad_(True) for n in noises] if noises else [])
+    opt = torch.optim.Adam(params, betas=tuple(cfg.betas), lr=cfg.lr)
+    active = torch.ones(B, dtype=torch.bool, device=device)
+    steps = torch.zeros(B, dtype=torch.int64)
+    history = []
+
+    for step in range(cfg.steps):
+        if not bool(active.any()):
+            break
+        for g in opt.param_groups:
+            g["lr"] = learning_rate(cfg, step)
+        w_noise = per_image_randn(gens, tuple(w_opt.shape[1:]), device)  # [B, k, w_dim]
+        w_noise = w_noise * w_noise_strength(cfg, step, est_std)
+        images = synthesize(G, w_opt + w_noise, noises)                  # [B, 3, H, W]
+        rec, _ = reconstruction_loss(cfg, images, targets, feature_net, target_features)
+        reg = noise_regularisation(noises) if noises else 0
+        per_image = rec + cfg.noise_reg_weight * reg                     # [B]
+        if record_history:
+            history.append(rec.detach().cpu())
+        if cfg.early_stop_loss is not None:   # freeze before this step's update
+            active &= rec.detach() >= cfg.early_stop_loss
+        steps += active.cpu().long()
+        opt.zero_grad(set_to_none=True)
+        per_image.sum().backward()            # SUM: each image's own gradient, unscaled
+        frozen = [p.detach()[~active].clone() for p in params] if not bool(active.all()) else None
+        opt.step()
+        if noises:
+            renormalise_noise(noises)
+        if frozen is not None:
+            with torch.no_grad():
+                for p, keep in zip(params, frozen):
+                    p[~active] = keep
+    return finish(G, cfg, w_opt.detach(), noises, targets, feature_net, target_features,
+                  steps, history)
+
+
+@torch.no_grad()
+def finish(G, cfg, w_opt, noises, targets, feature_net, target_features, steps,
+           history) -> InversionResult:
+    """Final render without w noise, and per-image metrics."""
+    noises = [n.detach() for n in noises] if noises else None
+    images = synthesize(G, w_opt, noises)
+    rec, dist = reconstruction_loss(cfg, images, targets, feature_net, target_features) \
+        if (cfg.mse_weight or feature_net is not None) else (pixel_mse(images, targets), None)
+    return InversionResult(
+        ws=w_opt.expand(-1, G.num_ws, -1).contiguous(), noises=noises,
+        reconstruction=images, mse=pixel_mse(images, targets), psnr=psnr(images, targets),
+        ssim=ssim(images, targets), perceptual=dist, loss=rec, steps=steps, history=history)
+
+
+def reconstruct(G, ws: torch.Tensor, noises: Optional[list] = None) -> torch.Tensor:
+    """Render stored inversion outputs exactly: ws [B, num_ws, w_dim] (+ noise maps)."""
+    with torch.no_grad():
+        return G.synthesis(ws, noise_mode="const", noises=noises)
