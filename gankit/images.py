@@ -84,14 +84,29 @@ def _over_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.round(out).astype(np.uint8)
 
 
+# Largest image decode_image accepts (8192 x 8192). Pillow only *warns* between its own
+# MAX_IMAGE_PIXELS (~89M) and twice that, and would then allocate the whole bitmap: a
+# 20-byte PNG header can claim gigabytes. The header's size is checked before decoding.
+MAX_PIXELS = 8192 * 8192
+
+
 def decode_image(data: bytes) -> np.ndarray:
-    """PNG/JPEG/... bytes -> [H, W, 3] uint8 RGB. Undecodable bytes raise ValueError."""
+    """PNG/JPEG/... bytes -> [H, W, 3] uint8 RGB. Undecodable bytes, and images of more
+    than MAX_PIXELS pixels (decompression bombs), raise ValueError. 16-bit samples keep
+    their high byte (65535 -> 255), like 16-bit RGB in Pillow."""
     if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) == 0:
         raise ValueError(f"cannot decode image: expected non-empty bytes, got "
                          f"{type(data).__name__} of length {len(data) if data is not None else 0}")
     try:
         with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise ValueError(f"cannot decode image: {w}x{h} is more than {MAX_PIXELS} "
+                                 f"pixels (a decompression bomb?)")
             img.load()
+            if img.mode in ("I;16", "I;16B", "I;16L"):                # 16-bit grayscale
+                gray = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
+                return to_rgb(gray, "L")
             if img.mode not in ("L", "LA", "RGB", "RGBA"):
                 img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info
                                   else "RGB")

@@ -1,0 +1,213 @@
+"""The bad-input matrix (README "Bad input: what each case gets"): each bad row becomes an
+error record naming its id and reason while every good row is still written; each bad
+dataset or file fails with one sentence before any work. Real Ray, real Parquet files."""
+import io
+import struct
+import zlib
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from jobs import storage
+from jobs.runtime import ConfigError
+
+pytestmark = pytest.mark.integration
+
+R = 8   # the tiny models' resolution
+
+
+def chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def png_header_claiming(w: int, h: int) -> bytes:
+    """A ~100-byte PNG whose header declares w x h RGB pixels (a decompression bomb)."""
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * (1 + 3 * w))) + chunk(b"IEND", b""))
+
+
+def pil_bytes(arr: np.ndarray, fmt: str = "PNG", mode=None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode=mode).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_decode_refuses_bombs_before_decoding_and_keeps_16_bit_high_bytes():
+    from gankit.images import decode_image
+    for side in (30000, 10000):      # 10000^2 only makes Pillow warn, then allocate 300 MB
+        with pytest.raises(ValueError, match=r"decompression bomb"):
+            decode_image(png_header_claiming(side, side))
+    gray16 = (np.arange(R * R).reshape(R, R) * 1000).astype(np.uint16)
+    got = decode_image(pil_bytes(gray16))
+    assert np.array_equal(got, np.repeat((gray16 >> 8).astype(np.uint8)[..., None], 3, 2))
+
+
+@pytest.fixture(scope="module")
+def label_run(ray_cluster, model_files, tmp_path_factory):
+    """One label job over every kind of image, in two input shards."""
+    from jobs.label import LabelConfig, run_label
+    rng = np.random.default_rng(0)
+    rgb = [rng.integers(0, 256, (R, R, 3), dtype=np.uint8) for _ in range(4)]
+    gray = rng.integers(0, 256, (R, R), dtype=np.uint8)
+    rgba = np.concatenate([rgb[1], np.full((R, R, 1), 255, np.uint8)], axis=2)  # opaque
+    gray16 = (gray.astype(np.uint16) << 8) | 0x7F       # high byte == gray
+    good_png = pil_bytes(rgb[0])
+    cases = [  # (image_id, bytes, expected: None = good row, else a reason fragment)
+        ("rgb", good_png, None),
+        ("truncated_png", good_png[:len(good_png) // 2], "cannot decode image"),
+        ("zero_bytes", b"", "no image bytes"),
+        ("null_image", None, "no image bytes"),
+        ("bomb", png_header_claiming(30000, 30000), "decompression bomb"),
+        ("gray", pil_bytes(gray), None),
+        ("gray_as_rgb", pil_bytes(np.repeat(gray[..., None], 3, 2)), None),
+        ("rgba", pil_bytes(rgba), None),
+        ("rgba_as_rgb", pil_bytes(rgb[1]), None),
+        ("gray16", pil_bytes(gray16), None),
+        ("truncated_jpeg", pil_bytes(rgb[2], "JPEG")[:60], "cannot decode image"),
+        ("jpeg", pil_bytes(rgb[3], "JPEG"), None),
+        ("wrong_size", pil_bytes(np.zeros((2 * R, 2 * R, 3), np.uint8)), f"image is 16x16"),
+        ("not_an_image", b"GIF89a but no", "cannot decode image"),
+    ]
+    src = tmp_path_factory.mktemp("bad") / "images"
+    src.mkdir()
+    schema = pa.schema([("image_id", pa.string()), ("score", pa.float32()),
+                        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())]))])
+    rows = [{"image_id": i, "score": float(k), "image": None if b is None else
+             {"bytes": b, "path": f"{i}.png"}} for k, (i, b, _) in enumerate(cases)]
+    pq.write_table(pa.Table.from_pylist(rows[:7], schema=schema), src / "a.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[7:], schema=schema), src / "b.parquet")
+    out = src.parent / "labeled"
+    manifest = run_label(LabelConfig(images=str(src), out=str(out), resolution=R,
+                                     classifier=model_files["classifier"], micro_batch=4,
+                                     batch_size=4, workers=2, device="cpu"))
+    return cases, out, manifest
+
+
+def test_every_bad_image_is_an_error_record_and_every_good_row_is_written(label_run):
+    cases, out, manifest = label_run
+    good = [i for i, _, why in cases if why is None]
+    bad = {i: why for i, _, why in cases if why is not None}
+    assert manifest["status"] == "complete"
+    assert manifest["rows"] == len(good) and manifest["errors"] == len(bad)
+    labeled = storage.read_table(str(out))
+    assert labeled.column("image_id").to_pylist() == good      # order kept, none lost
+    assert labeled.column("score").to_pylist() == [float(k) for k, (i, _, w) in
+                                                    enumerate(cases) if w is None]
+    logits = np.stack([labeled.column(c).to_numpy() for c in labeled.column_names
+                       if c.startswith("logit_")], axis=1)
+    assert np.isfinite(logits).all()
+    errors = storage.read_table(storage.open_store(str(out)).child("_errors"))
+    assert sorted(errors.column("id").to_pylist()) == sorted(bad)
+    for e in errors.to_pylist():
+        assert e["stage"] == "label" and bad[e["id"]] in e["reason"], e
+    # modes are converted by the documented rule: same pixels -> same logits
+    at = {i: logits[k] for k, i in enumerate(good)}
+    np.testing.assert_allclose(at["gray"], at["gray_as_rgb"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(at["gray16"], at["gray_as_rgb"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(at["rgba"], at["rgba_as_rgb"], rtol=0, atol=1e-5)
+
+
+def test_label_dataset_level_problems_are_one_sentence(ray_cluster, model_files, tmp_path):
+    from jobs.label import LabelConfig, run_label
+    src = tmp_path / "src"
+    src.mkdir()
+    empty = pa.table({"image_id": pa.array([], pa.string()),
+                      "image": pa.array([], pa.struct([("bytes", pa.binary()),
+                                                       ("path", pa.string())]))})
+    pq.write_table(empty, src / "a.parquet")
+    base = dict(images=str(src), classifier=model_files["classifier"], device="cpu")
+    # an empty dataset with a given resolution: a complete, empty output
+    manifest = run_label(LabelConfig(out=str(tmp_path / "o1"), resolution=R, **base))
+    assert manifest["status"] == "complete" and manifest["rows"] == 0
+    assert storage.dataset_rows(storage.open_store(str(tmp_path / "o1")))[0] == 0
+    # ... without one, the size cannot be learned from it
+    with pytest.raises(ValueError, match=r"no decodable square image in column 'image'"):
+        run_label(LabelConfig(out=str(tmp_path / "o2"), **base))
+    with pytest.raises(ConfigError, match=r"^image_column 'img' is not a column of .*"
+                                          r"\(columns: image_id, image\)$"):
+        run_label(LabelConfig(out=str(tmp_path / "o3"), image_column="img", **base))
+    pq.write_table(pa.table({"image": empty.column("image")}), src / "a.parquet")
+    with pytest.raises(ConfigError, match=r"^id_column is needed: .* has neither 'sample_id' "
+                                          r"nor 'image_id'"):
+        run_label(LabelConfig(out=str(tmp_path / "o4"), resolution=R, **base))
+    with pytest.raises(FileNotFoundError, match=r"no Parquet files at"):
+        run_label(LabelConfig(out=str(tmp_path / "o5"), resolution=R,
+                              **dict(base, images=str(tmp_path / "nothing-here"))))
+    assert not any((tmp_path / f"o{k}" / storage.MANIFEST).exists() for k in (2, 3, 4, 5))
+
+
+# ----------------------------------------------------------------------------------------
+# edit
+
+
+@pytest.fixture(scope="module")
+def latents(ray_cluster, model_files, tmp_path_factory):
+    from jobs.sample import SampleConfig, run_sample
+    out = tmp_path_factory.mktemp("edit-in") / "sampled"
+    run_sample(SampleConfig(model=model_files["model"], count=12, seed=2, space="w",
+                            rows_per_part=6, micro_batch=4, out=str(out), device="cpu",
+                            workers=1))
+    return out
+
+
+def unit(dim: int, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(dim)
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def edit_cfg(model_files, latents, out, boundaries, **kw):
+    from jobs.edit import EditConfig
+    return EditConfig(latents=str(latents), out=str(out), boundaries=boundaries,
+                      strengths=[-1.0, 1.0], model=model_files["model"], classifier=None,
+                      micro_batch=4, batch_size=8, workers=1, device="cpu", **kw)
+
+
+def test_boundary_of_another_generator_is_refused_naming_it(latents, model_files, tmp_path):
+    from gankit.boundaries import Boundary
+    from jobs.edit import run_edit
+    wrong = tmp_path / "w512.npz"
+    Boundary("smile", "w", unit(512), 0.0).save(wrong)
+    with pytest.raises(ConfigError, match=rf"^boundaries has '{wrong}', a 512-dim 'w' "
+                                          rf"boundary, but the latents of {latents} are "
+                                          rf"16-dim there$"):
+        run_edit(edit_cfg(model_files, latents, tmp_path / "o", [str(wrong)]))
+    zb = tmp_path / "z.npz"
+    Boundary("smile", "z", unit(16), 0.0).save(zb)
+    no_z = tmp_path / "no_z"
+    storage.write_table_part(storage.open_store(str(no_z), create=True),
+                             storage.part_name(0),
+                             storage.read_table(str(latents)).drop_columns(["z"]), {})
+    with pytest.raises(ConfigError, match=r"a Z boundary, but .* has no z column"):
+        run_edit(edit_cfg(model_files, no_z, tmp_path / "o2", [str(zb)]))
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(Exception) as e:
+        run_edit(edit_cfg(model_files, latents, tmp_path / "o3", [str(garbage)]))
+    assert "garbage.npz" in str(e.value) or "zip" in str(e.value).lower(), str(e.value)
+    for o in ("o", "o2", "o3"):          # refused before any file was written
+        assert not (tmp_path / o).exists() or not list((tmp_path / o).iterdir())
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: jobs/edit.py does not check latents for "
+                   "NaN/inf; it renders them into images and reports 0 errors")
+def test_nan_and_inf_latents_become_error_records(latents, model_files, tmp_path):
+    from gankit.boundaries import Boundary
+    from jobs.edit import run_edit
+    t = storage.read_table(str(latents))
+    w = np.stack(t.column("w").to_numpy(zero_copy_only=False)).copy()
+    w[3, 0], w[7, 5] = np.nan, np.inf
+    from gankit.data import latent_column
+    bad = t.set_column(t.column_names.index("w"), "w", latent_column(w)).drop_columns(["z"])
+    src = tmp_path / "nan"
+    storage.write_table_part(storage.open_store(str(src), create=True),
+                             storage.part_name(0), bad, {})
+    b = tmp_path / "w.npz"
+    Boundary("smile", "w", unit(16), 0.0).save(b)
+    manifest = run_edit(edit_cfg(model_files, src, tmp_path / "o", [str(b)]))
+    edited = storage.read_table(str(tmp_path / "o"))
+    assert sorted(set(edited.column("sample_id").to_pylist())) == \
+        [i for i in range(12) if i not in (3, 7)]
+    assert manifest["errors"] == 2
