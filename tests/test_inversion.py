@@ -1,0 +1,166 @@
+"""Batched inversion (gankit.inversion) on tiny random generators, and its metrics."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import tiny_generator
+from gankit.inversion import InversionConfig, invert, psnr, reconstruct, ssim
+from gankit.perceptual import ScriptedFeatures, load_feature_net
+
+# Batch-vs-single tolerance: the same math per image, but batched kernels (matmul/conv over
+# B rows vs 1) may round differently in the last float32 bit; Adam normalises gradients, so
+# such 1e-7 differences can grow a little over the steps (measured: <1e-6 after 40-100
+# steps). 1e-4 absolute on ws of O(1) is far below any visible effect, yet real mixing across
+# images (batch-shared w noise or noise statistics, a loss coupling images) moves ws by
+# >1e-2 here.
+BATCH_TOL = 1e-4
+
+
+def small_cfg(**kw) -> InversionConfig:
+    return InversionConfig(**{"steps": 40, "w_avg_samples": 500, **kw})
+
+
+@pytest.fixture(scope="module")
+def G():
+    torch.manual_seed(0)
+    g = tiny_generator(0, 8)
+    with torch.no_grad():   # non-zero noise strengths, so the noise maps matter
+        for layer in g.synthesis.noise_layers():
+            layer.noise_strength.fill_(0.1)
+    return g
+
+
+@pytest.fixture(scope="module")
+def targets(G):
+    """4 images G renders from known w (const noise): [4, 3, 8, 8], and their ws."""
+    with torch.no_grad():
+        z = torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(1))
+        ws = G.mapping(z)
+        return G.synthesis(ws, noise_mode="const"), ws
+
+
+@pytest.mark.parametrize("space", ["w", "wp"])
+def test_batch_of_b_equals_b_single_runs(G, targets, space):
+    imgs, _ = targets
+    cfg = small_cfg(space=space)
+    batch = invert(G, imgs, cfg)
+    singles = [invert(G, imgs[i:i + 1], cfg, indices=[i]) for i in range(len(imgs))]
+    ws1 = torch.cat([s.ws for s in singles])
+    assert torch.allclose(batch.ws, ws1, atol=BATCH_TOL, rtol=0)
+    for j, n in enumerate(batch.noises):
+        assert torch.allclose(n, torch.cat([s.noises[j] for s in singles]), atol=BATCH_TOL)
+    assert torch.allclose(batch.mse, torch.cat([s.mse for s in singles]), atol=1e-5)
+    # and the images really differ from one another (not a trivially shared solution)
+    assert (batch.ws[0] - batch.ws[1]).abs().max() > 1e-2
+
+
+def test_results_follow_indices_not_batch_position(G, targets):
+    """An image's randomness comes from its index: reordering the batch reorders the
+    results; other indices give other w noise, so other results."""
+    imgs, _ = targets
+    cfg = small_cfg()
+    a = invert(G, imgs[:2], cfg, indices=[0, 1])
+    b = invert(G, imgs[[1, 0]], cfg, indices=[1, 0])
+    assert torch.allclose(a.ws, b.ws[[1, 0]], atol=BATCH_TOL)
+    c = invert(G, imgs[:2], cfg, indices=[5, 6])   # other indices: other w noise
+    assert not torch.allclose(a.ws, c.ws, atol=1e-5)
+
+
+@pytest.mark.parametrize("space", ["w", "wp"])
+def test_w_and_wp_reduce_the_loss(G, targets, space):
+    imgs, _ = targets
+    start = invert(G, imgs, small_cfg(space=space, steps=0))
+    end = invert(G, imgs, small_cfg(space=space, steps=60))
+    assert end.ws.shape == (4, G.num_ws, G.w_dim)
+    assert (end.mse < 0.5 * start.mse).all()
+    if space == "w":   # one w per image, broadcast to every layer
+        assert torch.equal(end.ws, end.ws[:, :1].expand_as(end.ws))
+    else:
+        assert (end.ws[:, 0] - end.ws[:, -1]).abs().max() > 0
+
+
+def test_known_w_is_recovered_with_low_mse(G, targets):
+    imgs, _ = targets
+    # the targets used G's const noise: optimise w only, against the same noise
+    start = invert(G, imgs, small_cfg(space="w", steps=0, optimize_noise=False))
+    res = invert(G, imgs, small_cfg(space="w", steps=150, optimize_noise=False))
+    assert (res.mse < 0.01 * start.mse).all(), (res.mse, start.mse)
+    # the stored outputs reproduce the reconstruction exactly
+    assert torch.equal(reconstruct(G, res.ws, res.noises), res.reconstruction)
+
+
+def test_hybrid_starts_from_the_given_ws(G, targets):
+    imgs, ws = targets
+    res = invert(G, imgs, small_cfg(mode="hybrid", space="wp", steps=0, optimize_noise=False),
+                 init_ws=ws)
+    assert torch.equal(res.ws, ws)
+    assert (res.mse < 1e-10).all()
+    with pytest.raises(ValueError, match="init_ws"):
+        invert(G, imgs, small_cfg(mode="hybrid"))
+
+
+class TinyFeatures(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 5, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.conv(x))                      # [N, 5, H, W]
+
+
+def test_torchscript_feature_net_path(G, targets, tmp_path):
+    imgs, _ = targets
+    torch.manual_seed(3)
+    path = tmp_path / "features.pt"
+    torch.jit.script(TinyFeatures().eval()).save(str(path))
+    net = load_feature_net(str(path))
+    assert isinstance(net, ScriptedFeatures)
+    # perceptual only: the feature distance alone drives the fit
+    cfg = small_cfg(mse_weight=0.0, perceptual_weight=1.0, steps=60)
+    start = invert(G, imgs, small_cfg(mse_weight=0.0, steps=0), feature_net=net)
+    res = invert(G, imgs, cfg, feature_net=net)
+    assert res.perceptual is not None and res.perceptual.shape == (4,)
+    assert (res.perceptual < 0.5 * start.perceptual).all()
+    expected = (net.features(res.reconstruction) - net.features(imgs)).flatten(1).square().sum(1)
+    assert torch.allclose(res.perceptual, expected, rtol=1e-5)
+
+
+def test_empty_loss_is_refused(G, targets):
+    with pytest.raises(ValueError, match="loss is empty"):
+        invert(G, targets[0], small_cfg(mse_weight=0.0))
+
+
+def test_early_stop_freezes_each_image_on_its_own(G, targets):
+    imgs, _ = targets
+    cfg = small_cfg(steps=60, optimize_noise=False)
+    probe = invert(G, imgs, cfg, record_history=True)
+    losses = torch.stack(probe.history)                          # [steps, B]
+    target = float(losses[10].median())                          # some images pass it early
+    stop = invert(G, imgs, small_cfg(steps=60, optimize_noise=False, early_stop_loss=target))
+    first_below = [(losses[:, b] < target).nonzero() for b in range(4)]
+    for b in range(4):
+        s = int(first_below[b][0]) if len(first_below[b]) else 60
+        assert int(stop.steps[b]) == s
+        if s < 60:  # frozen: its ws equal a run of exactly s steps ... of the same schedule
+            single = invert(G, imgs[b:b + 1], small_cfg(steps=60, optimize_noise=False,
+                                                        early_stop_loss=target), indices=[b])
+            assert torch.allclose(single.ws, stop.ws[b:b + 1], atol=BATCH_TOL)
+            assert int(single.steps[0]) == s
+    assert int(stop.steps.min()) < 60
+    assert len(set(stop.steps.tolist())) > 1          # each image stopped on its own step
+
+
+def test_psnr_and_ssim_on_known_cases():
+    x = torch.zeros(1, 3, 16, 16)
+    y = torch.full((1, 3, 16, 16), 0.2)                          # MSE 0.04 on [-1, 1]
+    assert math.isclose(float(psnr(x, y)), 10 * math.log10(4 / 0.04), rel_tol=1e-5)
+    assert torch.allclose(ssim(x, x), torch.ones(1))
+    # two constant images a, b on [0, 1]: SSIM = (2ab + C1) / (a^2 + b^2 + C1)
+    a, b, c1 = 0.5, 0.6, 0.01 ** 2
+    assert math.isclose(float(ssim(x, y)), (2 * a * b + c1) / (a * a + b * b + c1), rel_tol=1e-5)
+    noise = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert float(ssim(noise, -noise)) < 0                        # anti-correlated structure
