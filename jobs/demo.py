@@ -66,8 +66,9 @@ def write_config(cfg: DemoConfig, pipe) -> None:
     from jobs import storage
     text = ("# gankit demo: steps 1-2 as a pipeline config (`gankit run` this file)\n"
             + yaml.safe_dump(dataclasses.asdict(pipe), sort_keys=False)
-            + "# the demo then samples held-out rows and edits them:\n"
-            + yaml.safe_dump({"demo": dataclasses.asdict(cfg)}, sort_keys=False))
+            + "# the demo then samples held-out rows and edits them, with these settings:\n"
+            + "".join(f"#   {line}\n" for line in yaml.safe_dump(
+                {"demo": dataclasses.asdict(cfg)}, sort_keys=False).splitlines()))
     storage.open_store(cfg.out, create=True).write_bytes("demo_config.yaml", text.encode())
 
 

@@ -169,21 +169,20 @@ def edit_key(entry: dict) -> str:
 
 
 def pair_rows(edits: dict) -> list:
-    """Conditional vs plain for each conditional boundary whose plain one was edited too."""
+    """Conditional vs plain, for each conditional boundary whose plain boundary (same
+    attribute, same space) was edited too."""
+    space = lambda e: e["boundary"].split("/")[0]  # noqa: E731
     rows = []
-    plain = {e["attribute"]: e for e in edits.get("plain", {}).values()
-             if e["boundary"].split("/")[0] == "w"} or {}
     for e in edits.get("conditional", {}).values():
-        p = next((q for q in edits["plain"].values() if q["attribute"] == e["attribute"]
-                  and q["boundary"].split("/")[0] == e["boundary"].split("/")[0]),
-                 plain.get(e["attribute"]))
+        p = next((q for q in edits.get("plain", {}).values()
+                  if q["attribute"] == e["attribute"] and space(q) == space(e)), None)
         if p is None:
             continue
-        cc = lambda x: float(np.mean([x["changed"][c] for c in e["conditions"]]))  # noqa: E731
+        cond = lambda x: float(np.mean([x["changed"][c] for c in e["conditions"]]))  # noqa: E731
         rows.append({"target": e["attribute"], "conditions": e["conditions"],
-                     "space": e["boundary"].split("/")[0],
+                     "space": space(e),
                      "flip_rate": {"plain": p["flip_rate"], "conditional": e["flip_rate"]},
-                     "condition_changed": {"plain": cc(p), "conditional": cc(e)}})
+                     "condition_changed": {"plain": cond(p), "conditional": cond(e)}})
     return rows
 
 

@@ -1,0 +1,68 @@
+"""The demo path, small: toy model -> sample -> fit (Z, W, conditional) -> held-out edits ->
+report, on the session's Ray cluster. Checks report.json's keys and values, and the files."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def demo_run(ray_cluster, tmp_path_factory):
+    from jobs.demo import DemoConfig, run_demo
+    out = tmp_path_factory.mktemp("demo")
+    cfg = DemoConfig(out=str(out), count=1200, heldout=12, rows_per_part=600, workers=2)
+    return out, run_demo(cfg)
+
+
+def test_report_json_has_the_keys_and_sane_values(demo_run):
+    out, returned = demo_run
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["summary"] == returned["summary"]
+    attrs = report["attributes"]
+    assert len(attrs) == 7 and "eyeglasses" in attrs
+    # 7 plain per space + 4 conditional per space
+    assert {(b["space"], bool(b["conditions"])) for b in report["boundaries"]} == {
+        ("z", False), ("z", True), ("w", False), ("w", True)}
+    assert len(report["boundaries"]) == 2 * (7 + 4)
+    for b in report["boundaries"]:
+        assert 0 <= b["val_accuracy"] <= 1 and 0 <= b["all_accuracy"] <= 1
+        assert b["n_train"] > 0 and (out / "fit" / b["path"]).exists()
+    for space in ("z", "w"):
+        m = np.array(report["cosine"][space]["matrix"])
+        assert m.shape == (7, 7) and np.allclose(np.diag(m), 1, atol=1e-5)
+    plain, cond = report["rescoring"]["plain"], report["rescoring"]["conditional"]
+    assert np.array(plain["matrix"]).shape == (7, 7)         # every W boundary edited
+    assert np.array(cond["matrix"]).shape == (4, 7)
+    assert np.abs(np.array(plain["matrix"])).max() <= 1
+    assert report["num_edited"] == 12 and report["edit_strength"] == 3.0
+    for kind in ("plain", "conditional"):
+        for e in report["edits"][kind].values():
+            assert 0 <= e["flip_rate"] <= 1 and 0 <= e["others_changed"] <= 1
+    assert set(report["edits"]["conditional"]) == {"eyeglasses|old", "old|eyeglasses",
+                                                  "blond_hair|dark_skin", "smile|yaw"}
+    assert len(report["pairs"]) == 4
+    # edits to the other side of a boundary flip the target for most samples
+    assert np.mean([e["flip_rate"] for e in report["edits"]["plain"].values()]) > 0.5
+
+
+def test_report_files_exist_and_the_page_embeds_them(demo_run):
+    out, report = demo_run
+    for name in report["figures"]:
+        assert (out / "report" / name).read_bytes()[:4] == b"\x89PNG"
+    names = {os.path.basename(n) for n in report["figures"]}
+    assert {"cosine_w.png", "cosine_z.png", "rescoring_plain.png",
+            "rescoring_conditional.png", "correlation.png", "grid_eyeglasses.png"} <= names
+    page = (out / "report" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(report["figures"])
+    assert "eyeglasses | old" in page
+    assert (out / "demo_config.yaml").exists()
+
+
+def test_demo_config_runs_as_a_pipeline_config(demo_run):
+    from jobs.pipeline import load_config
+    out, _ = demo_run
+    cfg = load_config(str(out / "demo_config.yaml"))
+    assert cfg.sample["count"] == 1200 and cfg.fit["conditions"][0] == ["eyeglasses", ["old"]]
