@@ -141,7 +141,27 @@ class Store:
         return f"Store({self.url!r})"
 
     def path(self, *names: str) -> str:
+        """The full path of `names` under the root. Names come from job code, but parts of
+        them come from data (attribute names, index entries): a name that would climb out
+        of the root ('..', an absolute path, an empty segment) is refused."""
+        for name in names:
+            segments = str(name).replace("\\", "/").split("/")
+            if str(name).startswith("/") or any(s in ("", ".", "..") for s in segments):
+                raise StoreError(f"refusing the name {name!r} under {self.url}: it would leave "
+                                 f"the output location")
         return "/".join([self.root, *names])
+
+    def check_inside(self, final: str) -> None:
+        """Local stores: refuse to write `final` when a symbolic link (a linked `_errors` or
+        `boundaries` directory) makes it resolve outside the root. Checked before any
+        directory is created, so nothing is made outside either."""
+        if not self.local:
+            return
+        parent = os.path.realpath(os.path.dirname(final))
+        root = os.path.realpath(self.root)
+        if parent != root and not parent.startswith(root + os.sep):
+            raise StoreError(f"refusing to write {final}: it resolves to {parent}, outside "
+                             f"{self.url} (a symbolic link?)")
 
     def child(self, *names: str) -> "Store":
         return Store("/".join([self.url, *names]), self.options, probe=False)
@@ -162,6 +182,7 @@ class Store:
         """Atomically write a small file (`name` relative to the root, '/'-separated)."""
         final = self.path(name)
         if self.local:
+            self.check_inside(final)
             parent = os.path.dirname(final)
             os.makedirs(parent, exist_ok=True)
             tmp = os.path.join(parent, f".{os.path.basename(final)}{TMP_TAG}{uuid.uuid4().hex}")
@@ -184,6 +205,7 @@ class Store:
         """Atomically publish a finished local file under `name`."""
         final = self.path(name)
         if self.local:
+            self.check_inside(final)
             os.makedirs(os.path.dirname(final), exist_ok=True)
             tmp = os.path.join(os.path.dirname(final),
                                f".{os.path.basename(final)}{TMP_TAG}{uuid.uuid4().hex}")
@@ -208,6 +230,9 @@ class Store:
         for path in names:
             m = PART_RE.match(path.rstrip("/").rsplit("/", 1)[-1])
             if m:
+                if self.local and os.path.islink(path):   # its rows would come from elsewhere
+                    raise StoreError(f"{path} is a symbolic link, not a committed part: "
+                                     f"refusing to read or resume {self.url}")
                 parts[int(m.group(1))] = path
         return dict(sorted(parts.items()))
 
@@ -217,7 +242,7 @@ class Store:
             return 0
         removed = 0
         for d in (self.root, self.path(ERRORS_DIR)):
-            if os.path.isdir(d):
+            if os.path.isdir(d) and not (d != self.root and os.path.islink(d)):
                 for name in os.listdir(d):
                     if TMP_TAG in name:
                         os.remove(os.path.join(d, name))
@@ -262,6 +287,7 @@ class PartWriter:
         self.store, self.name, self.schema = store, name, schema
         final = store.path(name)
         if store.local:  # temporary next to the final name, so the rename stays atomic
+            store.check_inside(final)
             os.makedirs(os.path.dirname(final), exist_ok=True)
             self.tmp = os.path.join(os.path.dirname(final),
                                     f".{os.path.basename(final)}{TMP_TAG}{uuid.uuid4().hex}")

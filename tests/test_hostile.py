@@ -1,0 +1,100 @@
+"""Hostile outputs and configs: names that climb out of the output location, symbolic
+links planted in it, and pipeline configs that point a stage elsewhere are refused, and
+nothing is written outside. (Hostile pickles and torch files: tests/test_checkpoints.py.)"""
+import os
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from jobs import storage
+from jobs.storage import StoreError
+
+pytestmark = pytest.mark.integration
+
+
+def listing(path) -> list:
+    return sorted(os.path.relpath(os.path.join(d, f), path)
+                  for d, _, fs in os.walk(path) for f in fs)
+
+
+@pytest.mark.parametrize("name", ["../escape.json", "_errors/../../escape.json", "/etc/x",
+                                  "boundaries/w/../../../escape.npz", "a//b", "./x"])
+def test_names_leaving_the_root_are_refused_before_writing(tmp_path, name):
+    root = tmp_path / "out"
+    store = storage.open_store(str(root), create=True)
+    with pytest.raises(StoreError, match=r"refusing the name .* would leave the output"):
+        store.write_bytes(name, b"{}")
+    with pytest.raises(StoreError, match=r"would leave the output"):
+        storage.PartWriter(store, name, pa.schema([("a", pa.int64())]))
+    assert listing(tmp_path) == []
+
+
+def test_fit_refuses_an_attribute_name_that_climbs_out(ray_cluster, model_files, tmp_path):
+    """A samples dataset whose logit column is named `logit_../../../escape`: the boundary
+    file name comes from it, and would land three levels above `boundaries/w/`."""
+    from gankit.data import latent_column
+    from jobs.fit import FitConfig, run_fit
+    rng = np.random.default_rng(0)
+    n = 200
+    w = rng.standard_normal((n, 4)).astype(np.float32)
+    evil = "../../../escape"
+    table = pa.table({"sample_id": pa.array(np.arange(n)), "w": latent_column(w),
+                      f"logit_{evil}": pa.array(w[:, 0] + 0.1 * rng.standard_normal(n))})
+    src = storage.open_store(str(tmp_path / "samples"), create=True)
+    storage.write_table_part(src, storage.part_name(0), table, {"index": 0})
+    out = tmp_path / "deep" / "fit"
+    with pytest.raises(StoreError, match=r"would leave the output location"):
+        run_fit(FitConfig(samples=src.url, out=str(out), spaces=["w"], fraction=0.25))
+    assert not (tmp_path / "escape.npz").exists() and not (tmp_path / "deep" / "escape.npz").exists()
+    assert [p for p in listing(tmp_path) if "escape" in p] == []
+
+
+def test_symlinked_errors_dir_is_refused_and_nothing_lands_outside(ray_cluster, model_files,
+                                                                   tmp_path):
+    import pyarrow.parquet as pq
+    from jobs.label import LabelConfig, run_label
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / ".keep.tmp-x").write_text("must survive")        # looks like a temporary
+    src = tmp_path / "images"
+    src.mkdir()
+    pq.write_table(pa.table({"image_id": ["a", "b"], "image": pa.array(
+        [{"bytes": b"not an image", "path": None}] * 2,
+        pa.struct([("bytes", pa.binary()), ("path", pa.string())]))}), src / "a.parquet")
+    out = tmp_path / "labeled"
+    out.mkdir()
+    os.symlink(outside, out / "_errors")
+    with pytest.raises(Exception, match=r"resolves to .*outside.* \(a symbolic link\?\)"):
+        run_label(LabelConfig(images=str(src), out=str(out), resolution=8, workers=1,
+                              classifier=model_files["classifier"], device="cpu"))
+    assert listing(outside) == [".keep.tmp-x"]
+    assert not list(out.glob("part-*"))                          # no part without its errors
+
+
+def test_symlinked_part_is_not_resumed(ray_cluster, model_files, tmp_path):
+    from jobs.sample import SampleConfig, run_sample
+    out = tmp_path / "s"
+    cfg = SampleConfig(model=model_files["model"], count=20, rows_per_part=10, space="w",
+                       micro_batch=4, workers=1, device="cpu", out=str(out))
+    run_sample(cfg)
+    planted = tmp_path / "planted.parquet"
+    os.replace(out / "part-00001.parquet", planted)            # someone else's rows
+    os.symlink(planted, out / "part-00001.parquet")
+    before = planted.read_bytes()
+    with pytest.raises(StoreError, match=r"part-00001.parquet is a symbolic link, not a "
+                                         r"committed part"):
+        run_sample(cfg)
+    assert planted.read_bytes() == before
+
+
+def test_lease_symlink_to_an_outside_file_is_never_written(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.symlink(victim, out / storage.LEASE)
+    store = storage.open_store(str(out))
+    with pytest.raises(storage.LeaseHeld):
+        storage.JobLease(store, "sample").acquire()
+    assert victim.read_text() == "precious"
