@@ -66,3 +66,28 @@ def test_demo_config_runs_as_a_pipeline_config(demo_run):
     out, _ = demo_run
     cfg = load_config(str(out / "demo_config.yaml"))
     assert cfg.sample["count"] == 1200 and cfg.fit["conditions"][0] == ["eyeglasses", ["old"]]
+
+
+def test_pipeline_report_stage_on_mixed_spaces(ray_cluster, model_files, tmp_path):
+    """The pipeline calls run_report with its wiring; Z, W and W+ boundaries, shift mode."""
+    from conftest import ATTRIBUTES
+    from jobs.pipeline import PipelineConfig, run_pipeline
+    root = tmp_path / "root"
+    cfg = PipelineConfig(
+        root=str(root), model=model_files["model"], classifier=model_files["classifier"],
+        device="cpu", workers=2,
+        sample={"count": 200, "seed": 2, "space": "wp", "rows_per_part": 100, "micro_batch": 8},
+        fit={"spaces": ["z", "w", "wp"], "wp_layers": [[0, 2]], "fraction": 0.1,
+             "conditions": [["smile", ["age"]]]},
+        edit={"boundaries": ["w/smile", "w/smile__cond_age", "z/age", "wp0-2/glasses"],
+              "strengths": [-2.0, 0.0, 2.0], "count": 5, "micro_batch": 8},
+        report={"grid_samples": 2})
+    report = run_pipeline(cfg)["report"]
+    saved = json.loads((root / "report" / "report.json").read_text())
+    assert saved["edit_strength"] == 2.0 and saved["num_edited"] == 5
+    assert saved["rescoring"]["plain"]["boundaries"] == ["z/age", "w/smile", "wp0-2/glasses"]
+    assert saved["rescoring"]["plain"]["attributes"] == ATTRIBUTES
+    assert np.array(saved["rescoring"]["conditional"]["matrix"]).shape == (1, 3)
+    assert [p["target"] for p in saved["pairs"]] == ["smile"]
+    assert set(saved["cosine"]) == {"z", "w", "wp0-2"}
+    assert report["figures"] == saved["figures"] and "figures/grid_smile.png" in saved["figures"]
