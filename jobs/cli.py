@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "jobs.cmd_train",       # train-classifier, train-gan
     "jobs.cmd_pipeline",    # sample, label, fit, edit, run
     "jobs.cmd_directions",  # directions
+    "jobs.cmd_invert",      # invert
     "jobs.report",          # report
     "jobs.demo",            # demo
 ]

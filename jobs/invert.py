@@ -1,0 +1,283 @@
+"""The invert stage: project real images into a generator's W / W+ by batched optimisation.
+
+Input: Parquet files with an image column (struct {bytes, path}, PNG or JPEG) and an id column
+(`image_id`, or `sample_id`): a gankit dataset (`part-XXXXX.parquet`) or any directory of
+`*.parquet` files (file j = part j). Output part k <- input part k, one row per good image:
+
+    image_id        string (or sample_id int64, as in the input)
+    w | wp          fixed_size_list<float32>[w_dim] or [num_ws * w_dim] (shape metadata)
+    noise           fixed_size_list<float32>[sum r^2] the optimised noise maps, layer after
+                    layer (field metadata `resolutions`), if `save_noise`
+    reconstruction  struct<bytes, path> PNG of G(latent, noise)
+    target          struct<bytes, path> PNG of the prepared input, if `keep_target`
+    mse, psnr, ssim, perceptual, loss  float32 per image (gankit.inversion's definitions;
+                    perceptual is null without a feature net)
+    steps           int32 optimisation steps run (fewer with early stop)
+
+The columns `w`/`wp` + the id are what `gankit edit` reads, so "invert then edit" works.
+Note: edit renders with G's const noise; the stored `noise` reproduces the reconstruction.
+
+Images: decoded to RGB (grayscale replicated, alpha composited over white: gankit.images), then
+center-cropped to a square and area-downsampled / bicubic-upsampled to the generator's
+resolution (gankit.inversion.fit_to_resolution). Undecodable bytes, missing bytes and images
+more elongated than `max_aspect` become error records (id, stage='invert', reason); the job
+goes on.
+
+Determinism: the images of a part are inverted in batches of exactly `batch_size` input rows
+aligned to the part's first row (bad rows left out), and image i's randomness comes from
+(seed, global row i): the output is the same whatever the worker count or restarts.
+`batch_size` is part of the job's identity because batched kernels round differently.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from jobs import runtime, storage
+from jobs.label import input_parts, pick_id_column
+from jobs.runtime import PartWorker, choice, require
+from jobs.sample import DEVICES, latent_array, public_config
+from jobs.storage import PartSpec, PartWriter, Store
+
+METRICS = ("mse", "psnr", "ssim", "perceptual", "loss")
+
+
+@dataclass
+class InvertConfig:
+    images: str = ""                   # input dataset URL (a directory of Parquet files)
+    out: str = ""                      # output URL
+    model: str = "toy"                 # generator: 'toy' or a checkpoint path
+    space: str = "w"                   # 'w' or 'wp' (W+)
+    steps: int = 1000                  # optimisation steps per image (NVIDIA: 1000)
+    feature_net: Optional[str] = None  # 'toy', NVIDIA's vgg16.pt, any TorchScript file,
+                                       # None = pixel MSE only
+    mse_weight: float = 1.0            # pixel MSE weight
+    perceptual_weight: float = 1.0     # feature distance weight
+    optimize_noise: bool = True        # optimise per-image noise maps
+    noise_reg_weight: float = 1e5      # noise autocorrelation penalty (NVIDIA's)
+    lr: float = 0.1                    # Adam's initial learning rate
+    early_stop_loss: Optional[float] = None  # freeze an image once its loss is below this
+    seed: int = 0                      # image at global row i draws from (seed, i)
+    save_noise: bool = False           # store the optimised noise maps
+    keep_target: bool = False          # store the prepared input image beside the result
+    image_column: str = "image"        # struct {bytes, path} column holding PNG/JPEG bytes
+    id_column: Optional[str] = None    # None = 'image_id' if present, else 'sample_id'
+    max_aspect: float = 2.0            # more elongated images become error records
+    batch_size: int = 16               # images optimised together (part of the identity)
+    workers: int = 0                   # actors; 0 = one per GPU, or CPUs - 1 on CPU
+    cpus_per_worker: int = 1           # CPU actors: CPUs (torch threads) per actor
+    device: str = "auto"               # 'auto', 'cuda' or 'cpu'
+    storage: dict = field(default_factory=dict)  # fsspec options for both URLs
+
+    def validate(self) -> None:
+        require(bool(self.images), "images", "must be the URL of an image dataset")
+        require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
+        require(bool(self.model), "model", "must name a generator ('toy' or a path)")
+        choice(self.space, ("w", "wp"), "space")
+        require(self.steps >= 0, "steps", f"must be >= 0 (got {self.steps})")
+        require(self.mse_weight > 0 or bool(self.feature_net), "mse_weight",
+                "must be > 0 when no feature_net is given (the loss would be empty)")
+        require(self.lr > 0, "lr", f"must be > 0 (got {self.lr})")
+        require(self.max_aspect >= 1, "max_aspect", f"must be >= 1 (got {self.max_aspect})")
+        require(self.batch_size >= 1, "batch_size", f"must be >= 1 (got {self.batch_size})")
+        require(self.workers >= 0, "workers", f"must be >= 0 (got {self.workers})")
+        require(self.cpus_per_worker >= 1, "cpus_per_worker", "must be >= 1")
+        choice(self.device, DEVICES, "device")
+
+    def identity(self) -> dict:
+        keys = ("images", "model", "space", "steps", "feature_net", "mse_weight",
+                "perceptual_weight", "optimize_noise", "noise_reg_weight", "lr",
+                "early_stop_loss", "seed", "save_noise", "keep_target", "image_column",
+                "id_column", "max_aspect", "batch_size")
+        return {k: getattr(self, k) for k in keys}
+
+    def inversion(self):
+        from gankit.inversion import InversionConfig
+        return InversionConfig(space=self.space, steps=self.steps, lr=self.lr,
+                               optimize_noise=self.optimize_noise,
+                               noise_reg_weight=self.noise_reg_weight,
+                               mse_weight=self.mse_weight,
+                               perceptual_weight=self.perceptual_weight,
+                               early_stop_loss=self.early_stop_loss, seed=self.seed)
+
+
+# ----------------------------------------------------------------------------------------
+# Per-batch computation (actor)
+
+
+def prepare_rows(items: list, resolution: int, max_aspect: float) -> tuple:
+    """Image structs -> (uint8 [n_good, R, R, 3], good row positions, {row: reason})."""
+    from gankit.images import decode_image
+    from gankit.inversion import fit_to_resolution
+    good, rows, bad = [], [], {}
+    for j, item in enumerate(items):
+        data = (item or {}).get("bytes")
+        if not data:
+            bad[j] = "no image bytes"
+            continue
+        try:
+            good.append(fit_to_resolution(decode_image(data), resolution, max_aspect))
+            rows.append(j)
+        except ValueError as e:
+            bad[j] = str(e)
+    u8 = np.stack(good) if good else np.zeros((0, resolution, resolution, 3), np.uint8)
+    return u8, rows, bad
+
+
+def invert_schema(cfg: InvertConfig, G, id_field: pa.Field) -> pa.Schema:
+    from gankit.data import IMAGE_TYPE, wplus_field
+    fields = [id_field]
+    if cfg.space == "w":
+        fields.append(pa.field("w", pa.list_(pa.float32(), G.w_dim)))
+    else:
+        fields.append(wplus_field("wp", G.num_ws, G.w_dim))
+    if cfg.save_noise:
+        res = [l.resolution for l in G.synthesis.noise_layers()]
+        fields.append(pa.field("noise", pa.list_(pa.float32(), sum(r * r for r in res)),
+                               metadata={b"resolutions": json.dumps(res).encode()}))
+    fields.append(pa.field("reconstruction", IMAGE_TYPE))
+    if cfg.keep_target:
+        fields.append(pa.field("target", IMAGE_TYPE))
+    fields += [pa.field(m, pa.float32()) for m in METRICS] + [pa.field("steps", pa.int32())]
+    meta = {"gankit.job": "invert", "gankit.resolution": str(G.img_resolution),
+            "gankit.num_ws": str(G.num_ws), "gankit.space": cfg.space}
+    return pa.schema(fields, metadata=meta)
+
+
+def noise_from_column(flat: np.ndarray, field: pa.Field) -> list:
+    """[n, sum r^2] stored noise -> per layer [n, 1, r, r] arrays (for gankit.inversion)."""
+    out, s = [], 0
+    for r in json.loads(field.metadata[b"resolutions"]):
+        out.append(flat[:, s:s + r * r].reshape(-1, 1, r, r))
+        s += r * r
+    return out
+
+
+class Inverter(PartWorker):
+    """Ray Data callable: loads G + feature net once, then inverts whole parts."""
+
+    job = "invert"
+
+    def __init__(self, cfg: dict, inputs: dict, id_column: str, device: str,
+                 threads: Optional[int], out):
+        super().__init__(out)
+        from gankit.inversion import w_stats
+        from gankit.perceptual import load_feature_net
+        from jobs.sample import load_models
+        self.cfg = InvertConfig(**cfg)
+        self.inputs = {int(k): v for k, v in inputs.items()}
+        self.id_column = id_column
+        self.src = Store(self.cfg.images, self.cfg.storage, probe=False)
+        self.device = runtime.resolve_device(device)
+        runtime.set_deterministic(self.device, threads)
+        self.G, _ = load_models(self.cfg.model, None, self.device)
+        self.net = load_feature_net(self.cfg.feature_net, self.device) \
+            if self.cfg.feature_net else None
+        self.w_std = w_stats(self.G, self.cfg.inversion().w_avg_samples)[1]
+
+    def write_part(self, spec: PartSpec) -> dict:
+        from gankit.data import ID_COLUMNS
+        pf = storage.open_parquet(self.src, self.inputs[spec.index])
+        id_type = pf.schema_arrow.field(self.id_column).type
+        id_field = pa.field(self.id_column, ID_COLUMNS.get(self.id_column, id_type))
+        schema = invert_schema(self.cfg, self.G, id_field)
+        errors, start = [], spec.start
+        with PartWriter(self.out, storage.part_name(spec.index), schema) as w:
+            for batch in pf.iter_batches(batch_size=self.cfg.batch_size,
+                                         columns=[self.id_column, self.cfg.image_column]):
+                table, errs = self.invert_batch(pa.Table.from_batches([batch]), start, schema)
+                errors += errs
+                start += batch.num_rows
+                w.write(table)
+            runtime.commit_errors(self.out, spec, errors)
+            w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
+                      "errors": len(errors)})
+        pf.close()
+        return {"rows": w.rows, "errors": len(errors)}
+
+    def invert_batch(self, table: pa.Table, start: int, schema: pa.Schema) -> tuple:
+        """Rows [start, start + n) of the job -> (table of good rows, error records)."""
+        from gankit.images import from_uint8
+        from gankit.inversion import invert
+        items = table.column(self.cfg.image_column).to_pylist()
+        ids = table.column(self.id_column).to_pylist()
+        u8, rows, bad = prepare_rows(items, self.G.img_resolution, self.cfg.max_aspect)
+        errors = [{"id": ids[j], "stage": "invert", "reason": r} for j, r in sorted(bad.items())]
+        if not rows:
+            return schema.empty_table(), errors
+        res = invert(self.G, from_uint8(u8).to(self.device), self.cfg.inversion(),
+                     feature_net=self.net, indices=[start + j for j in rows], w_std=self.w_std)
+        return self.rows_table(schema, [ids[j] for j in rows], res, u8), errors
+
+    def rows_table(self, schema: pa.Schema, ids: list, res, u8: np.ndarray) -> pa.Table:
+        from gankit.data import image_column
+        from gankit.images import encode_png, to_uint8
+        n = len(ids)
+        ws = res.ws.cpu().numpy()                                       # [n, num_ws, w_dim]
+        cols = {self.id_column: pa.array(ids, type=schema.field(self.id_column).type),
+                "reconstruction": image_column([encode_png(a) for a in to_uint8(res.reconstruction)]),
+                "steps": pa.array(res.steps.numpy().astype(np.int32))}
+        cols["w" if self.cfg.space == "w" else "wp"] = latent_array(
+            ws[:, 0] if self.cfg.space == "w" else ws.reshape(n, -1))
+        if self.cfg.save_noise:
+            noise = np.concatenate([x.cpu().numpy().reshape(n, -1) for x in res.noises], 1) \
+                if res.noises else np.zeros((n, schema.field("noise").type.list_size), np.float32)
+            cols["noise"] = latent_array(noise)
+        if self.cfg.keep_target:
+            cols["target"] = image_column([encode_png(a) for a in u8])
+        for m in METRICS:
+            v = getattr(res, m)
+            cols[m] = pa.array(v.cpu().numpy().astype(np.float32)) if v is not None \
+                else pa.nulls(n, pa.float32())
+        return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
+
+
+# ----------------------------------------------------------------------------------------
+# Driver
+
+
+def run_invert(cfg: InvertConfig) -> dict:
+    """Invert every image of `cfg.images` into `cfg.out`; returns the manifest."""
+    cfg.validate()
+    runtime.check_model("model", cfg.model, "generator")
+    if cfg.feature_net and cfg.feature_net != "toy":
+        path = cfg.feature_net.split(":", 1)[1] if cfg.feature_net.startswith(
+            ("lpips:", "script:")) else cfg.feature_net
+        runtime.check_model("feature_net", path, "feature net")
+    src = storage.open_store(cfg.images, cfg.storage)
+    out = storage.open_store(cfg.out, cfg.storage, create=True)
+    parts = input_parts(src)
+    schema, plan, start = None, [], 0
+    for k, path in parts.items():                       # row ranges from the footers
+        with src.fs.open(path, "rb") as f:
+            md = pq.ParquetFile(f).metadata
+        schema = schema or md.schema.to_arrow_schema()
+        plan.append(PartSpec(k, start, start + md.num_rows))
+        start += md.num_rows
+    if cfg.image_column not in schema.names:
+        raise runtime.ConfigError("image_column", f"{cfg.image_column!r} is not a column of "
+                                  f"{cfg.images} (columns: {', '.join(schema.names)})")
+    id_column = pick_id_column_invert(schema, cfg)
+    runtime.ensure_ray()
+    actors = runtime.plan_actors(cfg.workers, cfg.device, len(plan), cfg.cpus_per_worker)
+    kwargs = {"cfg": runtime.config_dict(cfg), "inputs": {str(k): v for k, v in parts.items()},
+              "id_column": id_column, "device": actors.device,
+              "threads": int(actors.num_cpus) if not actors.num_gpus else None}
+    identity = dict(cfg.identity(), input_rows=start, input_parts=len(plan))
+    return runtime.run_parts("invert", out, plan, Inverter, kwargs, identity,
+                             public_config(cfg), actors)
+
+
+def pick_id_column_invert(schema: pa.Schema, cfg: InvertConfig) -> str:
+    """The configured id column, else image_id, else sample_id (label's rule, image first)."""
+    if cfg.id_column is None and "image_id" in schema.names:
+        return "image_id"
+    return pick_id_column(schema, cfg)
+
+
+__all__ = ["InvertConfig", "Inverter", "run_invert", "invert_schema", "noise_from_column"]
