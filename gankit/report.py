@@ -162,10 +162,12 @@ def edit_grid(cells: np.ndarray, scale: int = 2) -> np.ndarray:
 # HTML
 
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;
-padding:3px 8px;font-size:13px;text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}
-img{image-rendering:pixelated;margin:4px 8px 4px 0;vertical-align:top}.fail{color:#b00}
-.pass{color:#070}figure{display:inline-block;margin:0 12px 12px 0}figcaption{font-size:12px}"""
+table{border-collapse:collapse;margin:0.5em 0 1.5em}
+td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}
+th{background:#f3f3f3}td.l,th.l{text-align:left}
+img{image-rendering:pixelated;margin:4px 8px 4px 0;vertical-align:top}
+figure{display:inline-block;margin:0 12px 12px 0;vertical-align:top}
+figcaption{font-size:12px;max-width:440px}"""
 
 
 def _fmt(v) -> str:
@@ -176,12 +178,17 @@ def _fmt(v) -> str:
     return html.escape(str(v))
 
 
+def _align(v) -> str:
+    """Numbers right-aligned, text left-aligned."""
+    return "" if isinstance(v, (int, float)) and not isinstance(v, bool) else "l"
+
+
 def table_html(header: Sequence[str], rows: Sequence[Sequence], cls: str = "") -> str:
-    """An HTML table; the first column left-aligned, numbers to three decimals."""
+    """An HTML table: text left-aligned, numbers right-aligned to three decimals."""
     head = "".join(f"<th class='{'l' if i == 0 else ''}'>{html.escape(str(h))}</th>"
                    for i, h in enumerate(header))
-    body = "".join("<tr>" + "".join(f"<td class='{'l' if i == 0 else ''}'>{_fmt(v)}</td>"
-                                    for i, v in enumerate(r)) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td class='{_align(v)}'>{_fmt(v)}</td>" for v in r)
+                   + "</tr>" for r in rows)
     return f"<table class='{cls}'><tr>{head}</tr>{body}</table>"
 
 

@@ -109,6 +109,13 @@ def summary(report: dict) -> str:
     return "\n".join(lines)
 
 
+def quiet_ray_data() -> None:
+    """The stages print one line per committed part; Ray Data's own progress log repeats
+    every few seconds on a non-interactive terminal, so the demo turns it off."""
+    from ray.data import DataContext
+    DataContext.get_current().enable_progress_bars = False
+
+
 def run_demo(cfg: DemoConfig) -> dict:
     """Run the demo into cfg.out; returns the report dict (report['summary'] is printed)."""
     from jobs import runtime
@@ -117,6 +124,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     cfg.validate()
     t0 = time.time()
     runtime.ensure_ray(num_cpus=cfg.workers + 2)
+    quiet_ray_data()
     pipe = pipeline_config(cfg)
     write_config(cfg, pipe)
     index = run_pipeline(pipe)["fit"]
