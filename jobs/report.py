@@ -227,8 +227,8 @@ def heatmaps(report: dict) -> tuple:
                                          f"probability, signed by the edit direction")
     if report.get("correlation"):
         c = report["correlation"]
-        figs["correlation"] = heatmap_png(c["matrix"], c["attributes"], c["attributes"],
-                                          f"attribute probability correlation ({c['rows']} samples)")
+        title = f"attribute probability correlation ({c['rows']} samples)"
+        figs["correlation"] = heatmap_png(c["matrix"], c["attributes"], c["attributes"], title)
         captions["correlation"] = "Pearson correlation of the classifier probabilities"
     return figs, captions
 
