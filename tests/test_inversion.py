@@ -164,3 +164,35 @@ def test_psnr_and_ssim_on_known_cases():
     assert math.isclose(float(ssim(x, y)), (2 * a * b + c1) / (a * a + b * b + c1), rel_tol=1e-5)
     noise = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
     assert float(ssim(noise, -noise)) < 0                        # anti-correlated structure
+
+
+class FakeLPIPS(nn.Module):
+    """Has the call signature of NVIDIA's vgg16.pt: records what it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, resize_images: bool = True,
+                return_lpips: bool = False) -> torch.Tensor:
+        assert not resize_images and return_lpips
+        # features: the input's range and size, so the test can see the scaling
+        return torch.cat([x.amin(dim=[1, 2, 3])[:, None], x.amax(dim=[1, 2, 3])[:, None],
+                          torch.full_like(x[:, :1, 0, 0], float(x.shape[2]))], dim=1)
+
+
+def test_lpips_file_is_called_like_nvidia_projector(tmp_path):
+    from gankit.perceptual import LPIPSVGG16
+    path = tmp_path / "vgg16.pt"            # the name selects the LPIPS calling convention
+    torch.jit.script(FakeLPIPS().eval()).save(str(path))
+    net = load_feature_net(str(path))
+    assert isinstance(net, LPIPSVGG16)
+    x = torch.zeros(2, 3, 512, 512)
+    x[:, :, 0, 0] = -1                      # one pixel 0 among 127.5s after scaling
+    x[:, :, -1, -1] = 1                     # one pixel 255
+    f = net.features(x)                     # [-1, 1] -> [0, 255], 512 -> 256 (area, 2x2)
+    assert f[0, 2] == 256
+    assert float(f[0, 0]) == pytest.approx((0 + 3 * 127.5) / 4, rel=1e-5)
+    assert float(f[0, 1]) == pytest.approx((255 + 3 * 127.5) / 4, rel=1e-5)
+    small = net.features(torch.ones(1, 3, 64, 64))
+    assert small[0, 2] == 64 and float(small[0, 1]) == pytest.approx(255)
