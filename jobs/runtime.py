@@ -237,7 +237,11 @@ class PartWorker:
         reply = {"index": [], "rows": [], "errors": []}
         for k, s, e in zip(batch["index"], batch["start"], batch["stop"]):
             spec = PartSpec(int(k), int(s), int(e))
-            meta = self.write_part(spec)
+            try:
+                meta = self.write_part(spec)
+            except Exception as err:       # one line the driver can quote (see root_cause)
+                msg = " ".join(str(err).split())[:400]
+                raise PartFailed(f"part {spec.index:05d}: {type(err).__name__}: {msg}") from err
             reply["index"].append(spec.index)
             reply["rows"].append(int(meta["rows"]))
             reply["errors"].append(int(meta["errors"]))
@@ -331,13 +335,20 @@ def _run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict
             compute=ray.data.ActorPoolStrategy(size=actors.workers),
             **worker_remote_args(actors))
         done = len(committed)
-        for reply in ds.iter_batches(batch_size=1, batch_format="numpy",
-                                     prefetch_batches=0):
-            k = int(reply["index"][0])
-            metas[k] = {"rows": int(reply["rows"][0]), "errors": int(reply["errors"][0])}
-            done += 1
-            print(f"[{job}] part {k:05d} committed: {metas[k]['rows']} rows, "
-                  f"{metas[k]['errors']} errors ({done}/{len(plan)} parts)", flush=True)
+        try:
+            for reply in ds.iter_batches(batch_size=1, batch_format="numpy",
+                                         prefetch_batches=0):
+                k = int(reply["index"][0])
+                metas[k] = {"rows": int(reply["rows"][0]), "errors": int(reply["errors"][0])}
+                done += 1
+                print(f"[{job}] part {k:05d} committed: {metas[k]['rows']} rows, "
+                      f"{metas[k]['errors']} errors ({done}/{len(plan)} parts)", flush=True)
+        except Exception as e:
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise WorkerFailed(f"{job} job writing to {out.url} failed in a worker: "
+                               f"{root_cause(e)} ({done}/{len(plan)} parts committed; "
+                               f"a rerun computes only the others)") from e
     if schema is None and metas:
         first = out.list_parts()
         schema = storage.part_footer(out, next(iter(first.values())))[0] if first else None
@@ -348,6 +359,34 @@ def _run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict
     print(f"[{job}] done: {manifest['rows']} rows, {manifest['errors']} errors in "
           f"{len(manifest['parts'])} parts at {out.url}", flush=True)
     return manifest
+
+
+class PartFailed(RuntimeError):
+    """Raised in a worker: 'part 00003: Type: message' on one line."""
+
+
+class WorkerFailed(RuntimeError):
+    """A part job stopped because a worker raised: one sentence naming the output URL and
+    the root cause (the Ray traceback stays in __cause__)."""
+
+
+def root_cause(e: BaseException) -> str:
+    """The worker's one-line PartFailed message inside a Ray error, else 'Type: last line
+    of the message' of the innermost cause."""
+    import re
+    m = re.findall(r"PartFailed: (part \d{5}: [^\n]*)", str(e))
+    if m:
+        return m[-1].strip()[:500]
+    seen = set()
+    while id(e) not in seen:
+        seen.add(id(e))
+        nxt = getattr(e, "cause", None)
+        nxt = nxt if isinstance(nxt, BaseException) else (e.__cause__ or e.__context__)
+        if nxt is None:
+            break
+        e = nxt
+    lines = [ln for ln in str(e).splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[-1].strip() if lines else ''}"[:500]
 
 
 def log(msg: str) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 import uuid
@@ -610,7 +611,11 @@ class JobLease:
             self._stop.set()
             self._thread.join()
             self._stop = None
-            self._remove_if(self.token)
+            try:
+                self._remove_if(self.token)
+            except Exception as e:   # an unreachable store must not hide the job's own error
+                print(f"[lease] could not remove {self.store.path(LEASE)} ({type(e).__name__}); "
+                      f"it goes stale in {LEASE_TTL_S:.0f} s", file=sys.stderr, flush=True)
 
     def __enter__(self):
         return self.acquire()

@@ -137,3 +137,48 @@ def test_lease_on_s3_uses_a_conditional_put(s3_bucket):
     assert store.read_json(storage.LEASE)["token"] == a.token
     a.release()
     assert not store.exists(storage.LEASE)
+
+
+@pytest.mark.slow
+def test_store_stopped_mid_job_fails_in_bounded_time_naming_the_url(ray_cluster, model_files):
+    """A second S3-protocol server (its own port: the session's stays up) stopped once the
+    job has committed a part: the job fails, within a bound, with an error naming the
+    store's URL; it does not hang, and the parts committed before stay readable later."""
+    from moto.server import ThreadedMotoServer
+    from conftest import free_port
+    import s3fs
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    opts = {"endpoint_url": endpoint, "config_kwargs": {"connect_timeout": 2,
+            "read_timeout": 5, "retries": {"max_attempts": 2}}}
+    s3fs.S3FileSystem(skip_instance_cache=True, **opts).mkdir("faulty")
+    url = "s3://faulty/out"
+    result = {}
+
+    def job():
+        try:
+            result["manifest"] = run_sample(cfg(model_files, url, count=2000, workers=1,
+                                                storage=opts))
+        except BaseException as e:
+            result["error"] = e
+
+    t = threading.Thread(target=job)
+    try:
+        t.start()
+        store = storage.open_store(url, opts)
+        deadline = time.time() + 120
+        while not store.list_parts():
+            assert t.is_alive() and time.time() < deadline, result
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    t.join(timeout=180)
+    assert not t.is_alive(), "the job hung after its store went away"
+    assert "error" in result, "the job cannot have finished 100 parts without its store"
+    from jobs.runtime import WorkerFailed
+    err = result["error"]
+    assert isinstance(err, WorkerFailed), repr(err)[-2000:]
+    assert str(err).startswith(f"sample job writing to {url} failed in a worker: ")
+    assert "\n" not in str(err) and f"127.0.0.1:{port}" in str(err), str(err)
