@@ -1,4 +1,5 @@
-"""`gankit invert`: flags -> InvertConfig -> jobs.invert.run_invert."""
+"""`gankit invert`: flags -> InvertConfig -> jobs.invert.run_invert; `gankit eval-inversion`:
+the toy world's counterfactual check of inversion + editing (eval_inversion)."""
 from __future__ import annotations
 
 import json
@@ -27,6 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto, cuda or cpu")
     p.add_argument("--storage", type=json.loads, default={}, help="fsspec options as JSON")
     p.set_defaults(func=cmd_invert)
+    register_eval(subparsers)
 
 
 def cmd_invert(args) -> None:
@@ -40,3 +42,93 @@ def cmd_invert(args) -> None:
         keep_target=args.keep_target, image_column=args.image_column,
         id_column=args.id_column, batch_size=args.batch_size, workers=args.workers,
         device=args.device, storage=args.storage)))
+
+
+# ----------------------------------------------------------------------------------------
+# gankit eval-inversion: ground truth for real-image editing in the toy world
+
+
+def register_eval(subparsers) -> None:
+    p = subparsers.add_parser("eval-inversion", help="toy world: invert renders, edit one "
+                              "attribute, compare with the renderer's counterfactual")
+    p.add_argument("--boundary", required=True, help="a W boundary .npz (from `gankit fit`)")
+    p.add_argument("--attribute", required=True, help="toy attribute the boundary edits")
+    p.add_argument("--value", type=float, default=None,
+                   help="counterfactual factor value (default: the top of its range)")
+    p.add_argument("--strength", type=float, default=3.0, help="edit: move to this distance")
+    p.add_argument("--n", type=int, default=16, help="faces (negatives for the attribute)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--space", default="w")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--feature-net", default="toy")
+    p.add_argument("--out", default=None, help="write the figures as JSON here")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args) -> None:
+    from gankit import zoo
+    from gankit.boundaries import Boundary
+    from gankit.inversion import InversionConfig
+    from gankit.perceptual import load_feature_net
+    figures = eval_inversion(
+        zoo.load_generator("toy").eval(), zoo.load_classifier("toy").eval(),
+        Boundary.load(args.boundary), args.attribute, InversionConfig(
+            space=args.space, steps=args.steps), args.n, args.seed, args.strength,
+        load_feature_net(args.feature_net) if args.feature_net else None, args.value)
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+
+
+def eval_inversion(G, classifier, boundary, attribute: str, cfg, n: int = 16, seed: int = 0,
+                   strength: float = 3.0, feature_net=None, value=None) -> dict:
+    """Render n toy faces negative for `attribute`, invert them (cfg), move each latent to
+    signed distance `strength` of `boundary`, and compare the edited render with the
+    renderer's counterfactual (the same faces with the attribute's factor set to `value`):
+      flip_rate      classifier says positive for the target on the edited render
+      others_kept    other attributes: classifier label of the edit == true label
+      cf_flip_rate / cf_others_kept   the same on the counterfactual render (the ceiling)
+      edit_mse / edit_feature         edited render vs counterfactual render
+      recon_mse / recon_psnr          inversion error (reconstruction vs input)."""
+    import numpy as np
+    import torch
+    from gankit import toyfaces
+    from gankit.editing import edit
+    from gankit.images import from_uint8
+    from gankit.inversion import invert, pixel_mse, psnr
+    names = list(classifier.attribute_names)
+    if attribute not in names or attribute not in toyfaces.ATTRIBUTE_NAMES:
+        raise ValueError(f"attribute {attribute!r} is not a toy attribute of the classifier")
+    f = toyfaces.sample_factors(8 * n, seed)
+    keep = np.nonzero(~toyfaces.labels(f)[attribute])[0][:n]           # negatives only
+    f = toyfaces.take(f, keep)
+    spec = {a.name: a for a in toyfaces.ATTRIBUTES}[attribute]
+    cf = toyfaces.counterfactual(f, attribute, toyfaces.FACTOR_RANGES[spec.factor][1]
+                                 if value is None else value)
+    res = G.img_resolution
+    x = from_uint8(toyfaces.render(f, res))                             # [n, 3, R, R]
+    x_cf = from_uint8(toyfaces.render(cf, res))
+    inv = invert(G, x, cfg, feature_net=feature_net)
+    ws = edit(inv.ws, boundary, strength, "to_distance",
+              layers=None if cfg.space == "w" else (0, G.num_ws))       # [n, num_ws, w_dim]
+    with torch.no_grad():
+        x_edit = G.synthesis(ws, noise_mode="const", noises=inv.noises)
+        pred_edit = classifier(x_edit).numpy() > 0                      # [n, A]
+        pred_cf = classifier(x_cf).numpy() > 0
+        truth = np.stack([toyfaces.labels(cf)[a] for a in names], axis=1)
+        t = names.index(attribute)
+        others = [j for j in range(len(names)) if j != t]
+        dist = None
+        if feature_net is not None:
+            dist = float(feature_net.distance(feature_net.features(x_edit),
+                                              feature_net.features(x_cf)).mean())
+    return {"attribute": attribute, "faces": int(len(keep)), "space": cfg.space,
+            "steps": cfg.steps, "strength": strength,
+            "flip_rate": float(pred_edit[:, t].mean()),
+            "others_kept": float((pred_edit[:, others] == truth[:, others]).mean()),
+            "cf_flip_rate": float(pred_cf[:, t].mean()),
+            "cf_others_kept": float((pred_cf[:, others] == truth[:, others]).mean()),
+            "edit_mse": float(pixel_mse(x_edit, x_cf).mean()), "edit_feature": dist,
+            "recon_mse": float(inv.mse.mean()), "recon_psnr": float(inv.psnr.mean())}
