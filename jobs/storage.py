@@ -495,8 +495,9 @@ LEASE_TTL_S = 120.0        # a lease not renewed for this long is stale (its dri
 LEASE_RENEW_S = 15.0       # the holder renews it this often (a background thread)
 
 
-class LeaseHeld(RuntimeError):
-    """Another live job is writing to this output location."""
+class LeaseHeld(StoreError):
+    """Another live job is writing to this output location (a StoreError, so the command
+    line prints it as one sentence)."""
 
 
 def _pid_alive(pid: int) -> bool:
