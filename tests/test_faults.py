@@ -182,3 +182,16 @@ def test_store_stopped_mid_job_fails_in_bounded_time_naming_the_url(ray_cluster,
     assert isinstance(err, WorkerFailed), repr(err)[-2000:]
     assert str(err).startswith(f"sample job writing to {url} failed in a worker: ")
     assert "\n" not in str(err) and f"127.0.0.1:{port}" in str(err), str(err)
+
+
+def test_cli_names_the_holder_in_one_sentence(ray_cluster, model_files, tmp_path, capsys):
+    from jobs.cli import main
+    out = tmp_path / "busy"
+    store = storage.open_store(str(out), create=True)
+    with storage.JobLease(store, "sample"):                  # a live job: this process
+        assert main(["sample", "--model", model_files["model"], "--count", "4",
+                     "--device", "cpu", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"gankit sample: error: {out} is being written by another 'sample' "
+                          f"job (pid {os.getpid()}") and "\n" not in err, err
+    assert sorted(os.listdir(out)) == []                      # nothing written, lease released
