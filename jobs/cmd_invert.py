@@ -61,6 +61,9 @@ def register_eval(subparsers) -> None:
     p.add_argument("--space", default="w")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--feature-net", default="toy")
+    p.add_argument("--mse-weight", type=float, default=1.0)
+    p.add_argument("--perceptual-weight", type=float, default=1e-3,
+                   help="toy features' squared distances are O(100): 1e-3 balances the MSE")
     p.add_argument("--out", default=None, help="write the figures as JSON here")
     p.set_defaults(func=cmd_eval)
 
@@ -73,7 +76,8 @@ def cmd_eval(args) -> None:
     figures = eval_inversion(
         zoo.load_generator("toy").eval(), zoo.load_classifier("toy").eval(),
         Boundary.load(args.boundary), args.attribute, InversionConfig(
-            space=args.space, steps=args.steps), args.n, args.seed, args.strength,
+            space=args.space, steps=args.steps, mse_weight=args.mse_weight,
+            perceptual_weight=args.perceptual_weight), args.n, args.seed, args.strength,
         load_feature_net(args.feature_net) if args.feature_net else None, args.value)
     text = json.dumps(figures, indent=2)
     print(text)
