@@ -31,10 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from jobs.runtime import WorkerFailed
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as e:  # bad input: one clear sentence, no traceback
+    except (ValueError, FileNotFoundError, WorkerFailed) as e:
+        # bad input, an unreachable store, a worker's failure: one clear sentence, no traceback
         print(f"gankit {args.command}: error: {e}", file=sys.stderr)
         return 2
 

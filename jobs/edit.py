@@ -250,9 +250,19 @@ class Editor(PartWorker):
                 out[sel] = edit(ws[rows[sel]], b, t, self.cfg.mode, layers)
         return out
 
+    def drop_nonfinite(self, spec: PartSpec, ids, z, ws) -> tuple:
+        """Rows whose latents hold NaN or inf become error records; the rest go on."""
+        good = np.isfinite(ws.reshape(len(ids), -1).numpy()).all(axis=1)
+        if z is not None:
+            good &= np.isfinite(z).all(axis=1)
+        errors = [(str(i), "edit", "latent contains NaN or inf") for i in ids[~good]]
+        runtime.commit_errors(self.out, spec, errors)
+        keep = np.nonzero(good)[0]
+        return ids[keep], (z[keep] if z is not None else None), ws[keep], len(errors)
+
     def write_part(self, spec: PartSpec) -> dict:
         from gankit.data import image_column
-        ids, z, ws = self.read_rows(spec)
+        ids, z, ws, n_errors = self.drop_nonfinite(spec, *self.read_rows(spec))
         nb, ns, m = len(self.boundaries), len(self.cfg.strengths), self.cfg.micro_batch
         total = len(ids) * nb * ns                       # edits, sample-major
         step = max(1, -(-self.cfg.batch_size // m)) * m
@@ -275,8 +285,8 @@ class Editor(PartWorker):
                 w.write(pa.Table.from_arrays([cols[f.name] for f in self.schema],
                                              schema=self.schema))
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
-                      "errors": 0})
-        return {"rows": total, "errors": 0}
+                      "errors": n_errors})
+        return {"rows": total, "errors": n_errors}
 
     def render(self, ws) -> tuple:
         """ws [k, num_ws, w_dim] -> (PNG list [k], logits [k, A] float32 or None), in

@@ -191,8 +191,6 @@ def test_boundary_of_another_generator_is_refused_naming_it(latents, model_files
         assert not (tmp_path / o).exists() or not list((tmp_path / o).iterdir())
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: jobs/edit.py does not check latents for "
-                   "NaN/inf; it renders them into images and reports 0 errors")
 def test_nan_and_inf_latents_become_error_records(latents, model_files, tmp_path):
     from gankit.boundaries import Boundary
     from jobs.edit import run_edit
