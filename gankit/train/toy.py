@@ -48,14 +48,15 @@ def build_classifier(out: str, n_images: int, seed: int, steps: int, device: str
 
 
 class RealSampler:
-    """Random minibatches of rendered reals, held on the training device."""
+    """Random minibatches of rendered reals, held on the training device. Indices come from
+    torch's global RNG, whose state the training checkpoint saves, so a resumed run draws the
+    same minibatches as an uninterrupted one."""
 
-    def __init__(self, images: np.ndarray, device: str, seed: int):
+    def __init__(self, images: np.ndarray, device: str):
         self.reals = from_uint8(images).to(device)                   # [N, 3, H, W]
-        self.gen = torch.Generator().manual_seed(seed)
 
     def __call__(self, n: int) -> torch.Tensor:
-        idx = torch.randint(0, len(self.reals), (n,), generator=self.gen)
+        idx = torch.randint(0, len(self.reals), (n,))
         return self.reals[idx.to(self.reals.device)]
 
 
@@ -77,7 +78,7 @@ def build_generator(run_dir: str, n_images: int, seed: int, kimg: float, device:
     print(f"rendered {n_images} reals in {time.time() - t0:.0f}s")
     cfg = GanTrainConfig(generator=TOY_GENERATOR, batch_size=batch_size, total_kimg=kimg,
                          pl_weight=2.0, seed=seed, device=device)
-    trainer = train_gan(cfg, RealSampler(images, device, seed), run_dir,
+    trainer = train_gan(cfg, RealSampler(images, device), run_dir,
                         max_seconds=max_minutes * 60 if max_minutes else None,
                         on_snapshot=lambda t: snapshot_grid(t, run_dir))
     print(f"trained to {trainer.nimg / 1000:.1f} kimg, {time.time() - t0:.0f}s this run")
