@@ -34,7 +34,8 @@ MODES = ("shift", "to_distance")
 def _backend(x):
     """(normal-like converter, is_torch) for the type of x."""
     if isinstance(x, torch.Tensor):
-        return (lambda a: torch.as_tensor(a, dtype=x.dtype, device=x.device)), True
+        # a copy: normals and strengths are small, and may be read-only (Ray's object store)
+        return (lambda a: torch.tensor(np.asarray(a), dtype=x.dtype, device=x.device)), True
     return (lambda a: np.asarray(a, dtype=x.dtype)), False
 
 
