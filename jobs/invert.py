@@ -36,10 +36,9 @@ from typing import Optional
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from jobs import runtime, storage
-from jobs.label import input_parts, pick_id_column
+from jobs.label import pick_id_column, plan_image_inputs
 from jobs.runtime import PartWorker, choice, require
 from jobs.sample import DEVICES, latent_array, public_config
 from jobs.storage import PartSpec, PartWriter, Store
@@ -251,17 +250,7 @@ def run_invert(cfg: InvertConfig) -> dict:
         runtime.check_model("feature_net", path, "feature net")
     src = storage.open_store(cfg.images, cfg.storage)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
-    parts = input_parts(src)
-    schema, plan, start = None, [], 0
-    for k, path in parts.items():                       # row ranges from the footers
-        with src.fs.open(path, "rb") as f:
-            md = pq.ParquetFile(f).metadata
-        schema = schema or md.schema.to_arrow_schema()
-        plan.append(PartSpec(k, start, start + md.num_rows))
-        start += md.num_rows
-    if cfg.image_column not in schema.names:
-        raise runtime.ConfigError("image_column", f"{cfg.image_column!r} is not a column of "
-                                  f"{cfg.images} (columns: {', '.join(schema.names)})")
+    parts, schema, plan, start = plan_image_inputs(src, cfg.image_column, cfg.images)
     id_column = pick_id_column_invert(schema, cfg)
     runtime.ensure_ray()
     actors = runtime.plan_actors(cfg.workers, cfg.device, len(plan), cfg.cpus_per_worker)

@@ -216,23 +216,30 @@ class Labeler(PartWorker):
 # Driver
 
 
+def plan_image_inputs(src: Store, image_column: str, url: str) -> tuple:
+    """(parts {index: path}, schema, plan [PartSpec], rows) of an image dataset: output part
+    k covers input part k, row ranges read from the Parquet footers."""
+    parts = input_parts(src)
+    schema, plan, start = None, [], 0
+    for k, path in parts.items():
+        with src.fs.open(path, "rb") as f:
+            md = pq.ParquetFile(f).metadata
+        schema = schema or md.schema.to_arrow_schema()
+        plan.append(PartSpec(k, start, start + md.num_rows))
+        start += md.num_rows
+    if image_column not in schema.names:
+        raise runtime.ConfigError("image_column", f"{image_column!r} is not a column of "
+                                  f"{url} (columns: {', '.join(schema.names)})")
+    return parts, schema, plan, start
+
+
 def run_label(cfg: LabelConfig) -> dict:
     """Label every image of `cfg.images` into `cfg.out`; returns the manifest."""
     cfg.validate()
     runtime.check_model("classifier", cfg.classifier, "classifier")
     src = storage.open_store(cfg.images, cfg.storage)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
-    parts = input_parts(src)
-    schema, plan, start = None, [], 0
-    for k, path in parts.items():                       # row ranges from the footers
-        with src.fs.open(path, "rb") as f:
-            md = pq.ParquetFile(f).metadata
-        schema = schema or md.schema.to_arrow_schema()
-        plan.append(PartSpec(k, start, start + md.num_rows))
-        start += md.num_rows
-    if cfg.image_column not in schema.names:
-        raise runtime.ConfigError("image_column", f"{cfg.image_column!r} is not a column of "
-                                  f"{cfg.images} (columns: {', '.join(schema.names)})")
+    parts, schema, plan, start = plan_image_inputs(src, cfg.image_column, cfg.images)
     id_column = pick_id_column(schema, cfg)
     resolution = cfg.resolution or first_resolution(src, parts, cfg.image_column)
     runtime.ensure_ray()
