@@ -10,6 +10,7 @@ from torch import nn
 
 from conftest import tiny_classifier_module, tiny_generator
 from gankit import directions as D
+from linear_generator import LinearGenerator
 
 
 def test_style_affines_follow_nvidia_ws_indices():
@@ -77,23 +78,6 @@ def test_edit_ws_moves_only_the_layer_range():
     out = D.edit_ws(ws, d, torch.tensor([1.0, -2.0]), layers=(1, 3))
     assert out[0, 1, 0] == 1 and out[1, 2, 0] == -2
     assert out[:, [0, 3]].abs().sum() == 0 and ws.abs().sum() == 0   # input untouched
-
-
-class LinearGenerator(nn.Module):
-    """Images are 2 * ws: a real module whose edits act on the image linearly."""
-
-    def __init__(self, dim: int = 6, num_ws: int = 3):
-        super().__init__()
-        self.z_dim = self.w_dim = dim
-        self.num_ws = num_ws
-        self.scale = nn.Parameter(torch.tensor(2.0))
-        self.synthesis = self.forward_synthesis
-
-    def mapping(self, z, c=None, truncation_psi=1, truncation_cutoff=None):
-        return z[:, None, :].repeat(1, self.num_ws, 1)               # [N, L, D]
-
-    def forward_synthesis(self, ws, noise_mode="const"):
-        return (self.scale * ws)[:, None]                            # [N, 1, L, D]
 
 
 class ProbeClassifier(nn.Module):

@@ -11,6 +11,7 @@ from torch import nn
 from conftest import tiny_classifier_module, tiny_generator
 from gankit import metrics
 from gankit.latents import sample_z
+from linear_generator import LinearGenerator
 
 
 # ----------------------------------------------------------------------------------------
@@ -75,23 +76,6 @@ def test_separability_z_w_on_tiny_models():
 
 # ----------------------------------------------------------------------------------------
 # Perceptual path length
-
-
-class LinearGenerator(nn.Module):
-    """A generator whose image is its ws, times 2: a path's distance is known in closed form."""
-
-    def __init__(self, dim: int = 6, num_ws: int = 3):
-        super().__init__()
-        self.z_dim = self.w_dim = dim
-        self.num_ws = num_ws
-        self.scale = nn.Parameter(torch.tensor(2.0))
-        self.synthesis = self.forward_synthesis
-
-    def mapping(self, z, c=None, truncation_psi=1):
-        return z[:, None, :].repeat(1, self.num_ws, 1)               # [N, L, D]
-
-    def forward_synthesis(self, ws, noise_mode="const"):
-        return (self.scale * ws)[:, None]                            # [N, 1, L, D]
 
 
 def flat(images):
