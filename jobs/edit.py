@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from jobs import runtime, storage
 from jobs.runtime import ConfigError, PartWorker, choice, require
-from jobs.sample import DEVICES, load_models, public_config, render_and_label
+from jobs.sample import load_models, public_config, render_and_label
 from jobs.storage import PartSpec, PartWriter, Store
 
 MODES = ("shift", "to_distance")
@@ -75,11 +75,7 @@ class EditConfig:
                 f"must be [start, stop] with 0 <= start < stop (got {self.layers!r})")
         require(self.count is None or self.count >= 1, "count", f"must be >= 1 (got {self.count})")
         require(bool(self.model), "model", "must name a generator ('toy' or a path)")
-        require(self.micro_batch >= 1, "micro_batch", f"must be >= 1 (got {self.micro_batch})")
-        require(self.batch_size >= 1, "batch_size", f"must be >= 1 (got {self.batch_size})")
-        require(self.workers >= 0, "workers", f"must be >= 0 (got {self.workers})")
-        require(self.cpus_per_worker >= 1, "cpus_per_worker", "must be >= 1")
-        choice(self.device, DEVICES, "device")
+        runtime.validate_actor_fields(self)
 
 
 # ----------------------------------------------------------------------------------------

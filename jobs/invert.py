@@ -40,7 +40,7 @@ import pyarrow as pa
 from jobs import runtime, storage
 from jobs.label import pick_id_column, plan_image_inputs
 from jobs.runtime import PartWorker, choice, require
-from jobs.sample import DEVICES, latent_array, public_config
+from jobs.sample import latent_array, public_config
 from jobs.storage import PartSpec, PartWriter, Store
 
 METRICS = ("mse", "psnr", "ssim", "perceptual", "loss")
@@ -83,10 +83,7 @@ class InvertConfig:
                 "must be > 0 when no feature_net is given (the loss would be empty)")
         require(self.lr > 0, "lr", f"must be > 0 (got {self.lr})")
         require(self.max_aspect >= 1, "max_aspect", f"must be >= 1 (got {self.max_aspect})")
-        require(self.batch_size >= 1, "batch_size", f"must be >= 1 (got {self.batch_size})")
-        require(self.workers >= 0, "workers", f"must be >= 0 (got {self.workers})")
-        require(self.cpus_per_worker >= 1, "cpus_per_worker", "must be >= 1")
-        choice(self.device, DEVICES, "device")
+        runtime.validate_actor_fields(self)
 
     def identity(self) -> dict:
         keys = ("images", "model", "space", "steps", "feature_net", "mse_weight",

@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs import runtime, storage
-from jobs.runtime import PartWorker, choice, require
-from jobs.sample import DEVICES, public_config
+from jobs.runtime import PartWorker, require
+from jobs.sample import public_config
 from jobs.storage import PartSpec, PartWriter, Store
 
 
@@ -50,11 +50,7 @@ class LabelConfig:
         require(bool(self.classifier), "classifier", "must name a classifier")
         require(self.resolution is None or self.resolution >= 1, "resolution",
                 f"must be >= 1 or null (got {self.resolution})")
-        require(self.micro_batch >= 1, "micro_batch", f"must be >= 1 (got {self.micro_batch})")
-        require(self.batch_size >= 1, "batch_size", f"must be >= 1 (got {self.batch_size})")
-        require(self.workers >= 0, "workers", f"must be >= 0 (got {self.workers})")
-        require(self.cpus_per_worker >= 1, "cpus_per_worker", "must be >= 1")
-        choice(self.device, DEVICES, "device")
+        runtime.validate_actor_fields(self)
 
     def identity(self) -> dict:
         keys = ("images", "classifier", "image_column", "id_column", "resolution",

@@ -24,7 +24,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from jobs.runtime import ConfigError, choice, config_from_dict, require
+from jobs.runtime import DEVICES, ConfigError, choice, config_from_dict, require
 
 STAGES = ("sample", "fit", "edit", "report")
 WIRED = {"sample": ("out",), "fit": ("samples", "out"), "edit": ("latents", "index", "out")}
@@ -49,7 +49,7 @@ class PipelineConfig:
         require(len(self.stages) > 0, "stages", "must list at least one stage")
         for s in self.stages:
             choice(s, STAGES, "stages")
-        choice(self.device, ("auto", "cuda", "cpu"), "device")
+        choice(self.device, DEVICES, "device")
         require(self.workers >= 0, "workers", f"must be >= 0 (got {self.workers})")
 
     def url(self, stage: str) -> str:

@@ -54,6 +54,20 @@ def choice(value, options, field: str) -> None:
             f"must be one of {', '.join(map(str, options))} (got {value!r})")
 
 
+DEVICES = ("auto", "cuda", "cpu")
+
+
+def validate_actor_fields(cfg) -> None:
+    """The fields every part job's actors share: micro_batch (where the job has it),
+    batch_size, workers, cpus_per_worker, device."""
+    if hasattr(cfg, "micro_batch"):
+        require(cfg.micro_batch >= 1, "micro_batch", f"must be >= 1 (got {cfg.micro_batch})")
+    require(cfg.batch_size >= 1, "batch_size", f"must be >= 1 (got {cfg.batch_size})")
+    require(cfg.workers >= 0, "workers", f"must be >= 0 (got {cfg.workers})")
+    require(cfg.cpus_per_worker >= 1, "cpus_per_worker", "must be >= 1")
+    choice(cfg.device, DEVICES, "device")
+
+
 def _type_ok(value, hint) -> bool:
     origin = typing.get_origin(hint)
     if hint is typing.Any:

@@ -33,7 +33,6 @@ from jobs.runtime import ConfigError, PartWorker, choice, require
 from jobs.storage import PartSpec, PartWriter
 
 SPACES = ("z", "w", "wp")
-DEVICES = ("auto", "cuda", "cpu")
 
 
 @dataclass
@@ -69,11 +68,7 @@ class SampleConfig:
                 "truncation_cutoff", f"must be >= 1 or null (got {self.truncation_cutoff})")
         require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
         require(self.rows_per_part >= 1, "rows_per_part", f"must be >= 1 (got {self.rows_per_part})")
-        require(self.micro_batch >= 1, "micro_batch", f"must be >= 1 (got {self.micro_batch})")
-        require(self.batch_size >= 1, "batch_size", f"must be >= 1 (got {self.batch_size})")
-        require(self.workers >= 0, "workers", f"must be >= 0 (got {self.workers})")
-        require(self.cpus_per_worker >= 1, "cpus_per_worker", "must be >= 1")
-        choice(self.device, DEVICES, "device")
+        runtime.validate_actor_fields(self)
 
     def identity(self) -> dict:
         """The fields the rows depend on: a rerun must match them to resume."""
