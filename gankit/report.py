@@ -241,6 +241,38 @@ def _edits_section(report: dict) -> str:
     return "".join(out)
 
 
+def _latent_section(report: dict) -> str:
+    """'Separability and path length (Z vs W)': one row per space present."""
+    sep, ppl = report.get("separability") or {}, report.get("ppl") or {}
+    spaces = [s for s in ("z", "w") if s in sep or s in ppl]
+    if not spaces:
+        return ""
+    rows = []
+    for s in spaces:
+        a, b = sep.get(s) or {}, ppl.get(s) or {}
+        rows.append((s.upper(), a.get("score"), a.get("num_samples"), b.get("mean"),
+                     b.get("mean_filtered"), b.get("n"), b.get("sampling")))
+    return ("<h2>Separability and path length (Z vs W)</h2><p>StyleGAN protocol: linear "
+            "separability = exp(sum of H(Y|X)) over attributes (1 = every attribute linearly "
+            "separable; lower is better); perceptual path length with the toy classifier's "
+            "features as the distance (lower is smoother).</p>"
+            + table_html(["space", "separability", "samples", "PPL mean", "PPL mean (1-99%)",
+                          "paths", "sampling"], rows))
+
+
+def _directions_section(report: dict) -> str:
+    """'Directions (SeFa)': each direction's auto-annotated name and top attribute change."""
+    dirs = report.get("directions") or []
+    if not dirs:
+        return ""
+    rows = [(d.get("index"), d.get("name"), d.get("top_attribute"), d.get("top_change"),
+             d.get("value"), d.get("std")) for d in dirs]
+    return ("<h2>Directions (SeFa)</h2><p>Closed-form directions (eigenvectors of the style "
+            "affines' weights), named by rescoring: the mean change of each attribute's "
+            "probability when samples are moved along the direction.</p>"
+            + table_html(["#", "name", "top attribute", "change", "eigenvalue", "w std"], rows))
+
+
 def _figures_section(figures: dict, title: str, prefix: str, captions: dict) -> str:
     names = sorted(n for n in figures if n.startswith(prefix))
     if not names:
@@ -260,6 +292,8 @@ def render_html(report: dict, figures: dict) -> str:
         parts.append("<pre>" + html.escape(report["summary"]) + "</pre>")
     parts.append(_boundary_section(report))
     parts.append(_edits_section(report))
+    parts.append(_latent_section(report))
+    parts.append(_directions_section(report))
     parts.append(_figures_section(figures, "Edit grids", "grid_", captions))
     parts.append(_figures_section(figures, "Rescoring", "rescoring", captions))
     parts.append(_figures_section(figures, "Boundary cosine similarity", "cosine_", captions))

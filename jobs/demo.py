@@ -29,12 +29,17 @@ two boundaries become nearly collinear (cosine -0.88 at 0.25) and the blond flip
 to 0.5: the generator entangles hair colour and skin tone in one W direction. smile | yaw
 fails on the target itself: smile's W boundary separates the extremes (val 0.996) but not the
 bulk (all-sample accuracy 0.58), and editing along it flips smile for only ~0.5.
+Step 5 (13 s on 2 cores): separability Z 9.75, W 3.80; PPL (400 paths, toy features) Z 7300,
+W 4213 (W better on both, as in the StyleGAN paper); SeFa top 5: old-, blond_hair-, old-,
+warm_background+, old+.
 """
 from __future__ import annotations
 
 import os
 import time
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from jobs.runtime import require
 
@@ -54,12 +59,19 @@ class DemoConfig:
     rows_per_part: int = 2500          # sample part size (parts are the unit of parallelism)
     seed: int = 0                      # training samples' seed; held-out use seed + 1
     pairs: list = field(default_factory=lambda: [list(p) for p in PAIRS])
+    ppl_samples: int = 400             # PPL paths per space (full sampling; 0 = skip PPL)
+    separability_rows: int = 20000     # sample rows read for the Z/W separability (0 = skip)
+    directions: int = 5                # top SeFa directions, annotated (0 = skip)
+    direction_samples: int = 16        # samples edited to annotate each direction
 
     def validate(self) -> None:
         require(self.count >= 100, "count", f"must be >= 100 (got {self.count})")
         require(self.heldout >= 2, "heldout", f"must be >= 2 (got {self.heldout})")
         require(self.edit_strength > 0, "edit_strength", "must be > 0")
         require(self.workers >= 1, "workers", f"must be >= 1 (got {self.workers})")
+        require(self.ppl_samples >= 0, "ppl_samples", f"must be >= 0 (got {self.ppl_samples})")
+        require(self.directions >= 0, "directions", f"must be >= 0 (got {self.directions})")
+        require(self.direction_samples >= 1, "direction_samples", "must be >= 1")
 
 
 def pipeline_config(cfg: DemoConfig):
@@ -104,6 +116,63 @@ def run_heldout_and_edit(cfg: DemoConfig, index: dict) -> None:
                         workers=cfg.workers, batch_size=512))
 
 
+def sample_latents(url: str, limit: int) -> tuple:
+    """The first `limit` rows of the sample dataset, streamed: z [N, z_dim], w [N, w_dim],
+    logits [N, A] and the attribute names (from the logit_* columns)."""
+    from jobs import storage
+    store = storage.open_store(url, must_exist=True)
+    _, schema, _ = storage.dataset_rows(store)
+    names = [f.name[len("logit_"):] for f in schema if f.name.startswith("logit_")]
+    zs, ws, logits, n = [], [], [], 0
+    for t in storage.iter_tables(store, ["z", "w"] + [f"logit_{a}" for a in names]):
+        take = min(len(t), limit - n)
+        t = t.slice(0, take)
+        zs.append(np.stack(t.column("z").to_numpy(zero_copy_only=False)))
+        ws.append(np.stack(t.column("w").to_numpy(zero_copy_only=False)))
+        logits.append(np.stack([t.column(f"logit_{a}").to_numpy() for a in names], 1))
+        n += take
+        if n >= limit:
+            break
+    return np.concatenate(zs), np.concatenate(ws), np.concatenate(logits), names
+
+
+def latent_metrics(cfg: DemoConfig) -> dict:
+    """Separability (Z, W) of the demo's own samples, PPL (Z, W) and the top SeFa
+    directions, annotated; cached in DIR/latent_metrics.json for the same settings."""
+    from gankit import metrics
+    from gankit.directions import AnnotateConfig, DirectionsConfig, find_directions
+    from jobs import storage
+    from jobs.sample import load_models
+    root = cfg.out.rstrip("/")
+    store = storage.open_store(root)
+    key = {"count": cfg.count, "seed": cfg.seed, "ppl_samples": cfg.ppl_samples,
+           "separability_rows": cfg.separability_rows, "directions": cfg.directions,
+           "direction_samples": cfg.direction_samples}
+    if store.exists("latent_metrics.json"):
+        cached = store.read_json("latent_metrics.json")
+        if cached.get("settings") == key:
+            return cached
+    out = {"settings": key}
+    if cfg.separability_rows:
+        z, w, logits, names = sample_latents(f"{root}/samples", cfg.separability_rows)
+        out["separability"] = {s: metrics.linear_separability(x, logits, seed=cfg.seed,
+                                                               attribute_names=names)
+                               for s, x in (("z", z), ("w", w))}
+    G, C = load_models("toy", "toy", "cpu")
+    if cfg.ppl_samples:
+        dist = metrics.feature_distance(C.features)
+        out["ppl"] = {s: metrics.perceptual_path_length(
+            G, dist, n=cfg.ppl_samples, space=s, sampling="full", batch_size=100,
+            seed=cfg.seed) for s in ("z", "w")}
+    if cfg.directions:
+        ds = find_directions(G, C, DirectionsConfig(
+            method="sefa", top=cfg.directions, n_samples=1000, seed=cfg.seed,
+            annotate=AnnotateConfig(k=cfg.direction_samples, seed=cfg.seed)))
+        out["directions"] = ds.to_json()["directions"]
+    store.write_json("latent_metrics.json", out)
+    return out
+
+
 def summary(report: dict) -> str:
     """Every W boundary's val accuracy and each conditional pair's flip/change rates."""
     lines = ["W boundaries (val accuracy / all accuracy):"]
@@ -123,6 +192,15 @@ def summary(report: dict) -> str:
         lines.append(f"  {p['target'] + ' | ' + '+'.join(p['conditions']):<24} "
                      f"{fr['plain']:>10.3f} {fr['conditional']:>10.3f} {cc['plain']:>15.3f} "
                      f"{cc['conditional']:>14.3f}  {'ok' if ok else 'FAIL'}")
+    sep, ppl = report.get("separability") or {}, report.get("ppl") or {}
+    if sep or ppl:
+        lines.append("Z vs W: separability (lower = more linear) / PPL mean (lower = smoother):")
+        for s in ("z", "w"):
+            a, b = (sep.get(s) or {}).get("score"), (ppl.get(s) or {}).get("mean")
+            lines.append(f"  {s.upper()}  " + (f"{a:10.3f}" if a is not None else "         -")
+                         + " / " + (f"{b:.1f}" if b is not None else "-"))
+    if report.get("directions"):
+        lines.append("SeFa directions: " + ", ".join(d["name"] for d in report["directions"]))
     return "\n".join(lines)
 
 
@@ -148,11 +226,15 @@ def run_demo(cfg: DemoConfig) -> dict:
     print(f"[demo] sampled and fitted in {time.time() - t0:.0f} s", flush=True)
     run_heldout_and_edit(cfg, index)
     print(f"[demo] held-out edits done at {time.time() - t0:.0f} s", flush=True)
+    t1 = time.time()
+    latent = latent_metrics(cfg)
+    print(f"[demo] separability, PPL and directions in {time.time() - t1:.0f} s", flush=True)
     root = cfg.out.rstrip("/")
     report = run_report(ReportConfig(fit=f"{root}/fit", edits=f"{root}/edits",
                                      samples=f"{root}/samples", out=f"{root}/report",
                                      edit_strength=cfg.edit_strength,
-                                     title="gankit demo: toy StyleGAN2"))
+                                     title="gankit demo: toy StyleGAN2",
+                                     latent_metrics=latent))
     report["summary"] = summary(report)
     rewrite_with_summary(root, report)
     print(report["summary"], flush=True)
@@ -177,6 +259,7 @@ def register(subparsers) -> None:
     d.add_argument("--heldout", type=int, default=240, help="held-out samples edited")
     d.add_argument("--edit-strength", type=float, default=3.0, help="W distance d")
     d.add_argument("--workers", type=int, default=2, help="CPU actors")
+    d.add_argument("--ppl-samples", type=int, default=400, help="PPL paths per space")
     d.set_defaults(func=lambda a: run_demo(DemoConfig(
         out=a.out, count=a.count, heldout=a.heldout, edit_strength=a.edit_strength,
-        workers=a.workers)) and 0)
+        workers=a.workers, ppl_samples=a.ppl_samples)) and 0)

@@ -30,6 +30,9 @@ class ReportConfig:
     grid_samples: int = 4              # sample ids shown per edit grid
     correlation_rows: int = 20000      # sample rows read for the correlation matrix
     title: str = "gankit report"
+    # latent-space metrics computed elsewhere (the demo): 'separability' {z, w}, 'ppl' {z, w},
+    # 'directions' [...]; each missing key is null in report.json and its table is left out
+    latent_metrics: dict = field(default_factory=dict)
     storage: dict = field(default_factory=dict)  # fsspec options for every URL
 
     def validate(self) -> None:
@@ -264,6 +267,9 @@ def add_edits(cfg: ReportConfig, report: dict, index: dict, attributes: list) ->
                         or entries, grid_ids)
 
 
+LATENT_KEYS = ("separability", "ppl", "directions")
+
+
 def run_report(cfg: ReportConfig) -> dict:
     """Build report.json, report.html and figures/*.png under cfg.out; returns the report."""
     from gankit.report import correlation_matrix, probabilities, render_html
@@ -274,6 +280,8 @@ def run_report(cfg: ReportConfig) -> dict:
     report = {"title": cfg.title, "format": "gankit.report", "version": 1,
               "attributes": attributes, "num_samples": index.get("num_samples"),
               "boundaries": boundary_rows(index), "cosine": cosine_section(cfg, index)}
+    for key in LATENT_KEYS:
+        report[key] = (cfg.latent_metrics or {}).get(key)
     figs, captions = {}, {}
     if cfg.edits:
         figs, captions = add_edits(cfg, report, index, attributes)

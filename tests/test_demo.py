@@ -13,7 +13,8 @@ pytestmark = pytest.mark.integration
 def demo_run(ray_cluster, tmp_path_factory):
     from jobs.demo import DemoConfig, run_demo
     out = tmp_path_factory.mktemp("demo")
-    cfg = DemoConfig(out=str(out), count=1200, heldout=12, rows_per_part=600, workers=2)
+    cfg = DemoConfig(out=str(out), count=1200, heldout=12, rows_per_part=600, workers=2,
+                     ppl_samples=20, directions=3, direction_samples=4)
     return out, run_demo(cfg)
 
 
@@ -46,6 +47,25 @@ def test_report_json_has_the_keys_and_sane_values(demo_run):
     assert len(report["pairs"]) == 4
     # edits to the other side of a boundary flip the target for most samples
     assert np.mean([e["flip_rate"] for e in report["edits"]["plain"].values()]) > 0.5
+
+
+def test_report_json_has_separability_ppl_and_directions(demo_run):
+    out, _ = demo_run
+    report = json.loads((out / "report" / "report.json").read_text())
+    attrs = report["attributes"]
+    for space in ("z", "w"):
+        sep = report["separability"][space]
+        assert sep["score"] >= 1 and np.isfinite(sep["score"])
+        assert sep["num_samples"] == 1200 and set(sep["entropy"]) == set(attrs)
+        ppl = report["ppl"][space]
+        assert ppl["mean"] > 0 and ppl["n"] == 20 and ppl["space"] == space
+    dirs = report["directions"]
+    assert isinstance(dirs, list) and len(dirs) == 3
+    for d in dirs:
+        assert d["name"] and d["top_attribute"] in attrs and set(d["changes"]) == set(attrs)
+    page = (out / "report" / "report.html").read_text()
+    assert "Separability and path length (Z vs W)" in page and "Directions (SeFa)" in page
+    assert dirs[0]["name"] in page
 
 
 def test_report_files_exist_and_the_page_embeds_them(demo_run):
@@ -91,3 +111,5 @@ def test_pipeline_report_stage_on_mixed_spaces(ray_cluster, model_files, tmp_pat
     assert [p["target"] for p in saved["pairs"]] == ["smile"]
     assert set(saved["cosine"]) == {"z", "w", "wp0-2"}
     assert report["figures"] == saved["figures"] and "figures/grid_smile.png" in saved["figures"]
+    # no latent metrics given: the keys are there, null
+    assert saved["separability"] is None and saved["ppl"] is None and saved["directions"] is None

@@ -119,3 +119,29 @@ def test_render_html_has_tables_and_embedded_images():
     assert f"data:image/png;base64,{embedded}" in page
     assert "src='figures/grid_smile.png'" in page
     assert page.count("<table") == 3
+
+
+def test_render_html_shows_the_latent_tables_when_present_and_renders_without():
+    base = {"title": "T", "boundaries": []}
+    page = R.render_html(base, {})
+    assert "Separability and path length" not in page and "Directions (SeFa)" not in page
+    nulls = dict(base, separability=None, ppl=None, directions=None)
+    assert R.render_html(nulls, {}) == page
+    report = dict(base, separability={"z": {"score": 2.345, "num_samples": 100},
+                                      "w": {"score": 1.234, "num_samples": 100}},
+                  ppl={"z": {"mean": 812.5, "mean_filtered": 700.0, "n": 40, "sampling": "full"},
+                       "w": {"mean": 401.25, "mean_filtered": 390.0, "n": 40,
+                             "sampling": "full"}},
+                  directions=[{"index": 0, "name": "smile+ (0.41)", "top_attribute": "smile",
+                               "top_change": 0.41, "value": 3.0, "std": 0.5},
+                              {"index": 1, "name": "unnamed (top: old- 0.05)",
+                               "top_attribute": "old", "top_change": -0.05, "value": 2.0,
+                               "std": 0.4}])
+    page = R.render_html(report, {})
+    assert "Separability and path length (Z vs W)" in page and "Directions (SeFa)" in page
+    assert "2.345" in page and "1.234" in page and "812.500" in page and "401.250" in page
+    assert "smile+ (0.41)" in page and "unnamed (top: old- 0.05)" in page
+    assert page.count("<table") == 3    # boundaries + latent + directions
+    # one space only: a single row, no error
+    page = R.render_html(dict(base, separability={"w": {"score": 1.5}}), {})
+    assert "Separability and path length" in page and "1.500" in page
