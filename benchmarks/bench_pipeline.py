@@ -38,40 +38,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # ----------------------------------------------------------------------------------------
-# Models: the bundled toy ones, or random ones of the same architecture
-
-
-def resolve_models(model: str, classifier: str, tmp: str) -> tuple:
-    """Paths/specs usable by the jobs; random toy-sized stand-ins when 'toy' is missing."""
-    from gankit import zoo
-    try:
-        zoo.load_generator(model)
-    except (FileNotFoundError, ImportError) as e:
-        if model != "toy":
-            raise
-        print(f"# toy generator unavailable ({e}); using a random one of the toy's size")
-        from gankit.checkpoints import save_generator
-        from gankit.models.stylegan2 import Generator
-        from gankit.train.toy import TOY_GENERATOR
-        torch.manual_seed(0)
-        model = os.path.join(tmp, "toy_g")
-        save_generator(Generator(TOY_GENERATOR).eval(), model)
-    try:
-        zoo.load_classifier(classifier)
-    except (FileNotFoundError, ImportError) as e:
-        if classifier != "toy":
-            raise
-        print(f"# toy classifier unavailable ({e}); using a random one of the toy's size")
-        from gankit.models.classifier import AttributeClassifier, ClassifierConfig, save_classifier
-        from gankit.toyfaces import ATTRIBUTE_NAMES
-        torch.manual_seed(0)
-        classifier = os.path.join(tmp, "toy_classifier.safetensors")
-        save_classifier(AttributeClassifier(ClassifierConfig(list(ATTRIBUTE_NAMES))).eval(),
-                        classifier)
-    return model, classifier
-
-
-# ----------------------------------------------------------------------------------------
 # Baselines (in this process)
 
 
@@ -194,7 +160,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
     args.workers = args.workers or (torch.cuda.device_count() if device == "cuda" else cores)
     tmp = tempfile.mkdtemp(prefix="gankit-bench-")
-    model, classifier = resolve_models(args.model, args.classifier, tmp)
+    model, classifier = args.model, args.classifier   # the jobs fail fast on a missing model
     G = zoo.load_generator(model, device=device).eval()
     C = zoo.load_classifier(classifier, device=device).eval()
 
