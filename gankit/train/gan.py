@@ -71,10 +71,8 @@ class GanTrainer:
         """ws [n, num_ws, w_dim], with style mixing at a random crossover layer."""
         G, dev = self.G, self.cfg.device
         ws = G.mapping(torch.randn(n, G.z_dim, device=dev), None, update_w_avg=update_w_avg)
-        if self.cfg.style_mixing_prob > 0:
-            cut = int(torch.randint(1, G.num_ws, ()))
-            if float(torch.rand(())) >= self.cfg.style_mixing_prob:
-                cut = G.num_ws
+        if float(torch.rand(())) < self.cfg.style_mixing_prob:
+            cut = int(torch.randint(1, G.num_ws, ()))                # layers [cut:] from z2
             ws2 = G.mapping(torch.randn(n, G.z_dim, device=dev), None)
             ws = torch.cat([ws[:, :cut], ws2[:, cut:]], dim=1)
         return ws
