@@ -83,13 +83,13 @@ class GanTrainer:
 
     # -- losses ---------------------------------------------------------------------------
 
-    def g_main(self) -> float:
+    def g_main(self) -> torch.Tensor:
         fake, _ = self.generate(self.cfg.batch_size, update_w_avg=True)
         loss = F.softplus(-self.D(fake)).mean()            # non-saturating logistic
         self.opt_G.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_G.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def g_path_length(self) -> None:
         """Penalise |J_w^T y| deviating from its running mean (StyleGAN2 section 3.2)."""
@@ -104,14 +104,14 @@ class GanTrainer:
         loss.backward()
         self.opt_G.step()
 
-    def d_main(self, reals: torch.Tensor) -> float:
+    def d_main(self, reals: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             fake, _ = self.generate(reals.shape[0])
         loss = F.softplus(self.D(fake)).mean() + F.softplus(-self.D(reals)).mean()
         self.opt_D.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_D.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def d_r1(self, reals: torch.Tensor) -> None:
         reals = reals.detach().requires_grad_(True)
@@ -126,14 +126,13 @@ class GanTrainer:
         cfg = self.cfg
         ema_nimg = min(cfg.ema_kimg * 1000, self.nimg * cfg.ema_rampup) if cfg.ema_rampup else cfg.ema_kimg * 1000
         beta = 0.5 ** (cfg.batch_size / max(ema_nimg, 1e-8))
-        with torch.no_grad():
-            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-                p_ema.copy_(p.detach().lerp(p_ema, beta))
-            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-                b_ema.copy_(b)
+        with torch.no_grad():  # foreach: one kernel launch per op, not one per tensor
+            torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - beta)
+            torch._foreach_copy_(list(self.G_ema.buffers()), list(self.G.buffers()))
 
     def step(self, reals: torch.Tensor) -> dict:
-        """One minibatch of G and D; lazy regularisers on their intervals."""
+        """One minibatch of G and D; lazy regularisers on their intervals. The losses come back
+        as device tensors: reading them every step would stall the GPU queue."""
         cfg = self.cfg
         stats = {"loss_G": self.g_main()}
         if cfg.pl_weight and self.step_idx % cfg.pl_interval == 0:
@@ -203,7 +202,8 @@ def train_gan(cfg: GanTrainConfig,
     while trainer.nimg < total:
         stats = trainer.step(sample_reals(cfg.batch_size).to(cfg.device))
         bar.update(cfg.batch_size)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()}, refresh=False)
+        if trainer.step_idx % 100 == 0:     # a host sync: not every step
+            bar.set_postfix({k: f"{float(v):.3f}" for k, v in stats.items()}, refresh=False)
         out_of_time = max_seconds is not None and time.time() - start > max_seconds
         if trainer.nimg >= next_snap or trainer.nimg >= total or out_of_time:
             save_training_state(trainer, ckpt)
