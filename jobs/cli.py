@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "jobs.cmd_invert",      # invert
     "jobs.report",          # report
     "jobs.demo",            # demo
+    "jobs.dataset",         # dataset (labeled synthetic, or --pairs)
 ]
 
 
