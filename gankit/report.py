@@ -22,7 +22,14 @@ report.json keys (extensible; issue 6 adds `separability`, `ppl`, `directions`):
     pairs       [{target, conditions, flip_rate {plain, conditional},
                   condition_changed {plain, conditional}}]
     cosine      {space: {attributes, matrix}}
-    correlation {attributes, matrix, rows}
+    correlation {attributes, matrix, rows}: classifier probabilities on generated samples
+    correlation_real  same on real images, + source ('toy' renders or a Parquet URL), errors
+    correlation_true  toy world only: the true labels (factors thresholded) of those renders
+    correlation_gap   {'generated vs real', ...}: mean |difference| off the diagonal
+    separability {z, w}, ppl {z, w}
+    directions      SeFa [{index, name, top_attribute, top_change, changes, value, std,
+                    grid}]; directions_pca the same for GANSpace PCA (value = variance)
+    inversion       [one `gankit eval-inversion` result per run: space, steps, recon_psnr...]
 """
 from __future__ import annotations
 
@@ -116,6 +123,16 @@ def correlation_matrix(values: np.ndarray) -> np.ndarray:
     return c
 
 
+def correlation_gap(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean |a - b| over the off-diagonal entries of two [A, A] correlation matrices."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < 2:
+        raise ValueError(f"need two [A, A] matrices with A >= 2, got {list(a.shape)} and "
+                         f"{list(b.shape)}")
+    off = ~np.eye(len(a), dtype=bool)
+    return float(np.abs(a - b)[off].mean())
+
+
 # ----------------------------------------------------------------------------------------
 # Figures
 
@@ -161,13 +178,15 @@ def edit_grid(cells: np.ndarray, scale: int = 2) -> np.ndarray:
 # ----------------------------------------------------------------------------------------
 # HTML
 
-STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
+STYLE = """body{font-family:sans-serif;max-width:1400px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}
 td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}
 th{background:#f3f3f3}td.l,th.l{text-align:left}
 img{image-rendering:pixelated;margin:4px 8px 4px 0;vertical-align:top}
 figure{display:inline-block;margin:0 12px 12px 0;vertical-align:top}
-figcaption{font-size:12px;max-width:440px}"""
+figcaption{font-size:12px;max-width:440px}
+.side{display:flex;gap:8px;align-items:flex-start}.side figure{flex:1;margin:0}
+.side img{width:100%;image-rendering:auto;margin:0}"""
 
 
 def _fmt(v) -> str:
@@ -260,17 +279,65 @@ def _latent_section(report: dict) -> str:
                           "paths", "sampling"], rows))
 
 
-def _directions_section(report: dict) -> str:
-    """'Directions (SeFa)': each direction's auto-annotated name and top attribute change."""
-    dirs = report.get("directions") or []
+DIRECTION_METHODS = {   # report key -> (heading, what it is, name of `value`)
+    "directions": ("Directions (SeFa)", "Closed-form directions (eigenvectors of the style "
+                   "affines' weights)", "eigenvalue"),
+    "directions_pca": ("Directions (GANSpace PCA)", "Principal components of sampled w",
+                       "variance"),
+}
+
+
+def _directions_section(report: dict, figures: dict, key: str = "directions") -> str:
+    """One method's directions: auto-annotated name and top attribute change, then each
+    direction's strength-sweep grid (figure d['grid'])."""
+    dirs = report.get(key) or []
     if not dirs:
         return ""
+    heading, what, value = DIRECTION_METHODS[key]
     rows = [(d.get("index"), d.get("name"), d.get("top_attribute"), d.get("top_change"),
              d.get("value"), d.get("std")) for d in dirs]
-    return ("<h2>Directions (SeFa)</h2><p>Closed-form directions (eigenvectors of the style "
-            "affines' weights), named by rescoring: the mean change of each attribute's "
-            "probability when samples are moved along the direction.</p>"
-            + table_html(["#", "name", "top attribute", "change", "eigenvalue", "w std"], rows))
+    grids = "".join(_figure(figures, d["grid"], f"#{d.get('index')} {d.get('name')}: "
+                            + report.get("captions", {}).get(d["grid"], ""))
+                    for d in dirs if d.get("grid"))
+    return (f"<h2>{heading}</h2><p>{what}, named by rescoring: the mean change of each "
+            "attribute's probability when samples are moved along the direction.</p>"
+            + table_html(["#", "name", "top attribute", "change", value, "w std"], rows)
+            + grids)
+
+
+INVERSION_COLUMNS = (   # eval-inversion key -> column header
+    ("space", "space"), ("attribute", "edited attribute"), ("faces", "faces"),
+    ("steps", "steps"), ("recon_psnr", "recon PSNR (dB)"), ("recon_mse", "recon MSE"),
+    ("flip_rate", "flip rate"), ("others_kept", "others kept"),
+    ("cf_flip_rate", "counterfactual flip"), ("cf_others_kept", "counterfactual kept"),
+    ("edit_mse", "edit vs counterfactual MSE"), ("edit_feature", "edit vs cf feature dist"))
+
+
+def _inversion_section(report: dict) -> str:
+    """'Inversion quality': one row per `gankit eval-inversion` result (W, W+, ...)."""
+    runs = report.get("inversion") or []
+    if not runs:
+        return ""
+    rows = [tuple(r.get(k) for k, _ in INVERSION_COLUMNS) for r in runs]
+    return ("<h2>Inversion quality</h2><p>Toy-world renders inverted, moved across the "
+            "boundary, and compared with the renderer's counterfactual (the same faces with "
+            "the factor changed): reconstruction error, the edit's flip rate and kept "
+            "attributes, and the same on the counterfactual renders (the ceiling).</p>"
+            + table_html([h for _, h in INVERSION_COLUMNS], rows))
+
+
+def _correlation_section(report: dict, figures: dict, captions: dict) -> str:
+    """Generated / real / true correlation heatmaps side by side, and their gaps."""
+    names = sorted(n for n in figures if n.startswith("correlation"))
+    if not names:
+        return ""
+    out = ("<h2>Attribute correlation</h2><div class='side'>"
+           + "".join(_figure(figures, n, captions.get(n, n)) for n in names) + "</div>")
+    gaps = report.get("correlation_gap") or {}
+    if gaps:
+        out += ("<p>Mean |difference| of the off-diagonal correlations:</p>"
+                + table_html(["matrices", "mean |difference|"], list(gaps.items())))
+    return out
 
 
 def _figures_section(figures: dict, title: str, prefix: str, captions: dict) -> str:
@@ -283,7 +350,8 @@ def _figures_section(figures: dict, title: str, prefix: str, captions: dict) -> 
 def render_html(report: dict, figures: dict) -> str:
     """report.json's dict + {figure name: PNG bytes or relative path} -> a self-contained
     report.html (bytes are embedded as base64). Figure names by prefix: 'cosine_*',
-    'rescoring*', 'correlation*', 'grid_*'."""
+    'rescoring*', 'correlation*', 'grid_*'; direction grids are named by each direction's
+    'grid' entry."""
     title = html.escape(report.get("title", "gankit report"))
     captions = report.get("captions", {})
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
@@ -293,10 +361,12 @@ def render_html(report: dict, figures: dict) -> str:
     parts.append(_boundary_section(report))
     parts.append(_edits_section(report))
     parts.append(_latent_section(report))
-    parts.append(_directions_section(report))
     parts.append(_figures_section(figures, "Edit grids", "grid_", captions))
     parts.append(_figures_section(figures, "Rescoring", "rescoring", captions))
     parts.append(_figures_section(figures, "Boundary cosine similarity", "cosine_", captions))
-    parts.append(_figures_section(figures, "Attribute correlation", "correlation", captions))
+    parts.append(_correlation_section(report, figures, captions))
+    parts.append(_directions_section(report, figures, "directions"))
+    parts.append(_directions_section(report, figures, "directions_pca"))
+    parts.append(_inversion_section(report))
     parts.append("</body></html>")
     return "\n".join(p for p in parts if p)

@@ -6,7 +6,8 @@
     3. sample  HELDOUT fresh rows (seed 1), never seen by the fit
     4. edit    them along every W boundary, plain and conditional, mode 'to_distance' at
                -d, -d/2, 0, d/2, d (d = edit_strength), keeping the original image
-    5. report  report.json, report.html, figures/ (grids, heatmaps)
+    5. report  report.json, report.html, figures/ (grids, heatmaps; correlation on generated
+               samples beside toy renders and their true labels; SeFa and PCA directions)
 
 Steps 1-2 run through jobs.pipeline.run_pipeline; its config is written to
 DIR/demo_config.yaml (`gankit run DIR/demo_config.yaml` redoes them; a pipeline's edit stage
@@ -61,7 +62,7 @@ class DemoConfig:
     pairs: list = field(default_factory=lambda: [list(p) for p in PAIRS])
     ppl_samples: int = 400             # PPL paths per space (full sampling; 0 = skip PPL)
     separability_rows: int = 20000     # sample rows read for the Z/W separability (0 = skip)
-    directions: int = 5                # top SeFa directions, annotated (0 = skip)
+    directions: int = 5                # top SeFa and PCA directions, annotated (0 = skip)
     direction_samples: int = 16        # samples edited to annotate each direction
 
     def validate(self) -> None:
@@ -137,17 +138,16 @@ def sample_latents(url: str, limit: int) -> tuple:
 
 
 def latent_metrics(cfg: DemoConfig) -> dict:
-    """Separability (Z, W) of the demo's own samples, PPL (Z, W) and the top SeFa
-    directions, annotated; cached in DIR/latent_metrics.json for the same settings."""
+    """Separability (Z, W) of the demo's own samples and PPL (Z, W); cached in
+    DIR/latent_metrics.json for the same settings. (The report stage finds the SeFa and PCA
+    directions itself, with their grids.)"""
     from gankit import metrics
-    from gankit.directions import AnnotateConfig, DirectionsConfig, find_directions
     from jobs import storage
     from jobs.sample import load_models
     root = cfg.out.rstrip("/")
     store = storage.open_store(root)
     key = {"count": cfg.count, "seed": cfg.seed, "ppl_samples": cfg.ppl_samples,
-           "separability_rows": cfg.separability_rows, "directions": cfg.directions,
-           "direction_samples": cfg.direction_samples}
+           "separability_rows": cfg.separability_rows}
     if store.exists("latent_metrics.json"):
         cached = store.read_json("latent_metrics.json")
         if cached.get("settings") == key:
@@ -164,11 +164,6 @@ def latent_metrics(cfg: DemoConfig) -> dict:
         out["ppl"] = {s: metrics.perceptual_path_length(
             G, dist, n=cfg.ppl_samples, space=s, sampling="full", batch_size=100,
             seed=cfg.seed) for s in ("z", "w")}
-    if cfg.directions:
-        ds = find_directions(G, C, DirectionsConfig(
-            method="sefa", top=cfg.directions, n_samples=1000, seed=cfg.seed,
-            annotate=AnnotateConfig(k=cfg.direction_samples, seed=cfg.seed)))
-        out["directions"] = ds.to_json()["directions"]
     store.write_json("latent_metrics.json", out)
     return out
 
@@ -201,6 +196,8 @@ def summary(report: dict) -> str:
                          + " / " + (f"{b:.1f}" if b is not None else "-"))
     if report.get("directions"):
         lines.append("SeFa directions: " + ", ".join(d["name"] for d in report["directions"]))
+    if report.get("directions_pca"):
+        lines.append("PCA directions: " + ", ".join(d["name"] for d in report["directions_pca"]))
     return "\n".join(lines)
 
 
@@ -234,7 +231,9 @@ def run_demo(cfg: DemoConfig) -> dict:
                                      samples=f"{root}/samples", out=f"{root}/report",
                                      edit_strength=cfg.edit_strength,
                                      title="gankit demo: toy StyleGAN2",
-                                     latent_metrics=latent))
+                                     latent_metrics=latent, model="toy", classifier="toy",
+                                     real="toy", directions=cfg.directions,
+                                     direction_samples=cfg.direction_samples))
     report["summary"] = summary(report)
     rewrite_with_summary(root, report)
     print(report["summary"], flush=True)

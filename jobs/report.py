@@ -8,6 +8,14 @@ Reads, streaming part by part and keeping only small arrays:
 - the edited samples' logits before editing, from the latents dataset the edit job read (its
   manifest names it), and the first `correlation_rows` rows of `samples` (correlation).
 The edit set is small by design (a few hundred samples x boundaries x strengths).
+
+Optional sections, each computed in the driver on one device (all small):
+- `real`: the classifier's attribute correlation on real images ('toy' renders of the toy
+  world, or a Parquet dataset with an image column) beside the generated one; for 'toy' also
+  the true labels' correlation (the toy factors thresholded);
+- `directions`: the top SeFa and GANSpace PCA directions of `model`, auto-annotated by
+  rescoring with `classifier`, each with a strength-sweep grid;
+- `inversion`: `gankit eval-inversion --out` JSON files, one table row per run.
 """
 from __future__ import annotations
 
@@ -33,6 +41,18 @@ class ReportConfig:
     # latent-space metrics computed elsewhere (the demo): 'separability' {z, w}, 'ppl' {z, w},
     # 'directions' [...]; each missing key is null in report.json and its table is left out
     latent_metrics: dict = field(default_factory=dict)
+    model: Optional[str] = None        # generator for the directions ('' / None = samples')
+    classifier: Optional[str] = None   # classifier for real images and direction annotation
+    real: str = ""                     # real images: 'toy' renders, a Parquet URL, '' = skip
+    real_rows: int = 2000              # real images classified for their correlation
+    real_seed: int = 0                 # toy renders' seed (rows 0 .. real_rows-1)
+    image_column: str = "image"        # image column of a real Parquet dataset
+    directions: int = 0                # top SeFa and PCA directions annotated (0 = skip)
+    direction_samples: int = 16        # samples edited to annotate each direction
+    direction_w_samples: int = 2000    # sampled w for PCA and each direction's std
+    grid_seeds: int = 3                # rows of each direction's sweep grid
+    inversion: list = field(default_factory=list)  # eval-inversion JSON URLs
+    device: str = "cpu"
     storage: dict = field(default_factory=dict)  # fsspec options for every URL
 
     def validate(self) -> None:
@@ -42,6 +62,13 @@ class ReportConfig:
                 f"must be > 0 or null (got {self.edit_strength})")
         require(self.grid_samples >= 0, "grid_samples", "must be >= 0")
         require(self.correlation_rows >= 0, "correlation_rows", "must be >= 0")
+        require(self.real_rows >= 2, "real_rows", f"must be >= 2 (got {self.real_rows})")
+        require(self.directions >= 0, "directions", f"must be >= 0 (got {self.directions})")
+        require(self.direction_samples >= 1, "direction_samples", "must be >= 1")
+        require(self.direction_w_samples >= 2, "direction_w_samples", "must be >= 2")
+        require(self.grid_seeds >= 1, "grid_seeds", "must be >= 1")
+        require(all(isinstance(u, str) and u for u in self.inversion), "inversion",
+                "must be a list of eval-inversion JSON URLs")
 
 
 # ----------------------------------------------------------------------------------------
@@ -223,17 +250,185 @@ def heatmaps(report: dict) -> tuple:
         figs[f"cosine_{space}"] = heatmap_png(c["matrix"], c["attributes"], c["attributes"],
                                               f"cosine of boundary normals, {space.upper()}")
         captions[f"cosine_{space}"] = f"cosine similarity of the plain {space} boundaries"
-    for kind, r in report["rescoring"].items():
+    for kind, r in (report.get("rescoring") or {}).items():
         figs[f"rescoring_{kind}"] = heatmap_png(r["matrix"], r["boundaries"], r["attributes"],
                                                 f"rescoring, {kind} boundaries")
         captions[f"rescoring_{kind}"] = (f"{kind}: mean change of each attribute's "
                                          f"probability, signed by the edit direction")
-    if report.get("correlation"):
-        c = report["correlation"]
-        title = f"attribute probability correlation ({c['rows']} samples)"
-        figs["correlation"] = heatmap_png(c["matrix"], c["attributes"], c["attributes"], title)
-        captions["correlation"] = "Pearson correlation of the classifier probabilities"
+    for key, title, caption in CORRELATIONS:
+        c = report.get(key)
+        if c:
+            figs[key] = heatmap_png(c["matrix"], c["attributes"], c["attributes"],
+                                    title.format(rows=c["rows"]))
+            captions[key] = caption.format(source=c.get("source"))
     return figs, captions
+
+
+CORRELATIONS = (   # report key, heatmap title, caption
+    ("correlation", "generated: classifier probabilities ({rows} samples)",
+     "Pearson correlation of the classifier probabilities on generated samples"),
+    ("correlation_real", "real: classifier probabilities ({rows} images)",
+     "the same on real images ({source})"),
+    ("correlation_true", "real: true labels ({rows} images)",
+     "toy world: correlation of the true labels (factors thresholded) of the same renders"),
+)
+
+
+# ----------------------------------------------------------------------------------------
+# Real images, directions, inversion
+
+
+def model_specs(cfg: ReportConfig) -> tuple:
+    """(generator, classifier) specs: the config's, else those the samples job recorded."""
+    recorded = {}
+    if cfg.samples and not (cfg.model and cfg.classifier):
+        store = storage.open_store(cfg.samples, cfg.storage)
+        recorded = (storage.read_manifest(store) or {}).get("config") or {}
+    return cfg.model or recorded.get("model"), cfg.classifier or recorded.get("classifier")
+
+
+def classify(C, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """uint8 [N, H, W, 3] -> logits [N, A] (float64)."""
+    import torch
+    from gankit.images import from_uint8
+    p = next(iter(C.parameters()), None)
+    device = p.device if p is not None else "cpu"
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(images), batch_size):
+            out.append(C(from_uint8(images[s:s + batch_size]).to(device)).double().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(C.attribute_names)))
+
+
+def toy_real(n: int, seed: int, resolution: int, attributes: list) -> tuple:
+    """n toy renders (uint8 [n, R, R, 3]) and their true labels [n, A] (bool), or None when
+    the attributes are not toy-world attributes."""
+    from gankit import toyfaces
+    images, factors = toyfaces.render_dataset(n, seed, resolution)
+    labels = toyfaces.labels(factors)
+    truth = np.stack([labels[a] for a in attributes], 1) if set(attributes) <= set(labels) \
+        else None
+    return images, truth
+
+
+def parquet_real(cfg: ReportConfig) -> tuple:
+    """The first real_rows decodable images of a Parquet dataset (uint8 [N, R, R, 3], R the
+    first image's size) and the number of rows skipped as undecodable or of another size."""
+    from jobs.label import decode_rows, first_resolution, input_parts
+    store = storage.open_store(cfg.real, cfg.storage)
+    parts = input_parts(store)
+    res = first_resolution(store, parts, cfg.image_column)
+    got, errors, n = [], 0, 0
+    for path in parts.values():
+        pf = storage.open_parquet(store, path)
+        try:
+            for batch in pf.iter_batches(batch_size=256, columns=[cfg.image_column]):
+                u8, bad = decode_rows(batch.column(0).to_pylist(), res)   # [b, R, R, 3]
+                good = np.ones(len(u8), dtype=bool)
+                good[list(bad)] = False
+                got.append(u8[good][:cfg.real_rows - n])
+                errors += len(bad)
+                n += len(got[-1])
+                if n >= cfg.real_rows:
+                    return np.concatenate(got), errors
+        finally:
+            pf.close()
+    return np.concatenate(got), errors
+
+
+def add_real(cfg: ReportConfig, report: dict, attributes: list, C, resolution: int) -> None:
+    """correlation_real (+ correlation_true for toy renders) and correlation_gap."""
+    from gankit.report import correlation_gap, correlation_matrix, probabilities
+    names = list(C.attribute_names)
+    require(set(attributes) <= set(names), "classifier",
+            f"scores {names}, but the fit has {attributes}")
+    truth, errors = None, 0
+    if cfg.real == "toy":
+        images, truth = toy_real(cfg.real_rows, cfg.real_seed, resolution, attributes)
+    else:
+        images, errors = parquet_real(cfg)
+    logits = classify(C, images)[:, [names.index(a) for a in attributes]]  # [N, A]
+    corr = lambda m: {"attributes": attributes, "rows": int(len(images)),  # noqa: E731
+                      "matrix": correlation_matrix(m).tolist()}
+    report["correlation_real"] = dict(corr(probabilities(logits)), source=cfg.real,
+                                      errors=errors)
+    if truth is not None:
+        report["correlation_true"] = corr(truth.astype(np.float64))
+    mats = {"generated": report.get("correlation"), "real": report["correlation_real"],
+            "true": report.get("correlation_true")}
+    mats = {k: np.asarray(v["matrix"]) for k, v in mats.items() if v}
+    keys = list(mats)
+    report["correlation_gap"] = {f"{a} vs {b}": correlation_gap(mats[a], mats[b])
+                                 for i, a in enumerate(keys) for b in keys[i + 1:]}
+
+
+SWEEP = (-3, -2, -1, 0, 1, 2, 3)   # direction grids' columns, in units of the direction's std
+
+
+def direction_grid(G, result, k: int, seeds: int, seed: int) -> bytes:
+    """PNG: rows = `seeds` samples, columns = SWEEP * std along direction k."""
+    from gankit.directions import sweep_images
+    from gankit.images import encode_png, to_uint8
+    from gankit.report import edit_grid
+    images = to_uint8(sweep_images(G, result.vectors[k], result.std[k], SWEEP, seeds,
+                                   result.layers, seed))                  # [S*T, H, W, 3]
+    cells = images.reshape(seeds, len(SWEEP), *images.shape[1:])
+    return encode_png(edit_grid(cells, 2 if images.shape[1] <= 64 else 1), compress_level=6)
+
+
+def add_directions(cfg: ReportConfig, report: dict, G, C) -> tuple:
+    """directions (SeFa) and directions_pca, annotated, with one sweep grid each."""
+    from gankit.directions import AnnotateConfig, DirectionsConfig, find_directions
+    figs, captions = {}, {}
+    for key, method in (("directions", "sefa"), ("directions_pca", "pca")):
+        result = find_directions(G, C, DirectionsConfig(
+            method=method, top=cfg.directions, n_samples=cfg.direction_w_samples,
+            annotate=AnnotateConfig(k=cfg.direction_samples)))
+        entries = result.to_json()["directions"]
+        for k, entry in enumerate(entries):
+            name = f"dir_{method}_{k:02d}"
+            figs[name] = direction_grid(G, result, k, cfg.grid_seeds, 0)
+            captions[name] = (f"rows = {cfg.grid_seeds} samples, columns = "
+                              f"{', '.join(map(str, SWEEP))} std along the direction")
+            entry.update(method=method, grid=name)
+        report[key] = entries
+    return figs, captions
+
+
+def read_inversion(cfg: ReportConfig) -> list:
+    """Every eval-inversion result (a JSON object, or a list of them) of cfg.inversion."""
+    import json
+
+    import fsspec
+    runs = []
+    for url in cfg.inversion:
+        with fsspec.open(url, "r", **cfg.storage) as f:
+            doc = json.load(f)
+        for run in doc if isinstance(doc, list) else [doc]:
+            require(isinstance(run, dict) and "recon_psnr" in run, "inversion",
+                    f"{url} is not a `gankit eval-inversion --out` result")
+            runs.append(dict(run, source=url))
+    return runs
+
+
+def add_models_sections(cfg: ReportConfig, report: dict, attributes: list) -> tuple:
+    """The sections that need the generator or the classifier: real correlation and
+    directions. Returns their figures and captions (none when neither is asked for)."""
+    from jobs.sample import load_models
+    if not (cfg.real or cfg.directions):
+        return {}, {}
+    model, classifier = model_specs(cfg)
+    require(bool(classifier), "classifier", "must be given for `real` and `directions` "
+            "(the samples' manifest names none)")
+    require(bool(model) or not cfg.directions, "model", "must be given for `directions`")
+    G, C = load_models(model, classifier, cfg.device) if model else (None, None)
+    if C is None:
+        from gankit import zoo
+        C = zoo.load_classifier(classifier, device=cfg.device).eval()
+    if cfg.real:
+        add_real(cfg, report, attributes, C,
+                 G.img_resolution if G is not None else getattr(C, "resolution", 32))
+    return add_directions(cfg, report, G, C) if cfg.directions else ({}, {})
 
 
 # ----------------------------------------------------------------------------------------
@@ -267,7 +462,8 @@ def add_edits(cfg: ReportConfig, report: dict, index: dict, attributes: list) ->
                         or entries, grid_ids)
 
 
-LATENT_KEYS = ("separability", "ppl", "directions")
+LATENT_KEYS = ("separability", "ppl", "directions", "directions_pca")
+OPTIONAL_KEYS = ("correlation", "correlation_real", "correlation_true", "correlation_gap")
 
 
 def run_report(cfg: ReportConfig) -> dict:
@@ -282,6 +478,7 @@ def run_report(cfg: ReportConfig) -> dict:
               "boundaries": boundary_rows(index), "cosine": cosine_section(cfg, index)}
     for key in LATENT_KEYS:
         report[key] = (cfg.latent_metrics or {}).get(key)
+    report.update(dict.fromkeys(OPTIONAL_KEYS))
     figs, captions = {}, {}
     if cfg.edits:
         figs, captions = add_edits(cfg, report, index, attributes)
@@ -290,9 +487,10 @@ def run_report(cfg: ReportConfig) -> dict:
                                   cfg.correlation_rows)
         report["correlation"] = {"attributes": attributes, "rows": int(len(logits)),
                                  "matrix": correlation_matrix(probabilities(logits)).tolist()}
-    more, more_captions = heatmaps(report)
-    figs.update(more)
-    captions.update(more_captions)
+    report["inversion"] = read_inversion(cfg) or None
+    for more, more_captions in (add_models_sections(cfg, report, attributes), heatmaps(report)):
+        figs.update(more)
+        captions.update(more_captions)
     report["captions"] = captions
     report["figures"] = [f"figures/{n}.png" for n in sorted(figs)]
     write_outputs(cfg, report, figs, render_html)
@@ -321,9 +519,21 @@ def register(subparsers) -> None:
     r.add_argument("--out", required=True)
     r.add_argument("--edit-strength", type=float, default=None)
     r.add_argument("--grid-samples", type=int, default=4)
+    r.add_argument("--model", default=None, help="generator (default: the samples' model)")
+    r.add_argument("--classifier", default=None,
+                   help="classifier (default: the samples' classifier)")
+    r.add_argument("--real", default="", help="real images for the correlation: 'toy' "
+                   "renders or a Parquet URL with an image column")
+    r.add_argument("--real-rows", type=int, default=2000)
+    r.add_argument("--directions", type=int, default=0,
+                   help="top SeFa and GANSpace PCA directions, annotated, with grids")
+    r.add_argument("--inversion", action="append", default=[],
+                   help="a `gankit eval-inversion --out` JSON file (repeatable)")
     r.set_defaults(func=lambda a: run_report(ReportConfig(
         fit=a.fit, edits=a.edits, samples=a.samples, out=a.out,
-        edit_strength=a.edit_strength, grid_samples=a.grid_samples)) and 0)
+        edit_strength=a.edit_strength, grid_samples=a.grid_samples, model=a.model,
+        classifier=a.classifier, real=a.real, real_rows=a.real_rows,
+        directions=a.directions, inversion=a.inversion)) and 0)
 
 
 __all__ = ["ReportConfig", "run_report"]

@@ -145,3 +145,182 @@ def test_render_html_shows_the_latent_tables_when_present_and_renders_without():
     # one space only: a single row, no error
     page = R.render_html(dict(base, separability={"w": {"score": 1.5}}), {})
     assert "Separability and path length" in page and "1.500" in page
+
+
+def test_correlation_gap_is_the_mean_off_diagonal_difference():
+    a = np.array([[1.0, 0.5, 0.0], [0.5, 1.0, -0.2], [0.0, -0.2, 1.0]])
+    b = np.array([[1.0, 0.1, 0.3], [0.1, 1.0, -0.2], [0.3, -0.2, 1.0]])
+    assert R.correlation_gap(a, b) == pytest.approx((0.4 + 0.3 + 0.0) * 2 / 6)
+    assert R.correlation_gap(a, a) == 0.0
+    with pytest.raises(ValueError, match="A >= 2"):
+        R.correlation_gap(a, b[:2, :2])
+
+
+def test_render_html_directions_correlations_and_inversion_sections():
+    png = R.heatmap_png(np.eye(2), ["a", "b"], ["a", "b"], "t")
+    report = {"title": "T", "boundaries": [],
+              "directions": [{"index": 0, "name": "a+ (0.50)", "top_attribute": "a",
+                              "top_change": 0.5, "value": 3.0, "std": 0.5,
+                              "grid": "dir_sefa_00"}],
+              "directions_pca": [{"index": 0, "name": "b- (0.61)", "top_attribute": "b",
+                                  "top_change": -0.61, "value": 0.25, "std": 0.5,
+                                  "grid": "dir_pca_00"}],
+              "correlation_gap": {"generated vs real": 0.1234},
+              "inversion": [{"space": "w", "attribute": "a", "faces": 4, "steps": 10,
+                             "recon_psnr": 21.5, "recon_mse": 0.0123, "flip_rate": 0.75,
+                             "others_kept": 0.9, "cf_flip_rate": 1.0, "cf_others_kept": 0.95,
+                             "edit_mse": 0.0456, "edit_feature": None},
+                            {"space": "wp", "attribute": "a", "faces": 4, "steps": 10,
+                             "recon_psnr": 25.25, "recon_mse": 0.006}]}
+    figs = {"dir_sefa_00": png, "dir_pca_00": png, "correlation": png,
+            "correlation_real": png, "correlation_true": png}
+    page = R.render_html(report, figs)
+    assert "Directions (SeFa)" in page and "Directions (GANSpace PCA)" in page
+    assert page.index("a+ (0.50)") < page.index("Directions (GANSpace PCA)") < \
+        page.index("b- (0.61)")
+    assert "Inversion quality" in page and "21.500" in page and "25.250" in page
+    assert "0.123" in page and "generated vs real" in page
+    assert page.count("data:image/png;base64,") == 5
+    assert page.count("<table") == 5       # boundaries, correlation gap, SeFa, PCA, inversion
+    # no directions, no inversion: no section, no error
+    page = R.render_html({"title": "T", "boundaries": [], "inversion": None}, {})
+    assert "Inversion quality" not in page and "GANSpace" not in page
+
+
+# ----------------------------------------------------------------------------------------
+# The report stage end to end on the bundled toy model, in-process (no Ray, a few seconds)
+
+N_SAMPLES, N_REAL, K = 300, 200, 2
+
+
+def make_tiny_report(root, **report_kwargs) -> dict:
+    """Sample N_SAMPLES rows with the toy models (one part, in-process), fit W boundaries,
+    then run the report stage with `report_kwargs`; returns report.json's dict."""
+    from jobs import storage
+    from jobs.fit import FitConfig, run_fit
+    from jobs.report import ReportConfig, run_report
+    from jobs.sample import SampleConfig, Sampler
+    root = str(root)
+    if not storage.open_store(f"{root}/fit").exists("boundaries.json"):
+        cfg = SampleConfig(model="toy", classifier="toy", count=N_SAMPLES, space="w",
+                           out=f"{root}/samples")
+        out = storage.open_store(cfg.out, create=True)
+        Sampler(cfg.__dict__, "cpu", 2, out).write_part(storage.PartSpec(0, 0, N_SAMPLES))
+        run_fit(FitConfig(samples=cfg.out, out=f"{root}/fit", spaces=["w"], fraction=0.1))
+    return run_report(ReportConfig(fit=f"{root}/fit", samples=f"{root}/samples",
+                                   **report_kwargs))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(root, report, eval-inversion results): toy real renders, 2 + 2 directions and two
+    eval-inversion runs (W and W+, a few steps) given to the report."""
+    import json
+
+    from gankit import zoo
+    from gankit.boundaries import Boundary
+    from gankit.inversion import InversionConfig
+    from jobs.cmd_invert import eval_inversion
+    root = tmp_path_factory.mktemp("tiny_report")
+    make_tiny_report(root, out=str(root / "warmup"))       # samples + fit only once
+    G, C = zoo.load_generator("toy").eval(), zoo.load_classifier("toy").eval()
+    b = Boundary.load(str(root / "fit" / "boundaries" / "w" / "eyeglasses.npz"))
+    runs = [eval_inversion(G, C, b, "eyeglasses", InversionConfig(
+        space=s, steps=3, w_avg_samples=500, perceptual_weight=0.0), n=2) for s in ("w", "wp")]
+    (root / "inv.json").write_text(json.dumps(runs))
+    report = make_tiny_report(root, out=str(root / "report"), model="toy", classifier="toy",
+                              real="toy", real_rows=N_REAL, directions=K, direction_samples=4,
+                              direction_w_samples=300, grid_seeds=2,
+                              inversion=[str(root / "inv.json")])
+    return root, report, runs
+
+
+def test_real_and_true_correlations_sit_beside_the_generated_one(tiny):
+    from gankit import toyfaces
+    root, report, _ = tiny
+    attrs = report["attributes"]
+    gen, real, true = (report[k] for k in ("correlation", "correlation_real",
+                                            "correlation_true"))
+    assert gen["rows"] == N_SAMPLES and real["rows"] == N_REAL and true["rows"] == N_REAL
+    assert real["source"] == "toy" and real["errors"] == 0
+    for c in (gen, real, true):
+        m = np.array(c["matrix"])
+        assert m.shape == (len(attrs), len(attrs)) and np.allclose(m, m.T)
+        assert np.abs(m).max() <= 1 + 1e-9
+    # the true labels of the renders, computed independently of the report
+    labels = toyfaces.labels(toyfaces.sample_factors(N_REAL, 0))
+    want = np.corrcoef(np.stack([labels[a] for a in attrs], 1).T.astype(float))
+    assert np.allclose(true["matrix"], want, atol=1e-9)
+    gap = report["correlation_gap"]
+    assert set(gap) == {"generated vs real", "generated vs true", "real vs true"}
+    assert gap["real vs true"] == pytest.approx(R.correlation_gap(real["matrix"],
+                                                                  true["matrix"]))
+    names = {n.split("/")[-1] for n in report["figures"]}
+    assert {"correlation.png", "correlation_real.png", "correlation_true.png"} <= names
+    page = (root / "report" / "report.html").read_text()
+    assert f"{gap['generated vs real']:.3f}" in page
+
+
+def test_parquet_real_images_give_the_same_correlation_as_the_same_renders(tiny):
+    """A user's Parquet of real images (here the same toy renders, written to Parquet) is
+    read, decoded and classified into the same matrix; undecodable rows are counted."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gankit import toyfaces
+    root, report, _ = tiny
+    real = root / "real"
+    real.mkdir()
+    table = toyfaces.dataset_table(N_REAL, 0, 32)
+    pq.write_table(table, real / "a.parquet")
+    bad = table.slice(0, 1).set_column(1, "image", pa.array(
+        [{"bytes": b"not a png", "path": "x.png"}], table.schema.field("image").type))
+    pq.write_table(bad, real / "b.parquet")
+    again = make_tiny_report(root, out=str(root / "report_pq"), classifier="toy",
+                             real=str(real), real_rows=N_REAL + 5)
+    got = again["correlation_real"]
+    assert got["rows"] == N_REAL and got["errors"] == 1 and got["source"] == str(real)
+    assert np.allclose(got["matrix"], report["correlation_real"]["matrix"], atol=1e-6)
+    assert again["correlation_true"] is None and again["directions_pca"] is None
+    assert set(again["correlation_gap"]) == {"generated vs real"}
+
+
+def test_sefa_and_pca_directions_are_annotated_with_grids(tiny):
+    from PIL import Image
+    root, report, _ = tiny
+    attrs = report["attributes"]
+    page = (root / "report" / "report.html").read_text()
+    assert "Directions (SeFa)" in page and "Directions (GANSpace PCA)" in page
+    for key, method in (("directions", "sefa"), ("directions_pca", "pca")):
+        dirs = report[key]
+        assert [d["index"] for d in dirs] == list(range(K))
+        for d in dirs:
+            assert d["method"] == method and d["top_attribute"] in attrs
+            assert set(d["changes"]) == set(attrs) and d["name"] in page
+            assert abs(d["top_change"]) == pytest.approx(max(map(abs, d["changes"].values())))
+            png = root / "report" / "figures" / f"{d['grid']}.png"
+            h, w = np.asarray(Image.open(png)).shape[:2]
+            assert (h, w) == (2 + 2 * (2 * 32 + 2), 2 + 7 * (2 * 32 + 2))  # 2 seeds x 7
+    pca = report["directions_pca"]
+    assert pca[0]["value"] >= pca[1]["value"] > 0                        # variance sorted
+
+
+def test_inversion_runs_become_a_table(tiny):
+    root, report, runs = tiny
+    got = report["inversion"]
+    assert [r["space"] for r in got] == ["w", "wp"]
+    for r, want in zip(got, runs):
+        assert r["recon_psnr"] == want["recon_psnr"] and r["source"].endswith("inv.json")
+    page = (root / "report" / "report.html").read_text()
+    assert "Inversion quality" in page
+    section = page[page.index("Inversion quality"):]
+    for r in runs:
+        assert f"{r['recon_psnr']:.3f}" in section and f"{r['flip_rate']:.3f}" in section
+
+
+def test_bad_inversion_file_fails_with_the_field_name(tiny, tmp_path):
+    from jobs.runtime import ConfigError
+    root, _, _ = tiny
+    (tmp_path / "x.json").write_text('{"hello": 1}')
+    with pytest.raises(ConfigError, match="inversion"):
+        make_tiny_report(root, out=str(tmp_path / "r"), inversion=[str(tmp_path / "x.json")])
