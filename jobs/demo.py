@@ -18,21 +18,22 @@ Edit strength: d = 3 in W signed distance (|n| = 1). The held-out samples' dista
 good W boundaries have a std of 1.3-1.9, so +-3 puts every sample clearly on the far side;
 at d = 2 eyeglasses | old flips 0.92 of samples (changing old for 0.07), at d = 3 0.96 (0.08).
 
-What the bundled toy model gives (20,000 samples, fraction 0.02, 240 held-out, d = 3):
-W val accuracy >= 0.9 for smile, eyeglasses, blond_hair, old, warm_background; yaw 0.82 and
-dark_skin 0.88 (MODELS.md finds the same: the under-trained generator does not lay them out
-linearly in W; no selection fraction from 0.02 to 0.5 reaches 0.9). eyeglasses | old and
-old | eyeglasses pass the conditional-editing gate (flip 0.96 / 1.00, conditioned attribute
-changed 0.08 / 0.03 vs 0.37 / 0.30 plain). blond_hair | dark_skin fails: its W boundary is
-almost orthogonal to the (poor) dark_skin one (cosine -0.07), so conditioning removes
-nothing, yet the generator darkens skin along it (0.76 changed); with a wider selection the
-two boundaries become nearly collinear (cosine -0.88 at 0.25) and the blond flip rate drops
-to 0.5: the generator entangles hair colour and skin tone in one W direction. smile | yaw
-fails on the target itself: smile's W boundary separates the extremes (val 0.996) but not the
-bulk (all-sample accuracy 0.58), and editing along it flips smile for only ~0.5.
-Step 5 (13 s on 2 cores): separability Z 9.75, W 3.80; PPL (400 paths, toy features) Z 7300,
-W 4213 (W better on both, as in the StyleGAN paper); SeFa top 5: old-, blond_hair-, old-,
-warm_background+, old+.
+What the bundled toy model gives (2,543 kimg; 20,000 samples, fraction 0.02, 240 held-out,
+d = 3): W val accuracy >= 0.9 for eyeglasses, blond_hair, old, warm_background; smile 0.87,
+yaw 0.81 and dark_skin 0.85 (MODELS.md: the generator encodes yaw and skin tone in W, but
+not linearly yet; an MLP on w predicts them with 0.93 / 0.95). old | eyeglasses passes the
+conditional-editing gate (flip 1.00, eyeglasses changed 0.01 vs 0.13 plain). eyeglasses |
+old halves the change of old (0.39 plain -> 0.20 conditional) but stays above 0.1: the
+conditional normal is exactly orthogonal to old's (cosine 0.000), so what is left is the
+generator's curvature, not the linear overlap. blond_hair | dark_skin: projecting out the
+dark_skin normal (cosine -0.18) leaves the flip rate (0.76) and the skin change (0.27) as
+they were, because dark_skin's own W boundary is poor (all-sample accuracy 0.59). smile |
+yaw fails on the target itself: smile's W boundary separates the extremes (val 0.87) but
+not the bulk (all-sample accuracy 0.61), and editing along it flips smile for only ~0.4.
+Separability, PPL and directions take ~11 s on 2 cores: separability Z 12.3, W 4.8; PPL
+(toy features) Z 11,814, W 6,086 (W better on both, as in the StyleGAN paper); SeFa and
+GANSpace PCA name three toy attributes each among their top 5 (SeFa: old, smile,
+warm_background; PCA: warm_background, eyeglasses, old).
 """
 from __future__ import annotations
 
