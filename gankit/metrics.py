@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Optional, Callable
 
 import numpy as np
 import torch
@@ -163,13 +163,16 @@ class PPLConfig:
             raise ValueError("n and batch_size must be >= 1 and epsilon > 0")
 
 
-def ppl_endpoints(cfg: PPLConfig, z_dim: int) -> tuple:
-    """The paths' z endpoints and positions: z0 = rows [0, n), z1 = rows [n, 2n) of seed's
-    stream (latents.sample_z), t from default_rng(seed). Returns z0, z1 [n, z_dim], t [n]."""
+def ppl_endpoints(cfg: PPLConfig, z_dim: int, rows: Optional[range] = None) -> tuple:
+    """The paths' z endpoints and positions: path i has z0 = row i and z1 = row n + i of
+    seed's stream (latents.sample_z), t = the i-th draw of default_rng(seed). `rows` picks a
+    shard of paths (default: all n), so shards computed apart equal the whole.
+    Returns z0, z1 [len(rows), z_dim], t [len(rows)]."""
     from gankit.latents import sample_z
-    z0 = sample_z(cfg.seed, range(0, cfg.n), z_dim)
-    z1 = sample_z(cfg.seed, range(cfg.n, 2 * cfg.n), z_dim)
-    t = np.random.default_rng(cfg.seed).uniform(0, 1, cfg.n).astype(np.float32)
+    rows = range(cfg.n) if rows is None else rows
+    z0 = sample_z(cfg.seed, rows, z_dim)
+    z1 = sample_z(cfg.seed, range(cfg.n + rows.start, cfg.n + rows.stop), z_dim)
+    t = np.random.default_rng(cfg.seed).uniform(0, 1, cfg.n).astype(np.float32)[rows.start:rows.stop]
     return z0, z1, t * (1 if cfg.sampling == "full" else 0)
 
 
@@ -185,35 +188,44 @@ def _path_ws(G, z0, z1, t, cfg: PPLConfig) -> tuple:
     return lerp(w0, w1, t), lerp(w0, w1, t + cfg.epsilon)
 
 
-def ppl_distances(G, distance_fn: Callable, cfg: PPLConfig) -> np.ndarray:
-    """Per-path d(G(x(t)), G(x(t + eps))) / eps^2, float64 [n]."""
+def ppl_distances(G, distance_fn: Callable, cfg: PPLConfig,
+                  rows: Optional[range] = None) -> np.ndarray:
+    """Per-path d(G(x(t)), G(x(t + eps))) / eps^2, float64 [len(rows)] (default: all n)."""
     cfg.check()
-    z0, z1, t = ppl_endpoints(cfg, G.z_dim)
+    rows = range(cfg.n) if rows is None else rows
+    if rows.step != 1 or not 0 <= rows.start <= rows.stop <= cfg.n:
+        raise ValueError(f"rows must be a contiguous range inside [0, {cfg.n}), got {rows}")
+    z0, z1, t = ppl_endpoints(cfg, G.z_dim, rows)
     out = []
-    for s in range(0, cfg.n, cfg.batch_size):
+    for s in range(0, len(rows), cfg.batch_size):
         b = slice(s, s + cfg.batch_size)
         ws_a, ws_b = _path_ws(G, z0[b], z1[b], t[b], cfg)
         with torch.no_grad():
             d = distance_fn(_synthesize(G, ws_a), _synthesize(G, ws_b))  # [B]
         out.append(d.double().cpu().numpy() / cfg.epsilon ** 2)
-    return np.concatenate(out)
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def ppl_summary(d: np.ndarray, cfg: PPLConfig) -> dict:
+    """The reported numbers from all n per-path distances: `mean`, and `mean_filtered`, the
+    paper's outlier-robust mean over the distances between the 1st and 99th percentiles."""
+    lo = np.percentile(d, 1, method="lower")
+    hi = np.percentile(d, 99, method="higher")
+    kept = d[(d >= lo) & (d <= hi)]
+    return {"mean": float(d.mean()), "mean_filtered": float(kept.mean()),
+            "median": float(np.median(d)), "n": int(len(d)), "space": cfg.space,
+            "sampling": cfg.sampling, "epsilon": cfg.epsilon}
 
 
 def perceptual_path_length(G, distance_fn: Callable, n: int = 2000, space: str = "z",
                            sampling: str = "full", epsilon: float = 1e-4,
                            batch_size: int = 64, seed: int = 0) -> dict:
-    """StyleGAN perceptual path length: `mean` over n paths, and `mean_filtered`, the
-    paper's outlier-robust mean over the distances between the 1st and 99th percentiles.
-    `distance_fn(images_a, images_b) -> [N]`, e.g. feature_distance(classifier.features)."""
+    """StyleGAN perceptual path length over n paths in one process (see ppl_summary).
+    `distance_fn(images_a, images_b) -> [N]`, e.g. feature_distance(classifier.features).
+    jobs/metrics.py shards the same paths over actors."""
     cfg = PPLConfig(n=n, space=space, sampling=sampling, epsilon=epsilon,
                     batch_size=batch_size, seed=seed)
-    d = ppl_distances(G, distance_fn, cfg)
-    lo = np.percentile(d, 1, method="lower")
-    hi = np.percentile(d, 99, method="higher")
-    kept = d[(d >= lo) & (d <= hi)]
-    return {"mean": float(d.mean()), "mean_filtered": float(kept.mean()),
-            "median": float(np.median(d)), "n": n, "space": space, "sampling": sampling,
-            "epsilon": epsilon}
+    return ppl_summary(ppl_distances(G, distance_fn, cfg), cfg)
 
 
 # ----------------------------------------------------------------------------------------

@@ -273,8 +273,9 @@ def _latent_section(report: dict) -> str:
                      b.get("mean_filtered"), b.get("n"), b.get("sampling")))
     return ("<h2>Separability and path length (Z vs W)</h2><p>StyleGAN protocol: linear "
             "separability = exp(sum of H(Y|X)) over attributes (1 = every attribute linearly "
-            "separable; lower is better); perceptual path length with the toy classifier's "
-            "features as the distance (lower is smoother).</p>"
+            "separable; lower is better); perceptual path length with the feature net's "
+            "squared distance (LPIPS, or the toy classifier's features in the toy world; "
+            "lower is smoother).</p>"
             + table_html(["space", "separability", "samples", "PPL mean", "PPL mean (1-99%)",
                           "paths", "sampling"], rows))
 

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "jobs.cmd_directions",  # directions
     "jobs.cmd_invert",      # invert
     "jobs.report",          # report
+    "jobs.metrics",         # metrics (separability, sharded PPL)
     "jobs.demo",            # demo
     "jobs.dataset",         # dataset (labeled synthetic, or --pairs)
 ]

@@ -118,32 +118,13 @@ def run_heldout_and_edit(cfg: DemoConfig, index: dict) -> None:
                         workers=cfg.workers, batch_size=512))
 
 
-def sample_latents(url: str, limit: int) -> tuple:
-    """The first `limit` rows of the sample dataset, streamed: z [N, z_dim], w [N, w_dim],
-    logits [N, A] and the attribute names (from the logit_* columns)."""
-    from jobs import storage
-    store = storage.open_store(url, must_exist=True)
-    _, schema, _ = storage.dataset_rows(store)
-    names = [f.name[len("logit_"):] for f in schema if f.name.startswith("logit_")]
-    zs, ws, logits, n = [], [], [], 0
-    for t in storage.iter_tables(store, ["z", "w"] + [f"logit_{a}" for a in names]):
-        take = min(len(t), limit - n)
-        t = t.slice(0, take)
-        zs.append(np.stack(t.column("z").to_numpy(zero_copy_only=False)))
-        ws.append(np.stack(t.column("w").to_numpy(zero_copy_only=False)))
-        logits.append(np.stack([t.column(f"logit_{a}").to_numpy() for a in names], 1))
-        n += take
-        if n >= limit:
-            break
-    return np.concatenate(zs), np.concatenate(ws), np.concatenate(logits), names
-
-
 def latent_metrics(cfg: DemoConfig) -> dict:
     """Separability (Z, W) of the demo's own samples and PPL (Z, W); cached in
     DIR/latent_metrics.json for the same settings. (The report stage finds the SeFa and PCA
     directions itself, with their grids.)"""
     from gankit import metrics
     from jobs import storage
+    from jobs.metrics import sample_latents
     from jobs.sample import load_models
     root = cfg.out.rstrip("/")
     store = storage.open_store(root)

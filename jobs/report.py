@@ -41,6 +41,8 @@ class ReportConfig:
     # latent-space metrics computed elsewhere (the demo): 'separability' {z, w}, 'ppl' {z, w},
     # 'directions' [...]; each missing key is null in report.json and its table is left out
     latent_metrics: dict = field(default_factory=dict)
+    metrics: str = ""                  # a `gankit metrics` output URL: its separability and
+                                       # ppl fill the keys latent_metrics leaves empty
     model: Optional[str] = None        # generator for the directions ('' / None = samples')
     classifier: Optional[str] = None   # classifier for real images and direction annotation
     real: str = ""                     # real images: 'toy' renders, a Parquet URL, '' = skip
@@ -463,6 +465,14 @@ def add_edits(cfg: ReportConfig, report: dict, index: dict, attributes: list) ->
 
 
 LATENT_KEYS = ("separability", "ppl", "directions", "directions_pca")
+
+
+def read_metrics(cfg: ReportConfig) -> dict:
+    """separability and ppl from a `gankit metrics` output (metrics.json), or {}."""
+    if not cfg.metrics:
+        return {}
+    found = storage.open_store(cfg.metrics, cfg.storage).read_json("metrics.json")
+    return {k: found.get(k) for k in ("separability", "ppl") if found.get(k)}
 OPTIONAL_KEYS = ("correlation", "correlation_real", "correlation_true", "correlation_gap")
 
 
@@ -476,8 +486,9 @@ def run_report(cfg: ReportConfig) -> dict:
     report = {"title": cfg.title, "format": "gankit.report", "version": 1,
               "attributes": attributes, "num_samples": index.get("num_samples"),
               "boundaries": boundary_rows(index), "cosine": cosine_section(cfg, index)}
+    latent = {**read_metrics(cfg), **{k: v for k, v in (cfg.latent_metrics or {}).items() if v}}
     for key in LATENT_KEYS:
-        report[key] = (cfg.latent_metrics or {}).get(key)
+        report[key] = latent.get(key)
     report.update(dict.fromkeys(OPTIONAL_KEYS))
     figs, captions = {}, {}
     if cfg.edits:
@@ -527,13 +538,15 @@ def register(subparsers) -> None:
     r.add_argument("--real-rows", type=int, default=2000)
     r.add_argument("--directions", type=int, default=0,
                    help="top SeFa and GANSpace PCA directions, annotated, with grids")
+    r.add_argument("--metrics", default="", help="a `gankit metrics --out` URL "
+                   "(separability and PPL, Z vs W)")
     r.add_argument("--inversion", action="append", default=[],
                    help="a `gankit eval-inversion --out` JSON file (repeatable)")
     r.set_defaults(func=lambda a: run_report(ReportConfig(
         fit=a.fit, edits=a.edits, samples=a.samples, out=a.out,
         edit_strength=a.edit_strength, grid_samples=a.grid_samples, model=a.model,
         classifier=a.classifier, real=a.real, real_rows=a.real_rows,
-        directions=a.directions, inversion=a.inversion)) and 0)
+        directions=a.directions, metrics=a.metrics, inversion=a.inversion)) and 0)
 
 
 __all__ = ["ReportConfig", "run_report"]

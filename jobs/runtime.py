@@ -58,11 +58,11 @@ DEVICES = ("auto", "cuda", "cpu")
 
 
 def validate_actor_fields(cfg) -> None:
-    """The fields every part job's actors share: micro_batch (where the job has it),
-    batch_size, workers, cpus_per_worker, device."""
-    if hasattr(cfg, "micro_batch"):
-        require(cfg.micro_batch >= 1, "micro_batch", f"must be >= 1 (got {cfg.micro_batch})")
-    require(cfg.batch_size >= 1, "batch_size", f"must be >= 1 (got {cfg.batch_size})")
+    """The fields every part job's actors share: micro_batch and batch_size (where the job
+    has them), workers, cpus_per_worker, device."""
+    for name in ("micro_batch", "batch_size"):
+        if hasattr(cfg, name):
+            require(getattr(cfg, name) >= 1, name, f"must be >= 1 (got {getattr(cfg, name)})")
     require(cfg.workers >= 0, "workers", f"must be >= 0 (got {cfg.workers})")
     require(cfg.cpus_per_worker >= 1, "cpus_per_worker", "must be >= 1")
     choice(cfg.device, DEVICES, "device")

@@ -26,7 +26,7 @@ def test_gan_steps_update_networks_and_ema():
     reals = torch.rand(4, 3, 8, 8) * 2 - 1
     for _ in range(3):
         stats = trainer.step(reals)
-    assert np.isfinite(stats["loss_G"]) and np.isfinite(stats["loss_D"])
+    assert np.isfinite(float(stats["loss_G"])) and np.isfinite(float(stats["loss_D"]))
     assert any(not torch.equal(a, b) for a, b in zip(g0, trainer.G.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(ema0, trainer.G_ema.parameters()))
     assert trainer.nimg == 12 and trainer.pl_mean > 0

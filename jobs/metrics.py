@@ -1,0 +1,223 @@
+"""`gankit metrics`: StyleGAN's disentanglement metrics at scale, Z and W side by side.
+
+    separability  read from a sample dataset (z, w and logit_<attr> columns, sampled without
+                  truncation: `gankit sample --space w --classifier ...`, itself sharded over
+                  actors); the per-attribute SVMs run in the driver (gankit.metrics)
+    ppl           perceptual path length: the n paths are sharded into parts of
+                  `rows_per_part` paths, each computed by an actor holding G and the feature
+                  net and committed as Parquet (path, distance); the driver reads the
+                  distances back and applies the paper's 1st-99th percentile filter
+
+Output under `out`:
+    ppl_z/, ppl_w/   part datasets: path int64, distance float64 (d / epsilon^2)
+    metrics.json     {"separability": {z, w}, "ppl": {z, w}, "config": ...}; `gankit report
+                     --metrics URL` puts both in the report
+
+Determinism: path i's endpoints and t depend only on (seed, i) (gankit.metrics.ppl_endpoints)
+and parts start at multiples of `micro_batch`, so every model call sees the same rows as the
+one-process `perceptual_path_length(..., batch_size=micro_batch)`: the distances are the same
+whatever the worker count. Parts resume like every other stage.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+
+from jobs import runtime, storage
+from jobs.runtime import PartWorker, choice, require
+from jobs.sample import public_config
+from jobs.storage import PartSpec, PartWriter
+
+PPL_SCHEMA = pa.schema([pa.field("path", pa.int64()), pa.field("distance", pa.float64())])
+
+
+@dataclass
+class MetricsConfig:
+    out: str = ""                      # output URL: ppl_<space>/ parts and metrics.json
+    samples: str = ""                  # separability: sample dataset URL ('' = skip)
+    separability_rows: Optional[int] = None  # rows read from samples (None = all; paper 200K)
+    keep_fraction: float = 0.5         # per attribute, the most confident share kept
+    model: str = "toy"                 # PPL generator: 'toy' or a checkpoint path
+    feature_net: str = "toy"           # PPL distance: 'toy', NVIDIA's vgg16.pt, TorchScript
+    ppl_paths: int = 0                 # paths per space (paper: 100K); 0 = skip PPL
+    ppl_spaces: list = field(default_factory=lambda: ["z", "w"])
+    sampling: str = "full"             # 'full' (t ~ U(0, 1)) or 'end' (t = 0)
+    epsilon: float = 1e-4
+    seed: int = 0                      # paths and the separability SVM splits
+    micro_batch: int = 64              # paths per model call (part of the job's identity)
+    rows_per_part: int = 1024          # paths per part: a multiple of micro_batch
+    workers: int = 0                   # actors; 0 = one per GPU, or CPUs - 1 on CPU
+    cpus_per_worker: int = 1
+    device: str = "auto"
+    storage: dict = field(default_factory=dict)  # fsspec options for every URL
+
+    def validate(self) -> None:
+        require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
+        require(bool(self.samples) or self.ppl_paths > 0, "samples",
+                "give a sample dataset (separability) and/or ppl_paths > 0 (PPL)")
+        require(self.separability_rows is None or self.separability_rows >= 10,
+                "separability_rows", "must be >= 10 or null (every row)")
+        require(0 < self.keep_fraction <= 1, "keep_fraction", "must be in (0, 1]")
+        require(self.ppl_paths >= 0, "ppl_paths", f"must be >= 0 (got {self.ppl_paths})")
+        require(len(self.ppl_spaces) > 0, "ppl_spaces", "must list z and/or w")
+        for s in self.ppl_spaces:
+            choice(s, ("z", "w"), "ppl_spaces")
+        choice(self.sampling, ("full", "end"), "sampling")
+        require(self.epsilon > 0, "epsilon", f"must be > 0 (got {self.epsilon})")
+        require(self.seed >= 0, "seed", f"must be >= 0 (got {self.seed})")
+        require(self.rows_per_part >= 1 and self.rows_per_part % self.micro_batch == 0,
+                "rows_per_part", f"must be a positive multiple of micro_batch "
+                f"({self.micro_batch}), got {self.rows_per_part}")
+        runtime.validate_actor_fields(self)
+
+    def ppl_config(self, space: str):
+        from gankit.metrics import PPLConfig
+        return PPLConfig(n=self.ppl_paths, space=space, sampling=self.sampling,
+                         epsilon=self.epsilon, batch_size=self.micro_batch, seed=self.seed)
+
+    def ppl_identity(self, space: str) -> dict:
+        keys = ("model", "feature_net", "ppl_paths", "sampling", "epsilon", "seed",
+                "micro_batch", "rows_per_part")
+        return {"space": space, **{k: getattr(self, k) for k in keys}}
+
+
+# ----------------------------------------------------------------------------------------
+# Separability from a sample dataset
+
+
+def sample_latents(url: str, limit: Optional[int], options: Optional[dict] = None) -> tuple:
+    """The first `limit` rows (None = all) of a sample dataset, streamed: z [N, z_dim],
+    w [N, w_dim], logits [N, A] and the attribute names (from the logit_* columns)."""
+    store = storage.open_store(url, options, must_exist=True)
+    _, schema, _ = storage.dataset_rows(store)
+    missing = [c for c in ("z", "w") if c not in schema.names]
+    names = [f.name[len("logit_"):] for f in schema if f.name.startswith("logit_")]
+    if missing or not names:
+        raise ValueError(f"samples {url}: separability needs z, w and logit_<attr> columns "
+                         f"(gankit sample --space w --classifier ...); missing "
+                         f"{missing or 'logit_*'}")
+    limit = limit or np.iinfo(np.int64).max
+    zs, ws, logits, n = [], [], [], 0
+    for t in storage.iter_tables(store, ["z", "w"] + [f"logit_{a}" for a in names]):
+        t = t.slice(0, min(len(t), limit - n))
+        zs.append(np.stack(t.column("z").to_numpy(zero_copy_only=False)))
+        ws.append(np.stack(t.column("w").to_numpy(zero_copy_only=False)))
+        logits.append(np.stack([t.column(f"logit_{a}").to_numpy() for a in names], 1))
+        n += len(t)
+        if n >= limit:
+            break
+    return np.concatenate(zs), np.concatenate(ws), np.concatenate(logits), names
+
+
+def separability(cfg: MetricsConfig) -> dict:
+    """{z: ..., w: ...}: gankit.metrics.linear_separability on the same rows in both spaces."""
+    from gankit.metrics import linear_separability
+    z, w, logits, names = sample_latents(cfg.samples, cfg.separability_rows, cfg.storage)
+    runtime.log(f"[metrics] separability on {len(z)} samples, {len(names)} attributes")
+    return {s: linear_separability(x, logits, cfg.keep_fraction, cfg.seed, names)
+            for s, x in (("z", z), ("w", w))}
+
+
+# ----------------------------------------------------------------------------------------
+# Perceptual path length, sharded
+
+
+class PathLengths(PartWorker):
+    """Ray Data callable: holds G and the feature net, writes parts of per-path distances."""
+
+    job = "ppl"
+
+    def __init__(self, cfg: dict, space: str, device: str, threads: Optional[int], out):
+        super().__init__(out)
+        from gankit.perceptual import load_feature_net
+        from jobs.sample import load_models
+        self.cfg = MetricsConfig(**cfg)
+        self.space = space
+        device = runtime.resolve_device(device)
+        runtime.set_deterministic(device, threads)
+        self.G, _ = load_models(self.cfg.model, None, device)
+        net = load_feature_net(self.cfg.feature_net, device)
+        self.distance = lambda a, b: net.distance(net(a), net(b))     # [B]
+
+    def write_part(self, spec: PartSpec) -> dict:
+        from gankit.metrics import ppl_distances
+        rows = range(spec.start, spec.stop)
+        d = ppl_distances(self.G, self.distance, self.cfg.ppl_config(self.space), rows)
+        table = pa.table({"path": np.arange(spec.start, spec.stop, dtype=np.int64),
+                          "distance": d}, schema=PPL_SCHEMA)
+        with PartWriter(self.out, storage.part_name(spec.index), PPL_SCHEMA) as w:
+            w.write(table)
+            runtime.fault_point()
+            w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop, "errors": 0})
+        return {"rows": spec.rows, "errors": 0}
+
+
+def path_lengths(cfg: MetricsConfig, space: str) -> dict:
+    """Compute (or resume) the ppl_<space> parts, then the summary over all n distances."""
+    from gankit.metrics import ppl_summary
+    out = storage.open_store(f"{cfg.out.rstrip('/')}/ppl_{space}", cfg.storage, create=True)
+    plan = storage.part_ranges(cfg.ppl_paths, cfg.rows_per_part)
+    actors = runtime.plan_actors(cfg.workers, cfg.device, len(plan), cfg.cpus_per_worker)
+    kwargs = {"cfg": runtime.config_dict(cfg), "space": space, "device": actors.device,
+              "threads": int(actors.num_cpus) if not actors.num_gpus else None}
+    runtime.run_parts(f"ppl_{space}", out, plan, PathLengths, kwargs, cfg.ppl_identity(space),
+                      public_config(cfg), actors)
+    d = storage.read_table(out, ["distance"]).column("distance").to_numpy()   # [n], path order
+    return ppl_summary(d, cfg.ppl_config(space))
+
+
+# ----------------------------------------------------------------------------------------
+# Driver and command line
+
+
+def run_metrics(cfg: MetricsConfig) -> dict:
+    """Separability and/or PPL per cfg; writes and returns metrics.json's content."""
+    cfg.validate()
+    if cfg.ppl_paths:
+        runtime.check_model("model", cfg.model, "generator")
+    out = storage.open_store(cfg.out, cfg.storage, create=True)
+    result = {"separability": separability(cfg) if cfg.samples else None, "ppl": None}
+    if cfg.ppl_paths:
+        runtime.ensure_ray()
+        result["ppl"] = {s: path_lengths(cfg, s) for s in cfg.ppl_spaces}
+    result["config"] = public_config(cfg)
+    out.write_json("metrics.json", result)
+    for key in ("separability", "ppl"):
+        for space, v in (result[key] or {}).items():
+            runtime.log(f"[metrics] {key} {space}: " + json.dumps(
+                {k: v[k] for k in ("score", "mean", "mean_filtered") if k in v}))
+    return result
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("metrics", help="separability and PPL, Z vs W (sharded PPL)")
+    p.add_argument("--out", required=True, help="output URL (metrics.json, ppl_<space>/)")
+    p.add_argument("--samples", default="", help="sample dataset with z, w, logit_* columns")
+    p.add_argument("--separability-rows", type=int, default=None)
+    p.add_argument("--model", default="toy")
+    p.add_argument("--feature-net", default="toy",
+                   help="PPL distance: 'toy', NVIDIA's vgg16.pt, or a TorchScript file")
+    p.add_argument("--ppl-paths", type=int, default=0, help="paths per space (paper: 100000)")
+    p.add_argument("--ppl-spaces", nargs="+", default=["z", "w"])
+    p.add_argument("--sampling", default="full", help="full or end")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rows-per-part", type=int, default=1024)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--storage", type=json.loads, default={}, help="fsspec options as JSON")
+    p.set_defaults(func=cmd_metrics)
+
+
+def cmd_metrics(a) -> None:
+    run_metrics(runtime.config_from_dict(MetricsConfig, dict(
+        out=a.out, samples=a.samples, separability_rows=a.separability_rows, model=a.model,
+        feature_net=a.feature_net, ppl_paths=a.ppl_paths, ppl_spaces=a.ppl_spaces,
+        sampling=a.sampling, seed=a.seed, rows_per_part=a.rows_per_part, workers=a.workers,
+        device=a.device, storage=a.storage)))
+
+
+__all__ = ["MetricsConfig", "run_metrics", "sample_latents"]
