@@ -41,7 +41,6 @@ import os
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from jobs.runtime import require
 
