@@ -41,7 +41,6 @@ import os
 import time
 from dataclasses import dataclass, field
 
-
 from jobs.runtime import require
 
 # (target, [conditions]) pairs correlated in the toy world (gankit/toyfaces.py)
