@@ -59,6 +59,10 @@ def register(subparsers) -> None:
     e.add_argument("--layers", default=None, metavar="START-STOP")
     e.add_argument("--count", type=int, default=None, help="edit the first N rows only")
     e.add_argument("--keep-original", action="store_true")
+    e.add_argument("--keep-input", action="store_true",
+                   help="add the inverted image (the latents' `target` column) as `input`")
+    e.add_argument("--no-stored-noise", action="store_true",
+                   help="render with G's const noise even where the latents hold noise maps")
     e.add_argument("--model", default="toy")
     e.add_argument("--classifier", default="toy", help="rescoring classifier ('' = none)")
     e.add_argument("--out", required=True)
@@ -133,7 +137,8 @@ def cmd_edit(args) -> None:
     run_edit(config_from_dict(EditConfig, dict(
         latents=args.latents, boundaries=args.boundaries, index=args.index,
         strengths=args.strengths, mode=args.mode, layers=_span(args.layers), count=args.count,
-        keep_original=args.keep_original, model=args.model,
+        keep_original=args.keep_original, keep_input=args.keep_input,
+        stored_noise=not args.no_stored_noise, model=args.model,
         classifier=args.classifier or None, out=args.out, micro_batch=args.micro_batch,
         batch_size=args.batch_size, workers=args.workers, device=args.device,
         storage=args.storage)))

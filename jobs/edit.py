@@ -12,11 +12,18 @@ one row per (sample, boundary, strength), sample-major, in the order given:
     image      struct<bytes: binary, path: string>  PNG of the edited latent
     logit_<a>  float32  classifier logits of the edited image (rescoring), if a classifier
     original   struct<bytes: binary, path: string>  PNG of the unedited latent (keep_original)
+    input      struct<bytes: binary, path: string>  the inverted image (keep_input: the
+                                                     latents' `target` column)
 
 Latents: a 'z' boundary edits z, which is then mapped with the sample job's truncation; 'w'
 and 'wp' boundaries edit the sample's W+ codes (built from its w or wp column, or from z
 through the mapping), 'w' ones on `layers` only when given (gankit.editing's semantics).
-Synthesis uses noise_mode='const' and micro-batches of exactly `micro_batch` edits aligned
+Invert then edit: an inversion's output (`gankit invert --save-noise --keep-target`) is a
+latents dataset like any other. Its optimised noise maps are used for every edit of that
+image (`stored_noise`), so strength 0 reproduces the stored reconstruction, and `keep_input`
+puts the real image beside each edit.
+
+Synthesis uses noise_mode='const' (or the stored noise) and micro-batches of exactly `micro_batch` edits aligned
 to the part's first edit, so the output is deterministic like the sample job's.
 """
 from __future__ import annotations
@@ -50,6 +57,8 @@ class EditConfig:
     layers: Optional[list] = None      # [start, stop): W+ layers a 'w' boundary edits
     count: Optional[int] = None        # edit only the first `count` input rows
     keep_original: bool = False        # add the unedited image as column `original`
+    keep_input: bool = False           # add the latents' `target` image as column `input`
+    stored_noise: bool = True          # render with the latents' `noise` maps when present
     model: str = "toy"                 # generator (the one the latents were sampled from)
     classifier: Optional[str] = "toy"  # rescoring classifier; None = no logit columns
     truncation: Optional[float] = None  # psi for mapping edited z; None = the sample job's
@@ -167,13 +176,16 @@ def id_column(schema: pa.Schema, url: str) -> str:
     raise ConfigError("latents", f"{url} has neither a sample_id nor an image_id column")
 
 
-def edit_schema(names: list, keep_original: bool, id_name: str = "sample_id") -> pa.Schema:
+def edit_schema(names: list, keep_original: bool, id_name: str = "sample_id",
+                keep_input: bool = False) -> pa.Schema:
     from gankit.data import ID_COLUMNS, IMAGE_TYPE
     fields = [pa.field(id_name, ID_COLUMNS[id_name]), pa.field("boundary", pa.string()),
               pa.field("strength", pa.float32()), pa.field("image", IMAGE_TYPE)]
     fields += [pa.field(f"logit_{a}", pa.float32()) for a in names]
     if keep_original:
         fields.append(pa.field("original", IMAGE_TYPE))
+    if keep_input:
+        fields.append(pa.field("input", IMAGE_TYPE))
     return pa.schema(fields, metadata={"gankit.job": "edit",
                                        "gankit.attributes": json.dumps(names)})
 
@@ -196,17 +208,27 @@ class Editor(PartWorker):
         self.G, self.C = load_models(self.cfg.model, self.cfg.classifier, self.device)
         self.names = list(self.C.attribute_names) if self.C is not None else []
         self.id_name = id_name
-        self.schema = edit_schema(self.names, self.cfg.keep_original, id_name)
+        self.schema = edit_schema(self.names, self.cfg.keep_original, id_name,
+                                  self.cfg.keep_input)
 
     def read_rows(self, spec: PartSpec) -> tuple:
-        """(ids [n], z [n, z_dim] or None, base ws [n, num_ws, w_dim]) of part `spec`."""
+        """(ids [n], z [n, z_dim] or None, base ws [n, num_ws, w_dim], extras) of part
+        `spec`; extras: 'noise' [n, sum r^2] and 'input' (PNG structs) where used."""
         import torch
         from gankit.data import latents_from_column
         from gankit.latents import to_ws
         pf = storage.open_parquet(self.src, self.inputs[spec.index])
-        cols = [c for c in (self.id_name, "z", "w", "wp") if c in pf.schema_arrow.names]
+        wanted = [self.id_name, "z", "w", "wp", "noise" if self.cfg.stored_noise else None,
+                  "target" if self.cfg.keep_input else None]
+        cols = [c for c in wanted if c and c in pf.schema_arrow.names]
         t = pf.read(columns=cols).slice(0, spec.rows)
         pf.close()
+        extras = {}
+        if "noise" in cols:
+            self.noise_field = t.schema.field("noise")
+            extras["noise"] = latents_from_column(t.column("noise"))
+        if self.cfg.keep_input:
+            extras["input"] = t.column("target").combine_chunks()
         ids = t.column(self.id_name).to_numpy(zero_copy_only=False)
         z = latents_from_column(t.column("z")) if "z" in cols else None
         if "wp" in cols:
@@ -216,7 +238,7 @@ class Editor(PartWorker):
             ws = to_ws(self.G, latents_from_column(t.column("w")).copy(), "w").cpu()
         else:
             ws = self.map_z(torch.from_numpy(z.copy())).cpu()
-        return ids, z, ws
+        return ids, z, ws, extras
 
     def map_z(self, z):
         """z [n, z_dim] -> ws, in micro-batches of exactly micro_batch rows."""
@@ -246,7 +268,7 @@ class Editor(PartWorker):
                 out[sel] = edit(ws[rows[sel]], b, t, self.cfg.mode, layers)
         return out
 
-    def drop_nonfinite(self, spec: PartSpec, ids, z, ws) -> tuple:
+    def drop_nonfinite(self, spec: PartSpec, ids, z, ws, extras) -> tuple:
         """Rows whose latents hold NaN or inf become error records; the rest go on."""
         good = np.isfinite(ws.reshape(len(ids), -1).numpy()).all(axis=1)
         if z is not None:
@@ -254,22 +276,25 @@ class Editor(PartWorker):
         errors = [(str(i), "edit", "latent contains NaN or inf") for i in ids[~good]]
         runtime.commit_errors(self.out, spec, errors)
         keep = np.nonzero(good)[0]
-        return ids[keep], (z[keep] if z is not None else None), ws[keep], len(errors)
+        extras = {k: (v.take(pa.array(keep)) if k == "input" else v[keep])
+                  for k, v in extras.items()}
+        return ids[keep], (z[keep] if z is not None else None), ws[keep], extras, len(errors)
 
     def write_part(self, spec: PartSpec) -> dict:
         from gankit.data import image_column
-        ids, z, ws, n_errors = self.drop_nonfinite(spec, *self.read_rows(spec))
+        ids, z, ws, extras, n_errors = self.drop_nonfinite(spec, *self.read_rows(spec))
+        noise = extras.get("noise")                      # [n, sum r^2] or None
         nb, ns, m = len(self.boundaries), len(self.cfg.strengths), self.cfg.micro_batch
         total = len(ids) * nb * ns                       # edits, sample-major
         step = max(1, -(-self.cfg.batch_size // m)) * m
-        originals = self.render(ws)[0] if self.cfg.keep_original else None
+        originals = self.render(ws, noise)[0] if self.cfg.keep_original else None
         strengths = np.asarray(self.cfg.strengths, dtype=np.float64)
         with PartWriter(self.out, storage.part_name(spec.index), self.schema) as w:
             for s in range(0, total, step):
                 j = np.arange(s, min(s + step, total))   # edit index -> (row, boundary, t)
                 rows, bidx, tidx = j // (nb * ns), (j // ns) % nb, j % ns
                 e_ws = self.edited_ws(z, ws, rows, bidx, strengths[tidx])
-                pngs, logits = self.render(e_ws)
+                pngs, logits = self.render(e_ws, None if noise is None else noise[rows])
                 cols = {self.id_name: pa.array(ids[rows]),
                         "boundary": pa.array([self.boundaries[b][0] for b in bidx]),
                         "strength": pa.array(strengths[tidx].astype(np.float32)),
@@ -278,26 +303,40 @@ class Editor(PartWorker):
                     cols[f"logit_{name}"] = pa.array(logits[:, a])
                 if originals is not None:
                     cols["original"] = image_column([originals[r] for r in rows])
+                if "input" in extras:
+                    cols["input"] = extras["input"].take(pa.array(rows))
                 w.write(pa.Table.from_arrays([cols[f.name] for f in self.schema],
                                              schema=self.schema))
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": n_errors})
         return {"rows": total, "errors": n_errors}
 
-    def render(self, ws) -> tuple:
-        """ws [k, num_ws, w_dim] -> (PNG list [k], logits [k, A] float32 or None), in
-        micro-batches of exactly micro_batch rows."""
+    def render(self, ws, noise: Optional[np.ndarray] = None) -> tuple:
+        """ws [k, num_ws, w_dim] (+ stored noise [k, sum r^2]) -> (PNG list [k], logits
+        [k, A] float32 or None), in micro-batches of exactly micro_batch rows."""
         import torch
         m, pngs, logits = self.cfg.micro_batch, [], []
         with torch.no_grad():
             for s in range(0, len(ws), m):
                 n = len(ws[s:s + m])
                 p, l = render_and_label(self.G, self.C,
-                                        runtime.pad_rows(ws[s:s + m], m).to(self.device), True)
+                                        runtime.pad_rows(ws[s:s + m], m).to(self.device), True,
+                                        self.noise_maps(noise, s, m))
                 pngs += p[:n]
                 if l is not None:
                     logits.append(l[:n])
         return pngs, (np.concatenate(logits).astype(np.float32) if logits else None)
+
+
+    def noise_maps(self, noise: Optional[np.ndarray], s: int, m: int) -> Optional[list]:
+        """Rows [s, s + m) of stored noise as per-layer [m, 1, r, r] tensors (padded)."""
+        if noise is None:
+            return None
+        import torch
+        from jobs.invert import noise_from_column
+        flat = runtime.pad_rows(noise[s:s + m], m)                        # [m, sum r^2]
+        return [torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+                for x in noise_from_column(flat, self.noise_field)]
 
 
 # ----------------------------------------------------------------------------------------
@@ -343,6 +382,8 @@ def run_edit(cfg: EditConfig) -> dict:
     schema = storage.part_footer(src, next(iter(inputs.values())))[0]
     check_dims(boundaries, schema, cfg.latents)
     id_name = id_column(schema, cfg.latents)
+    require(not cfg.keep_input or "target" in schema.names, "keep_input",
+            f"needs a `target` image column in {cfg.latents} (gankit invert --keep-target)")
     truncation = sample_truncation(src, cfg)
     runtime.ensure_ray()
     actors = runtime.plan_actors(cfg.workers, cfg.device, len(plan), cfg.cpus_per_worker)
@@ -353,7 +394,9 @@ def run_edit(cfg: EditConfig) -> dict:
     identity = {"latents": cfg.latents, "boundaries": [n for n, _ in boundaries],
                 "geometry": fingerprint(boundaries), "strengths": list(cfg.strengths),
                 "mode": cfg.mode, "layers": cfg.layers, "count": cfg.count,
-                "keep_original": cfg.keep_original, "model": cfg.model,
+                "keep_original": cfg.keep_original, "keep_input": cfg.keep_input,
+                "stored_noise": cfg.stored_noise and "noise" in schema.names,
+                "model": cfg.model,
                 "classifier": cfg.classifier, "truncation": list(truncation),
                 "micro_batch": cfg.micro_batch}
     return runtime.run_parts("edit", out, plan, Editor, kwargs, identity, public_config(cfg),

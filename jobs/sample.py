@@ -117,12 +117,13 @@ def load_models(model: str, classifier: Optional[str], device: str):
     return G, C
 
 
-def render_and_label(G, C, ws, want_png: bool):
+def render_and_label(G, C, ws, want_png: bool, noises: Optional[list] = None):
     """ws [M, num_ws, w_dim] -> (PNG bytes list, logits [M, A] float32 or None).
 
+    `noises`: per noise layer [M, 1, r, r] maps (an inversion's), else G's const noise.
     The classifier sees the stored 8-bit image, mapped back to [-1, 1]."""
     from gankit.images import encode_png, from_uint8, to_uint8
-    img = G.synthesis(ws, noise_mode="const")                      # [M, 3, H, W] in [-1, 1]
+    img = G.synthesis(ws, noise_mode="const", noises=noises)       # [M, 3, H, W] in [-1, 1]
     u8 = to_uint8(img)                                             # [M, H, W, 3] uint8
     logits = None
     if C is not None:
