@@ -1,7 +1,8 @@
-"""The pipeline driver: sample -> fit -> edit -> report from one YAML or JSON config.
+"""The pipeline driver: sample -> fit -> [heldout | invert] -> edit -> report from one YAML
+or JSON config.
 
     root: s3://bucket/runs/toy-1      # every stage writes under it:
-                                      #   samples/  fit/  edits/  report/
+                                      #   samples/  fit/  heldout/  inverted/  edits/  report/
     stages: [sample, fit, edit, report]
     model: toy                        # shared by the stages that need them
     classifier: toy
@@ -12,6 +13,13 @@
     fit:    {spaces: [z, w], conditions: [[glasses, [age]]]}
     edit:   {strengths: [-3, 0, 3], count: 16}      # boundaries: default all W ones
     report: {}                        # passed to jobs.report when it is installed
+
+What the edit stage edits: `edit.latents` when the config sets it; else the `invert` stage's
+output when that stage runs (invert then edit: `invert: {images: s3://.../faces, space: wp,
+save_noise: true, keep_target: true}` and `edit: {keep_input: true}` give each real image,
+its edits and its reconstruction noise in one run); else the `heldout` stage's fresh samples
+(`heldout: {count: 256}`, seed defaulting to the sample seed + 1, so the edits are judged on
+latents the fit never saw); else the first rows of the fit's own samples.
 
 Every section is validated before anything runs: an unknown key or a bad value fails with
 one sentence naming it (`sample.space must be one of z, w, wp (got 'q')`). Stages are
@@ -26,8 +34,10 @@ from dataclasses import dataclass, field
 
 from jobs.runtime import DEVICES, ConfigError, choice, config_from_dict, require
 
-STAGES = ("sample", "fit", "edit", "report")
-WIRED = {"sample": ("out",), "fit": ("samples", "out"), "edit": ("latents", "index", "out")}
+STAGES = ("sample", "fit", "heldout", "invert", "edit", "report")
+WIRED = {"sample": ("out",), "fit": ("samples", "out"), "heldout": ("out",),
+         "invert": ("out",), "edit": ("index", "out")}
+FOLDERS = {"sample": "samples", "edit": "edits", "invert": "inverted"}
 
 
 @dataclass
@@ -41,6 +51,8 @@ class PipelineConfig:
     storage: dict = field(default_factory=dict)   # fsspec options for every URL
     sample: dict = field(default_factory=dict)    # SampleConfig fields
     fit: dict = field(default_factory=dict)       # FitConfig fields
+    heldout: dict = field(default_factory=dict)   # SampleConfig fields of fresh samples
+    invert: dict = field(default_factory=dict)    # InvertConfig fields (images: URL)
     edit: dict = field(default_factory=dict)      # EditConfig fields
     report: dict = field(default_factory=dict)    # jobs.report's config fields
 
@@ -51,9 +63,18 @@ class PipelineConfig:
             choice(s, STAGES, "stages")
         choice(self.device, DEVICES, "device")
         require(self.workers >= 0, "workers", f"must be >= 0 (got {self.workers})")
+        require(not {"heldout", "invert"} <= set(self.stages), "stages",
+                "can hold heldout or invert, not both: the edit stage edits one of them")
 
     def url(self, stage: str) -> str:
-        return f"{self.root.rstrip('/')}/{ {'sample': 'samples', 'edit': 'edits'}.get(stage, stage) }"
+        return f"{self.root.rstrip('/')}/{FOLDERS.get(stage, stage)}"
+
+    def edit_latents(self) -> str:
+        """The latents the edit stage edits (see the module docstring)."""
+        for stage in ("invert", "heldout"):
+            if stage in self.stages:
+                return self.url(stage)
+        return self.url("sample")
 
 
 def load_config(path: str) -> PipelineConfig:
@@ -85,21 +106,32 @@ def _section(cfg: PipelineConfig, stage: str, shared: dict) -> dict:
 
 
 def stage_configs(cfg: PipelineConfig) -> dict:
-    """{stage: its validated config} for the sample, fit and edit stages."""
+    """{stage: its validated config} for every stage but report (heldout and invert only
+    when they run: invert has no defaults for its images)."""
     from jobs.edit import EditConfig
     from jobs.fit import FitConfig
+    from jobs.invert import InvertConfig
     from jobs.sample import SampleConfig
     actor = {"device": cfg.device, "workers": cfg.workers, "storage": cfg.storage}
     sample = _section(cfg, "sample", dict(actor, model=cfg.model, classifier=cfg.classifier,
                                           out=cfg.url("sample")))
-    fit = _section(cfg, "fit", {"samples": cfg.url("sample"), "out": cfg.url("fit"),
-                                "storage": cfg.storage})
+    configs = {"sample": config_from_dict(SampleConfig, sample, "sample"),
+               "fit": config_from_dict(FitConfig, _section(cfg, "fit", {
+                   "samples": cfg.url("sample"), "out": cfg.url("fit"),
+                   "storage": cfg.storage}), "fit")}
+    if "heldout" in cfg.stages:
+        fresh = {k: v for k, v in sample.items() if k != "count"}
+        fresh.update(seed=configs["sample"].seed + 1, out=cfg.url("heldout"))
+        configs["heldout"] = config_from_dict(SampleConfig, _section(cfg, "heldout", fresh),
+                                              "heldout")
+    if "invert" in cfg.stages:
+        configs["invert"] = config_from_dict(InvertConfig, _section(cfg, "invert", dict(
+            actor, model=cfg.model, out=cfg.url("invert"))), "invert")
     edit = _section(cfg, "edit", dict(actor, model=cfg.model, classifier=cfg.classifier,
-                                      latents=cfg.url("sample"), index=cfg.url("fit"),
+                                      latents=cfg.edit_latents(), index=cfg.url("fit"),
                                       out=cfg.url("edit")))
-    return {"sample": config_from_dict(SampleConfig, sample, "sample"),
-            "fit": config_from_dict(FitConfig, fit, "fit"),
-            "edit": config_from_dict(EditConfig, edit, "edit")}
+    configs["edit"] = config_from_dict(EditConfig, edit, "edit")
+    return configs
 
 
 def run_report_stage(cfg: PipelineConfig) -> object:
@@ -126,10 +158,12 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     """Run the configured stages in order; returns {stage: its result}."""
     from jobs.edit import run_edit
     from jobs.fit import run_fit
+    from jobs.invert import run_invert
     from jobs.sample import run_sample
     cfg.validate()
     configs = stage_configs(cfg)
-    runners = {"sample": run_sample, "fit": run_fit, "edit": run_edit}
+    runners = {"sample": run_sample, "fit": run_fit, "heldout": run_sample,
+               "invert": run_invert, "edit": run_edit}
     results = {}
     for stage in STAGES:
         if stage not in cfg.stages:

@@ -167,7 +167,9 @@ def test_rerunning_a_finished_pipeline_computes_nothing(pipeline_run, capsys):
     ({"sample": {"out": "/elsewhere"}}, "sample.out is set by the pipeline from root"),
     ({"fit": {"fraction": 0.9}}, "fit.fraction must be in (0, 0.5] (got 0.9)"),
     ({"edit": {"mode": "teleport"}}, "edit.mode must be one of shift, to_distance"),
-    ({"stages": ["sample", "paint"]}, "stages must be one of sample, fit, edit, report"),
+    ({"stages": ["sample", "paint"]}, "stages must be one of sample, fit, heldout, invert, edit, report"),
+    ({"stages": ["sample", "heldout", "invert"]}, "stages can hold heldout or invert, not both"),
+    ({"stages": ["invert", "edit"]}, "invert.images must be the URL of an image dataset"),
 ])
 def test_bad_pipeline_config_fails_with_one_sentence(model_files, tmp_path, capsys, change,
                                                      message):
