@@ -68,7 +68,7 @@ def label_run(ray_cluster, model_files, tmp_path_factory):
         ("gray16", pil_bytes(gray16), None),
         ("truncated_jpeg", pil_bytes(rgb[2], "JPEG")[:60], "cannot decode image"),
         ("jpeg", pil_bytes(rgb[3], "JPEG"), None),
-        ("wrong_size", pil_bytes(np.zeros((2 * R, 2 * R, 3), np.uint8)), f"image is 16x16"),
+        ("wrong_size", pil_bytes(np.zeros((2 * R, 2 * R, 3), np.uint8)), "image is 16x16"),
         ("not_an_image", b"GIF89a but no", "cannot decode image"),
     ]
     src = tmp_path_factory.mktemp("bad") / "images"

@@ -12,7 +12,7 @@ from PIL import Image
 
 from jobs import storage
 from jobs.cli import main
-from test_jobs_invert import inverted, run, write_inputs  # noqa: F401  (fixture, helpers)
+from test_jobs_invert import inverted  # noqa: F401  (the module-scoped fixture)
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 COUNT, PER_PART = 48, 16
 
 
-def data(out) -> "pa.Table":
+def data(out):
     return storage.read_table(os.path.join(str(out), "data")).sort_by("sample_id")
 
 

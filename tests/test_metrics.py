@@ -5,8 +5,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from conftest import tiny_classifier_module, tiny_generator
 from gankit import metrics

@@ -1,7 +1,6 @@
 """The pipeline's optional stages on the session's Ray cluster: `heldout` (the edits are
 made on fresh samples the fit never saw) and `invert` (real images inverted, then edited,
 in one config)."""
-import io
 
 import numpy as np
 import pyarrow as pa

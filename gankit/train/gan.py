@@ -15,7 +15,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 

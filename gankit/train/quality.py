@@ -13,7 +13,6 @@ import time
 import numpy as np
 import torch
 
-from gankit import toyfaces
 from gankit.images import make_grid, save_png, to_uint8, upscale
 from gankit.metrics import frechet_distance
 from gankit.train.classifier import predict_logits
