@@ -3,6 +3,7 @@
 Generators: 'toy' (bundled) or any checkpoint path gankit.checkpoints reads.
 Classifiers: 'toy' (bundled), a TorchScript file (`.pt`/`.pth`/`.ts`), a native gankit
 classifier (`.safetensors` + `.json`), or a Python entry point 'package.module:factory'.
+Encoders: 'toy' (the bundled W+ encoder of the toy generator) or a native encoder directory.
 Every classifier maps images [N, 3, H, W] in [-1, 1] to logits [N, A] and has
 `attribute_names`.
 """
@@ -19,6 +20,7 @@ from torch import nn
 ASSETS = Path(__file__).parent / "assets"
 TOY_GENERATOR = ASSETS / "toy_generator"  # native format: config.json + model.safetensors
 TOY_CLASSIFIER = ASSETS / "toy_classifier.safetensors"
+TOY_ENCODER = ASSETS / "toy_encoder"      # native format: config.json + model.safetensors
 
 
 def load_generator(spec: str, device: str = "cpu") -> nn.Module:
@@ -78,3 +80,11 @@ def load_classifier(spec: str, device: str = "cpu", attribute_names=None) -> nn.
     module = torch.jit.load(spec, map_location=device)
     names = scripted_attribute_names(module, spec, attribute_names)
     return ScriptedClassifier(module, names).to(device).eval()
+
+
+def load_encoder(spec: str, device: str = "cpu") -> nn.Module:
+    """A W+ encoder: 'toy' (bundled, for the toy generator) or a native encoder directory."""
+    from gankit.models.encoder import load_encoder as load_dir
+    if spec == "toy" and not TOY_ENCODER.exists():
+        raise FileNotFoundError(f"the bundled toy encoder is missing at {TOY_ENCODER}")
+    return load_dir(TOY_ENCODER if spec == "toy" else spec, device=device)

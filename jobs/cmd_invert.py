@@ -11,7 +11,9 @@ def register(subparsers) -> None:
     p.add_argument("--images", required=True, help="input dataset URL (image + image_id columns)")
     p.add_argument("--out", required=True, help="output URL: a local path or s3://...")
     p.add_argument("--space", default="w", help="w or wp (W+)")
-    p.add_argument("--steps", type=int, default=1000, help="optimisation steps per image")
+    add_mode_arguments(p)
+    p.add_argument("--steps", type=int, default=1000, help="optimisation steps per image "
+                   "(K refinement steps in hybrid; ignored in encode)")
     p.add_argument("--feature-net", default=None,
                    help="perceptual features: 'toy', NVIDIA's vgg16.pt, or a TorchScript file")
     p.add_argument("--mse-weight", type=float, default=1.0)
@@ -31,12 +33,20 @@ def register(subparsers) -> None:
     register_eval(subparsers)
 
 
+def add_mode_arguments(p) -> None:
+    p.add_argument("--mode", default="optimize", choices=("optimize", "encode", "hybrid"),
+                   help="optimize: from w_avg; encode: the encoder's w+ (0 steps, needs "
+                   "--space wp); hybrid: the encoder's w+ refined by --steps steps")
+    p.add_argument("--encoder", default=None, help="W+ encoder for encode/hybrid: 'toy' or "
+                   "a native encoder directory (default 'toy' with the toy model)")
+
+
 def cmd_invert(args) -> None:
     from jobs.invert import InvertConfig, run_invert
     from jobs.runtime import config_from_dict
     run_invert(config_from_dict(InvertConfig, dict(
         model=args.model, images=args.images, out=args.out, space=args.space,
-        steps=args.steps, feature_net=args.feature_net, mse_weight=args.mse_weight,
+        mode=args.mode, encoder=args.encoder, steps=args.steps, feature_net=args.feature_net, mse_weight=args.mse_weight,
         perceptual_weight=args.perceptual_weight, optimize_noise=not args.no_noise,
         early_stop_loss=args.early_stop_loss, seed=args.seed, save_noise=args.save_noise,
         keep_target=args.keep_target, image_column=args.image_column,
@@ -59,6 +69,7 @@ def register_eval(subparsers) -> None:
     p.add_argument("--n", type=int, default=16, help="faces (negatives for the attribute)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--space", default="w")
+    add_mode_arguments(p)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--feature-net", default="toy")
     p.add_argument("--mse-weight", type=float, default=1.0)
@@ -73,12 +84,15 @@ def cmd_eval(args) -> None:
     from gankit.boundaries import Boundary
     from gankit.inversion import InversionConfig
     from gankit.perceptual import load_feature_net
+    cfg = InversionConfig(space=args.space, mode=args.mode, steps=args.steps,
+                          mse_weight=args.mse_weight, perceptual_weight=args.perceptual_weight)
+    cfg.validate()
+    G = zoo.load_generator("toy").eval()
+    E = zoo.load_encoder(args.encoder or "toy") if args.mode != "optimize" else None
     figures = eval_inversion(
-        zoo.load_generator("toy").eval(), zoo.load_classifier("toy").eval(),
-        Boundary.load(args.boundary), args.attribute, InversionConfig(
-            space=args.space, steps=args.steps, mse_weight=args.mse_weight,
-            perceptual_weight=args.perceptual_weight), args.n, args.seed, args.strength,
-        load_feature_net(args.feature_net) if args.feature_net else None, args.value)
+        G, zoo.load_classifier("toy").eval(), Boundary.load(args.boundary), args.attribute,
+        cfg, args.n, args.seed, args.strength,
+        load_feature_net(args.feature_net) if args.feature_net else None, args.value, encoder=E)
     text = json.dumps(figures, indent=2)
     print(text)
     if args.out:
@@ -87,7 +101,7 @@ def cmd_eval(args) -> None:
 
 
 def eval_inversion(G, classifier, boundary, attribute: str, cfg, n: int = 16, seed: int = 0,
-                   strength: float = 3.0, feature_net=None, value=None) -> dict:
+                   strength: float = 3.0, feature_net=None, value=None, encoder=None) -> dict:
     """Render n toy faces negative for `attribute`, invert them (cfg), move each latent to
     signed distance `strength` of `boundary`, and compare the edited render with the
     renderer's counterfactual (the same faces with the attribute's factor set to `value`):
@@ -95,13 +109,15 @@ def eval_inversion(G, classifier, boundary, attribute: str, cfg, n: int = 16, se
       others_kept    other attributes: classifier label of the edit == true label
       cf_flip_rate / cf_others_kept   the same on the counterfactual render (the ceiling)
       edit_mse / edit_feature         edited render vs counterfactual render
-      recon_mse / recon_psnr          inversion error (reconstruction vs input)."""
+      recon_mse / recon_psnr          inversion error (reconstruction vs input)
+      recon_feature                   feature distance reconstruction vs input (with a net)
+    `encoder` gives init_ws for cfg.mode 'encode' / 'hybrid'."""
     import numpy as np
     import torch
     from gankit import toyfaces
     from gankit.editing import edit
     from gankit.images import from_uint8
-    from gankit.inversion import invert, pixel_mse, psnr
+    from gankit.inversion import invert, pixel_mse
     names = list(classifier.attribute_names)
     if attribute not in names or attribute not in toyfaces.ATTRIBUTE_NAMES:
         raise ValueError(f"attribute {attribute!r} is not a toy attribute of the classifier")
@@ -114,7 +130,13 @@ def eval_inversion(G, classifier, boundary, attribute: str, cfg, n: int = 16, se
     res = G.img_resolution
     x = from_uint8(toyfaces.render(f, res))                             # [n, 3, R, R]
     x_cf = from_uint8(toyfaces.render(cf, res))
-    inv = invert(G, x, cfg, feature_net=feature_net)
+    init = None
+    if cfg.mode != "optimize":
+        if encoder is None:
+            raise ValueError(f"mode {cfg.mode!r} needs an encoder")
+        with torch.no_grad():
+            init = encoder(x)                                           # [n, num_ws, w_dim]
+    inv = invert(G, x, cfg, feature_net=feature_net, init_ws=init)
     ws = edit(inv.ws, boundary, strength, "to_distance",
               layers=None if cfg.space == "w" else (0, G.num_ws))       # [n, num_ws, w_dim]
     with torch.no_grad():
@@ -129,10 +151,22 @@ def eval_inversion(G, classifier, boundary, attribute: str, cfg, n: int = 16, se
             dist = float(feature_net.distance(feature_net.features(x_edit),
                                               feature_net.features(x_cf)).mean())
     return {"attribute": attribute, "faces": int(len(keep)), "space": cfg.space,
-            "steps": cfg.steps, "strength": strength,
+            "mode": cfg.mode, "steps": 0 if cfg.mode == "encode" else cfg.steps,
+            "strength": strength,
             "flip_rate": float(pred_edit[:, t].mean()),
             "others_kept": float((pred_edit[:, others] == truth[:, others]).mean()),
             "cf_flip_rate": float(pred_cf[:, t].mean()),
             "cf_others_kept": float((pred_cf[:, others] == truth[:, others]).mean()),
             "edit_mse": float(pixel_mse(x_edit, x_cf).mean()), "edit_feature": dist,
-            "recon_mse": float(inv.mse.mean()), "recon_psnr": float(inv.psnr.mean())}
+            "recon_mse": float(inv.mse.mean()), "recon_psnr": float(inv.psnr.mean()),
+            "recon_feature": recon_feature(inv, x, feature_net)}
+
+
+def recon_feature(inv, x, feature_net):
+    """Mean feature distance reconstruction vs input (None without a feature net)."""
+    import torch
+    if feature_net is None:
+        return None
+    with torch.no_grad():
+        return float(feature_net.distance(feature_net.features(inv.reconstruction),
+                                          feature_net.features(x)).mean())

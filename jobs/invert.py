@@ -1,4 +1,5 @@
-"""The invert stage: project real images into a generator's W / W+ by batched optimisation.
+"""The invert stage: project real images into a generator's W / W+ by batched optimisation,
+a W+ encoder, or both (mode 'optimize' | 'encode' | 'hybrid', gankit.inversion's modes).
 
 Input: Parquet files with an image column (struct {bytes, path}, PNG or JPEG) and an id column
 (`image_id`, or `sample_id`): a gankit dataset (`part-XXXXX.parquet`) or any directory of
@@ -12,7 +13,7 @@ Input: Parquet files with an image column (struct {bytes, path}, PNG or JPEG) an
     target          struct<bytes, path> PNG of the prepared input, if `keep_target`
     mse, psnr, ssim, perceptual, loss  float32 per image (gankit.inversion's definitions;
                     perceptual is null without a feature net)
-    steps           int32 optimisation steps run (fewer with early stop)
+    steps           int32 optimisation steps run (fewer with early stop; 0 in 'encode')
 
 The columns `w`/`wp` + the id are what `gankit edit` reads, so "invert then edit" works.
 Note: edit renders with G's const noise; the stored `noise` reproduces the reconstruction.
@@ -25,7 +26,8 @@ goes on.
 
 Determinism: the images of a part are inverted in batches of exactly `batch_size` input rows
 aligned to the part's first row (bad rows left out), and image i's randomness comes from
-(seed, global row i): the output is the same whatever the worker count or restarts.
+(seed, global row i): the output is the same whatever the worker count or restarts. The
+encoder (modes encode/hybrid) runs on the same aligned batches, so its outputs are too.
 `batch_size` is part of the job's identity because batched kernels round differently.
 """
 from __future__ import annotations
@@ -52,6 +54,11 @@ class InvertConfig:
     out: str = ""                      # output URL
     model: str = "toy"                 # generator: 'toy' or a checkpoint path
     space: str = "w"                   # 'w' or 'wp' (W+)
+    mode: str = "optimize"             # 'optimize' (from w_avg), 'encode' (encoder only, 0
+                                       # steps, needs space 'wp'), 'hybrid' (encoder output
+                                       # refined by `steps` steps; in 'w' from its layer mean)
+    encoder: Optional[str] = None      # 'toy' or a native encoder directory; None = 'toy'
+                                       # for the toy model (required otherwise) in encode/hybrid
     steps: int = 1000                  # optimisation steps per image (NVIDIA: 1000)
     feature_net: Optional[str] = None  # 'toy', NVIDIA's vgg16.pt, any TorchScript file,
                                        # None = pixel MSE only
@@ -78,6 +85,13 @@ class InvertConfig:
         require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
         require(bool(self.model), "model", "must name a generator ('toy' or a path)")
         choice(self.space, ("w", "wp"), "space")
+        choice(self.mode, ("optimize", "encode", "hybrid"), "mode")
+        require(self.mode != "encode" or self.space == "wp", "space",
+                "must be 'wp' with mode 'encode': the encoder outputs W+ latents (use mode "
+                "'hybrid' to start a W optimisation from their layer mean)")
+        require(self.mode == "optimize" or self.encoder_spec() is not None, "encoder",
+                f"must name an encoder directory for mode {self.mode!r} with a model other "
+                f"than 'toy'")
         require(self.steps >= 0, "steps", f"must be >= 0 (got {self.steps})")
         require(self.mse_weight > 0 or bool(self.feature_net), "mse_weight",
                 "must be > 0 when no feature_net is given (the loss would be empty)")
@@ -86,15 +100,21 @@ class InvertConfig:
         runtime.validate_actor_fields(self)
 
     def identity(self) -> dict:
-        keys = ("images", "model", "space", "steps", "feature_net", "mse_weight",
+        keys = ("images", "model", "space", "mode", "encoder", "steps", "feature_net", "mse_weight",
                 "perceptual_weight", "optimize_noise", "noise_reg_weight", "lr",
                 "early_stop_loss", "seed", "save_noise", "keep_target", "image_column",
                 "id_column", "max_aspect", "batch_size")
         return {k: getattr(self, k) for k in keys}
 
+    def encoder_spec(self) -> Optional[str]:
+        """The encoder to load (None in mode 'optimize')."""
+        if self.mode == "optimize":
+            return None
+        return self.encoder or ("toy" if self.model == "toy" else None)
+
     def inversion(self):
         from gankit.inversion import InversionConfig
-        return InversionConfig(space=self.space, steps=self.steps, lr=self.lr,
+        return InversionConfig(space=self.space, mode=self.mode, steps=self.steps, lr=self.lr,
                                optimize_noise=self.optimize_noise,
                                noise_reg_weight=self.noise_reg_weight,
                                mse_weight=self.mse_weight,
@@ -123,6 +143,18 @@ def prepare_rows(items: list, resolution: int, max_aspect: float) -> tuple:
             bad[j] = str(e)
     u8 = np.stack(good) if good else np.zeros((0, resolution, resolution, 3), np.uint8)
     return u8, rows, bad
+
+
+def load_encoder_for(cfg: InvertConfig, G, device: str):
+    """The configured encoder on `device` (None in mode 'optimize'), checked against G."""
+    from gankit import zoo
+    from gankit.models.encoder import check_compatible
+    spec = cfg.encoder_spec()
+    if spec is None:
+        return None
+    E = zoo.load_encoder(spec, device=device)
+    check_compatible(E, G)
+    return E
 
 
 def invert_schema(cfg: InvertConfig, G, id_field: pa.Field) -> pa.Schema:
@@ -155,7 +187,7 @@ def noise_from_column(flat: np.ndarray, field: pa.Field) -> list:
 
 
 class Inverter(PartWorker):
-    """Ray Data callable: loads G + feature net once, then inverts whole parts."""
+    """Ray Data callable: loads G (+ encoder) + feature net once, then inverts whole parts."""
 
     job = "invert"
 
@@ -174,7 +206,9 @@ class Inverter(PartWorker):
         self.G, _ = load_models(self.cfg.model, None, self.device)
         self.net = load_feature_net(self.cfg.feature_net, self.device) \
             if self.cfg.feature_net else None
-        self.w_std = w_stats(self.G, self.cfg.inversion().w_avg_samples)[1]
+        self.E = load_encoder_for(self.cfg, self.G, self.device)
+        self.w_std = w_stats(self.G, self.cfg.inversion().w_avg_samples)[1] \
+            if self.cfg.mode != "encode" else None
 
     def write_part(self, spec: PartSpec) -> dict:
         from gankit.data import ID_COLUMNS
@@ -198,6 +232,7 @@ class Inverter(PartWorker):
 
     def invert_batch(self, table: pa.Table, start: int, schema: pa.Schema) -> tuple:
         """Rows [start, start + n) of the job -> (table of good rows, error records)."""
+        import torch
         from gankit.images import from_uint8
         from gankit.inversion import invert
         items = table.column(self.cfg.image_column).to_pylist()
@@ -206,8 +241,13 @@ class Inverter(PartWorker):
         errors = [{"id": ids[j], "stage": "invert", "reason": r} for j, r in sorted(bad.items())]
         if not rows:
             return schema.empty_table(), errors
-        res = invert(self.G, from_uint8(u8).to(self.device), self.cfg.inversion(),
-                     feature_net=self.net, indices=[start + j for j in rows], w_std=self.w_std)
+        x = from_uint8(u8).to(self.device)                              # [n, 3, R, R]
+        init = None
+        if self.E is not None:
+            with torch.no_grad():
+                init = self.E(x)                                        # [n, num_ws, w_dim]
+        res = invert(self.G, x, self.cfg.inversion(), feature_net=self.net, init_ws=init,
+                     indices=[start + j for j in rows], w_std=self.w_std)
         return self.rows_table(schema, [ids[j] for j in rows], res, u8), errors
 
     def rows_table(self, schema: pa.Schema, ids: list, res, u8: np.ndarray) -> pa.Table:
@@ -245,6 +285,8 @@ def run_invert(cfg: InvertConfig) -> dict:
         path = cfg.feature_net.split(":", 1)[1] if cfg.feature_net.startswith(
             ("lpips:", "script:")) else cfg.feature_net
         runtime.check_model("feature_net", path, "feature net")
+    if cfg.encoder_spec() not in (None, "toy"):
+        runtime.check_model("encoder", cfg.encoder_spec(), "encoder")
     src = storage.open_store(cfg.images, cfg.storage)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     parts, schema, plan, start = plan_image_inputs(src, cfg.image_column, cfg.images)

@@ -196,3 +196,18 @@ def test_lpips_file_is_called_like_nvidia_projector(tmp_path):
     assert float(f[0, 1]) == pytest.approx((255 + 3 * 127.5) / 4, rel=1e-5)
     small = net.features(torch.ones(1, 3, 64, 64))
     assert small[0, 2] == 64 and float(small[0, 1]) == pytest.approx(255)
+
+
+def test_encode_returns_init_ws_and_hybrid_in_w_starts_from_their_layer_mean(G, targets):
+    imgs, ws = targets
+    init = ws + torch.randn(ws.shape, generator=torch.Generator().manual_seed(2))
+    enc = invert(G, imgs, small_cfg(mode="encode", space="wp", steps=40), init_ws=init)
+    assert torch.equal(enc.ws, init) and (enc.steps == 0).all() and enc.noises is None
+    assert torch.equal(enc.reconstruction, reconstruct(G, init))   # G's const noise
+    hyb = invert(G, imgs, small_cfg(mode="hybrid", space="w", steps=0, optimize_noise=False),
+                 init_ws=init)
+    assert torch.allclose(hyb.ws, init.mean(dim=1, keepdim=True).expand_as(init))
+    with pytest.raises(ValueError, match="needs space 'wp'"):
+        invert(G, imgs, small_cfg(mode="encode", space="w"), init_ws=init)
+    with pytest.raises(ValueError, match="init_ws"):
+        invert(G, imgs, small_cfg(mode="encode", space="wp"))

@@ -164,3 +164,79 @@ def test_eval_inversion_figures(tmp_path):
         assert 0 <= fig[k] <= 1
     assert fig["cf_flip_rate"] == 1.0
     assert fig["edit_mse"] > 0 and fig["edit_feature"] > 0 and fig["recon_psnr"] > 0
+
+
+# ----------------------------------------------------------------------------------------
+# Modes encode / hybrid with the shipped toy encoder (the actors hold it next to G)
+
+
+def prepared_targets(t):  # -> [n, 3, H, W] in [-1, 1]
+    from gankit.images import from_uint8
+    return from_uint8(np.stack([np.asarray(Image.open(io.BytesIO(r["bytes"])))
+                                for r in t.column("target").to_pylist()]))
+
+
+def test_encode_mode_stores_the_encoders_output(inverted, tmp_path):
+    import torch
+    from gankit import zoo
+    root, good = inverted
+    out = tmp_path / "encode"
+    assert run(root / "images", out, "--mode", "encode", "--space", "wp", "--keep-target") == 0
+    t = storage.read_table(str(out)).sort_by("image_id")
+    assert sorted(t.column("image_id").to_pylist()) == sorted(good)
+    assert (np.asarray(t.column("steps").to_pylist()) == 0).all()
+    E = zoo.load_encoder("toy")
+    with torch.no_grad():
+        expected = E(prepared_targets(t)).reshape(t.num_rows, -1).numpy()
+    wp = np.asarray(t.column("wp").to_pylist(), dtype=np.float32)
+    # batches of 2 in the job vs one batch here: float rounding only
+    assert np.allclose(wp, expected, atol=1e-4, rtol=0)
+    assert np.isfinite(np.asarray(t.column("psnr").to_pylist(), dtype=np.float64)).all()
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["config"]["mode"] == "encode"
+
+
+def test_hybrid_mode_refines_the_encoders_output(inverted, tmp_path):
+    root, good = inverted
+    enc, hyb = tmp_path / "encode", tmp_path / "hybrid"
+    assert run(root / "images", enc, "--mode", "encode", "--space", "wp") == 0
+    assert run(root / "images", hyb, "--mode", "hybrid", "--space", "wp") == 0
+    e = storage.read_table(str(enc)).sort_by("image_id")
+    h = storage.read_table(str(hyb)).sort_by("image_id")
+    assert (np.asarray(h.column("steps").to_pylist()) == STEPS).all()
+    loss_e = np.asarray(e.column("loss").to_pylist())
+    loss_h = np.asarray(h.column("loss").to_pylist())
+    assert loss_h.mean() < loss_e.mean()          # K steps of refinement lower the loss
+
+
+def test_bad_mode_combinations_fail_with_one_sentence(inverted, tmp_path, capsys):
+    root, _ = inverted
+    assert run(root / "images", tmp_path / "x", "--mode", "encode", "--space", "w") == 2
+    err = capsys.readouterr().err
+    assert "space" in err and "wp" in err
+    assert run(root / "images", tmp_path / "y", "--mode", "hybrid", "--model",
+               str(tmp_path / "nowhere")) == 2
+    assert "encoder" in capsys.readouterr().err
+    assert run(root / "images", tmp_path / "z", "--mode", "hybrid", "--encoder",
+               str(tmp_path / "no-encoder")) == 2
+    assert "no encoder at" in capsys.readouterr().err
+
+
+def test_eval_inversion_per_mode(tmp_path):
+    """eval-inversion with --mode encode / hybrid uses the toy encoder (2 faces)."""
+    from gankit.boundaries import Boundary
+    normal = np.random.default_rng(1).normal(size=128).astype(np.float32)
+    b_path = tmp_path / "b.npz"
+    Boundary("smile", "w", normal / np.linalg.norm(normal), 0.0).save(str(b_path))
+    figs = {}
+    for mode in ("encode", "hybrid"):
+        out = tmp_path / f"{mode}.json"
+        assert main(["eval-inversion", "--boundary", str(b_path), "--attribute", "smile",
+                     "--n", "2", "--steps", "3", "--space", "wp", "--mode", mode,
+                     "--out", str(out)]) == 0
+        figs[mode] = json.loads(out.read_text())
+    assert figs["encode"]["mode"] == "encode" and figs["encode"]["steps"] == 0
+    assert figs["hybrid"]["steps"] == 3
+    assert figs["hybrid"]["recon_feature"] is not None
+    assert main(["eval-inversion", "--boundary", str(b_path), "--attribute", "smile",
+                 "--n", "2", "--mode", "encode", "--space", "w"]) == 2
