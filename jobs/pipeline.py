@@ -37,13 +37,14 @@ from jobs.runtime import DEVICES, ConfigError, choice, config_from_dict, require
 STAGES = ("sample", "fit", "heldout", "invert", "edit", "report")
 WIRED = {"sample": ("out",), "fit": ("samples", "out"), "heldout": ("out",),
          "invert": ("out",), "edit": ("index", "out")}
+DEFAULT_STAGES = ("sample", "fit", "edit", "report")
 FOLDERS = {"sample": "samples", "edit": "edits", "invert": "inverted"}
 
 
 @dataclass
 class PipelineConfig:
     root: str = ""                     # output root URL; stages write to root/<stage>/
-    stages: list = field(default_factory=lambda: list(STAGES))  # which stages to run
+    stages: list = field(default_factory=lambda: list(DEFAULT_STAGES))  # stages to run
     model: str = "toy"                 # generator for sample and edit
     classifier: str = "toy"            # classifier for sample labels and edit rescoring
     device: str = "auto"               # 'auto', 'cuda' or 'cpu' for the actor stages
