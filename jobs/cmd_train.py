@@ -46,8 +46,6 @@ def register(subparsers) -> None:
         p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
 
 
-
-
 @dataclass
 class TrainEncoderConfig:
     model: str = "toy"                 # generator: 'toy' or a checkpoint path
