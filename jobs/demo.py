@@ -10,8 +10,9 @@
                samples beside toy renders and their true labels; SeFa and PCA directions)
 
 Steps 1-2 run through jobs.pipeline.run_pipeline; its config is written to
-DIR/demo_config.yaml (`gankit run DIR/demo_config.yaml` redoes them; a pipeline's edit stage
-edits the first rows of its own samples, so the held-out set is the demo's addition).
+DIR/demo_config.yaml (`gankit run DIR/demo_config.yaml` redoes them). Steps 3-4 are what a
+pipeline with `stages: [sample, fit, heldout, edit]` does; the demo runs them itself because
+it edits along every W boundary in both modes and keeps the originals for the report.
 Every step resumes: rerunning the demo over the same DIR recomputes nothing already done.
 
 Edit strength: d = 3 in W signed distance (|n| = 1). The held-out samples' distances to the
