@@ -394,10 +394,11 @@ def run_edit(cfg: EditConfig) -> dict:
     identity = {"latents": cfg.latents, "boundaries": [n for n, _ in boundaries],
                 "geometry": fingerprint(boundaries), "strengths": list(cfg.strengths),
                 "mode": cfg.mode, "layers": cfg.layers, "count": cfg.count,
-                "keep_original": cfg.keep_original, "keep_input": cfg.keep_input,
-                "stored_noise": cfg.stored_noise and "noise" in schema.names,
-                "model": cfg.model,
+                "keep_original": cfg.keep_original, "model": cfg.model,
                 "classifier": cfg.classifier, "truncation": list(truncation),
                 "micro_batch": cfg.micro_batch}
+    # added later, so they join the identity only when on: older outputs still resume
+    identity.update({k: True for k, on in (("keep_input", cfg.keep_input), ("stored_noise",
+                     cfg.stored_noise and "noise" in schema.names)) if on})
     return runtime.run_parts("edit", out, plan, Editor, kwargs, identity, public_config(cfg),
                              actors)

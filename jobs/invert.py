@@ -100,11 +100,14 @@ class InvertConfig:
         runtime.validate_actor_fields(self)
 
     def identity(self) -> dict:
-        keys = ("images", "model", "space", "mode", "encoder", "steps", "feature_net", "mse_weight",
+        keys = ("images", "model", "space", "steps", "feature_net", "mse_weight",
                 "perceptual_weight", "optimize_noise", "noise_reg_weight", "lr",
                 "early_stop_loss", "seed", "save_noise", "keep_target", "image_column",
                 "id_column", "max_aspect", "batch_size")
-        return {k: getattr(self, k) for k in keys}
+        ident = {k: getattr(self, k) for k in keys}
+        if self.mode != "optimize":   # added later: outputs of the optimize mode still resume
+            ident.update(mode=self.mode, encoder=self.encoder_spec())
+        return ident
 
     def encoder_spec(self) -> Optional[str]:
         """The encoder to load (None in mode 'optimize')."""

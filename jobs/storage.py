@@ -435,8 +435,9 @@ def check_identity(store: Store, job: str, identity: dict) -> Optional[dict]:
     if old.get("job") != job:
         raise ValueError(f"{store.url} holds the output of a '{old.get('job')}' job, "
                          f"not '{job}': choose another output location")
-    for key, value in identity.items():
-        before = old.get("identity", {}).get(key)
+    recorded = old.get("identity", {})
+    for key in {**recorded, **identity}:     # a key on one side only counts as None there
+        before, value = recorded.get(key), identity.get(key)
         if json.loads(json.dumps(before, default=str)) != json.loads(json.dumps(value, default=str)):
             raise ValueError(f"{store.url} was written with {key}={before!r}, this job has "
                              f"{key}={value!r}: rows would not match; use another output location")

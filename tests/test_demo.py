@@ -14,7 +14,8 @@ def demo_run(ray_cluster, tmp_path_factory):
     from jobs.demo import DemoConfig, run_demo
     out = tmp_path_factory.mktemp("demo")
     cfg = DemoConfig(out=str(out), count=1200, heldout=12, rows_per_part=600, workers=2,
-                     ppl_samples=20, directions=3, direction_samples=4)
+                     ppl_samples=20, directions=3, direction_samples=4, inversion_faces=2,
+                     inversion_steps=4)
     return out, run_demo(cfg)
 
 
@@ -66,6 +67,19 @@ def test_report_json_has_separability_ppl_and_directions(demo_run):
     page = (out / "report" / "report.html").read_text()
     assert "Separability and path length (Z vs W)" in page and "Directions (SeFa)" in page
     assert dirs[0]["name"] in page
+
+
+def test_inversion_per_mode_is_in_the_report(demo_run):
+    out, report = demo_run
+    runs = report["inversion"]
+    assert [(r["mode"], r["space"], r["steps"]) for r in runs] == [
+        ("optimize", "w", 4), ("optimize", "wp", 4), ("encode", "wp", 0), ("hybrid", "wp", 2)]
+    for r in runs:
+        assert r["faces"] == 2 and r["attribute"] == "eyeglasses"
+        assert 0 <= r["flip_rate"] <= 1 and r["recon_psnr"] > 0 and r["edit_mse"] > 0
+    assert json.loads((out / "inversion.json").read_text())[2]["mode"] == "encode"
+    page = (out / "report" / "report.html").read_text()
+    assert "Inversion quality" in page and "hybrid" in page
 
 
 def test_report_files_exist_and_the_page_embeds_them(demo_run):

@@ -86,6 +86,14 @@ def test_manifest_and_identity_check(tmp_path):
         storage.check_identity(store, "sample", {"seed": 2})
     with pytest.raises(ValueError, match="output of a 'sample' job"):
         storage.check_identity(store, "edit", {"seed": 1})
+    # a key a later version adds (and sets only when on) leaves older outputs resumable,
+    # but a key the output has and this job lacks is a difference too
+    with pytest.raises(ValueError, match=r"written with mode=None, this job has mode='hybrid'"):
+        storage.check_identity(store, "sample", {"seed": 1, "mode": "hybrid"})
+    storage.write_manifest(store, "sample", {"seed": 1, "mode": "hybrid"}, {}, plan, metas,
+                           table(0, 1).schema, [run], complete=True)
+    with pytest.raises(ValueError, match=r"written with mode='hybrid', this job has mode=None"):
+        storage.check_identity(store, "sample", {"seed": 1})
 
 
 def test_bad_url_fails_with_one_sentence():
