@@ -134,7 +134,7 @@ def latent_metrics(cfg: DemoConfig) -> dict:
     directions itself, with their grids.)"""
     from gankit import metrics
     from jobs import storage
-    from jobs.metrics import sample_latents
+    from jobs.metrics import MetricsConfig, separability
     from jobs.sample import load_models
     root = cfg.out.rstrip("/")
     store = storage.open_store(root)
@@ -145,13 +145,12 @@ def latent_metrics(cfg: DemoConfig) -> dict:
         if cached.get("settings") == key:
             return cached
     out = {"settings": key}
-    if cfg.separability_rows:
-        z, w, logits, names = sample_latents(f"{root}/samples", cfg.separability_rows)
-        out["separability"] = {s: metrics.linear_separability(x, logits, seed=cfg.seed,
-                                                               attribute_names=names)
-                               for s, x in (("z", z), ("w", w))}
-    G, C = load_models("toy", "toy", "cpu")
+    if cfg.separability_rows:     # the metrics job's step, on the demo's own samples
+        out["separability"] = separability(MetricsConfig(
+            out=root, samples=f"{root}/samples", separability_rows=cfg.separability_rows,
+            seed=cfg.seed))
     if cfg.ppl_samples:
+        G, C = load_models("toy", "toy", "cpu")
         dist = metrics.feature_distance(C.features)
         out["ppl"] = {s: metrics.perceptual_path_length(
             G, dist, n=cfg.ppl_samples, space=s, sampling="full", batch_size=100,
