@@ -50,6 +50,42 @@ def test_gan_resume_is_exact(tmp_path):
     assert a.nimg == b.nimg == 12
 
 
+def tiny_classifier(names=("bright", "red")) -> AttributeClassifier:
+    torch.manual_seed(0)
+    return AttributeClassifier(ClassifierConfig(attribute_names=list(names), resolution=8,
+                                                widths=(4,), feature_dim=8)).eval()
+
+
+def test_linear_attr_term_fits_head_and_resumes_exactly(tmp_path):
+    cfg = tiny_gan_config(linear_attr_weight=1.0, linear_attr_interval=1)
+    with pytest.raises(ValueError, match="needs an attribute classifier"):
+        GanTrainer(cfg)
+    reals = torch.rand(4, 3, 8, 8) * 2 - 1
+    a = GanTrainer(cfg, tiny_classifier())
+    head0 = a.attr_head.weight.detach().clone()                        # [A, w_dim]
+    a.step(reals)
+    assert a.attr_head.weight.shape == (2, 8) and not torch.equal(head0, a.attr_head.weight)
+    path = str(tmp_path / "training.pt")
+    save_training_state(a, path)
+    a.step(reals)
+    b = GanTrainer(tiny_gan_config(linear_attr_weight=1.0, linear_attr_interval=1, seed=5),
+                   tiny_classifier())
+    load_training_state(b, path)
+    b.step(reals)
+    assert torch.equal(a.attr_head.weight, b.attr_head.weight)
+    for pa, pb in zip(a.G_ema.state_dict().values(), b.G_ema.state_dict().values()):
+        assert torch.equal(pa, pb)
+
+
+def test_state_without_head_resumes_with_linear_attr_term(tmp_path):
+    plain = GanTrainer(tiny_gan_config())
+    path = str(tmp_path / "training.pt")
+    save_training_state(plain, path)
+    t = GanTrainer(tiny_gan_config(linear_attr_weight=1.0), tiny_classifier())
+    load_training_state(t, path)
+    assert torch.equal(t.G.mapping.w_avg, plain.G.mapping.w_avg) and t.attr_head is not None
+
+
 def test_classifier_learns_a_visible_attribute(tmp_path):
     rng = np.random.default_rng(0)
     bright = rng.random(400) < 0.5

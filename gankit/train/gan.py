@@ -5,6 +5,13 @@ regularisation (every `r1_interval` minibatches, scaled by the interval), option
 length regularisation, style mixing, and an exponential moving average G_ema whose
 half-life ramps up with the images seen. Adam's lr and betas are corrected for lazy
 regularisation as in the paper (Appendix B).
+
+One term is ours, off by default: the attribute-linearity term (`linear_attr_weight`). A
+linear head on w is trained to predict a frozen attribute classifier's probabilities of G(w),
+and G is trained, through the classifier, towards the head's prediction, so every attribute
+becomes a linear function of w. The toy recipe uses it: on the toy world plain StyleGAN2
+training folds yaw and skin tone in W (a linear SVM on w gets 0.7, an MLP 0.95), and a W
+where attributes are linear is what the boundary pipeline assumes of large models.
 """
 from __future__ import annotations
 
@@ -34,6 +41,8 @@ class GanTrainConfig:
     pl_weight: float = 0.0            # path length regularisation weight, 0 = off (paper: 2)
     pl_interval: int = 4
     style_mixing_prob: float = 0.9    # share of G minibatches with two ws mixed at a random layer
+    linear_attr_weight: float = 0.0   # attribute-linearity term (needs a classifier), 0 = off
+    linear_attr_interval: int = 4
     ema_kimg: float = 10.0            # G_ema half-life in thousands of images
     ema_rampup: float = 0.05          # half-life at most this share of the images seen so far
     total_kimg: float = 1000.0        # stop after this many thousand real images
@@ -51,7 +60,7 @@ def adam_for(params, cfg: GanTrainConfig, reg_interval: int) -> torch.optim.Adam
 class GanTrainer:
     """Holds G, D, G_ema, the optimisers and the counters; `step(reals)` trains one minibatch."""
 
-    def __init__(self, cfg: GanTrainConfig):
+    def __init__(self, cfg: GanTrainConfig, classifier: Optional[torch.nn.Module] = None):
         self.cfg = cfg
         torch.manual_seed(cfg.seed)
         g = cfg.generator
@@ -63,6 +72,14 @@ class GanTrainer:
         self.opt_D = adam_for(self.D.parameters(), cfg, cfg.r1_interval)
         self.step_idx, self.nimg = 0, 0
         self.pl_mean = torch.zeros([], device=cfg.device)
+        self.attr_head = None
+        if cfg.linear_attr_weight:
+            if classifier is None:
+                raise ValueError("linear_attr_weight > 0 needs an attribute classifier")
+            self.classifier = classifier.to(cfg.device).eval().requires_grad_(False)
+            n_attr = len(classifier.attribute_names)
+            self.attr_head = torch.nn.Linear(g.w_dim, n_attr).to(cfg.device)   # w -> logits [A]
+            self.opt_head = torch.optim.Adam(self.attr_head.parameters(), lr=1e-2)
 
     # -- forward helpers ------------------------------------------------------------------
 
@@ -103,6 +120,20 @@ class GanTrainer:
         loss.backward()
         self.opt_G.step()
 
+    def g_linear_attr(self) -> None:
+        """BCE between the head's logits on w and the classifier's probabilities of G(w): the
+        head learns the best linear fit, and G (dL/dp = -head logit) follows the head."""
+        G, n = self.G, max(self.cfg.batch_size // 2, 1)
+        ws = G.mapping(torch.randn(n, G.z_dim, device=self.cfg.device), None)   # [n, L, w_dim]
+        prob = torch.sigmoid(self.classifier(G.synthesis(ws, noise_mode="random")))   # [n, A]
+        loss = F.binary_cross_entropy_with_logits(self.attr_head(ws[:, 0]), prob)
+        loss = loss * self.cfg.linear_attr_weight * self.cfg.linear_attr_interval
+        self.opt_G.zero_grad(set_to_none=True)
+        self.opt_head.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_G.step()
+        self.opt_head.step()
+
     def d_main(self, reals: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             fake, _ = self.generate(reals.shape[0])
@@ -136,6 +167,8 @@ class GanTrainer:
         stats = {"loss_G": self.g_main()}
         if cfg.pl_weight and self.step_idx % cfg.pl_interval == 0:
             self.g_path_length()
+        if self.attr_head is not None and self.step_idx % cfg.linear_attr_interval == 0:
+            self.g_linear_attr()
         stats["loss_D"] = self.d_main(reals)
         if cfg.r1_gamma and self.step_idx % cfg.r1_interval == 0:
             self.d_r1(reals)
@@ -150,10 +183,19 @@ class GanTrainer:
         return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
                 "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
                 "step_idx": self.step_idx, "nimg": self.nimg, "pl_mean": self.pl_mean,
-                "torch_rng": torch.get_rng_state()}
+                "torch_rng": torch.get_rng_state(), **self._head_state()}
+
+    def _head_state(self) -> dict:
+        if self.attr_head is None:
+            return {}
+        return {"attr_head": self.attr_head.state_dict(), "opt_head": self.opt_head.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        for name in ("G", "D", "G_ema", "opt_G", "opt_D"):
+        """A state saved without the linearity term resumes with a fresh head."""
+        names = ("G", "D", "G_ema", "opt_G", "opt_D")
+        if self.attr_head is not None and "attr_head" in state:
+            names += ("attr_head", "opt_head")
+        for name in names:
             getattr(self, name).load_state_dict(state[name])
         self.step_idx, self.nimg = int(state["step_idx"]), int(state["nimg"])
         self.pl_mean.copy_(state["pl_mean"])
@@ -185,12 +227,13 @@ def train_gan(cfg: GanTrainConfig,
               max_seconds: Optional[float] = None,
               snapshot_kimg: float = 50.0,
               on_snapshot: Optional[Callable[[GanTrainer], None]] = None,
-              progress: bool = True) -> GanTrainer:
+              progress: bool = True,
+              classifier: Optional[torch.nn.Module] = None) -> GanTrainer:
     """Train until `total_kimg` (or `max_seconds`), resuming from run_dir/training.pt if there."""
     from tqdm import tqdm
     os.makedirs(run_dir, exist_ok=True)
     ckpt = os.path.join(run_dir, "training.pt")
-    trainer = GanTrainer(cfg)
+    trainer = GanTrainer(cfg, classifier)
     if os.path.exists(ckpt):
         load_training_state(trainer, ckpt)
         print(f"resumed from {ckpt} at {trainer.nimg / 1000:.1f} kimg")

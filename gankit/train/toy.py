@@ -69,7 +69,8 @@ def snapshot_grid(trainer, run_dir: str, seed: int = 123) -> None:
 
 
 def build_generator(run_dir: str, n_images: int, seed: int, kimg: float, device: str,
-                    max_minutes: float = None, batch_size: int = 64, export: str = None):
+                    max_minutes: float = None, batch_size: int = 64, export: str = None,
+                    linear_attr_weight: float = 0.0):
     t0 = time.time()
     if device.startswith("cuda"):  # TF32 convs/matmuls: ~free speed, GAN training is not precision-bound
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -77,10 +78,15 @@ def build_generator(run_dir: str, n_images: int, seed: int, kimg: float, device:
     images, _ = render_dataset(n_images, seed + 1, TOY_GENERATOR.img_resolution)
     print(f"rendered {n_images} reals in {time.time() - t0:.0f}s")
     cfg = GanTrainConfig(generator=TOY_GENERATOR, batch_size=batch_size, total_kimg=kimg,
-                         pl_weight=2.0, seed=seed, device=device)
+                         pl_weight=2.0, linear_attr_weight=linear_attr_weight, seed=seed,
+                         device=device)
+    classifier = None
+    if linear_attr_weight:
+        from gankit.zoo import load_classifier
+        classifier = load_classifier("toy")
     trainer = train_gan(cfg, RealSampler(images, device), run_dir,
                         max_seconds=max_minutes * 60 if max_minutes else None,
-                        on_snapshot=lambda t: snapshot_grid(t, run_dir))
+                        on_snapshot=lambda t: snapshot_grid(t, run_dir), classifier=classifier)
     print(f"trained to {trainer.nimg / 1000:.1f} kimg, {time.time() - t0:.0f}s this run")
     if export:
         from gankit.checkpoints import save_generator
@@ -103,6 +109,8 @@ def main(argv=None):
     g.add_argument("--max-minutes", type=float, default=None)
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--export", default=None)
+    g.add_argument("--linear-attr-weight", type=float, default=0.0,
+                   help="attribute-linearity term through the bundled classifier (gankit.train.gan)")
     for s in (c, g):
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -111,7 +119,7 @@ def main(argv=None):
         build_classifier(a.out, a.images, a.seed, a.steps, a.device)
     else:
         build_generator(a.run_dir, a.images, a.seed, a.kimg, a.device, a.max_minutes,
-                        a.batch_size, a.export)
+                        a.batch_size, a.export, a.linear_attr_weight)
 
 
 if __name__ == "__main__":
