@@ -19,29 +19,25 @@ pipeline with `stages: [sample, fit, heldout, edit]` does; the demo runs them it
 it edits along every W boundary in both modes and keeps the originals for the report.
 Every step resumes: rerunning the demo over the same DIR recomputes nothing already done.
 
-Edit strength: d = 3 in W signed distance (|n| = 1). The held-out samples' distances to the
-good W boundaries have a std of 1.3-1.9, so +-3 puts every sample clearly on the far side;
-at d = 2 eyeglasses | old flips 0.92 of samples (changing old for 0.07), at d = 3 0.96 (0.08).
+Edit strength: d = 3 in W signed distance (|n| = 1): with every sample's distance set to
++-d, the plain W boundaries flip their target for 0.99-1.00 of the held-out samples.
 
-What the bundled toy model gives (2,543 kimg; 20,000 samples, fraction 0.02, 240 held-out,
-d = 3): W val accuracy >= 0.9 for eyeglasses, blond_hair, old, warm_background; smile 0.87,
-yaw 0.81 and dark_skin 0.85 (MODELS.md: the generator encodes yaw and skin tone in W, but
-not linearly yet; an MLP on w predicts them with 0.93 / 0.95). old | eyeglasses passes the
-conditional-editing gate (flip 1.00, eyeglasses changed 0.01 vs 0.13 plain). eyeglasses |
-old halves the change of old (0.39 plain -> 0.20 conditional) but stays above 0.1: the
-conditional normal is exactly orthogonal to old's (cosine 0.000), so what is left is the
-generator's curvature, not the linear overlap. blond_hair | dark_skin: projecting out the
-dark_skin normal (cosine -0.18) leaves the flip rate (0.76) and the skin change (0.27) as
-they were, because dark_skin's own W boundary is poor (all-sample accuracy 0.59). smile |
-yaw fails on the target itself: smile's W boundary separates the extremes (val 0.87) but
-not the bulk (all-sample accuracy 0.61), and editing along it flips smile for only ~0.4.
-Separability, PPL and directions take ~11 s on 2 cores: separability Z 12.3, W 4.8; PPL
-(toy features) Z 11,814, W 6,086 (W better on both, as in the StyleGAN paper); SeFa and
-GANSpace PCA name three toy attributes each among their top 5 (SeFa: old, smile,
-warm_background; PCA: warm_background, eyeglasses, old). Step 5 (13 s, 8 renders, eyeglasses
-added): recon PSNR / edit-vs-counterfactual MSE: optimize W (100 steps) 20.5 / 0.100,
-optimize W+ (100) 23.7 / 0.084, encode 22.6 / 0.107, hybrid (50) 24.3 / 0.071; every mode
-flips all 8.
+What the bundled toy model gives (2,920 kimg, MODELS.md; 20,000 samples, fraction 0.02, 240
+held-out, d = 3; 137 s on 2 cores): every W boundary has val accuracy >= 0.996 (all-sample
+accuracy 0.89-0.95). Conditional editing: old | eyeglasses passes the gate (flip 1.00,
+eyeglasses changed for 0.04 vs 0.17 plain). The other three pairs lower the conditioned
+attribute's change but not below 0.1: eyeglasses | old 0.34 -> 0.14, smile | yaw 0.45 ->
+0.14 (flip 1.00), blond_hair | dark_skin 0.75 -> 0.15 (flip 0.71: the two normals have
+cosine -0.61; the conditional direction keeps 0.79 of blond_hair's normal). Each conditional normal is
+exactly orthogonal to its condition's, so what remains is the generator's curvature: at d =
+1.5 eyeglasses | old passes too (flip 0.93, old changed 0.08) and smile | yaw changes yaw for
+0.08 but flips smile for only 0.85. Separability (StyleGAN's metric): Z 4.53, W 1.00 (every
+attribute's conditional entropy 0 in W); PPL (toy features) Z 10,482, W 4,407. The toy model
+invents two correlations that the report's correlation section shows (eyeglasses / dark_skin,
+smile / yaw; MODELS.md). Step 5 (13 s, 8 renders, eyeglasses added): recon PSNR / flip /
+others kept / edit-vs-counterfactual MSE: optimize W (100 steps) 20.0 dB / 1.00 / 0.77 /
+0.124, optimize W+ (100) 22.2 / 0.62 / 0.92 / 0.102, encode 22.5 / 1.00 / 0.60 / 0.094,
+hybrid (50) 24.7 / 1.00 / 0.77 / 0.091.
 """
 from __future__ import annotations
 
