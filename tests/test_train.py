@@ -121,3 +121,20 @@ def test_frechet_distance():
     assert frechet_distance(a, b + shift) == pytest.approx(5.0, abs=0.05)
     # scaling one axis by 2: Tr(S_a + S_b - 2 sqrt(S_a S_b)) = 1 + 4 - 4 = 1 on that axis
     assert frechet_distance(a, b * np.array([2.0, 1, 1, 1])) == pytest.approx(1.0, abs=0.05)
+
+
+def test_train_gan_command_with_linear_attr_term_resumes_and_exports(tmp_path):
+    """`gankit train-gan --linear-attr-weight`: the toy generator and classifier, two steps,
+    a checkpoint that carries the head, and an exported G_ema that loads."""
+    from gankit.checkpoints import load_generator
+    from jobs.cli import main
+    run, out = str(tmp_path / "run"), str(tmp_path / "G")
+    argv = ["train-gan", "--run-dir", run, "--images", "32", "--kimg", "0.016", "--batch-size", "8",
+            "--device", "cpu", "--linear-attr-weight", "1", "--export", out]
+    assert main(argv) == 0
+    state = torch.load(f"{run}/training.pt", map_location="cpu", weights_only=True)["state"]
+    assert state["nimg"] == 16 and state["attr_head"]["weight"].shape == (7, 128)
+    assert main(argv[:6] + ["0.024"] + argv[7:]) == 0                   # resumes to 24 images
+    state = torch.load(f"{run}/training.pt", map_location="cpu", weights_only=True)["state"]
+    assert state["nimg"] == 24
+    assert load_generator(out).img_resolution == 32
