@@ -7,30 +7,21 @@ length, inversion loss) where real faces would use LPIPS/Inception features.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gankit.models.config import WidthsConfig
+
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(WidthsConfig):
     attribute_names: list = field(default_factory=list)  # one logit per name, in this order
     resolution: int = 32          # input resolution; other sizes are resized (area/bilinear)
     widths: tuple = (32, 64, 128)  # channels of the conv stages; each stage halves H and W
     feature_dim: int = 128         # width of the penultimate (feature) layer
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["widths"] = list(self.widths)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ClassifierConfig":
-        d = dict(d)
-        d["widths"] = tuple(d.get("widths", cls.widths))
-        return cls(**d)
 
 
 def conv_stage(c_in: int, c_out: int) -> nn.Sequential:

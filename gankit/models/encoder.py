@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from gankit.models.config import WidthsConfig
 
 FORMAT_NAME = "gankit.encoder"
 FORMAT_VERSION = 1
@@ -29,24 +31,13 @@ WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass
-class EncoderConfig:
+class EncoderConfig(WidthsConfig):
     resolution: int = 32          # input resolution (the generator's); a power of two >= 4
     num_ws: int = 8               # W+ layers of the generator
     w_dim: int = 128              # w width of the generator
     widths: tuple = (32, 64, 128, 128)  # channels of the stages; each halves H, W (32 -> 2)
     bottleneck: int = 256         # MLP width between the 2x2 features and the w+ head
     generator: str = ""           # what it was trained for (informational)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["widths"] = list(self.widths)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "EncoderConfig":
-        d = dict(d)
-        d["widths"] = tuple(d.get("widths", cls.widths))
-        return cls(**d)
 
     def validate(self) -> None:
         log2 = int(math.log2(self.resolution))
