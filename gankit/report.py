@@ -19,8 +19,9 @@ report.json keys (extensible; issue 6 adds `separability`, `ppl`, `directions`):
     label_changes  same layout: share of samples whose label changed
     edits       {plain: {attr: {flip_rate, others_changed, boundary, changed}},
                  conditional: {'attr|c1+c2': {..., attribute, conditions}}}
-    pairs       [{target, conditions, flip_rate {plain, conditional},
-                  condition_changed {plain, conditional}}]
+    pairs       [{target, conditions, space, flip_rate {plain, conditional},
+                  condition_changed {plain, conditional},
+                  sweep [{strength, flip_rate, condition_changed}] at every edited strength}]
     cosine      {space: {attributes, matrix}}
     correlation {attributes, matrix, rows}: classifier probabilities on generated samples
     correlation_real  same on real images, + source ('toy' renders or a Parquet URL), errors
@@ -257,7 +258,32 @@ def _edits_section(report: dict) -> str:
         out.append("<h3>Conditional vs plain</h3>" + table_html(
             ["target | conditions", "flip rate plain", "flip rate conditional",
              "conditions changed plain", "conditions changed conditional"], rows))
+        out.append(_sweep_table(pairs))
     return "".join(out)
+
+
+def _sweep_table(pairs: list) -> str:
+    """The same comparison at every edited strength: how far an edit can go before the
+    conditioned attribute starts to change."""
+    rows = [(f"{p['target']} | {'+'.join(p['conditions'])}", s["strength"],
+             s["flip_rate"]["plain"], s["flip_rate"]["conditional"],
+             s["condition_changed"]["plain"], s["condition_changed"]["conditional"],
+             "yes" if pair_passes(s) else "no")
+            for p in pairs for s in p.get("sweep", [])]
+    if not rows:
+        return ""
+    return ("<h3>Conditional vs plain, by strength</h3><p>Passes: the conditional edit flips "
+            "the target for &ge; 0.9 of samples and changes the conditions for &lt; 0.1, "
+            "fewer than the plain edit.</p>" + table_html(
+                ["target | conditions", "strength", "flip plain", "flip conditional",
+                 "cond. changed plain", "cond. changed conditional", "passes"], rows))
+
+
+def pair_passes(row: dict, min_flip: float = 0.9, max_changed: float = 0.1) -> bool:
+    """The conditional-editing criterion on one {flip_rate, condition_changed} row."""
+    fr, cc = row["flip_rate"], row["condition_changed"]
+    return (fr["conditional"] >= min_flip and cc["conditional"] < max_changed
+            and cc["conditional"] < cc["plain"])
 
 
 def _latent_section(report: dict) -> str:

@@ -21,6 +21,9 @@ def register(subparsers) -> None:
     g.add_argument("--export", default=None, help="write G_ema in the native format here")
     g.add_argument("--linear-attr-weight", type=float, default=0.0,
                    help="attribute-linearity term through the toy classifier (MODELS.md), 0 = off")
+    g.add_argument("--attr-moment-weight", type=float, default=0.0,
+                   help="match the toy classifier's probability mean and covariance on reals "
+                        "(MODELS.md), 0 = off")
     g.set_defaults(func=train_gan)
     e = subparsers.add_parser("train-encoder", help="train a W+ encoder on synthetic pairs "
                               "(image, w+) of a generator (resumable)")
@@ -89,7 +92,8 @@ def train_classifier(args) -> None:
 def train_gan(args) -> None:
     from gankit.train.toy import build_generator
     build_generator(args.run_dir, args.images, args.seed, args.kimg, _device(args),
-                    args.max_minutes, args.batch_size, args.export, args.linear_attr_weight)
+                    args.max_minutes, args.batch_size, args.export, args.linear_attr_weight,
+                    args.attr_moment_weight)
 
 
 def train_encoder(args) -> None:

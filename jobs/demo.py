@@ -191,6 +191,7 @@ def inversion_runs(cfg: DemoConfig, index: dict) -> list:
 
 def summary(report: dict) -> str:
     """Every W boundary's val accuracy and each conditional pair's flip/change rates."""
+    from gankit.report import pair_passes
     lines = ["W boundaries (val accuracy / all accuracy):"]
     for b in report["boundaries"]:
         if b["space"] == "w" and not b["conditions"]:
@@ -200,14 +201,14 @@ def summary(report: dict) -> str:
     lines.append(f"Edits of {report.get('num_edited')} held-out samples to distance "
                  f"+-{report.get('edit_strength'):g} (W):")
     lines.append(f"  {'target | cond':<24} {'flip plain':>10} {'flip cond':>10} "
-                 f"{'cond chg plain':>15} {'cond chg cond':>14}  gate")
+                 f"{'cond chg plain':>15} {'cond chg cond':>14}  gate  passes at +-")
     for p in report.get("pairs", []):
         fr, cc = p["flip_rate"], p["condition_changed"]
-        ok = (fr["conditional"] >= 0.9 and cc["conditional"] < 0.1
-              and cc["conditional"] < cc["plain"])
+        passing = [f"{s['strength']:g}" for s in p.get("sweep", []) if pair_passes(s)]
         lines.append(f"  {p['target'] + ' | ' + '+'.join(p['conditions']):<24} "
                      f"{fr['plain']:>10.3f} {fr['conditional']:>10.3f} {cc['plain']:>15.3f} "
-                     f"{cc['conditional']:>14.3f}  {'ok' if ok else 'FAIL'}")
+                     f"{cc['conditional']:>14.3f}  {'ok  ' if pair_passes(p) else 'FAIL'}  "
+                     f"{', '.join(passing) or 'none'}")
     sep, ppl = report.get("separability") or {}, report.get("ppl") or {}
     if sep or ppl:
         lines.append("Z vs W: separability (lower = more linear) / PPL mean (lower = smoother):")

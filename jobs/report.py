@@ -195,6 +195,33 @@ def edit_sections(entries: list, found: dict, ids: np.ndarray, before: np.ndarra
     return out
 
 
+def edited_strengths(edits) -> list:
+    """Every |strength| > 0 the edit job wrote, ascending."""
+    found = set()
+    for t in storage.iter_tables(edits, ["strength"]):
+        found.update(np.abs(t.column("strength").to_numpy()).round(6).tolist())
+    return sorted(found - {0.0})
+
+
+def pair_sweeps(edits, index: dict, ids: np.ndarray, before: np.ndarray,
+                attributes: list) -> dict:
+    """{pair key: [{strength, flip_rate, condition_changed}]}: the conditional-vs-plain
+    comparison at every edited strength, weakest first (one pass over the edits each)."""
+    sweeps = {}
+    for strength in edited_strengths(edits):
+        found, _ = edit_logits(edits, strength, attributes)
+        entries = [e for e in index["boundaries"] if (e["name"], 1) in found]
+        for p in edit_sections(entries, found, ids, before, attributes)["pairs"]:
+            sweeps.setdefault(pair_key(p), []).append(
+                {"strength": strength, "flip_rate": p["flip_rate"],
+                 "condition_changed": p["condition_changed"]})
+    return sweeps
+
+
+def pair_key(pair: dict) -> str:
+    return f"{pair['space']}/{pair['target']}|{'+'.join(pair['conditions'])}"
+
+
 def edit_key(entry: dict) -> str:
     return entry["attribute"] + ("|" + "+".join(entry["conditions"]) if entry["conditions"]
                                  else "")
@@ -458,6 +485,9 @@ def add_edits(cfg: ReportConfig, report: dict, index: dict, attributes: list) ->
     report.update(edit_strength=strength, num_edited=len(got_ids))
     entries = [e for e in index["boundaries"] if (e["name"], 1) in found]
     report.update(edit_sections(entries, found, got_ids, before, attributes))
+    sweeps = pair_sweeps(edits, index, got_ids, before, attributes)
+    for p in report["pairs"]:
+        p["sweep"] = sweeps.get(pair_key(p), [])
     grid_ids = [int(i) for i in got_ids[:cfg.grid_samples]]
     cells, originals = grid_images(edits, [e["name"] for e in entries], grid_ids)
     return grid_figures(cells, originals, [e for e in entries if e["space"] == "w"]

@@ -119,6 +119,23 @@ def test_render_html_has_tables_and_embedded_images():
     assert f"data:image/png;base64,{embedded}" in page
     assert "src='figures/grid_smile.png'" in page
     assert page.count("<table") == 3
+    report["pairs"][0]["sweep"] = [
+        {"strength": 1.0, "flip_rate": {"plain": 0.6, "conditional": 0.55},
+         "condition_changed": {"plain": 0.2, "conditional": 0.02}},
+        {"strength": 2.0, "flip_rate": report["pairs"][0]["flip_rate"],
+         "condition_changed": report["pairs"][0]["condition_changed"]}]
+    page = R.render_html(report, {})
+    assert page.count("<table") == 4 and "by strength" in page
+    assert page.count(">no</td>") == 1 and page.count(">yes</td>") == 1
+
+
+def test_pair_passes_needs_flip_low_change_and_less_than_plain():
+    row = lambda f, cp, cc: {"flip_rate": {"plain": 1.0, "conditional": f},  # noqa: E731
+                             "condition_changed": {"plain": cp, "conditional": cc}}
+    assert R.pair_passes(row(0.95, 0.3, 0.05))
+    assert not R.pair_passes(row(0.85, 0.3, 0.05))          # too few flips
+    assert not R.pair_passes(row(0.95, 0.3, 0.12))          # condition changes too often
+    assert not R.pair_passes(row(0.95, 0.04, 0.05))         # no better than plain
 
 
 def test_render_html_shows_the_latent_tables_when_present_and_renders_without():

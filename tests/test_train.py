@@ -8,7 +8,8 @@ from gankit.models.classifier import (AttributeClassifier, ClassifierConfig, loa
                                       save_classifier)
 from gankit.models.stylegan2 import GeneratorConfig, MappingConfig, SynthesisConfig
 from gankit.train.classifier import ClassifierTrainConfig, predict_logits, train_classifier
-from gankit.train.gan import GanTrainConfig, GanTrainer, load_training_state, save_training_state
+from gankit.train.gan import (GanTrainConfig, GanTrainer, attr_moments, load_training_state,
+                              moment_distance, moments, save_training_state)
 
 
 def tiny_gan_config(**kw) -> GanTrainConfig:
@@ -57,8 +58,8 @@ def tiny_classifier(names=("bright", "red")) -> AttributeClassifier:
 
 
 def test_linear_attr_term_fits_head_and_resumes_exactly(tmp_path):
-    cfg = tiny_gan_config(linear_attr_weight=1.0, linear_attr_interval=1)
-    with pytest.raises(ValueError, match="needs an attribute classifier"):
+    cfg = tiny_gan_config(linear_attr_weight=1.0, attr_interval=1)
+    with pytest.raises(ValueError, match="need an attribute classifier"):
         GanTrainer(cfg)
     reals = torch.rand(4, 3, 8, 8) * 2 - 1
     a = GanTrainer(cfg, tiny_classifier())
@@ -68,11 +69,69 @@ def test_linear_attr_term_fits_head_and_resumes_exactly(tmp_path):
     path = str(tmp_path / "training.pt")
     save_training_state(a, path)
     a.step(reals)
-    b = GanTrainer(tiny_gan_config(linear_attr_weight=1.0, linear_attr_interval=1, seed=5),
+    b = GanTrainer(tiny_gan_config(linear_attr_weight=1.0, attr_interval=1, seed=5),
                    tiny_classifier())
     load_training_state(b, path)
     b.step(reals)
     assert torch.equal(a.attr_head.weight, b.attr_head.weight)
+    for pa, pb in zip(a.G_ema.state_dict().values(), b.G_ema.state_dict().values()):
+        assert torch.equal(pa, pb)
+
+
+def test_moment_distance_is_squared_gap_of_mean_and_covariance():
+    prob = torch.rand(50, 3)
+    mean, cov = moments(prob)
+    assert torch.allclose(cov, torch.from_numpy(np.cov(prob.numpy().T)).float(), atol=1e-6)
+    assert float(moment_distance(prob, mean, cov)) == pytest.approx(0, abs=1e-10)
+    # a shift moves only the mean: 3 attributes * 0.1^2
+    assert float(moment_distance(prob + 0.1, mean, cov)) == pytest.approx(0.03, rel=1e-4)
+    # a scale by 2 moves the mean by mean and the covariance by 3 cov
+    expect = float(mean.square().sum() + (3 * cov).square().sum())
+    assert float(moment_distance(prob * 2, mean, cov)) == pytest.approx(expect, rel=1e-4)
+
+
+class ChannelMeans(torch.nn.Module):
+    """A classifier that can be checked by eye: logit = 4 * mean of the red / green channel."""
+    attribute_names = ["red", "green"]
+
+    def forward(self, x):                                       # [n, 3, H, W] -> [n, 2]
+        return 4 * x[:, :2].mean(dim=(2, 3))
+
+
+def test_attr_moment_term_pulls_generated_moments_towards_the_reals():
+    C = ChannelMeans()
+    reals = torch.zeros(64, 3, 8, 8)
+    reals[:, 0] = 0.5                                           # all reddish: p(red) = 0.88
+    reals[:32, 1] = -0.5                                        # half green: p(green) 0.12 / 0.88
+    reals[32:, 1] = 0.5
+    cfg = tiny_gan_config(attr_moment_weight=10.0, attr_interval=1)
+    with pytest.raises(ValueError, match="needs reals"):
+        GanTrainer(cfg, C)
+    t = GanTrainer(cfg, C, attr_reals=reals)
+    mean, cov = t.attr_target
+    assert torch.allclose(mean, torch.tensor([0.881, 0.5]), atol=1e-3) and float(cov[1, 1]) > 0.14
+
+    def gap() -> float:
+        with torch.no_grad():
+            z = torch.randn(256, 8, generator=torch.Generator().manual_seed(1))
+            return float(moment_distance(torch.sigmoid(C(t.G(z, noise_mode="const"))), mean, cov))
+    before = gap()
+    for _ in range(40):
+        t.g_attr()
+    assert before > 0.05 and gap() < 0.5 * before
+
+
+def test_both_attr_terms_resume_exactly(tmp_path):
+    reals = torch.rand(4, 3, 8, 8) * 2 - 1
+    cfg = dict(linear_attr_weight=1.0, attr_moment_weight=10.0, attr_interval=1)
+    a = GanTrainer(tiny_gan_config(**cfg), tiny_classifier(), attr_reals=reals)
+    a.step(reals)
+    path = str(tmp_path / "training.pt")
+    save_training_state(a, path)
+    a.step(reals)
+    b = GanTrainer(tiny_gan_config(seed=3, **cfg), tiny_classifier(), attr_reals=reals)
+    load_training_state(b, path)
+    b.step(reals)
     for pa, pb in zip(a.G_ema.state_dict().values(), b.G_ema.state_dict().values()):
         assert torch.equal(pa, pb)
 
@@ -123,14 +182,15 @@ def test_frechet_distance():
     assert frechet_distance(a, b * np.array([2.0, 1, 1, 1])) == pytest.approx(1.0, abs=0.05)
 
 
-def test_train_gan_command_with_linear_attr_term_resumes_and_exports(tmp_path):
-    """`gankit train-gan --linear-attr-weight`: the toy generator and classifier, two steps,
-    a checkpoint that carries the head, and an exported G_ema that loads."""
+def test_train_gan_command_with_attr_terms_resumes_and_exports(tmp_path):
+    """`gankit train-gan --linear-attr-weight --attr-moment-weight`: the toy generator and
+    classifier, two steps, a checkpoint that carries the head, and an exported G_ema that loads."""
     from gankit.checkpoints import load_generator
     from jobs.cli import main
     run, out = str(tmp_path / "run"), str(tmp_path / "G")
     argv = ["train-gan", "--run-dir", run, "--images", "32", "--kimg", "0.016", "--batch-size", "8",
-            "--device", "cpu", "--linear-attr-weight", "1", "--export", out]
+            "--device", "cpu", "--linear-attr-weight", "1", "--attr-moment-weight", "10",
+            "--export", out]
     assert main(argv) == 0
     state = torch.load(f"{run}/training.pt", map_location="cpu", weights_only=True)["state"]
     assert state["nimg"] == 16 and state["attr_head"]["weight"].shape == (7, 128)

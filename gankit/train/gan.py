@@ -12,6 +12,12 @@ and G is trained, through the classifier, towards the head's prediction, so ever
 becomes a linear function of w. The toy recipe uses it: on the toy world plain StyleGAN2
 training folds yaw and skin tone in W (a linear SVM on w gets 0.7, an MLP 0.95), and a W
 where attributes are linear is what the boundary pipeline assumes of large models.
+
+A second term of ours, also off by default, keeps that from distorting the attribute
+distribution: attribute moment matching (`attr_moment_weight`), feature matching (Salimans et
+al. 2016) in the classifier's probability space. It pulls the mean and covariance of the
+classifier's probabilities on generated images towards those on the reals, which holds each
+attribute's rate and the correlations between attributes where the data has them.
 """
 from __future__ import annotations
 
@@ -42,7 +48,8 @@ class GanTrainConfig:
     pl_interval: int = 4
     style_mixing_prob: float = 0.9    # share of G minibatches with two ws mixed at a random layer
     linear_attr_weight: float = 0.0   # attribute-linearity term (needs a classifier), 0 = off
-    linear_attr_interval: int = 4
+    attr_moment_weight: float = 0.0   # attribute moment matching (classifier and reals), 0 = off
+    attr_interval: int = 4            # lazy attribute terms: every this many minibatches
     ema_kimg: float = 10.0            # G_ema half-life in thousands of images
     ema_rampup: float = 0.05          # half-life at most this share of the images seen so far
     total_kimg: float = 1000.0        # stop after this many thousand real images
@@ -60,7 +67,8 @@ def adam_for(params, cfg: GanTrainConfig, reg_interval: int) -> torch.optim.Adam
 class GanTrainer:
     """Holds G, D, G_ema, the optimisers and the counters; `step(reals)` trains one minibatch."""
 
-    def __init__(self, cfg: GanTrainConfig, classifier: Optional[torch.nn.Module] = None):
+    def __init__(self, cfg: GanTrainConfig, classifier: Optional[torch.nn.Module] = None,
+                 attr_reals: Optional[torch.Tensor] = None):     # [N, 3, H, W] for moment matching
         self.cfg = cfg
         torch.manual_seed(cfg.seed)
         g = cfg.generator
@@ -72,14 +80,19 @@ class GanTrainer:
         self.opt_D = adam_for(self.D.parameters(), cfg, cfg.r1_interval)
         self.step_idx, self.nimg = 0, 0
         self.pl_mean = torch.zeros([], device=cfg.device)
-        self.attr_head = None
-        if cfg.linear_attr_weight:
+        self.classifier, self.attr_head, self.attr_target = None, None, None
+        if cfg.linear_attr_weight or cfg.attr_moment_weight:
             if classifier is None:
-                raise ValueError("linear_attr_weight > 0 needs an attribute classifier")
+                raise ValueError("linear_attr_weight and attr_moment_weight need an attribute classifier")
             self.classifier = classifier.to(cfg.device).eval().requires_grad_(False)
+        if cfg.linear_attr_weight:
             n_attr = len(classifier.attribute_names)
             self.attr_head = torch.nn.Linear(g.w_dim, n_attr).to(cfg.device)   # w -> logits [A]
             self.opt_head = torch.optim.Adam(self.attr_head.parameters(), lr=1e-2)
+        if cfg.attr_moment_weight:
+            if attr_reals is None:
+                raise ValueError("attr_moment_weight > 0 needs reals (attr_reals) to take the moments of")
+            self.attr_target = attr_moments(self.classifier, attr_reals.to(cfg.device))
 
     # -- forward helpers ------------------------------------------------------------------
 
@@ -120,19 +133,26 @@ class GanTrainer:
         loss.backward()
         self.opt_G.step()
 
-    def g_linear_attr(self) -> None:
-        """BCE between the head's logits on w and the classifier's probabilities of G(w): the
-        head learns the best linear fit, and G (dL/dp = -head logit) follows the head."""
-        G, n = self.G, max(self.cfg.batch_size // 2, 1)
-        ws = G.mapping(torch.randn(n, G.z_dim, device=self.cfg.device), None)   # [n, L, w_dim]
+    def g_attr(self) -> None:
+        """The attribute terms on one half batch of G(w), through the frozen classifier.
+        Linearity: BCE between the head's logits on w and the classifier's probabilities; the
+        head learns the best linear fit, and G (dL/dp = -head logit) follows the head.
+        Moments: squared distance of the batch's probability mean and covariance to the reals'."""
+        cfg, G, n = self.cfg, self.G, max(self.cfg.batch_size // 2, 2)
+        ws = G.mapping(torch.randn(n, G.z_dim, device=cfg.device), None)        # [n, L, w_dim]
         prob = torch.sigmoid(self.classifier(G.synthesis(ws, noise_mode="random")))   # [n, A]
-        loss = F.binary_cross_entropy_with_logits(self.attr_head(ws[:, 0]), prob)
-        loss = loss * self.cfg.linear_attr_weight * self.cfg.linear_attr_interval
+        loss = torch.zeros([], device=cfg.device)
+        if self.attr_head is not None:
+            bce = F.binary_cross_entropy_with_logits(self.attr_head(ws[:, 0]), prob)
+            loss = loss + bce * cfg.linear_attr_weight
+            self.opt_head.zero_grad(set_to_none=True)
+        if self.attr_target is not None:
+            loss = loss + moment_distance(prob, *self.attr_target) * cfg.attr_moment_weight
         self.opt_G.zero_grad(set_to_none=True)
-        self.opt_head.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * cfg.attr_interval).backward()
         self.opt_G.step()
-        self.opt_head.step()
+        if self.attr_head is not None:
+            self.opt_head.step()
 
     def d_main(self, reals: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -167,8 +187,8 @@ class GanTrainer:
         stats = {"loss_G": self.g_main()}
         if cfg.pl_weight and self.step_idx % cfg.pl_interval == 0:
             self.g_path_length()
-        if self.attr_head is not None and self.step_idx % cfg.linear_attr_interval == 0:
-            self.g_linear_attr()
+        if self.classifier is not None and self.step_idx % cfg.attr_interval == 0:
+            self.g_attr()
         stats["loss_D"] = self.d_main(reals)
         if cfg.r1_gamma and self.step_idx % cfg.r1_interval == 0:
             self.d_r1(reals)
@@ -202,6 +222,27 @@ class GanTrainer:
         torch.set_rng_state(state["torch_rng"].cpu())
 
 
+def moments(prob: torch.Tensor) -> tuple:
+    """Mean [A] and covariance [A, A] of probabilities [n, A]."""
+    mean = prob.mean(0)
+    centred = prob - mean
+    return mean, centred.T @ centred / max(prob.shape[0] - 1, 1)
+
+
+@torch.no_grad()
+def attr_moments(classifier: torch.nn.Module, reals: torch.Tensor, batch: int = 500) -> tuple:
+    """The classifier's probability moments on reals [N, 3, H, W]: (mean [A], cov [A, A])."""
+    prob = torch.cat([torch.sigmoid(classifier(reals[i:i + batch]))
+                      for i in range(0, len(reals), batch)])
+    return moments(prob)
+
+
+def moment_distance(prob: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
+    """|mean(prob) - mean|^2 + |cov(prob) - cov|_F^2 for a batch of probabilities [n, A]."""
+    batch_mean, batch_cov = moments(prob)
+    return (batch_mean - mean).square().sum() + (batch_cov - cov).square().sum()
+
+
 def save_training_state(trainer: GanTrainer, path: str) -> None:
     """Atomic: a killed run leaves the previous checkpoint intact."""
     tmp = path + ".tmp"
@@ -228,12 +269,13 @@ def train_gan(cfg: GanTrainConfig,
               snapshot_kimg: float = 50.0,
               on_snapshot: Optional[Callable[[GanTrainer], None]] = None,
               progress: bool = True,
-              classifier: Optional[torch.nn.Module] = None) -> GanTrainer:
+              classifier: Optional[torch.nn.Module] = None,
+              attr_reals: Optional[torch.Tensor] = None) -> GanTrainer:
     """Train until `total_kimg` (or `max_seconds`), resuming from run_dir/training.pt if there."""
     from tqdm import tqdm
     os.makedirs(run_dir, exist_ok=True)
     ckpt = os.path.join(run_dir, "training.pt")
-    trainer = GanTrainer(cfg, classifier)
+    trainer = GanTrainer(cfg, classifier, attr_reals)
     if os.path.exists(ckpt):
         load_training_state(trainer, ckpt)
         print(f"resumed from {ckpt} at {trainer.nimg / 1000:.1f} kimg")

@@ -24,6 +24,8 @@ TOY_GENERATOR = GeneratorConfig(
     mapping=MappingConfig(num_layers=4),
     synthesis=SynthesisConfig(channel_base=2048, channel_max=128, architecture="skip"))
 
+MOMENT_REALS = 10000   # reals whose classifier moments the attribute moment term matches
+
 
 def attribute_names() -> list:
     return list(toyfaces.ATTRIBUTE_NAMES)
@@ -70,7 +72,7 @@ def snapshot_grid(trainer, run_dir: str, seed: int = 123) -> None:
 
 def build_generator(run_dir: str, n_images: int, seed: int, kimg: float, device: str,
                     max_minutes: float = None, batch_size: int = 64, export: str = None,
-                    linear_attr_weight: float = 0.0):
+                    linear_attr_weight: float = 0.0, attr_moment_weight: float = 0.0):
     t0 = time.time()
     if device.startswith("cuda"):  # TF32 convs/matmuls: ~free speed, GAN training is not precision-bound
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -78,15 +80,17 @@ def build_generator(run_dir: str, n_images: int, seed: int, kimg: float, device:
     images, _ = render_dataset(n_images, seed + 1, TOY_GENERATOR.img_resolution)
     print(f"rendered {n_images} reals in {time.time() - t0:.0f}s")
     cfg = GanTrainConfig(generator=TOY_GENERATOR, batch_size=batch_size, total_kimg=kimg,
-                         pl_weight=2.0, linear_attr_weight=linear_attr_weight, seed=seed,
-                         device=device)
-    classifier = None
-    if linear_attr_weight:
+                         pl_weight=2.0, linear_attr_weight=linear_attr_weight,
+                         attr_moment_weight=attr_moment_weight, seed=seed, device=device)
+    classifier = attr_reals = None
+    if linear_attr_weight or attr_moment_weight:
         from gankit.zoo import load_classifier
         classifier = load_classifier("toy")
+        attr_reals = from_uint8(images[:MOMENT_REALS])
     trainer = train_gan(cfg, RealSampler(images, device), run_dir,
                         max_seconds=max_minutes * 60 if max_minutes else None,
-                        on_snapshot=lambda t: snapshot_grid(t, run_dir), classifier=classifier)
+                        on_snapshot=lambda t: snapshot_grid(t, run_dir), classifier=classifier,
+                        attr_reals=attr_reals)
     print(f"trained to {trainer.nimg / 1000:.1f} kimg, {time.time() - t0:.0f}s this run")
     if export:
         from gankit.checkpoints import save_generator
@@ -111,6 +115,8 @@ def main(argv=None):
     g.add_argument("--export", default=None)
     g.add_argument("--linear-attr-weight", type=float, default=0.0,
                    help="attribute-linearity term through the bundled classifier (gankit.train.gan)")
+    g.add_argument("--attr-moment-weight", type=float, default=0.0,
+                   help="attribute moment matching through the bundled classifier (gankit.train.gan)")
     for s in (c, g):
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -119,7 +125,7 @@ def main(argv=None):
         build_classifier(a.out, a.images, a.seed, a.steps, a.device)
     else:
         build_generator(a.run_dir, a.images, a.seed, a.kimg, a.device, a.max_minutes,
-                        a.batch_size, a.export, a.linear_attr_weight)
+                        a.batch_size, a.export, a.linear_attr_weight, a.attr_moment_weight)
 
 
 if __name__ == "__main__":
