@@ -30,6 +30,7 @@ import torch
 
 SPACES = ("z", "w", "wp")
 SOLVERS = ("auto", "newton", "liblinear", "svc")
+SELECTIONS = ("extremes", "threshold")  # InterFaceGAN's top/bottom by rank, or every sample
 NEWTON_MAX_DIM = 2048      # 'auto' uses Newton up to this many dims (its Hessian is D x D)
 MIN_RESIDUAL = 1e-3        # conditional_normal refuses primals closer than this to span(C)
 FORMAT_VERSION = 1         # version of the .npz layout written by Boundary.save
@@ -423,20 +424,35 @@ def _accuracy(d: np.ndarray, positive: np.ndarray) -> Optional[float]:
 
 @dataclass
 class _Selection:
-    """InterFaceGAN's training set: extremes by score, each class split into train/val."""
-    pos: np.ndarray        # [K] indices of the top-scored samples
-    neg: np.ndarray        # [K] indices of the bottom-scored samples
+    """The training set: the positives and negatives, each class split into train/val."""
+    pos: np.ndarray        # [K] indices of the positives (top-scored, or score > threshold)
+    neg: np.ndarray        # [K'] indices of the negatives
     train: np.ndarray      # [n_train] indices, positives first
     y: np.ndarray          # [n_train] +1 / -1 labels of `train`
     val: np.ndarray        # [n_val] indices, positives first
     val_positive: np.ndarray  # [n_val] bool labels of `val`
 
 
+def select_threshold(scores: np.ndarray, threshold: float = 0.0) -> tuple:
+    """Every sample, labelled by its score: (pos_idx where score > threshold, neg_idx)."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)  # [N]
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("scores contain NaN or inf")
+    positive = scores > threshold
+    if min(positive.sum(), (~positive).sum()) < 2:
+        raise ValueError(f"selection 'threshold' needs >= 2 samples on each side of "
+                         f"{threshold:g}; got {positive.sum()} above, {(~positive).sum()} not")
+    return np.nonzero(positive)[0], np.nonzero(~positive)[0]
+
+
 def _select(scores: np.ndarray, fraction: float, count: Optional[int], val_fraction: float,
-            seed: int) -> _Selection:
+            seed: int, selection: str, threshold: float) -> _Selection:
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    pos, neg = select_extremes(scores, fraction, count)
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+    pos, neg = (select_extremes(scores, fraction, count) if selection == "extremes"
+                else select_threshold(scores, threshold))
     rng = np.random.default_rng(seed)
     pos_train, pos_val = _split(pos, val_fraction, rng)
     neg_train, neg_val = _split(neg, val_fraction, rng)
@@ -468,14 +484,17 @@ def fit_boundary(latents: np.ndarray, scores: np.ndarray, attribute: str, space:
                  fraction: float = 0.02, count: Optional[int] = None,
                  val_fraction: float = 0.3, seed: int = 0, solver: str = "auto",
                  C: float = 1.0, layers: Optional[tuple] = None, threshold: float = 0.0,
-                 device: str = "cpu") -> Boundary:
+                 device: str = "cpu", selection: str = "extremes") -> Boundary:
     """Fit an InterFaceGAN boundary for one attribute.
 
     latents: [N, D] for 'z'/'w'; for 'wp' [N, L, D] (the slice `layers`, default all, is
         flattened) or already flattened [N, (stop-start)*D] with `layers` given.
     scores: [N] attribute scores (logits by default, see `threshold`).
-    Selection: top/bottom `fraction` (or `count`) by score are labelled positive/negative by
-    rank; each class is shuffled (seed) and split (1 - val_fraction)/val_fraction.
+    Selection 'extremes' (InterFaceGAN): top/bottom `fraction` (or `count`) by score are
+    labelled positive/negative by rank. Selection 'threshold': every sample, labelled
+    score > threshold; the normal then follows the decision surface where labels actually
+    change, which is what conditional editing needs where that surface is curved. Either way
+    each class is shuffled (seed) and split (1 - val_fraction)/val_fraction.
     The SVM's intercept is kept; normal and intercept are scaled so that |normal| = 1, which
     makes d(x) = x.n + intercept a signed Euclidean distance in the latent space.
     Metrics: train/val accuracy on the selected samples (labels by rank); all_accuracy on
@@ -493,7 +512,10 @@ def fit_boundary(latents: np.ndarray, scores: np.ndarray, attribute: str, space:
     if C <= 0:
         raise ValueError(f"C must be > 0, got {C}")
     solver = _resolve_solver(solver, flat.shape[1])
-    sel = _select(scores, fraction, count, val_fraction, seed)
+    try:
+        sel = _select(scores, fraction, count, val_fraction, seed, selection, threshold)
+    except ValueError as e:
+        raise ValueError(f"{attribute}: {e}") from None
     X = np.asarray(flat[sel.train], dtype=np.float32)                   # [n_train, D]
     if not np.all(np.isfinite(X)):
         raise ValueError("latents contain NaN or inf")

@@ -39,7 +39,9 @@ def register(subparsers) -> None:
     f.add_argument("--spaces", nargs="+", default=["z", "w"], help="z, w, wp")
     f.add_argument("--wp-layers", nargs="+", default=[], metavar="START-STOP",
                    help="W+ layer ranges, e.g. 0-4 4-8")
-    f.add_argument("--fraction", type=float, default=0.02)
+    f.add_argument("--selection", default="extremes", choices=["extremes", "threshold"],
+                   help="InterFaceGAN's top/bottom by score, or every sample labelled logit > 0")
+    f.add_argument("--fraction", type=float, default=0.02, help="extremes: top/bottom share")
     f.add_argument("--count", type=int, default=None)
     f.add_argument("--val-fraction", type=float, default=0.3)
     f.add_argument("--seed", type=int, default=0)
@@ -126,7 +128,8 @@ def cmd_fit(args) -> None:
         conditions.append([target, conds.split(",")])
     run_fit(config_from_dict(FitConfig, dict(
         samples=args.samples, out=args.out, attributes=args.attributes, spaces=args.spaces,
-        wp_layers=[_span(s) for s in args.wp_layers], fraction=args.fraction,
+        wp_layers=[_span(s) for s in args.wp_layers], selection=args.selection,
+        fraction=args.fraction,
         count=args.count, val_fraction=args.val_fraction, seed=args.seed, solver=args.solver,
         conditions=conditions, storage=args.storage)))
 

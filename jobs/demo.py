@@ -58,7 +58,8 @@ class DemoConfig:
     count: int = 20000                 # training samples for the fit
     heldout: int = 240                 # fresh samples edited for the report
     edit_strength: float = 3.0         # d: edits go to signed distance -d .. d in W
-    fraction: float = 0.02             # InterFaceGAN selection: top and bottom fraction
+    selection: str = "threshold"       # fit on every sample, labelled logit > 0 (see above) ...
+    fraction: float = 0.02             # ... or 'extremes': InterFaceGAN's top/bottom fraction
     workers: int = 2                   # CPU actors (the Ray cluster gets workers + 2 CPUs)
     rows_per_part: int = 2500          # sample part size (parts are the unit of parallelism)
     seed: int = 0                      # training samples' seed; held-out use seed + 1
@@ -89,7 +90,8 @@ def pipeline_config(cfg: DemoConfig):
         workers=cfg.workers,
         sample={"count": cfg.count, "seed": cfg.seed, "space": "w",
                 "rows_per_part": cfg.rows_per_part, "micro_batch": 16, "batch_size": 500},
-        fit={"spaces": ["z", "w"], "fraction": cfg.fraction, "conditions": cfg.pairs})
+        fit={"spaces": ["z", "w"], "selection": cfg.selection, "fraction": cfg.fraction,
+             "conditions": cfg.pairs})
 
 
 def edit_strengths(d: float) -> list:
@@ -287,6 +289,9 @@ def register(subparsers) -> None:
     d.add_argument("--edit-strength", type=float, default=3.0, help="W distance d")
     d.add_argument("--workers", type=int, default=2, help="CPU actors")
     d.add_argument("--ppl-samples", type=int, default=400, help="PPL paths per space")
+    d.add_argument("--selection", default="threshold", choices=["extremes", "threshold"],
+                   help="boundary fit: every sample labelled logit > 0, or InterFaceGAN's "
+                        "top/bottom 2%%")
     d.set_defaults(func=lambda a: run_demo(DemoConfig(
         out=a.out, count=a.count, heldout=a.heldout, edit_strength=a.edit_strength,
-        workers=a.workers, ppl_samples=a.ppl_samples)) and 0)
+        workers=a.workers, ppl_samples=a.ppl_samples, selection=a.selection)) and 0)

@@ -42,7 +42,9 @@ class FitConfig:
     spaces: list = field(default_factory=lambda: ["z", "w"])  # 'z', 'w' and/or 'wp'
     wp_layers: list = field(default_factory=list)  # W+ layer ranges [[start, stop], ...]
                                                    # fitted when 'wp' is in spaces
-    fraction: float = 0.02             # keep the top and bottom fraction by score ...
+    selection: str = "extremes"        # 'extremes' (InterFaceGAN) or 'threshold' (every sample,
+                                       # labelled logit > 0)
+    fraction: float = 0.02             # extremes: keep the top and bottom fraction by score ...
     count: Optional[int] = None        # ... or this many at each end (overrides fraction)
     val_fraction: float = 0.3          # share of the kept samples held out for validation
     seed: int = 0                      # train/validation split seed
@@ -63,6 +65,8 @@ class FitConfig:
             require(isinstance(r, (list, tuple)) and len(r) == 2 and all(isinstance(v, int)
                     for v in r) and 0 <= r[0] < r[1], "wp_layers",
                     f"entries must be [start, stop] with 0 <= start < stop (got {r!r})")
+        from gankit.boundaries import SELECTIONS
+        choice(self.selection, SELECTIONS, "selection")
         require(0 < self.fraction <= 0.5, "fraction", f"must be in (0, 0.5] (got {self.fraction})")
         require(self.count is None or self.count >= 2, "count", f"must be >= 2 (got {self.count})")
         require(0 < self.val_fraction < 1, "val_fraction",
@@ -179,8 +183,8 @@ def fit_all(cfg: FitConfig, latents: dict, scores: np.ndarray, attributes: list,
         space, layers = parse_space(space_name)
         plain = {}
         for j, attr in enumerate(attributes):
-            b = fit_boundary(x, scores[:, j], attr, space, fraction=cfg.fraction,
-                             count=cfg.count, val_fraction=cfg.val_fraction, seed=cfg.seed,
+            b = fit_boundary(x, scores[:, j], attr, space, selection=cfg.selection,
+                             fraction=cfg.fraction, count=cfg.count, val_fraction=cfg.val_fraction, seed=cfg.seed,
                              solver=cfg.solver, layers=layers)
             plain[attr] = b
             entries.append(save_entry(out, b, space_name, attr, []))
@@ -203,8 +207,8 @@ def save_entry(out, boundary, space_name: str, attr: str, conds: list) -> dict:
 def fit_identity(cfg: FitConfig, src, attributes: list) -> dict:
     """What the boundaries depend on: the fit settings and the samples' own identity."""
     manifest = storage.read_manifest(src) or {}
-    keys = ("samples", "spaces", "wp_layers", "fraction", "count", "val_fraction", "seed",
-            "solver", "conditions")
+    keys = ("samples", "spaces", "wp_layers", "selection", "fraction", "count", "val_fraction",
+            "seed", "solver", "conditions")
     ident = {k: getattr(cfg, k) for k in keys}
     ident.update(attributes=attributes, sample_identity=manifest.get("identity"),
                  sample_rows=manifest.get("rows"))

@@ -45,6 +45,20 @@ def test_fit_recovers_known_boundary(solver):
     assert b.metrics["n_train"] + b.metrics["n_val"] == 600 and b.metrics["solver"] == solver
 
 
+def test_threshold_selection_fits_where_labels_change():
+    # Same data: labels score > 0 sit at x.n = -0.5, which rank-symmetric extremes cannot see.
+    x, scores, normal = separable_data()
+    b = fit_boundary(x, scores, "smile", "z", selection="threshold", C=100.0)
+    assert float(b.normal @ normal) > 0.99 and 0.4 < b.intercept < 0.6
+    assert b.metrics["all_accuracy"] > 0.99 and b.metrics["val_accuracy"] > 0.99
+    assert b.metrics["n_train"] + b.metrics["n_val"] == 3000
+    assert b.metrics["remaining_accuracy"] is None                  # nothing left out
+    with pytest.raises(ValueError, match="selection 'threshold' needs >= 2 samples"):
+        fit_boundary(x, np.abs(scores) + 1, "smile", "z", selection="threshold")
+    with pytest.raises(ValueError, match="selection must be one of"):
+        fit_boundary(x, scores, "smile", "z", selection="middle")
+
+
 def test_intercept_is_kept_with_the_right_sign():
     # Latents centred away from the origin (as W is, on w_avg): the boundary through the data is
     # x.n = m.n = 2, i.e. d(x) = x.n - 2. Dropping the intercept (InterFaceGAN) would put it

@@ -166,6 +166,7 @@ def test_rerunning_a_finished_pipeline_computes_nothing(pipeline_run, capsys):
     ({"sample": {"count": "ten"}}, "sample.count must be an integer (got 'ten')"),
     ({"sample": {"out": "/elsewhere"}}, "sample.out is set by the pipeline from root"),
     ({"fit": {"fraction": 0.9}}, "fit.fraction must be in (0, 0.5] (got 0.9)"),
+    ({"fit": {"selection": "best"}}, "fit.selection must be one of extremes, threshold"),
     ({"edit": {"mode": "teleport"}}, "edit.mode must be one of shift, to_distance"),
     ({"stages": ["sample", "paint"]}, "stages must be one of sample, fit, heldout, invert, edit, report"),
     ({"stages": ["sample", "heldout", "invert"]}, "stages can hold heldout or invert, not both"),
@@ -192,7 +193,7 @@ def test_fit_names_unknown_attributes_and_missing_columns(pipeline_run, tmp_path
                           wp_layers=[[2, 9]]))
 
 
-def test_fit_and_edit_commands(pipeline_run, model_files, tmp_path):
+def test_fit_and_edit_commands(pipeline_run, model_files, tmp_path, capsys):
     from jobs.cli import main
     root, _, _ = pipeline_run
     fit_out, edit_out = tmp_path / "fit", tmp_path / "edits"
@@ -208,6 +209,14 @@ def test_fit_and_edit_commands(pipeline_run, model_files, tmp_path):
                  "--workers", "1", "--device", "cpu", "--out", str(edit_out)]) == 0
     edits = storage.read_table(str(edit_out))
     assert edits.num_rows == 6 and set(edits.column("boundary").to_pylist()) == {"wp1-3/age"}
+    # every sample, labelled logit > 0: not the extremes fit again (the selection is part of
+    # its identity); the tiny classifier never says yes, which the fit names in one sentence
+    table = storage.read_table(str(root / "samples"))
+    assert (table.column("logit_smile").to_numpy() <= 0).all()
+    assert main(["fit", "--samples", str(root / "samples"), "--out", str(fit_out),
+                 "--spaces", "w", "--selection", "threshold", "--attributes", "smile"]) == 2
+    assert ("smile: selection 'threshold' needs >= 2 samples on each side of 0; got 0 above"
+            in capsys.readouterr().err)
 
 
 # ----------------------------------------------------------------------------------------
