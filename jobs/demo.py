@@ -1,8 +1,9 @@
 """`gankit demo --out DIR`: the whole pipeline on the bundled toy model, locally, in minutes.
 
     1. sample  COUNT rows (seed 0): z, w and the toy classifier's logits (no images stored)
-    2. fit     every attribute in Z and W (InterFaceGAN: top/bottom 2%, 70/30 split), plus
-               conditional boundaries for the toy world's correlated pairs
+    2. fit     every attribute in Z and W (every sample, labelled logit > 0, 70/30 split;
+               `--selection extremes` for InterFaceGAN's top/bottom 2%), plus conditional
+               boundaries for the toy world's correlated pairs
     3. sample  HELDOUT fresh rows (seed 1), never seen by the fit
     4. edit    them along every W boundary, plain and conditional, mode 'to_distance' at
                -d, -d/2, 0, d/2, d (d = edit_strength), keeping the original image
@@ -22,16 +23,22 @@ Every step resumes: rerunning the demo over the same DIR recomputes nothing alre
 Edit strength: d = 3 in W signed distance (|n| = 1): with every sample's distance set to
 +-d, the plain W boundaries flip their target for 0.99-1.00 of the held-out samples.
 
-What the bundled toy model gives (2,920 kimg, MODELS.md; 20,000 samples, fraction 0.02, 240
-held-out, d = 3; 137 s on 2 cores): every W boundary has val accuracy >= 0.996 (all-sample
-accuracy 0.89-0.95). Conditional editing: old | eyeglasses passes the gate (flip 1.00,
-eyeglasses changed for 0.04 vs 0.17 plain). The other three pairs lower the conditioned
-attribute's change but not below 0.1: eyeglasses | old 0.34 -> 0.14, smile | yaw 0.45 ->
-0.14 (flip 1.00), blond_hair | dark_skin 0.75 -> 0.15 (flip 0.71: the two normals have
-cosine -0.61; the conditional direction keeps 0.79 of blond_hair's normal). Each conditional normal is
-exactly orthogonal to its condition's, so what remains is the generator's curvature: at d =
-1.5 eyeglasses | old passes too (flip 0.93, old changed 0.08) and smile | yaw changes yaw for
-0.08 but flips smile for only 0.85. Separability (StyleGAN's metric): Z 4.53, W 1.00 (every
+What the bundled toy model gives (2,920 kimg, MODELS.md; 20,000 samples, selection
+'threshold', 240 held-out, d = 3; 126 s on 2 cores, `make demo` 130 s in all
+): every W boundary has val accuracy >= 0.960 (all-sample accuracy 0.964-0.997).
+Every plain W boundary flips its target for all 240 samples. Conditional editing passes the
+gate for all four pairs (flip / condition changed, conditional vs plain):
+
+    eyeglasses | old        1.00 / 0.050   plain 0.371   (also at d/2: 1.00 / 0.042)
+    old | eyeglasses        1.00 / 0.037   plain 0.200   (also at d/2: 0.99 / 0.021)
+    blond_hair | dark_skin  0.90 / 0.075   plain 0.783   (d/2: flip 0.54)
+    smile | yaw             0.98 / 0.046   plain 0.550   (d/2: flip 0.78)
+
+With `--selection extremes` (InterFaceGAN's top/bottom 2%) the same run passed one pair:
+the conditions changed for 0.14, 0.04, 0.15 and 0.14, and blond_hair flipped for 0.71 only.
+A condition's normal fitted between its extremes is not the surface where its label flips,
+and that surface is what a conditional edit must run along (README, "Which samples a
+boundary is fitted on"). Separability (StyleGAN's metric): Z 4.53, W 1.00 (every
 attribute's conditional entropy 0 in W); PPL (toy features) Z 10,482, W 4,407. The toy model
 invents two correlations that the report's correlation section shows (eyeglasses / dark_skin,
 smile / yaw; MODELS.md). Step 5 (13 s, 8 renders, eyeglasses added): recon PSNR / flip /
