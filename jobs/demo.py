@@ -24,8 +24,8 @@ Edit strength: d = 3 in W signed distance (|n| = 1): with every sample's distanc
 +-d, the plain W boundaries flip their target for 0.99-1.00 of the held-out samples.
 
 What the bundled toy model gives (2,920 kimg, MODELS.md; 20,000 samples, selection
-'threshold', 240 held-out, d = 3; 126 s on 2 cores, `make demo` 130 s in all
-): every W boundary has val accuracy >= 0.960 (all-sample accuracy 0.964-0.997).
+'threshold', 240 held-out, d = 3; 126 s on 2 cores, `make demo`
+130 s in all): every W boundary has val accuracy >= 0.960 (all-sample accuracy 0.964-0.997).
 Every plain W boundary flips its target for all 240 samples. Conditional editing passes the
 gate for all four pairs (flip / condition changed, conditional vs plain):
 

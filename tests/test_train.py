@@ -8,8 +8,8 @@ from gankit.models.classifier import (AttributeClassifier, ClassifierConfig, loa
                                       save_classifier)
 from gankit.models.stylegan2 import GeneratorConfig, MappingConfig, SynthesisConfig
 from gankit.train.classifier import ClassifierTrainConfig, predict_logits, train_classifier
-from gankit.train.gan import (GanTrainConfig, GanTrainer, attr_moments, load_training_state,
-                              moment_distance, moments, save_training_state)
+from gankit.train.gan import (GanTrainConfig, GanTrainer, load_training_state, moment_distance,
+                              moments, save_training_state)
 
 
 def tiny_gan_config(**kw) -> GanTrainConfig:
