@@ -497,7 +497,7 @@ def fit_boundary(latents: np.ndarray, scores: np.ndarray, attribute: str, space:
     each class is shuffled (seed) and split (1 - val_fraction)/val_fraction.
     The SVM's intercept is kept; normal and intercept are scaled so that |normal| = 1, which
     makes d(x) = x.n + intercept a signed Euclidean distance in the latent space.
-    Metrics: train/val accuracy on the selected samples (labels by rank); all_accuracy on
+    Metrics: train/val accuracy on the selected samples (labels as selected); all_accuracy on
     every sample and remaining_accuracy on the samples not selected, labelled
     score > threshold (0 for logits; pass 0.5 for probabilities). InterFaceGAN's
     "remaining" accuracy labels by the midrange (max + min) / 2 of the scores instead.

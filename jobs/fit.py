@@ -184,7 +184,8 @@ def fit_all(cfg: FitConfig, latents: dict, scores: np.ndarray, attributes: list,
         plain = {}
         for j, attr in enumerate(attributes):
             b = fit_boundary(x, scores[:, j], attr, space, selection=cfg.selection,
-                             fraction=cfg.fraction, count=cfg.count, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                             fraction=cfg.fraction, count=cfg.count,
+                             val_fraction=cfg.val_fraction, seed=cfg.seed,
                              solver=cfg.solver, layers=layers)
             plain[attr] = b
             entries.append(save_entry(out, b, space_name, attr, []))

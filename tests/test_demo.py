@@ -46,7 +46,7 @@ def test_report_json_has_the_keys_and_sane_values(demo_run):
     assert set(report["edits"]["conditional"]) == {"eyeglasses|old", "old|eyeglasses",
                                                   "blond_hair|dark_skin", "smile|yaw"}
     assert len(report["pairs"]) == 4
-    for p in report["pairs"]:      # the sweep covers every edited strength; its last is the report's
+    for p in report["pairs"]:  # the sweep covers every edited strength; the last is the report's
         assert [s["strength"] for s in p["sweep"]] == [1.5, 3.0]
         assert p["sweep"][-1]["flip_rate"] == p["flip_rate"]
         assert p["sweep"][-1]["condition_changed"] == p["condition_changed"]

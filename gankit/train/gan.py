@@ -13,11 +13,13 @@ becomes a linear function of w. The toy recipe uses it: on the toy world plain S
 training folds yaw and skin tone in W (a linear SVM on w gets 0.7, an MLP 0.95), and a W
 where attributes are linear is what the boundary pipeline assumes of large models.
 
-A second term of ours, also off by default, keeps that from distorting the attribute
-distribution: attribute moment matching (`attr_moment_weight`), feature matching (Salimans et
-al. 2016) in the classifier's probability space. It pulls the mean and covariance of the
-classifier's probabilities on generated images towards those on the reals, which holds each
-attribute's rate and the correlations between attributes where the data has them.
+A second term of ours, also off by default, is meant to undo what the first does to the
+attribute distribution: attribute moment matching (`attr_moment_weight`), feature matching
+(Salimans et al. 2016) in the classifier's probability space. It pulls the mean and covariance
+of the classifier's probabilities on generated images towards those on the reals: each
+attribute's rate, and the correlations the data has and no others. MODELS.md has what it did
+to the toy model (rates and correlations fixed in 50 kimg, separability lost); the shipped
+recipe does not use it.
 """
 from __future__ import annotations
 
@@ -83,7 +85,8 @@ class GanTrainer:
         self.classifier, self.attr_head, self.attr_target = None, None, None
         if cfg.linear_attr_weight or cfg.attr_moment_weight:
             if classifier is None:
-                raise ValueError("linear_attr_weight and attr_moment_weight need an attribute classifier")
+                raise ValueError("linear_attr_weight and attr_moment_weight need an attribute "
+                                 "classifier")
             self.classifier = classifier.to(cfg.device).eval().requires_grad_(False)
         if cfg.linear_attr_weight:
             n_attr = len(classifier.attribute_names)
@@ -91,7 +94,8 @@ class GanTrainer:
             self.opt_head = torch.optim.Adam(self.attr_head.parameters(), lr=1e-2)
         if cfg.attr_moment_weight:
             if attr_reals is None:
-                raise ValueError("attr_moment_weight > 0 needs reals (attr_reals) to take the moments of")
+                raise ValueError("attr_moment_weight > 0 needs reals (attr_reals) to take the "
+                                 "moments of")
             self.attr_target = attr_moments(self.classifier, attr_reals.to(cfg.device))
 
     # -- forward helpers ------------------------------------------------------------------
