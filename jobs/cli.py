@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES = [
     "jobs.cmd_models",      # inspect, convert
     "jobs.cmd_train",       # train-classifier, train-gan
+    "jobs.cmd_calibrate",   # calibrate-gan
     "jobs.cmd_pipeline",    # sample, label, fit, edit, run
     "jobs.cmd_directions",  # directions
     "jobs.cmd_invert",      # invert

@@ -1,0 +1,98 @@
+"""`gankit calibrate-gan`: refit a generator's mapping network so that its samples carry the
+data's attribute rates (gankit.train.calibrate), and write the result in the native format."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+TOY_TRAINING_IMAGES = 200000   # the toy generator's reals: `gankit train-gan` defaults, seed 1
+TOY_TRAINING_SEED = 1
+
+
+@dataclass
+class CalibrateJobConfig:
+    generator: str = "toy"         # 'toy' or a checkpoint path
+    classifier: str = "toy"        # 'toy' or a TorchScript classifier
+    data_labels: str = "toy"       # 'toy' (the toy generator's training renders) or the URL of a
+                                   # `gankit label` dataset of real images (logit_<attr> columns)
+    out: str = ""                  # output generator directory (native format)
+    bank_size: int = 60000
+    steps: int = 4000
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        from jobs.runtime import require
+        require(bool(self.out), "out", "must be the output generator directory")
+        require(self.bank_size >= 1000, "bank_size", f"must be >= 1000 (got {self.bank_size})")
+        require(self.steps >= 1, "steps", f"must be >= 1 (got {self.steps})")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("calibrate-gan", help="refit a generator's mapping so its "
+                              "attribute rates match the data's (MODELS.md)")
+    p.add_argument("--generator", default="toy", help="'toy' or a checkpoint path")
+    p.add_argument("--classifier", default="toy", help="'toy' or a TorchScript classifier")
+    p.add_argument("--data-labels", default="toy", help="'toy' (true labels of the toy "
+                   "training renders) or a `gankit label` dataset URL of real images")
+    p.add_argument("--out", required=True, help="write the calibrated generator here")
+    p.add_argument("--bank-size", type=int, default=60000, help="samples drawn and labelled")
+    p.add_argument("--steps", type=int, default=4000, help="refit steps in W")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    p.set_defaults(func=cmd_calibrate)
+
+
+def cmd_calibrate(args) -> None:
+    import torch
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = CalibrateJobConfig(args.generator, args.classifier, args.data_labels, args.out,
+                             args.bank_size, args.steps, args.seed, device)
+    print(json.dumps(run_calibrate(cfg), indent=2))
+
+
+def data_labels(spec: str, attribute_names: list):
+    """Boolean labels [N, A] of the data, columns in the classifier's attribute order."""
+    import numpy as np
+    if spec == "toy":
+        from gankit import toyfaces
+        if list(attribute_names) != list(toyfaces.ATTRIBUTE_NAMES):
+            raise ValueError("--data-labels toy needs the toy classifier's attributes "
+                             f"{list(toyfaces.ATTRIBUTE_NAMES)}, got {list(attribute_names)}")
+        from gankit.train.toy import render_dataset
+        return render_dataset(TOY_TRAINING_IMAGES, TOY_TRAINING_SEED)[1]
+    from jobs.storage import read_table
+    columns = [f"logit_{a}" for a in attribute_names]
+    table = read_table(spec)
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{spec}: no column {', '.join(missing)}; label the real images with "
+                         "`gankit label` and this classifier first")
+    logits = np.stack([table.column(c).to_numpy(zero_copy_only=False) for c in columns], axis=1)
+    if not np.isfinite(logits).all():
+        raise ValueError(f"{spec}: {int((~np.isfinite(logits)).any(axis=1).sum())} rows have "
+                         "non-finite logits")
+    return logits > 0
+
+
+def run_calibrate(cfg: CalibrateJobConfig) -> dict:
+    """Calibrate cfg.generator, save it to cfg.out, return what was measured."""
+    import time
+
+    from gankit import zoo
+    from gankit.checkpoints import save_generator
+    from gankit.train.calibrate import CalibrateConfig, calibrate_generator
+    cfg.validate()
+    t0 = time.monotonic()
+    G = zoo.load_generator(cfg.generator, device=cfg.device)
+    C = zoo.load_classifier(cfg.classifier, device=cfg.device)
+    labels = data_labels(cfg.data_labels, C.attribute_names)
+    calibration = CalibrateConfig(bank_size=cfg.bank_size, steps=cfg.steps, seed=cfg.seed,
+                                  device=cfg.device)
+    G, info = calibrate_generator(G, C, labels, calibration)
+    source = {"calibrated_from": cfg.generator, "classifier": cfg.classifier,
+              "data_labels": cfg.data_labels, "bank_size": cfg.bank_size, "steps": cfg.steps,
+              "seed": cfg.seed}
+    save_generator(G.cpu(), cfg.out, source=source)
+    return {"out": cfg.out, "attributes": list(C.attribute_names), **info,
+            "seconds": round(time.monotonic() - t0, 1)}
