@@ -16,16 +16,22 @@ class CalibrateJobConfig:
     data_labels: str = "toy"       # 'toy' (the toy generator's training renders) or the URL of a
                                    # `gankit label` dataset of real images (logit_<attr> columns)
     out: str = ""                  # output generator directory (native format)
+    target_joint: str = "data"     # 'data' or 'generated' (gankit.train.calibrate)
     bank_size: int = 60000
     steps: int = 4000
+    moment_weight: float = 1000.0  # label moment term (gankit.train.calibrate)
+    cell_weight: float = 0.0       # label cell KL term, 0 = off
     seed: int = 0
     device: str = "cpu"
 
     def validate(self) -> None:
-        from jobs.runtime import require
+        from jobs.runtime import choice, require
         require(bool(self.out), "out", "must be the output generator directory")
         require(self.bank_size >= 1000, "bank_size", f"must be >= 1000 (got {self.bank_size})")
         require(self.steps >= 1, "steps", f"must be >= 1 (got {self.steps})")
+        require(self.moment_weight >= 0 and self.cell_weight >= 0, "moment_weight",
+                "the term weights must be >= 0")
+        choice(self.target_joint, ("data", "generated"), "target_joint")
 
 
 def register(subparsers) -> None:
@@ -36,8 +42,15 @@ def register(subparsers) -> None:
     p.add_argument("--data-labels", default="toy", help="'toy' (true labels of the toy "
                    "training renders) or a `gankit label` dataset URL of real images")
     p.add_argument("--out", required=True, help="write the calibrated generator here")
+    p.add_argument("--target-joint", choices=("data", "generated"), default="data",
+                   help="label joint raked to the data's rates: the data's (its correlations "
+                        "where the generator can draw them) or the generator's own")
     p.add_argument("--bank-size", type=int, default=60000, help="samples drawn and labelled")
     p.add_argument("--steps", type=int, default=4000, help="refit steps in W")
+    p.add_argument("--moment-weight", type=float, default=1000.0,
+                   help="weight of the label moment term (mean and covariance of the heads)")
+    p.add_argument("--cell-weight", type=float, default=0.0,
+                   help="weight of the KL term on label cells (keeps rare cells), 0 = off")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     p.set_defaults(func=cmd_calibrate)
@@ -47,7 +60,8 @@ def cmd_calibrate(args) -> None:
     import torch
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg = CalibrateJobConfig(args.generator, args.classifier, args.data_labels, args.out,
-                             args.bank_size, args.steps, args.seed, device)
+                             args.target_joint, args.bank_size, args.steps, args.moment_weight,
+                             args.cell_weight, args.seed, device)
     print(json.dumps(run_calibrate(cfg), indent=2))
 
 
@@ -88,11 +102,13 @@ def run_calibrate(cfg: CalibrateJobConfig) -> dict:
     C = zoo.load_classifier(cfg.classifier, device=cfg.device)
     labels = data_labels(cfg.data_labels, C.attribute_names)
     calibration = CalibrateConfig(bank_size=cfg.bank_size, steps=cfg.steps, seed=cfg.seed,
-                                  device=cfg.device)
+                                  target_joint=cfg.target_joint, moment_weight=cfg.moment_weight,
+                                  cell_weight=cfg.cell_weight, device=cfg.device)
     G, info = calibrate_generator(G, C, labels, calibration)
     source = {"calibrated_from": cfg.generator, "classifier": cfg.classifier,
-              "data_labels": cfg.data_labels, "bank_size": cfg.bank_size, "steps": cfg.steps,
-              "seed": cfg.seed}
+              "data_labels": cfg.data_labels, "target_joint": cfg.target_joint,
+              "bank_size": cfg.bank_size, "steps": cfg.steps, "moment_weight": cfg.moment_weight,
+              "cell_weight": cfg.cell_weight, "seed": cfg.seed}
     save_generator(G.cpu(), cfg.out, source=source)
     return {"out": cfg.out, "attributes": list(C.attribute_names), **info,
             "seconds": round(time.monotonic() - t0, 1)}

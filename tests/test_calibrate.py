@@ -9,7 +9,8 @@ import torch
 
 from gankit.train.calibrate import (CalibrateConfig, calibrate_generator, cell_bits,
                                     cell_frequencies, label_cells, label_moments,
-                                    reachable_target, sample_weights, uncovered_mass)
+                                    reachable_target, sample_weights, soft_cells,
+                                    uncovered_mass)
 from tests.conftest import tiny_generator
 
 
@@ -49,6 +50,19 @@ def test_target_rakes_the_reachable_joint_to_the_data_rates():
     assert np.allclose(weighted, q, atol=1e-9)
 
 
+def test_target_from_the_generated_joint_moves_only_the_rates():
+    gen = labels_from_cells([0, 1, 2, 3] * 30, 2)                    # independent, 0.5 / 0.5
+    data = np.random.default_rng(2).random((40000, 2)) < [0.25, 0.75]
+    data[:, 1] = data[:, 0] | data[:, 1]                             # correlated in the data
+    q = reachable_target(gen, data, start="generated")
+    a, b = data.mean(axis=0)
+    # raking an independent joint keeps it independent: the data's correlation is not taken
+    assert np.allclose(q, [(1 - a) * (1 - b), a * (1 - b), (1 - a) * b, a * b], atol=1e-9)
+    assert not np.allclose(q, cell_frequencies(data), atol=0.01)
+    with pytest.raises(ValueError, match="start"):
+        reachable_target(gen, data, start="both")
+
+
 def test_target_refuses_what_it_cannot_reach():
     data = labels_from_cells([3] * 10, 2)
     with pytest.raises(ValueError, match="nothing to calibrate towards"):
@@ -63,6 +77,17 @@ def test_weighted_label_moments_match_numpy():
     mean, cov = label_moments(torch.tensor(p), torch.tensor(w))
     assert np.allclose(mean.numpy(), np.average(p, axis=0, weights=w))
     assert np.allclose(cov.numpy(), np.cov(p.T, aweights=w, bias=True))
+
+
+def test_soft_cells_are_cell_frequencies_for_hard_labels():
+    labels = labels_from_cells([0, 3, 3, 5, 7, 7, 7, 2], 3)
+    cells = soft_cells(torch.tensor(labels, dtype=torch.float64))
+    assert np.allclose(cells.numpy(), cell_frequencies(labels), atol=1e-5)
+    uniform = soft_cells(torch.full((4, 3), 0.5, dtype=torch.float64))
+    assert np.allclose(uniform.numpy(), 1 / 8)                       # independent halves
+    weighted = soft_cells(torch.tensor(labels[:2], dtype=torch.float64),
+                          torch.tensor([3.0, 1.0], dtype=torch.float64))
+    assert weighted[0] == pytest.approx(0.75, abs=1e-5) and weighted[3] == pytest.approx(0.25, abs=1e-5)
 
 
 class Brightness(torch.nn.Module):
@@ -129,7 +154,7 @@ def test_calibrate_gan_command(tmp_path, model_files):
     out = tmp_path / "calibrated"
     argv = ["calibrate-gan", "--generator", model_files["model"], "--classifier",
             classifier, "--data-labels", labels, "--out", str(out),
-            "--bank-size", "1000", "--steps", "20", "--device", "cpu"]
+            "--bank-size", "1000", "--steps", "20", "--cell-weight", "10", "--device", "cpu"]
     assert main(argv) == 0
     G1 = load_generator(out)
     assert json.loads((out / "config.json").read_text())["source"]["calibrated_from"] == model_files["model"]

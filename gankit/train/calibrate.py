@@ -18,10 +18,13 @@ it makes in other proportions does. This module
    (Csiszar 1975): exact rates, and the data's correlations wherever the generator can
    draw them. Each bank sample gets the weight q(cell) / p_bank(cell);
 3. fits a logistic head per attribute on the bank (w -> label), and fine-tunes f against
-   two losses in W, neither needing an image: a non-saturating adversarial loss against an
-   MLP discriminator whose reals are bank samples drawn by weight (it keeps f on the bank's
-   support), and the squared distance between the mean and covariance of the heads'
-   probabilities on f(z) and on the weighted bank (it moves the rates);
+   three losses in W, none needing an image: a non-saturating adversarial loss against an
+   MLP discriminator whose reals are bank samples drawn by weight (it keeps f near the
+   bank's support); the squared distance between the mean and covariance of the heads'
+   probabilities on f(z) and on the weighted bank (it moves the rates); and the KL
+   divergence from the target's cell distribution to the cells of f(z), each cell's
+   probability the product of the heads' (off by default, `cell_weight`: it keeps small
+   cells, which the moments barely see, from being dropped; MODELS.md has what it did);
 4. re-estimates w_avg, the centre of truncation, as the mean of the new f(z).
 
 The synthesis network is not touched, so a w the new mapping draws on the bank's support is
@@ -45,6 +48,8 @@ import torch.nn.functional as F
 class CalibrateConfig:
     bank_size: int = 60000        # latents drawn, rendered and labelled once
     min_cell_count: int = 20      # a label cell with fewer bank samples counts as not drawable
+    target_joint: str = "data"    # joint raked to the data's rates: 'data' (its correlations
+                                  # where reachable) or 'generated' (the generator's own)
     steps: int = 4000             # refit steps in W (cosine lr decay to 0)
     batch_size: int = 512
     lr_mapping: float = 0.03      # Adam lr of the mapping's stored parameters (equalized lr:
@@ -52,6 +57,7 @@ class CalibrateConfig:
     lr_d: float = 0.002           # Adam lr of the W discriminator
     r1_gamma: float = 0.1         # R1 on the weighted bank samples
     moment_weight: float = 1000.0  # weight of the label moment term (heads' mean and covariance)
+    cell_weight: float = 0.0      # weight of KL(target cells || soft cells of the new samples)
     d_hidden: int = 256
     w_avg_samples: int = 100000   # z drawn to re-estimate w_avg
     seed: int = 0
@@ -81,14 +87,18 @@ def cell_bits(n_attributes: int) -> np.ndarray:
 
 
 def reachable_target(gen_labels: np.ndarray, data_labels: np.ndarray, min_count: int = 20,
-                     iters: int = 500, tol: float = 1e-9) -> np.ndarray:
-    """Target q [2^A] over label cells: the data's joint on the cells with >= min_count
-    generated samples, raked to the data's marginal rates (iterative proportional fitting)."""
+                     start: str = "data", iters: int = 500, tol: float = 1e-9) -> np.ndarray:
+    """Target q [2^A] over label cells: the data's joint ('data') or the generator's own
+    ('generated') on the cells with >= min_count generated samples, raked to the data's
+    marginal rates (iterative proportional fitting)."""
     if gen_labels.shape[1] != data_labels.shape[1]:
         raise ValueError(f"generated labels have {gen_labels.shape[1]} attributes, data "
                          f"labels {data_labels.shape[1]}")
     reachable = cell_frequencies(gen_labels) * len(gen_labels) >= min_count
-    q = np.where(reachable, cell_frequencies(data_labels), 0.0)
+    if start not in ("data", "generated"):
+        raise ValueError(f"start must be 'data' or 'generated', got {start!r}")
+    joint = cell_frequencies(data_labels if start == "data" else gen_labels)
+    q = np.where(reachable, joint, 0.0)
     if q.sum() == 0:
         raise ValueError("no label cell of the data is drawn by the generator "
                          f"{min_count} times or more: nothing to calibrate towards")
@@ -166,6 +176,16 @@ def fit_heads(bank_w: np.ndarray, labels: np.ndarray, names: list, seed: int = 0
     return heads.requires_grad_(False), accuracy
 
 
+def soft_cells(p: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mean over samples of each label cell's probability under independent per-attribute
+    probabilities p [N, A]: [2^A], sums to 1."""
+    bits = torch.from_numpy(cell_bits(p.shape[1])).to(p.device, p.dtype)     # [2^A, A]
+    p = p.clamp(1e-6, 1 - 1e-6)
+    cells = torch.exp(p.log() @ bits.T + (1 - p).log() @ (1 - bits).T)    # [N, 2^A]
+    weights = torch.ones(len(p), device=p.device, dtype=p.dtype) if weights is None else weights
+    return (weights / weights.sum()).to(p.dtype) @ cells
+
+
 def label_moments(p: torch.Tensor, weights: Optional[torch.Tensor] = None) -> tuple:
     """Mean [A] and covariance [A, A] of soft labels p [N, A], optionally weighted."""
     weights = torch.ones(len(p), device=p.device) if weights is None else weights
@@ -200,7 +220,9 @@ class MappingRefit:
         self.heads = heads.to(cfg.device)
         self.bank_w, self.weights = bank_w.to(cfg.device), weights.to(cfg.device)
         with torch.no_grad():                                            # the moments to reach
-            self.target = label_moments(torch.sigmoid(self.heads(self.bank_w)), self.weights)
+            bank_p = torch.sigmoid(self.heads(self.bank_w))
+            self.target = label_moments(bank_p, self.weights)
+            self.target_cells = soft_cells(bank_p, self.weights)
         self.opt_g = torch.optim.Adam(self.mapping.parameters(), lr=cfg.lr_mapping, betas=(0.0, 0.99))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=(0.0, 0.99))
         self.schedules = [torch.optim.lr_scheduler.CosineAnnealingLR(o, max(cfg.steps, 1))
@@ -225,8 +247,13 @@ class MappingRefit:
         fake = self.fake_w()
         adversarial = F.softplus(-self.D(fake)).mean()
         moment = self.moment_distance(fake)
+        loss = adversarial + self.cfg.moment_weight * moment
+        if self.cfg.cell_weight:
+            t = self.target_cells
+            cells = (t * (t.clamp_min(1e-12).log() - soft_cells(torch.sigmoid(self.heads(fake))).log())).sum()
+            loss = loss + self.cfg.cell_weight * cells
         self.opt_g.zero_grad(set_to_none=True)
-        (adversarial + self.cfg.moment_weight * moment).backward()
+        loss.backward()
         self.opt_g.step()
         real = self.real_w().requires_grad_(True)
         d_real = self.D(real)
@@ -262,7 +289,7 @@ def calibrate_generator(G, classifier, data_labels: np.ndarray, cfg: CalibrateCo
     classifier = classifier.to(cfg.device).eval()
     bank_w, logits = draw_bank(G, classifier, cfg.bank_size, cfg.seed + 1, device=cfg.device)
     labels = logits > 0                                                  # [N, A]
-    q = reachable_target(labels, data_labels, cfg.min_cell_count)
+    q = reachable_target(labels, data_labels, cfg.min_cell_count, cfg.target_joint)
     weights = sample_weights(labels, q)
     names = list(getattr(classifier, "attribute_names", range(labels.shape[1])))
     heads, head_accuracy = fit_heads(bank_w, labels, names, cfg.seed)
