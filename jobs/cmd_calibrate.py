@@ -57,11 +57,10 @@ def register(subparsers) -> None:
 
 
 def cmd_calibrate(args) -> None:
-    import torch
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from jobs.cmd_train import _device
     cfg = CalibrateJobConfig(args.generator, args.classifier, args.data_labels, args.out,
                              args.target_joint, args.bank_size, args.steps, args.moment_weight,
-                             args.cell_weight, args.seed, device)
+                             args.cell_weight, args.seed, _device(args))
     print(json.dumps(run_calibrate(cfg), indent=2))
 
 
@@ -75,13 +74,15 @@ def data_labels(spec: str, attribute_names: list):
                              f"{list(toyfaces.ATTRIBUTE_NAMES)}, got {list(attribute_names)}")
         from gankit.train.toy import render_dataset
         return render_dataset(TOY_TRAINING_IMAGES, TOY_TRAINING_SEED)[1]
-    from jobs.storage import read_table
+    from jobs.storage import dataset_rows, open_store, read_table
     columns = [f"logit_{a}" for a in attribute_names]
-    table = read_table(spec)
-    missing = [c for c in columns if c not in table.column_names]
+    store = open_store(spec, must_exist=True)
+    schema = dataset_rows(store)[1]
+    missing = [c for c in columns if schema is None or c not in schema.names]
     if missing:
         raise ValueError(f"{spec}: no column {', '.join(missing)}; label the real images with "
                          "`gankit label` and this classifier first")
+    table = read_table(store, columns)                 # the logits only, not the images
     logits = np.stack([table.column(c).to_numpy(zero_copy_only=False) for c in columns], axis=1)
     if not np.isfinite(logits).all():
         raise ValueError(f"{spec}: {int((~np.isfinite(logits)).any(axis=1).sum())} rows have "

@@ -171,7 +171,9 @@ def test_calibrate_gan_bad_labels_say_what_is_missing(tmp_path, model_files, cap
             model_files["classifier"], "--data-labels", labels, "--out", str(tmp_path / "o")]
     assert main(argv) == 2
     assert "no column logit_age, logit_glasses" in capsys.readouterr().err
-    argv[argv.index(labels)] = "toy"
+    argv[argv.index(labels)] = str(tmp_path / "nowhere")
+    assert main(argv) == 2 and "nowhere" in capsys.readouterr().err
+    argv[argv.index(str(tmp_path / "nowhere"))] = "toy"
     assert main(argv) == 2
     assert "needs the toy classifier's attributes" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
