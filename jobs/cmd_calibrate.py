@@ -72,8 +72,8 @@ def data_labels(spec: str, attribute_names: list):
         if list(attribute_names) != list(toyfaces.ATTRIBUTE_NAMES):
             raise ValueError("--data-labels toy needs the toy classifier's attributes "
                              f"{list(toyfaces.ATTRIBUTE_NAMES)}, got {list(attribute_names)}")
-        from gankit.train.toy import render_dataset
-        return render_dataset(TOY_TRAINING_IMAGES, TOY_TRAINING_SEED)[1]
+        # the renders' labels come from their factors alone: nothing needs drawing
+        return toyfaces.label_matrix(toyfaces.sample_factors(TOY_TRAINING_IMAGES, TOY_TRAINING_SEED))
     from jobs.storage import dataset_rows, open_store, read_table
     columns = [f"logit_{a}" for a in attribute_names]
     store = open_store(spec, must_exist=True)

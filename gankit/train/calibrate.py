@@ -87,6 +87,11 @@ def cell_bits(n_attributes: int) -> np.ndarray:
     return ((np.arange(1 << n_attributes)[:, None] >> np.arange(n_attributes)) & 1).astype(bool)
 
 
+def drawn_cells(gen_labels: np.ndarray, min_count: int) -> np.ndarray:
+    """[2^A] bool: the cells the generator draws at least `min_count` times."""
+    return cell_frequencies(gen_labels) * len(gen_labels) >= min_count
+
+
 def reachable_target(gen_labels: np.ndarray, data_labels: np.ndarray, min_count: int = 20,
                      start: str = "data", iters: int = 500, tol: float = 1e-9) -> np.ndarray:
     """Target q [2^A] over label cells: the data's joint ('data') or the generator's own
@@ -95,11 +100,10 @@ def reachable_target(gen_labels: np.ndarray, data_labels: np.ndarray, min_count:
     if gen_labels.shape[1] != data_labels.shape[1]:
         raise ValueError(f"generated labels have {gen_labels.shape[1]} attributes, data "
                          f"labels {data_labels.shape[1]}")
-    reachable = cell_frequencies(gen_labels) * len(gen_labels) >= min_count
     if start not in ("data", "generated"):
         raise ValueError(f"start must be 'data' or 'generated', got {start!r}")
     joint = cell_frequencies(data_labels if start == "data" else gen_labels)
-    q = np.where(reachable, joint, 0.0)
+    q = np.where(drawn_cells(gen_labels, min_count), joint, 0.0)
     if q.sum() == 0:
         raise ValueError("no label cell of the data is drawn by the generator "
                          f"{min_count} times or more: nothing to calibrate towards")
@@ -119,17 +123,15 @@ def reachable_target(gen_labels: np.ndarray, data_labels: np.ndarray, min_count:
 
 def sample_weights(gen_labels: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Per-sample weights [N], mean 1, that give the generated samples the cell distribution q."""
-    cells = label_cells(gen_labels)
-    p_gen = np.bincount(cells, minlength=q.size) / len(cells)
-    w = np.divide(q, p_gen, out=np.zeros_like(q), where=p_gen > 0)[cells]
+    p_gen = cell_frequencies(gen_labels)                                 # [2^A]
+    w = np.divide(q, p_gen, out=np.zeros_like(q), where=p_gen > 0)[label_cells(gen_labels)]
     return w / w.mean()
 
 
 def uncovered_mass(gen_labels: np.ndarray, data_labels: np.ndarray, min_count: int = 1) -> float:
     """Share of the data's samples whose label cell the generator draws fewer than
     `min_count` times: no weighting can reach them."""
-    reachable = cell_frequencies(gen_labels) * len(gen_labels) >= min_count
-    return float(1 - reachable[label_cells(data_labels)].mean())
+    return float(1 - drawn_cells(gen_labels, min_count)[label_cells(data_labels)].mean())
 
 
 # ----------------------------------------------------------------------------------------
@@ -203,7 +205,11 @@ class WDiscriminator(nn.Module):
 
 
 class MappingRefit:
-    """One step at a time: a copy of G.mapping against D in W, plus the label moment term."""
+    """One step at a time: a copy of G.mapping against D in W, plus the label terms.
+
+    `label_moments` is weighted (the bank's target) and biased; gankit.train.gan.moments is
+    the unweighted, unbiased form the GAN trainer uses. They are kept apart so that the
+    shipped toy generator stays reproducible by `gankit calibrate-gan`."""
 
     def __init__(self, mapping: nn.Module, bank_w: torch.Tensor, weights: torch.Tensor,
                  heads: nn.Linear, cfg: CalibrateConfig):
