@@ -1,4 +1,4 @@
-"""Pure image helpers: tensor <-> uint8 conversion, PNG codecs, grids.
+"""Pure image helpers: tensor <-> uint8 conversion, image codecs (PNG, JPEG, WebP), grids.
 
 Conventions (NVIDIA's): generator images are float tensors [N, C, H, W] in [-1, 1];
 stored images are uint8 arrays [N, H, W, C]. `to_uint8` maps x -> (x * 127.5 + 128)
@@ -25,13 +25,38 @@ _DECODE_ERRORS = (Image.UnidentifiedImageError, Image.DecompressionBombError, OS
                   SyntaxError, ValueError, EOFError)
 
 
-def to_uint8(images: "torch.Tensor") -> np.ndarray:
-    """[N, C, H, W] float in [-1, 1] -> [N, H, W, C] uint8 (NVIDIA's rounding)."""
+def quantize(images: "torch.Tensor") -> "torch.Tensor":
+    """[N, C, H, W] float in [-1, 1] -> [N, H, W, C] uint8 on the same device (NVIDIA's
+    rounding). On a GPU this keeps the 4x larger float images off the host."""
     import torch
     if images.ndim != 4:
         raise ValueError(f"images: expected [N, C, H, W], got shape {list(images.shape)}")
     x = (images.detach().to(torch.float32) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()                          # [N, H, W, C]
+    return x.permute(0, 2, 3, 1)                                        # [N, H, W, C]
+
+
+def dequantize(u8: "torch.Tensor") -> "torch.Tensor":
+    """[N, H, W, C] uint8 tensor -> [N, C, H, W] float32 in [-1, 1], on its device."""
+    import torch
+    return u8.permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1
+
+
+def to_uint8(images: "torch.Tensor") -> np.ndarray:
+    """[N, C, H, W] float in [-1, 1] -> [N, H, W, C] uint8 array (NVIDIA's rounding)."""
+    return quantize(images).cpu().numpy()                               # [N, H, W, C]
+
+
+def downscale(images: "torch.Tensor", size: int) -> "torch.Tensor":
+    """[N, C, H, W] -> [N, C, size, size], antialiased (a triangle filter as wide as the
+    scale factor, so a 1024 -> 256 downscale averages every source pixel, not 1 in 16)."""
+    import torch.nn.functional as F
+    if size == images.shape[-1]:
+        return images
+    if size > images.shape[-1]:
+        raise ValueError(f"image_size {size} is larger than the {images.shape[-1]} px images: "
+                         f"image_size stores a downscale")
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False)
 
 
 def from_uint8(images: np.ndarray) -> "torch.Tensor":
@@ -51,6 +76,21 @@ def check_hwc3(arr: np.ndarray, name: str = "arr") -> np.ndarray:
         raise ValueError(f"{name}: expected uint8 [H, W, 3], got {arr.dtype} "
                          f"shape {list(arr.shape)}")
     return arr
+
+
+# Formats an image column may hold. JPEG and WebP are lossy: `quality` 1-100 (Pillow's).
+IMAGE_FORMATS = ("png", "jpeg", "webp")
+
+
+def encode_image(arr: np.ndarray, fmt: str = "png", quality: int = 95) -> bytes:
+    """[H, W, 3] uint8 -> PNG (level 1, lossless), JPEG or WebP bytes at `quality`."""
+    if fmt == "png":
+        return encode_png(arr)
+    if fmt not in IMAGE_FORMATS:
+        raise ValueError(f"image format must be one of {', '.join(IMAGE_FORMATS)}, got {fmt!r}")
+    buf = io.BytesIO()
+    Image.fromarray(check_hwc3(arr)).save(buf, format=fmt.upper(), quality=int(quality))
+    return buf.getvalue()
 
 
 def encode_png(arr: np.ndarray, compress_level: int = 1) -> bytes:

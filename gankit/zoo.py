@@ -5,7 +5,9 @@ Classifiers: 'toy' (bundled), a TorchScript file (`.pt`/`.pth`/`.ts`), a native 
 classifier (`.safetensors` + `.json`), or a Python entry point 'package.module:factory'.
 Encoders: 'toy' (the bundled W+ encoder of the toy generator) or a native encoder directory.
 Every classifier maps images [N, 3, H, W] in [-1, 1] to logits [N, A] and has
-`attribute_names`.
+`attribute_names`. One that declares an input size or a normalisation (sidecar `<file>.json`,
+attributes of an entry point's model, or the caller's `input_spec`) comes wrapped in
+gankit.classifier_input.ClassifierInput, which resizes and normalises on the device.
 """
 from __future__ import annotations
 
@@ -16,6 +18,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from gankit.classifier_input import (merge_input_specs, model_input_spec,
+                                     sidecar_input_spec, validate_input_spec,
+                                     with_input_spec)
 
 ASSETS = Path(__file__).parent / "assets"
 TOY_GENERATOR = ASSETS / "toy_generator"  # native format: config.json + model.safetensors
@@ -61,25 +67,35 @@ def scripted_attribute_names(module, path: str, names=None) -> list:
                      f"scripted module, or write {sidecar} with an 'attribute_names' list")
 
 
-def load_classifier(spec: str, device: str = "cpu", attribute_names=None) -> nn.Module:
+def load_classifier(spec: str, device: str = "cpu", attribute_names=None,
+                    input_spec: dict = None) -> nn.Module:
+    """A classifier by spec; `input_spec` ({input_size, mean, std}, any of them) wins key by key
+    over what the model declares. Raises ValueError on a bad or unknown input key."""
+    override = validate_input_spec(input_spec or {}, "classifier_input")  # before any loading
+    model, declared = load_classifier_model(spec, device, attribute_names)
+    return with_input_spec(model, merge_input_specs(declared, override)).to(device).eval()
+
+
+def load_classifier_model(spec: str, device: str, attribute_names=None) -> tuple:
+    """(the classifier as it is, the input spec it declares)."""
     from gankit.models.classifier import load_classifier_file
     if spec == "toy":
         if not TOY_CLASSIFIER.exists():
             raise FileNotFoundError(f"the bundled toy classifier is missing at {TOY_CLASSIFIER}")
-        return load_classifier_file(str(TOY_CLASSIFIER), device)
-    if spec.endswith(".safetensors"):
-        return load_classifier_file(spec, device)
+        return load_classifier_file(str(TOY_CLASSIFIER), device), {}
+    if spec.endswith(".safetensors"):     # native: the model resizes to its own resolution
+        return load_classifier_file(spec, device), {}
     if ":" in spec and not os.path.exists(spec):
         module_name, factory = spec.split(":", 1)
         model = getattr(importlib.import_module(module_name), factory)()
         if not hasattr(model, "attribute_names"):
             raise ValueError(f"{spec}: the factory's model has no `attribute_names`")
-        return model.to(device).eval()
+        return model.to(device).eval(), model_input_spec(model, f"the model of {spec}")
     if not os.path.exists(spec):
         raise FileNotFoundError(f"classifier not found: {spec}")
     module = torch.jit.load(spec, map_location=device)
     names = scripted_attribute_names(module, spec, attribute_names)
-    return ScriptedClassifier(module, names).to(device).eval()
+    return ScriptedClassifier(module, names).to(device).eval(), sidecar_input_spec(spec)
 
 
 def load_encoder(spec: str, device: str = "cpu") -> nn.Module:

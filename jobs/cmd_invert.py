@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from jobs import options
+from jobs.options import ActorOptions, ImageOptions
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("invert", help="invert real images into W / W+ (batched, resumable)")
@@ -26,8 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--image-column", default="image")
     p.add_argument("--id-column", default=None)
     p.add_argument("--batch-size", type=int, default=16, help="images optimised together")
-    p.add_argument("--workers", type=int, default=0, help="actors (0 = per GPU, or CPUs-1)")
-    p.add_argument("--device", default="auto", help="auto, cuda or cpu")
+    options.add_flags(p, ActorOptions)
+    options.add_flags(p, ImageOptions)
     p.add_argument("--storage", type=json.loads, default={}, help="fsspec options as JSON")
     p.set_defaults(func=cmd_invert)
     register_eval(subparsers)
@@ -50,8 +53,8 @@ def cmd_invert(args) -> None:
         perceptual_weight=args.perceptual_weight, optimize_noise=not args.no_noise,
         early_stop_loss=args.early_stop_loss, seed=args.seed, save_noise=args.save_noise,
         keep_target=args.keep_target, image_column=args.image_column,
-        id_column=args.id_column, batch_size=args.batch_size, workers=args.workers,
-        device=args.device, storage=args.storage)))
+        id_column=args.id_column, batch_size=args.batch_size, storage=args.storage,
+        **options.values(ActorOptions, args), **options.values(ImageOptions, args))))
 
 
 # ----------------------------------------------------------------------------------------

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 
+from jobs import options
+from jobs.options import ActorOptions, ClassifierOptions, ImageOptions
+
 
 def register(subparsers) -> None:
     s = subparsers.add_parser("sample", help="sample latents (+ images, + labels) to Parquet")
@@ -13,12 +16,13 @@ def register(subparsers) -> None:
     s.add_argument("--space", default="w", help="latents stored besides z: z, w or wp")
     s.add_argument("--truncation", type=float, default=1.0, help="truncation psi")
     s.add_argument("--truncation-cutoff", type=int, default=None)
-    s.add_argument("--images", action="store_true", help="store PNG images")
+    s.add_argument("--images", action="store_true",
+                   help="store the images (--image-format, --image-quality, --image-size)")
     s.add_argument("--classifier", default=None, help="add logit_<attr> columns")
     s.add_argument("--rows-per-part", type=int, default=1000)
     s.add_argument("--micro-batch", type=int, default=16,
                    help="rows per model call (rows depend on it)")
-    _common(s)
+    _common(s, ImageOptions, ClassifierOptions)
     s.set_defaults(func=cmd_sample)
 
     lb = subparsers.add_parser("label", help="label an image dataset with a classifier")
@@ -29,7 +33,7 @@ def register(subparsers) -> None:
     lb.add_argument("--id-column", default=None)
     lb.add_argument("--resolution", type=int, default=None)
     lb.add_argument("--micro-batch", type=int, default=16)
-    _common(lb)
+    _common(lb, ClassifierOptions)
     lb.set_defaults(func=cmd_label)
 
     f = subparsers.add_parser("fit", help="fit InterFaceGAN boundaries on a sample dataset")
@@ -69,7 +73,7 @@ def register(subparsers) -> None:
     e.add_argument("--classifier", default="toy", help="rescoring classifier ('' = none)")
     e.add_argument("--out", required=True)
     e.add_argument("--micro-batch", type=int, default=16)
-    _common(e)
+    _common(e, ImageOptions, ClassifierOptions)
     e.set_defaults(func=cmd_edit)
 
     r = subparsers.add_parser("run", help="run a pipeline from a YAML or JSON config")
@@ -77,11 +81,12 @@ def register(subparsers) -> None:
     r.set_defaults(func=cmd_run)
 
 
-def _common(p) -> None:
+def _common(p, *groups) -> None:
+    """Flags every part job has (batch size, actor options, storage) + `groups`' options."""
     p.add_argument("--batch-size", type=int, default=256,
                    help="rows per actor step / Parquet row group (rows do not depend on it)")
-    p.add_argument("--workers", type=int, default=0, help="actors (0 = per GPU, or CPUs-1)")
-    p.add_argument("--device", default="auto", help="auto, cuda or cpu")
+    for group in (ActorOptions, *groups):
+        options.add_flags(p, group)
     p.add_argument("--storage", type=json.loads, default={},
                    help='fsspec options as JSON, e.g. \'{"endpoint_url": "http://..."}\'')
 
@@ -103,8 +108,16 @@ def cmd_sample(args) -> None:
         model=args.model, count=args.count, seed=args.seed, out=args.out, space=args.space,
         truncation=args.truncation, truncation_cutoff=args.truncation_cutoff,
         images=args.images, classifier=args.classifier, rows_per_part=args.rows_per_part,
-        micro_batch=args.micro_batch, batch_size=args.batch_size, workers=args.workers,
-        device=args.device, storage=args.storage)))
+        micro_batch=args.micro_batch, batch_size=args.batch_size, storage=args.storage,
+        **_shared(args, ImageOptions, ClassifierOptions))))
+
+
+def _shared(args, *groups) -> dict:
+    """The values of the actor options and `groups`' options from parsed flags."""
+    out = {}
+    for group in (ActorOptions, *groups):
+        out.update(options.values(group, args))
+    return out
 
 
 def cmd_label(args) -> None:
@@ -113,8 +126,8 @@ def cmd_label(args) -> None:
     run_label(config_from_dict(LabelConfig, dict(
         images=args.images, out=args.out, classifier=args.classifier,
         image_column=args.image_column, id_column=args.id_column, resolution=args.resolution,
-        micro_batch=args.micro_batch, batch_size=args.batch_size, workers=args.workers,
-        device=args.device, storage=args.storage)))
+        micro_batch=args.micro_batch, batch_size=args.batch_size, storage=args.storage,
+        **_shared(args, ClassifierOptions))))
 
 
 def cmd_fit(args) -> None:
@@ -143,8 +156,8 @@ def cmd_edit(args) -> None:
         keep_original=args.keep_original, keep_input=args.keep_input,
         stored_noise=not args.no_stored_noise, model=args.model,
         classifier=args.classifier or None, out=args.out, micro_batch=args.micro_batch,
-        batch_size=args.batch_size, workers=args.workers, device=args.device,
-        storage=args.storage)))
+        batch_size=args.batch_size, storage=args.storage,
+        **_shared(args, ImageOptions, ClassifierOptions))))
 
 
 def cmd_run(args) -> None:

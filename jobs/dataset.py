@@ -43,7 +43,8 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from jobs import runtime, storage
+from jobs import options, runtime, storage
+from jobs.options import ActorOptions, ClassifierOptions, ImageOptions
 from jobs.runtime import ConfigError, PartWorker, require
 from jobs.sample import public_config
 from jobs.storage import PartSpec, PartWriter, Store
@@ -52,8 +53,22 @@ CARD, INFO = "README.md", "dataset_info.json"
 HF_IMAGE = {"_type": "Image"}          # the `datasets` Image feature (struct<bytes, path>)
 
 
+SHARED = (ActorOptions, ImageOptions, ClassifierOptions)
+
+
+def shared_options(cfg) -> dict:
+    """The shared options a dataset config hands on to its sample and edit stages."""
+    return {k: v for group in SHARED for k, v in options.values(group, cfg).items()}
+
+
+def stage_precision(cfg) -> str:
+    """The precision the stages will record, as this driver resolves it (for the card)."""
+    from gankit import precision as numerics
+    return numerics.resolve(cfg.precision, runtime.resolve_device(cfg.device))
+
+
 @dataclass
-class DatasetConfig:
+class DatasetConfig(ActorOptions, ImageOptions, ClassifierOptions):
     out: str = ""                      # output URL: samples/, data/, README.md, dataset_info.json
     model: str = "toy"                 # generator: 'toy' or a checkpoint path
     classifier: str = "toy"            # attribute classifier (logit per attribute)
@@ -70,9 +85,6 @@ class DatasetConfig:
     rows_per_part: int = 1000          # sample rows per part (data part k <- samples part k)
     micro_batch: int = 16              # rows per model call (rows depend on it)
     batch_size: int = 256              # rows per actor step / Parquet row group
-    workers: int = 0                   # actors per stage; 0 = per GPU, or CPUs - 1
-    cpus_per_worker: int = 1
-    device: str = "auto"               # 'auto', 'cuda' or 'cpu' (sampling; filtering is CPU)
     storage: dict = field(default_factory=dict)   # fsspec options for every URL
 
     def validate(self) -> None:
@@ -91,9 +103,8 @@ class DatasetConfig:
                             truncation_cutoff=self.truncation_cutoff, images=True,
                             classifier=self.classifier, out=out,
                             rows_per_part=self.rows_per_part, micro_batch=self.micro_batch,
-                            batch_size=self.batch_size, workers=self.workers,
-                            cpus_per_worker=self.cpus_per_worker, device=self.device,
-                            storage=self.storage)
+                            batch_size=self.batch_size, storage=self.storage,
+                            **shared_options(self))
 
     def identity(self) -> dict:
         keys = ("min_confidence", "confidence_attributes", "balance")
@@ -499,7 +510,8 @@ def run_dataset(cfg: DatasetConfig) -> dict:
         src = storage.open_store(cfg.samples, cfg.storage, must_exist=True)
         sample_ident = (storage.read_manifest(src) or {}).get("identity", {})
     else:
-        src, sample_ident = out.child("samples"), cfg.sample_config("").identity()
+        src = out.child("samples")
+        sample_ident = cfg.sample_config("").identity(stage_precision(cfg))
     identity = dict(cfg.identity(), sample=sample_ident)    # what the rows depend on
     done = finished(out, identity)
     if done is not None:
@@ -537,7 +549,7 @@ def run_dataset(cfg: DatasetConfig) -> dict:
 
 
 @dataclass
-class PairsConfig:
+class PairsConfig(ActorOptions, ImageOptions, ClassifierOptions):
     out: str = ""                      # output URL: samples/, edits/, data/, README.md
     index: Optional[str] = None        # `gankit fit` output URL holding boundaries.json
     boundaries: list = field(default_factory=list)  # names in the index ('w/smile') or .npz
@@ -553,9 +565,6 @@ class PairsConfig:
     rows_per_part: int = 250           # samples per part
     micro_batch: int = 16
     batch_size: int = 256
-    workers: int = 0
-    cpus_per_worker: int = 1
-    device: str = "auto"
     storage: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -571,9 +580,8 @@ class PairsConfig:
                             truncation=self.truncation, truncation_cutoff=self.truncation_cutoff,
                             images=False, classifier=self.classifier, out=out,
                             rows_per_part=self.rows_per_part, micro_batch=self.micro_batch,
-                            batch_size=self.batch_size, workers=self.workers,
-                            cpus_per_worker=self.cpus_per_worker, device=self.device,
-                            storage=self.storage)
+                            batch_size=self.batch_size, storage=self.storage,
+                            **shared_options(self))
 
     def edit_config(self, latents: str, out: str):
         from jobs.edit import EditConfig
@@ -581,9 +589,8 @@ class PairsConfig:
                           index=self.index, strengths=list(self.strengths), mode=self.mode,
                           layers=self.layers, keep_original=True, model=self.model,
                           classifier=self.classifier, micro_batch=self.micro_batch,
-                          batch_size=self.batch_size, workers=self.workers,
-                          cpus_per_worker=self.cpus_per_worker, device=self.device,
-                          storage=self.storage)
+                          batch_size=self.batch_size, storage=self.storage,
+                          **shared_options(self))
 
 
 def pair_stats(data: Store, names: list) -> list:
@@ -643,7 +650,7 @@ def run_pairs(cfg: PairsConfig) -> dict:
     edit_cfg = cfg.edit_config(f"{out.url}/samples", f"{out.url}/edits")
     boundaries = resolve_boundaries(edit_cfg)
     from jobs.edit import fingerprint
-    identity = {"kind": "pairs", "sample": cfg.sample_config("").identity(),
+    identity = {"kind": "pairs", "sample": cfg.sample_config("").identity(stage_precision(cfg)),
                 "boundaries": [n for n, _ in boundaries], "geometry": fingerprint(boundaries),
                 "strengths": list(cfg.strengths), "mode": cfg.mode, "layers": cfg.layers}
     done = finished(out, identity)
@@ -703,8 +710,8 @@ def register(subparsers) -> None:
                    help="samples per part (default 1000, pairs 250)")
     p.add_argument("--micro-batch", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=0, help="actors (0 = per GPU, or CPUs-1)")
-    p.add_argument("--device", default="auto", help="auto, cuda or cpu")
+    for group in SHARED:
+        options.add_flags(p, group)
     p.add_argument("--storage", type=json.loads, default={}, help="fsspec options as JSON")
     p.set_defaults(func=cmd_dataset)
 
@@ -715,8 +722,7 @@ def cmd_dataset(args) -> None:
     shared = dict(out=args.out, model=args.model, classifier=args.classifier, count=args.count,
                   seed=args.seed, truncation=args.truncation,
                   truncation_cutoff=args.truncation_cutoff, micro_batch=args.micro_batch,
-                  batch_size=args.batch_size, workers=args.workers, device=args.device,
-                  storage=args.storage)
+                  batch_size=args.batch_size, storage=args.storage, **shared_options(args))
     if args.rows_per_part is not None:
         shared["rows_per_part"] = args.rows_per_part
     if args.pairs:

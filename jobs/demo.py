@@ -144,7 +144,7 @@ def latent_metrics(cfg: DemoConfig) -> dict:
     from gankit import metrics
     from jobs import storage
     from jobs.metrics import MetricsConfig, separability
-    from jobs.sample import load_models
+    from jobs.rendering import load_models
     root = cfg.out.rstrip("/")
     store = storage.open_store(root)
     key = {"count": cfg.count, "seed": cfg.seed, "ppl_samples": cfg.ppl_samples,
@@ -181,7 +181,7 @@ def inversion_runs(cfg: DemoConfig, index: dict) -> list:
     from jobs import storage
     from jobs.cmd_invert import eval_inversion
     from jobs.edit import load_boundary
-    from jobs.sample import load_models
+    from jobs.rendering import load_models
     root = cfg.out.rstrip("/")
     store = storage.open_store(root)
     key = {"faces": cfg.inversion_faces, "steps": cfg.inversion_steps, "count": cfg.count,

@@ -9,9 +9,10 @@ one row per (sample, boundary, strength), sample-major, in the order given:
     sample_id  int64 (or image_id string, as in the input)
     boundary   string   the boundary's name ('w/smile', 'w/smile__cond_age', or the path)
     strength   float32  signed distance moved (mode 'shift') or reached ('to_distance')
-    image      struct<bytes: binary, path: string>  PNG of the edited latent
+    image      struct<bytes: binary, path: string>  the edited latent's image (PNG, JPEG or
+                                                     WebP at image_size: jobs.options)
     logit_<a>  float32  classifier logits of the edited image (rescoring), if a classifier
-    original   struct<bytes: binary, path: string>  PNG of the unedited latent (keep_original)
+    original   struct<bytes: binary, path: string>  the unedited latent's (keep_original)
     input      struct<bytes: binary, path: string>  the inverted image (keep_input: the
                                                      latents' `target` column)
 
@@ -23,8 +24,9 @@ latents dataset like any other. Its optimised noise maps are used for every edit
 image (`stored_noise`), so strength 0 reproduces the stored reconstruction, and `keep_input`
 puts the real image beside each edit.
 
-Synthesis uses noise_mode='const' (or the stored noise) and micro-batches of exactly `micro_batch` edits aligned
-to the part's first edit, so the output is deterministic like the sample job's.
+Synthesis uses noise_mode='const' (or the stored noise) and micro-batches of exactly
+`micro_batch` edits aligned to the part's first edit, so the output is deterministic like
+the sample job's. Encoding and writing run on `cpus_per_worker` threads beside the model.
 """
 from __future__ import annotations
 
@@ -37,16 +39,19 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from jobs import runtime, storage
+from jobs import options, runtime, storage
+from jobs.cpu_pool import CpuPool, StepWriter, gather
+from jobs.options import ActorOptions, ClassifierOptions, ImageOptions
+from jobs.rendering import load_models, render_and_label, setup_device
 from jobs.runtime import ConfigError, PartWorker, choice, require
-from jobs.sample import load_models, public_config, render_and_label
+from jobs.sample import public_config
 from jobs.storage import PartSpec, PartWriter, Store
 
 MODES = ("shift", "to_distance")
 
 
 @dataclass
-class EditConfig:
+class EditConfig(ActorOptions, ImageOptions, ClassifierOptions):
     latents: str = ""                  # latents dataset URL: id + z and/or w | wp
     out: str = ""                      # output URL
     boundaries: list = field(default_factory=list)  # names in the index ('w/smile') or .npz
@@ -65,9 +70,6 @@ class EditConfig:
     truncation_cutoff: Optional[int] = None  # with `truncation`: W+ layers truncated
     micro_batch: int = 16              # edits per model call (outputs depend on it)
     batch_size: int = 256              # edits per actor step / Parquet row group
-    workers: int = 0                   # actors; 0 = one per GPU, or CPUs - 1 on CPU
-    cpus_per_worker: int = 1           # CPU actors: CPUs (torch threads) per actor
-    device: str = "auto"               # 'auto', 'cuda' or 'cpu'
     storage: dict = field(default_factory=dict)  # fsspec options for every URL
 
     def validate(self) -> None:
@@ -196,16 +198,17 @@ class Editor(PartWorker):
     job = "edit"
 
     def __init__(self, cfg: dict, boundaries: list, inputs: dict, truncation: tuple,
-                 id_name: str, device: str, threads: Optional[int], out):
+                 id_name: str, device: str, cpus: float, out):
         super().__init__(out)
         self.cfg = EditConfig(**cfg)
         self.boundaries = boundaries                                  # [(name, Boundary)]
         self.inputs = {int(k): v for k, v in inputs.items()}
         self.psi, self.cutoff = truncation
         self.src = Store(self.cfg.latents, self.cfg.storage, probe=False)
-        self.device = runtime.resolve_device(device)
-        runtime.set_deterministic(self.device, threads)
-        self.G, self.C = load_models(self.cfg.model, self.cfg.classifier, self.device)
+        self.device, self.precision = setup_device(device, self.cfg.precision, cpus)
+        self.G, self.C = load_models(self.cfg.model, self.cfg.classifier, self.device,
+                                     self.precision, self.cfg.classifier_input)
+        self.pool = CpuPool(cpus)
         self.names = list(self.C.attribute_names) if self.C is not None else []
         self.id_name = id_name
         self.schema = edit_schema(self.names, self.cfg.keep_original, id_name,
@@ -281,7 +284,6 @@ class Editor(PartWorker):
         return ids[keep], (z[keep] if z is not None else None), ws[keep], extras, len(errors)
 
     def write_part(self, spec: PartSpec) -> dict:
-        from gankit.data import image_column
         ids, z, ws, extras, n_errors = self.drop_nonfinite(spec, *self.read_rows(spec))
         noise = extras.get("noise")                      # [n, sum r^2] or None
         nb, ns, m = len(self.boundaries), len(self.cfg.strengths), self.cfg.micro_batch
@@ -289,44 +291,54 @@ class Editor(PartWorker):
         step = max(1, -(-self.cfg.batch_size // m)) * m
         originals = self.render(ws, noise)[0] if self.cfg.keep_original else None
         strengths = np.asarray(self.cfg.strengths, dtype=np.float64)
-        with PartWriter(self.out, storage.part_name(spec.index), self.schema) as w:
+        with PartWriter(self.out, storage.part_name(spec.index), self.schema) as w, \
+                StepWriter(w) as steps:
             for s in range(0, total, step):
                 j = np.arange(s, min(s + step, total))   # edit index -> (row, boundary, t)
                 rows, bidx, tidx = j // (nb * ns), (j // ns) % nb, j % ns
                 e_ws = self.edited_ws(z, ws, rows, bidx, strengths[tidx])
-                pngs, logits = self.render(e_ws, None if noise is None else noise[rows])
-                cols = {self.id_name: pa.array(ids[rows]),
-                        "boundary": pa.array([self.boundaries[b][0] for b in bidx]),
-                        "strength": pa.array(strengths[tidx].astype(np.float32)),
-                        "image": image_column(pngs)}
-                for a, name in enumerate(self.names):
-                    cols[f"logit_{name}"] = pa.array(logits[:, a])
-                if originals is not None:
-                    cols["original"] = image_column([originals[r] for r in rows])
-                if "input" in extras:
-                    cols["input"] = extras["input"].take(pa.array(rows))
-                w.write(pa.Table.from_arrays([cols[f.name] for f in self.schema],
-                                             schema=self.schema))
+                images, logits = self.render(e_ws, None if noise is None else noise[rows])
+                steps.put(lambda rows=rows, bidx=bidx, t=strengths[tidx], images=images,
+                          logits=logits: self.table(ids, rows, bidx, t, images, logits,
+                                                    originals, extras))
+            steps.finish()
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": n_errors})
         return {"rows": total, "errors": n_errors}
 
+    def table(self, ids, rows, bidx, strengths, images: list, logits, originals,
+              extras: dict) -> pa.Table:
+        """One step's edits as rows; images and originals are the pool's futures."""
+        from gankit.data import image_column
+        cols = {self.id_name: pa.array(ids[rows]),
+                "boundary": pa.array([self.boundaries[b][0] for b in bidx]),
+                "strength": pa.array(strengths.astype(np.float32)),
+                "image": image_column(gather(images))}
+        for a, name in enumerate(self.names):
+            cols[f"logit_{name}"] = pa.array(logits[:, a])
+        if originals is not None:
+            kept = gather(originals)
+            cols["original"] = image_column([kept[r] for r in rows])
+        if "input" in extras:
+            cols["input"] = extras["input"].take(pa.array(rows))
+        return pa.Table.from_arrays([cols[f.name] for f in self.schema], schema=self.schema)
+
     def render(self, ws, noise: Optional[np.ndarray] = None) -> tuple:
-        """ws [k, num_ws, w_dim] (+ stored noise [k, sum r^2]) -> (PNG list [k], logits
-        [k, A] float32 or None), in micro-batches of exactly micro_batch rows."""
+        """ws [k, num_ws, w_dim] (+ stored noise [k, sum r^2]) -> (futures of the k encoded
+        images, logits [k, A] float32 or None), in micro-batches of exactly micro_batch."""
         import torch
-        m, pngs, logits = self.cfg.micro_batch, [], []
+        cfg, m, images, logits = self.cfg, self.cfg.micro_batch, [], []
         with torch.no_grad():
             for s in range(0, len(ws), m):
                 n = len(ws[s:s + m])
-                p, l = render_and_label(self.G, self.C,
-                                        runtime.pad_rows(ws[s:s + m], m).to(self.device), True,
-                                        self.noise_maps(noise, s, m))
-                pngs += p[:n]
+                u8, l = render_and_label(self.G, self.C,
+                                         runtime.pad_rows(ws[s:s + m], m).to(self.device),
+                                         cfg.image_size, self.noise_maps(noise, s, m),
+                                         self.precision)
+                images += self.pool.encode(u8[:n], cfg.image_format, cfg.image_quality)
                 if l is not None:
                     logits.append(l[:n])
-        return pngs, (np.concatenate(logits).astype(np.float32) if logits else None)
-
+        return images, (np.concatenate(logits).astype(np.float32) if logits else None)
 
     def noise_maps(self, noise: Optional[np.ndarray], s: int, m: int) -> Optional[list]:
         """Rows [s, s + m) of stored noise as per-layer [m, 1, r, r] tensors (padded)."""
@@ -387,10 +399,10 @@ def run_edit(cfg: EditConfig) -> dict:
     truncation = sample_truncation(src, cfg)
     runtime.ensure_ray()
     actors = runtime.plan_actors(cfg.workers, cfg.device, len(plan), cfg.cpus_per_worker)
+    precision = runtime.job_precision(cfg.precision, actors)
     kwargs = {"cfg": runtime.config_dict(cfg), "boundaries": boundaries,
               "inputs": {str(k): v for k, v in inputs.items()}, "truncation": truncation,
-              "id_name": id_name, "device": actors.device,
-              "threads": int(actors.num_cpus) if not actors.num_gpus else None}
+              "id_name": id_name, "device": actors.device, "cpus": actors.num_cpus}
     identity = {"latents": cfg.latents, "boundaries": [n for n, _ in boundaries],
                 "geometry": fingerprint(boundaries), "strengths": list(cfg.strengths),
                 "mode": cfg.mode, "layers": cfg.layers, "count": cfg.count,
@@ -400,5 +412,8 @@ def run_edit(cfg: EditConfig) -> dict:
     # added later, so they join the identity only when on: older outputs still resume
     identity.update({k: True for k, on in (("keep_input", cfg.keep_input), ("stored_noise",
                      cfg.stored_noise and "noise" in schema.names)) if on})
+    identity.update(options.identity(cfg, precision))
+    if cfg.classifier_input:
+        identity["classifier_input"] = cfg.classifier_input
     return runtime.run_parts("edit", out, plan, Editor, kwargs, identity, public_config(cfg),
                              actors)

@@ -9,8 +9,9 @@ Input: Parquet files with an image column (struct {bytes, path}, PNG or JPEG) an
     w | wp          fixed_size_list<float32>[w_dim] or [num_ws * w_dim] (shape metadata)
     noise           fixed_size_list<float32>[sum r^2] the optimised noise maps, layer after
                     layer (field metadata `resolutions`), if `save_noise`
-    reconstruction  struct<bytes, path> PNG of G(latent, noise)
-    target          struct<bytes, path> PNG of the prepared input, if `keep_target`
+    reconstruction  struct<bytes, path> image of G(latent, noise) (PNG, JPEG or WebP at
+                    image_size: jobs.options)
+    target          struct<bytes, path> the prepared input, if `keep_target` (same format)
     mse, psnr, ssim, perceptual, loss  float32 per image (gankit.inversion's definitions;
                     perceptual is null without a feature net)
     steps           int32 optimisation steps run (fewer with early stop; 0 in 'encode')
@@ -39,8 +40,11 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from jobs import runtime, storage
+from jobs import options, runtime, storage
+from jobs.cpu_pool import CpuPool, StepWriter, gather
 from jobs.label import pick_id_column, plan_image_inputs
+from jobs.options import ActorOptions, ImageOptions
+from jobs.rendering import load_models, setup_device
 from jobs.runtime import PartWorker, choice, require
 from jobs.sample import latent_array, public_config
 from jobs.storage import PartSpec, PartWriter, Store
@@ -49,7 +53,7 @@ METRICS = ("mse", "psnr", "ssim", "perceptual", "loss")
 
 
 @dataclass
-class InvertConfig:
+class InvertConfig(ActorOptions, ImageOptions):
     images: str = ""                   # input dataset URL (a directory of Parquet files)
     out: str = ""                      # output URL
     model: str = "toy"                 # generator: 'toy' or a checkpoint path
@@ -75,9 +79,6 @@ class InvertConfig:
     id_column: Optional[str] = None    # None = 'image_id' if present, else 'sample_id'
     max_aspect: float = 2.0            # more elongated images become error records
     batch_size: int = 16               # images optimised together (part of the identity)
-    workers: int = 0                   # actors; 0 = one per GPU, or CPUs - 1 on CPU
-    cpus_per_worker: int = 1           # CPU actors: CPUs (torch threads) per actor
-    device: str = "auto"               # 'auto', 'cuda' or 'cpu'
     storage: dict = field(default_factory=dict)  # fsspec options for both URLs
 
     def validate(self) -> None:
@@ -99,7 +100,7 @@ class InvertConfig:
         require(self.max_aspect >= 1, "max_aspect", f"must be >= 1 (got {self.max_aspect})")
         runtime.validate_actor_fields(self)
 
-    def identity(self) -> dict:
+    def identity(self, precision: str) -> dict:
         keys = ("images", "model", "space", "steps", "feature_net", "mse_weight",
                 "perceptual_weight", "optimize_noise", "noise_reg_weight", "lr",
                 "early_stop_loss", "seed", "save_noise", "keep_target", "image_column",
@@ -107,7 +108,7 @@ class InvertConfig:
         ident = {k: getattr(self, k) for k in keys}
         if self.mode != "optimize":   # added later: outputs of the optimize mode still resume
             ident.update(mode=self.mode, encoder=self.encoder_spec())
-        return ident
+        return dict(ident, **options.identity(self, precision))
 
     def encoder_spec(self) -> Optional[str]:
         """The encoder to load (None in mode 'optimize')."""
@@ -194,19 +195,17 @@ class Inverter(PartWorker):
 
     job = "invert"
 
-    def __init__(self, cfg: dict, inputs: dict, id_column: str, device: str,
-                 threads: Optional[int], out):
+    def __init__(self, cfg: dict, inputs: dict, id_column: str, device: str, cpus: float, out):
         super().__init__(out)
         from gankit.inversion import w_stats
         from gankit.perceptual import load_feature_net
-        from jobs.sample import load_models
         self.cfg = InvertConfig(**cfg)
         self.inputs = {int(k): v for k, v in inputs.items()}
         self.id_column = id_column
         self.src = Store(self.cfg.images, self.cfg.storage, probe=False)
-        self.device = runtime.resolve_device(device)
-        runtime.set_deterministic(self.device, threads)
-        self.G, _ = load_models(self.cfg.model, None, self.device)
+        self.device, self.precision = setup_device(device, self.cfg.precision, cpus)
+        self.G, _ = load_models(self.cfg.model, None, self.device, self.precision)
+        self.pool = CpuPool(cpus)
         self.net = load_feature_net(self.cfg.feature_net, self.device) \
             if self.cfg.feature_net else None
         self.E = load_encoder_for(self.cfg, self.G, self.device)
@@ -220,13 +219,15 @@ class Inverter(PartWorker):
         id_field = pa.field(self.id_column, ID_COLUMNS.get(self.id_column, id_type))
         schema = invert_schema(self.cfg, self.G, id_field)
         errors, start = [], spec.start
-        with PartWriter(self.out, storage.part_name(spec.index), schema) as w:
+        with PartWriter(self.out, storage.part_name(spec.index), schema) as w, \
+                StepWriter(w) as steps:
             for batch in pf.iter_batches(batch_size=self.cfg.batch_size,
                                          columns=[self.id_column, self.cfg.image_column]):
                 table, errs = self.invert_batch(pa.Table.from_batches([batch]), start, schema)
                 errors += errs
                 start += batch.num_rows
-                w.write(table)
+                steps.put(table)
+            steps.finish()
             runtime.commit_errors(self.out, spec, errors)
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": len(errors)})
@@ -243,7 +244,7 @@ class Inverter(PartWorker):
         u8, rows, bad = prepare_rows(items, self.G.img_resolution, self.cfg.max_aspect)
         errors = [{"id": ids[j], "stage": "invert", "reason": r} for j, r in sorted(bad.items())]
         if not rows:
-            return schema.empty_table(), errors
+            return schema.empty_table, errors
         x = from_uint8(u8).to(self.device)                              # [n, 3, R, R]
         init = None
         if self.E is not None:
@@ -253,13 +254,28 @@ class Inverter(PartWorker):
                      indices=[start + j for j in rows], w_std=self.w_std)
         return self.rows_table(schema, [ids[j] for j in rows], res, u8), errors
 
-    def rows_table(self, schema: pa.Schema, ids: list, res, u8: np.ndarray) -> pa.Table:
+    def stored(self, images) -> list:
+        """[n, 3, R, R] in [-1, 1] -> the pool's futures of the encoded images."""
+        from gankit.images import downscale, to_uint8
+        cfg = self.cfg
+        if cfg.image_size:
+            images = downscale(images, cfg.image_size)
+        return self.pool.encode(to_uint8(images), cfg.image_format, cfg.image_quality)
+
+    def rows_table(self, schema: pa.Schema, ids: list, res, u8: np.ndarray):
+        """A function building the batch's table once the pool has encoded its images."""
+        from gankit.images import from_uint8
+        recon = self.stored(res.reconstruction)
+        target = self.stored(from_uint8(u8)) if self.cfg.keep_target else None
+        return lambda: self.finish_table(schema, ids, res, recon, target)
+
+    def finish_table(self, schema: pa.Schema, ids: list, res, recon: list,
+                     target: Optional[list]) -> pa.Table:
         from gankit.data import image_column
-        from gankit.images import encode_png, to_uint8
         n = len(ids)
         ws = res.ws.cpu().numpy()                                       # [n, num_ws, w_dim]
         cols = {self.id_column: pa.array(ids, type=schema.field(self.id_column).type),
-                "reconstruction": image_column([encode_png(a) for a in to_uint8(res.reconstruction)]),
+                "reconstruction": image_column(gather(recon)),
                 "steps": pa.array(res.steps.numpy().astype(np.int32))}
         cols["w" if self.cfg.space == "w" else "wp"] = latent_array(
             ws[:, 0] if self.cfg.space == "w" else ws.reshape(n, -1))
@@ -267,8 +283,8 @@ class Inverter(PartWorker):
             noise = np.concatenate([x.cpu().numpy().reshape(n, -1) for x in res.noises], 1) \
                 if res.noises else np.zeros((n, schema.field("noise").type.list_size), np.float32)
             cols["noise"] = latent_array(noise)
-        if self.cfg.keep_target:
-            cols["target"] = image_column([encode_png(a) for a in u8])
+        if target is not None:
+            cols["target"] = image_column(gather(target))
         for m in METRICS:
             v = getattr(res, m)
             cols[m] = pa.array(v.cpu().numpy().astype(np.float32)) if v is not None \
@@ -296,10 +312,10 @@ def run_invert(cfg: InvertConfig) -> dict:
     id_column = pick_id_column_invert(schema, cfg)
     runtime.ensure_ray()
     actors = runtime.plan_actors(cfg.workers, cfg.device, len(plan), cfg.cpus_per_worker)
+    precision = runtime.job_precision(cfg.precision, actors)
     kwargs = {"cfg": runtime.config_dict(cfg), "inputs": {str(k): v for k, v in parts.items()},
-              "id_column": id_column, "device": actors.device,
-              "threads": int(actors.num_cpus) if not actors.num_gpus else None}
-    identity = dict(cfg.identity(), input_rows=start, input_parts=len(plan))
+              "id_column": id_column, "device": actors.device, "cpus": actors.num_cpus}
+    identity = dict(cfg.identity(precision), input_rows=start, input_parts=len(plan))
     return runtime.run_parts("invert", out, plan, Inverter, kwargs, identity,
                              public_config(cfg), actors)
 

@@ -1,6 +1,7 @@
 """The label stage: score an existing image dataset with an attribute classifier.
 
-Input: a dataset of Parquet files with an image column (struct {bytes, path}, PNG or JPEG)
+Input: a dataset of Parquet files with an image column (struct {bytes, path}; PNG, JPEG or
+WebP bytes)
 and an id column (`sample_id` or `image_id`): a gankit dataset (`part-XXXXX.parquet`) or
 any directory of `*.parquet` files (taken in name order, file j = part j).
 Output part k <- input part k: the id, the kept input columns, and `logit_<attr>` float32.
@@ -10,6 +11,7 @@ output and become error records (id, stage='label', reason) in `_errors/part-k.p
 the job goes on. RESOLUTION is `resolution` or the size of the dataset's first good image.
 Model calls see micro-batches of exactly `micro_batch` input rows aligned to the part's
 first row (bad rows as zero images), so logits do not depend on batch_size or workers.
+Decoding runs on `cpus_per_worker` threads, a step ahead of the classifier (jobs.cpu_pool).
 """
 from __future__ import annotations
 
@@ -21,27 +23,29 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs import runtime, storage
+from collections import deque
+
+from jobs import options, runtime, storage
+from jobs.cpu_pool import CpuPool, StepWriter, gather
+from jobs.options import ActorOptions, ClassifierOptions
+from jobs.rendering import classify, setup_device
 from jobs.runtime import PartWorker, require
 from jobs.sample import public_config
 from jobs.storage import PartSpec, PartWriter, Store
 
 
 @dataclass
-class LabelConfig:
+class LabelConfig(ActorOptions, ClassifierOptions):
     images: str = ""                   # input dataset URL (a directory of Parquet files)
     out: str = ""                      # output URL
     classifier: str = "toy"            # 'toy', a .pt/.safetensors file or 'package.module:factory'
-    image_column: str = "image"        # struct {bytes, path} column holding PNG/JPEG bytes
+    image_column: str = "image"        # struct {bytes, path} column: PNG, JPEG or WebP bytes
     id_column: Optional[str] = None    # None = 'sample_id' if present, else 'image_id'
     resolution: Optional[int] = None   # required image size; None = the first good image's
     keep_columns: Optional[list] = None  # input columns copied to the output; None = all
                                          # but the image column
     micro_batch: int = 16              # rows per model call (outputs depend on it)
     batch_size: int = 256              # rows per actor step / Parquet row group
-    workers: int = 0                   # actors; 0 = one per GPU, or CPUs - 1 on CPU
-    cpus_per_worker: int = 1           # CPU actors: CPUs (torch threads) per actor
-    device: str = "auto"               # 'auto', 'cuda' or 'cpu'
     storage: dict = field(default_factory=dict)  # fsspec options for both URLs
 
     def validate(self) -> None:
@@ -52,10 +56,13 @@ class LabelConfig:
                 f"must be >= 1 or null (got {self.resolution})")
         runtime.validate_actor_fields(self)
 
-    def identity(self) -> dict:
+    def identity(self, precision: str) -> dict:
         keys = ("images", "classifier", "image_column", "id_column", "resolution",
                 "keep_columns", "micro_batch")
-        return {k: getattr(self, k) for k in keys}
+        ident = {k: getattr(self, k) for k in keys}
+        if self.classifier_input:
+            ident["classifier_input"] = self.classifier_input
+        return dict(ident, **options.identity(self, precision))
 
 
 # ----------------------------------------------------------------------------------------
@@ -138,16 +145,17 @@ class Labeler(PartWorker):
     job = "label"
 
     def __init__(self, cfg: dict, inputs: dict, resolution: int, id_column: str, device: str,
-                 threads: Optional[int], out):
+                 cpus: float, out):
         super().__init__(out)
         from gankit import zoo
         self.cfg = LabelConfig(**cfg)
         self.inputs = {int(k): v for k, v in inputs.items()}
         self.resolution, self.id_column = resolution, id_column
         self.src = Store(self.cfg.images, self.cfg.storage, probe=False)
-        self.device = runtime.resolve_device(device)
-        runtime.set_deterministic(self.device, threads)
-        self.C = zoo.load_classifier(self.cfg.classifier, device=self.device).eval()
+        self.device, self.precision = setup_device(device, self.cfg.precision, cpus)
+        self.C = zoo.load_classifier(self.cfg.classifier, device=self.device,
+                                     input_spec=self.cfg.classifier_input).eval()
+        self.pool = CpuPool(cpus)
 
     def out_schema(self, in_schema: pa.Schema) -> pa.Schema:
         keep = self.cfg.keep_columns
@@ -169,43 +177,65 @@ class Labeler(PartWorker):
         step = max(1, -(-self.cfg.batch_size // m)) * m
         pf = storage.open_parquet(self.src, self.inputs[spec.index])
         schema = self.out_schema(pf.schema_arrow)
-        errors = []
-        with PartWriter(self.out, storage.part_name(spec.index), schema) as w:
+        errors, decoding = [], deque()
+        with PartWriter(self.out, storage.part_name(spec.index), schema) as w, \
+                StepWriter(w) as steps:
             for batch in pf.iter_batches(batch_size=step):           # aligned to the part
-                table = pa.Table.from_batches([batch])
-                good, errs = self.label(table, schema)
-                errors += errs
-                w.write(good)
-                runtime.fault_point()                       # test-only fault injection
+                decoding.append(self.decode(pa.Table.from_batches([batch])))
+                if len(decoding) > 1:                                # one step decoded ahead
+                    steps.put(self.label(*decoding.popleft(), schema, errors))
+                    runtime.fault_point()                            # test-only fault injection
+            while decoding:
+                steps.put(self.label(*decoding.popleft(), schema, errors))
+                runtime.fault_point()
+            steps.finish()
             runtime.commit_errors(self.out, spec, errors)
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": len(errors)})
         pf.close()
         return {"rows": w.rows, "errors": len(errors)}
 
-    def label(self, table: pa.Table, schema: pa.Schema) -> tuple:
-        """One step of rows -> (table of good rows with logits, error records)."""
-        import torch
-        from gankit.images import from_uint8
+    def decode(self, table: pa.Table) -> tuple:
+        """Start decoding one step's images on the pool: (table, futures of chunks)."""
         items = table.column(self.cfg.image_column).to_pylist()
-        u8, bad = decode_rows(items, self.resolution)                 # [n, R, R, 3]
-        m, logits = self.cfg.micro_batch, []
-        with torch.no_grad():
-            for s in range(0, len(items), m):
-                x = runtime.pad_rows(from_uint8(u8[s:s + m]), m)      # [m, 3, R, R]
-                logits.append(self.C(x.to(self.device)).float().cpu().numpy()[:len(items[s:s + m])])
-        logits = np.concatenate(logits) if logits else np.zeros((0, len(self.C.attribute_names)))
+        return table, self.pool.map_chunks(lambda chunk: [decode_rows(chunk, self.resolution)],
+                                           items)
+
+    def label(self, table: pa.Table, chunks: list, schema: pa.Schema, errors: list):
+        """Classify one decoded step; appends its error records to `errors` and returns a
+        function building its table of good rows with logits (for the writer thread)."""
+        u8, bad, offset = [], {}, 0
+        for img, b in gather(chunks):                                 # in row order
+            u8.append(img)
+            bad.update({offset + j: r for j, r in b.items()})
+            offset += len(img)
+        u8 = np.concatenate(u8) if u8 else np.zeros((0, self.resolution, self.resolution, 3),
+                                                    np.uint8)         # [n, R, R, 3]
+        logits = self.logits(u8)
         ids = table.column(self.id_column).to_pylist()
-        errors = [{"id": ids[j], "stage": "label", "reason": r} for j, r in sorted(bad.items())]
-        keep = np.array([j not in bad for j in range(len(items))], dtype=bool)
+        errors += [{"id": ids[j], "stage": "label", "reason": r} for j, r in sorted(bad.items())]
+        keep = np.array([j not in bad for j in range(len(u8))], dtype=bool)
+        return lambda: self.rows_table(table, schema, logits[keep], keep)
+
+    def logits(self, u8: np.ndarray) -> np.ndarray:
+        """uint8 [n, R, R, 3] -> logits [n, A], in micro-batches of exactly micro_batch."""
+        from gankit.images import from_uint8
+        m, out = self.cfg.micro_batch, []
+        for s in range(0, len(u8), m):
+            x = runtime.pad_rows(from_uint8(u8[s:s + m]), m)          # [m, 3, R, R]
+            out.append(classify(self.C, x.to(self.device), self.precision)[:len(u8[s:s + m])])
+        return np.concatenate(out) if out else np.zeros((0, len(self.C.attribute_names)))
+
+    def rows_table(self, table: pa.Table, schema: pa.Schema, logits: np.ndarray,
+                   keep: np.ndarray) -> pa.Table:
         cols = []
         for f in schema:
             if f.name.startswith("logit_") and f.name not in table.column_names:
                 j = self.C.attribute_names.index(f.name[len("logit_"):])
-                cols.append(pa.array(logits[keep, j].astype(np.float32)))
+                cols.append(pa.array(logits[:, j].astype(np.float32)))
             else:
                 cols.append(table.column(f.name).filter(pa.array(keep)))
-        return pa.Table.from_arrays(cols, schema=schema), errors
+        return pa.Table.from_arrays(cols, schema=schema)
 
 
 # ----------------------------------------------------------------------------------------
@@ -240,10 +270,11 @@ def run_label(cfg: LabelConfig) -> dict:
     resolution = cfg.resolution or first_resolution(src, parts, cfg.image_column)
     runtime.ensure_ray()
     actors = runtime.plan_actors(cfg.workers, cfg.device, len(plan), cfg.cpus_per_worker)
+    precision = runtime.job_precision(cfg.precision, actors)
     kwargs = {"cfg": runtime.config_dict(cfg), "inputs": {str(k): v for k, v in parts.items()},
               "resolution": resolution, "id_column": id_column, "device": actors.device,
-              "threads": int(actors.num_cpus) if not actors.num_gpus else None}
-    identity = dict(cfg.identity(), resolution=resolution, input_rows=start,
+              "cpus": actors.num_cpus}
+    identity = dict(cfg.identity(precision), resolution=resolution, input_rows=start,
                     input_parts=len(plan))
     return runtime.run_parts("label", out, plan, Labeler, kwargs, identity,
                              public_config(cfg), actors)

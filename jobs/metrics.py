@@ -27,7 +27,9 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from jobs import runtime, storage
+from jobs import options, runtime, storage
+from jobs.options import ActorOptions
+from jobs.rendering import load_models, setup_device
 from jobs.runtime import PartWorker, choice, require
 from jobs.sample import public_config
 from jobs.storage import PartSpec, PartWriter
@@ -36,7 +38,7 @@ PPL_SCHEMA = pa.schema([pa.field("path", pa.int64()), pa.field("distance", pa.fl
 
 
 @dataclass
-class MetricsConfig:
+class MetricsConfig(ActorOptions):
     out: str = ""                      # output URL: ppl_<space>/ parts and metrics.json
     samples: str = ""                  # separability: sample dataset URL ('' = skip)
     separability_rows: Optional[int] = None  # rows read from samples (None = all; paper 200K)
@@ -50,9 +52,6 @@ class MetricsConfig:
     seed: int = 0                      # paths and the separability SVM splits
     micro_batch: int = 64              # paths per model call (part of the job's identity)
     rows_per_part: int = 1024          # paths per part: a multiple of micro_batch
-    workers: int = 0                   # actors; 0 = one per GPU, or CPUs - 1 on CPU
-    cpus_per_worker: int = 1
-    device: str = "auto"
     storage: dict = field(default_factory=dict)  # fsspec options for every URL
 
     def validate(self) -> None:
@@ -79,10 +78,16 @@ class MetricsConfig:
         return PPLConfig(n=self.ppl_paths, space=space, sampling=self.sampling,
                          epsilon=self.epsilon, batch_size=self.micro_batch, seed=self.seed)
 
+    def ppl_precision(self) -> str:
+        """'auto' means fp32 here on every device, as NVIDIA forces fp32 for PPL: a step of
+        epsilon = 1e-4 is below the resolution of fp16 and bf16 images."""
+        return "fp32" if self.precision == "auto" else self.precision
+
     def ppl_identity(self, space: str) -> dict:
         keys = ("model", "feature_net", "ppl_paths", "sampling", "epsilon", "seed",
                 "micro_batch", "rows_per_part")
-        return {"space": space, **{k: getattr(self, k) for k in keys}}
+        ident = {"space": space, **{k: getattr(self, k) for k in keys}}
+        return dict(ident, **options.identity(self, self.ppl_precision()))
 
 
 # ----------------------------------------------------------------------------------------
@@ -131,15 +136,13 @@ class PathLengths(PartWorker):
 
     job = "ppl"
 
-    def __init__(self, cfg: dict, space: str, device: str, threads: Optional[int], out):
+    def __init__(self, cfg: dict, space: str, device: str, cpus: float, out):
         super().__init__(out)
         from gankit.perceptual import load_feature_net
-        from jobs.sample import load_models
         self.cfg = MetricsConfig(**cfg)
         self.space = space
-        device = runtime.resolve_device(device)
-        runtime.set_deterministic(device, threads)
-        self.G, _ = load_models(self.cfg.model, None, device)
+        device, precision = setup_device(device, self.cfg.ppl_precision(), cpus)
+        self.G, _ = load_models(self.cfg.model, None, device, precision)
         net = load_feature_net(self.cfg.feature_net, device)
         self.distance = lambda a, b: net.distance(net(a), net(b))     # [B]
 
@@ -162,8 +165,9 @@ def path_lengths(cfg: MetricsConfig, space: str) -> dict:
     out = storage.open_store(f"{cfg.out.rstrip('/')}/ppl_{space}", cfg.storage, create=True)
     plan = storage.part_ranges(cfg.ppl_paths, cfg.rows_per_part)
     actors = runtime.plan_actors(cfg.workers, cfg.device, len(plan), cfg.cpus_per_worker)
+    runtime.job_precision(cfg.ppl_precision(), actors)
     kwargs = {"cfg": runtime.config_dict(cfg), "space": space, "device": actors.device,
-              "threads": int(actors.num_cpus) if not actors.num_gpus else None}
+              "cpus": actors.num_cpus}
     runtime.run_parts(f"ppl_{space}", out, plan, PathLengths, kwargs, cfg.ppl_identity(space),
                       public_config(cfg), actors)
     d = storage.read_table(out, ["distance"]).column("distance").to_numpy()   # [n], path order
@@ -206,8 +210,7 @@ def register(subparsers) -> None:
     p.add_argument("--sampling", default="full", help="full or end")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rows-per-part", type=int, default=1024)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    options.add_flags(p, ActorOptions)
     p.add_argument("--storage", type=json.loads, default={}, help="fsspec options as JSON")
     p.set_defaults(func=cmd_metrics)
 
@@ -216,8 +219,8 @@ def cmd_metrics(a) -> None:
     run_metrics(runtime.config_from_dict(MetricsConfig, dict(
         out=a.out, samples=a.samples, separability_rows=a.separability_rows, model=a.model,
         feature_net=a.feature_net, ppl_paths=a.ppl_paths, ppl_spaces=a.ppl_spaces,
-        sampling=a.sampling, seed=a.seed, rows_per_part=a.rows_per_part, workers=a.workers,
-        device=a.device, storage=a.storage)))
+        sampling=a.sampling, seed=a.seed, rows_per_part=a.rows_per_part, storage=a.storage,
+        **options.values(ActorOptions, a))))
 
 
 __all__ = ["MetricsConfig", "run_metrics", "sample_latents"]

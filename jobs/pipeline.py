@@ -6,8 +6,10 @@ or JSON config.
     stages: [sample, fit, edit, report]
     model: toy                        # shared by the stages that need them
     classifier: toy
-    device: auto
-    workers: 0
+    device: auto                      # actor options shared by the model stages:
+    workers: 0                        #   jobs.options.ActorOptions
+    precision: auto
+    cpus_per_worker: 1
     storage: {}                       # fsspec options for every URL (endpoint_url, ...)
     sample: {count: 20000, seed: 0, space: w, rows_per_part: 2000}
     fit:    {spaces: [z, w], conditions: [[glasses, [age]]]}
@@ -32,7 +34,9 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from jobs.runtime import DEVICES, ConfigError, choice, config_from_dict, require
+from jobs import options
+from jobs.options import ActorOptions
+from jobs.runtime import ConfigError, choice, config_from_dict, require
 
 STAGES = ("sample", "fit", "heldout", "invert", "edit", "report")
 WIRED = {"sample": ("out",), "fit": ("samples", "out"), "heldout": ("out",),
@@ -42,13 +46,11 @@ FOLDERS = {"sample": "samples", "edit": "edits", "invert": "inverted"}
 
 
 @dataclass
-class PipelineConfig:
+class PipelineConfig(ActorOptions):
     root: str = ""                     # output root URL; stages write to root/<stage>/
     stages: list = field(default_factory=lambda: list(DEFAULT_STAGES))  # stages to run
     model: str = "toy"                 # generator for sample and edit
     classifier: str = "toy"            # classifier for sample labels and edit rescoring
-    device: str = "auto"               # 'auto', 'cuda' or 'cpu' for the actor stages
-    workers: int = 0                   # actors per stage (0 = per GPU, or CPUs - 1)
     storage: dict = field(default_factory=dict)   # fsspec options for every URL
     sample: dict = field(default_factory=dict)    # SampleConfig fields
     fit: dict = field(default_factory=dict)       # FitConfig fields
@@ -62,8 +64,7 @@ class PipelineConfig:
         require(len(self.stages) > 0, "stages", "must list at least one stage")
         for s in self.stages:
             choice(s, STAGES, "stages")
-        choice(self.device, DEVICES, "device")
-        require(self.workers >= 0, "workers", f"must be >= 0 (got {self.workers})")
+        options.validate(self)
         require(not {"heldout", "invert"} <= set(self.stages), "stages",
                 "can hold heldout or invert, not both: the edit stage edits one of them")
 
@@ -113,7 +114,7 @@ def stage_configs(cfg: PipelineConfig) -> dict:
     from jobs.fit import FitConfig
     from jobs.invert import InvertConfig
     from jobs.sample import SampleConfig
-    actor = {"device": cfg.device, "workers": cfg.workers, "storage": cfg.storage}
+    actor = dict(options.values(ActorOptions, cfg), storage=cfg.storage)
     sample = _section(cfg, "sample", dict(actor, model=cfg.model, classifier=cfg.classifier,
                                           out=cfg.url("sample")))
     configs = {"sample": config_from_dict(SampleConfig, sample, "sample"),

@@ -443,7 +443,7 @@ def read_inversion(cfg: ReportConfig) -> list:
 def add_models_sections(cfg: ReportConfig, report: dict, attributes: list) -> tuple:
     """The sections that need the generator or the classifier: real correlation and
     directions. Returns their figures and captions (none when neither is asked for)."""
-    from jobs.sample import load_models
+    from jobs.rendering import load_models
     if not (cfg.real or cfg.directions):
         return {}, {}
     model, classifier = model_specs(cfg)

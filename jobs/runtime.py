@@ -54,18 +54,14 @@ def choice(value, options, field: str) -> None:
             f"must be one of {', '.join(map(str, options))} (got {value!r})")
 
 
-DEVICES = ("auto", "cuda", "cpu")
-
-
 def validate_actor_fields(cfg) -> None:
     """The fields every part job's actors share: micro_batch and batch_size (where the job
-    has them), workers, cpus_per_worker, device."""
+    has them) and the shared options of jobs.options (workers, device, precision, ...)."""
+    from jobs import options
     for name in ("micro_batch", "batch_size"):
         if hasattr(cfg, name):
             require(getattr(cfg, name) >= 1, name, f"must be >= 1 (got {getattr(cfg, name)})")
-    require(cfg.workers >= 0, "workers", f"must be >= 0 (got {cfg.workers})")
-    require(cfg.cpus_per_worker >= 1, "cpus_per_worker", "must be >= 1")
-    choice(cfg.device, DEVICES, "device")
+    options.validate(cfg)
 
 
 def _type_ok(value, hint) -> bool:
@@ -184,12 +180,13 @@ class ActorPlan:
 def plan_actors(workers: int, device: str, n_parts: int, cpus_per_worker: int = 1,
                 resources: Optional[tuple] = None) -> ActorPlan:
     """GPU actors (num_gpus=1) when the cluster has GPUs and the device allows it; CPU actors
-    otherwise, never more than CPUs - 1 so Ray Data keeps a CPU for its own tasks.
+    otherwise, never more than CPUs - 1 so Ray Data keeps a CPU for its own tasks. Each
+    actor takes `cpus_per_worker` CPUs (its codec threads; a CPU actor's torch threads).
     `resources` (CPUs, GPUs) defaults to the connected cluster's."""
     cpus, gpus = resources if resources is not None else cluster_resources()
     if gpus > 0 and device in ("auto", "cuda"):
         k = min(workers or gpus, gpus)
-        return ActorPlan(max(1, min(k, n_parts)), 1, 1, "cuda")
+        return ActorPlan(max(1, min(k, n_parts)), 1, cpus_per_worker, "cuda")
     if device == "cuda":
         raise ConfigError("device", "is 'cuda' but the Ray cluster has no GPUs")
     cap = max(1, (cpus - 1) // max(1, cpus_per_worker))
@@ -197,16 +194,18 @@ def plan_actors(workers: int, device: str, n_parts: int, cpus_per_worker: int = 
     return ActorPlan(max(1, min(k, n_parts)), 0, cpus_per_worker, "cpu")
 
 
-def set_deterministic(device: str, threads: Optional[int] = None) -> None:
-    """Deterministic kernels: the same inputs of the same shape give the same bits."""
-    import torch
-    if threads:
-        torch.set_num_threads(threads)
-    if device.startswith("cuda"):
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+def job_precision(precision: str, actors: ActorPlan) -> str:
+    """The precision the actors will run at, resolved for their device. CPU actors are
+    checked here, so a precision they cannot run fails before any work; a GPU's abilities
+    are checked by each actor as it starts (the driver may have no GPU)."""
+    from gankit import precision as numerics
+    resolved = numerics.resolve(precision, actors.device)
+    if actors.device == "cpu":
+        try:
+            numerics.check(resolved, "cpu")
+        except ValueError as e:
+            raise ConfigError("precision", f"cannot run here: {e}") from None
+    return resolved
 
 
 def micro_batches(start: int, stop: int, size: int):

@@ -13,10 +13,15 @@ Output schema (Parquet, one file per part):
     w          fixed_size_list<float32>[w_dim]                (space 'w')
     wp         fixed_size_list<float32>[num_ws * w_dim]       (space 'wp', field metadata
                                                                shape = [num_ws, w_dim])
-    image      struct<bytes: binary, path: string>  PNG      (images)
+    image      struct<bytes: binary, path: string>  PNG, JPEG or WebP (images; format,
+                                                    quality and size: jobs.options)
     logit_<a>  float32, one per classifier attribute          (classifier)
-Labels are computed on the stored 8-bit image (what `gankit label` would see), not on the
-float render, so relabeling a sample dataset reproduces its logits.
+Labels are computed on the stored 8-bit pixels (at `image_size` when images are stored), not
+on the float render, so relabeling a PNG sample dataset reproduces its logits exactly; JPEG
+and WebP relabel within their coding noise.
+
+The model renders step after step while a pool of `cpus_per_worker` threads encodes the
+previous steps' images and writes them (jobs.cpu_pool).
 """
 from __future__ import annotations
 
@@ -28,7 +33,10 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from jobs import runtime, storage
+from jobs import options, runtime, storage
+from jobs.cpu_pool import CpuPool, StepWriter, gather
+from jobs.options import ActorOptions, ClassifierOptions, ImageOptions
+from jobs.rendering import load_models, render_and_label, setup_device
 from jobs.runtime import ConfigError, PartWorker, choice, require
 from jobs.storage import PartSpec, PartWriter
 
@@ -36,14 +44,14 @@ SPACES = ("z", "w", "wp")
 
 
 @dataclass
-class SampleConfig:
+class SampleConfig(ActorOptions, ImageOptions, ClassifierOptions):
     model: str = "toy"                 # generator: 'toy' or a checkpoint path
     count: int = 1000                  # rows: sample_id 0 .. count-1
     seed: int = 0                      # row i draws z from a generator seeded by (seed, i)
     space: str = "w"                   # latents stored besides z: 'z' (none), 'w', 'wp' (W+)
     truncation: float = 1.0            # truncation psi (1 = no truncation)
     truncation_cutoff: Optional[int] = None  # truncate only the first N W+ layers (None = all)
-    images: bool = False               # render and store PNG images
+    images: bool = False               # render and store images (image_format, ...)
     classifier: Optional[str] = None   # add logit_<attr> columns: 'toy', a .pt/.safetensors
                                        # file or 'package.module:factory'
     out: str = ""                      # output URL: a local path or s3://bucket/prefix
@@ -52,10 +60,6 @@ class SampleConfig:
                                        # is part of the job's identity
     batch_size: int = 256              # rows per actor step and Parquet row group (memory
                                        # knob; rows do not depend on it)
-    workers: int = 0                   # actors; 0 = one per GPU, or CPUs - 1 on CPU
-    cpus_per_worker: int = 1           # CPU actors: CPUs (torch threads) per actor
-    device: str = "auto"               # 'auto' (GPU actors when the cluster has GPUs),
-                                       # 'cuda' or 'cpu'
     storage: dict = field(default_factory=dict)  # fsspec options for `out` (endpoint_url...)
 
     def validate(self) -> None:
@@ -70,11 +74,14 @@ class SampleConfig:
         require(self.rows_per_part >= 1, "rows_per_part", f"must be >= 1 (got {self.rows_per_part})")
         runtime.validate_actor_fields(self)
 
-    def identity(self) -> dict:
+    def identity(self, precision: str) -> dict:
         """The fields the rows depend on: a rerun must match them to resume."""
         keys = ("model", "count", "seed", "space", "truncation", "truncation_cutoff", "images",
                 "classifier", "rows_per_part", "micro_batch")
-        return {k: getattr(self, k) for k in keys}
+        ident = {k: getattr(self, k) for k in keys}
+        if self.classifier_input:
+            ident["classifier_input"] = self.classifier_input
+        return dict(ident, **options.identity(self, precision, self.images))
 
 
 def public_config(cfg) -> dict:
@@ -107,66 +114,46 @@ def sample_schema(cfg: SampleConfig, G, classifier) -> pa.Schema:
     return pa.schema(fields, metadata=meta)
 
 
-def load_models(model: str, classifier: Optional[str], device: str):
-    """Generator (eval, on `device`) and optional classifier, through gankit.zoo."""
-    from gankit import zoo
-    G = zoo.load_generator(model, device=device).eval().requires_grad_(False)
-    C = None
-    if classifier:
-        C = zoo.load_classifier(classifier, device=device).eval()
-    return G, C
-
-
-def render_and_label(G, C, ws, want_png: bool, noises: Optional[list] = None):
-    """ws [M, num_ws, w_dim] -> (PNG bytes list, logits [M, A] float32 or None).
-
-    `noises`: per noise layer [M, 1, r, r] maps (an inversion's), else G's const noise.
-    The classifier sees the stored 8-bit image, mapped back to [-1, 1]."""
-    from gankit.images import encode_png, from_uint8, to_uint8
-    img = G.synthesis(ws, noise_mode="const", noises=noises)       # [M, 3, H, W] in [-1, 1]
-    u8 = to_uint8(img)                                             # [M, H, W, 3] uint8
-    logits = None
-    if C is not None:
-        logits = C(from_uint8(u8).to(ws.device)).float().cpu().numpy()   # [M, A]
-    pngs = [encode_png(a) for a in u8] if want_png else None
-    return pngs, logits
-
-
 class Sampler(PartWorker):
     """Ray Data callable: loads G (+ classifier) once, then writes whole parts."""
 
     job = "sample"
 
-    def __init__(self, cfg: dict, device: str, threads: int, out):
+    def __init__(self, cfg: dict, device: str, cpus: float, out):
         super().__init__(out)
         self.cfg = SampleConfig(**cfg)
-        self.device = runtime.resolve_device(device)
-        runtime.set_deterministic(self.device, threads)
-        self.G, self.C = load_models(self.cfg.model, self.cfg.classifier, self.device)
+        self.device, self.precision = setup_device(device, self.cfg.precision, cpus)
+        self.G, self.C = load_models(self.cfg.model, self.cfg.classifier, self.device,
+                                     self.precision, self.cfg.classifier_input)
         if getattr(self.G, "c_dim", 0):
             raise ValueError(f"{self.cfg.model}: conditional generators (c_dim="
                              f"{self.G.c_dim}) are not supported by the sample job")
         self.schema = sample_schema(self.cfg, self.G, self.C)
+        self.pool = CpuPool(cpus)
 
     def write_part(self, spec: PartSpec) -> dict:
         m = self.cfg.micro_batch
         step = max(1, -(-self.cfg.batch_size // m)) * m     # whole micro-batches per step
-        with PartWriter(self.out, storage.part_name(spec.index), self.schema) as w:
+        with PartWriter(self.out, storage.part_name(spec.index), self.schema) as w, \
+                StepWriter(w) as steps:
             for s in range(spec.start, spec.stop, step):
-                w.write(self.rows(s, min(s + step, spec.stop)))
+                steps.put(self.rows(s, min(s + step, spec.stop)))
                 runtime.fault_point()                       # test-only fault injection
+            steps.finish()
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": 0})
         return {"rows": spec.rows, "errors": 0}
 
-    def rows(self, start: int, stop: int) -> pa.Table:
+    def rows(self, start: int, stop: int):
+        """Run the models on rows [start, stop); returns a function that builds their
+        table once the pool has encoded their images (called on the writer thread)."""
         import torch
-        from gankit.data import image_column
         from gankit.latents import sample_z
         cfg, G, m = self.cfg, self.G, self.cfg.micro_batch
         ids = np.arange(start, stop, dtype=np.int64)                      # [n]
         z = sample_z(cfg.seed, ids, G.z_dim)                             # [n, z_dim] float32
-        ws_out, pngs, logits = [], [], []
+        ws_out, images, logits = [], [], []
+        size = cfg.image_size if cfg.images else None
         with torch.no_grad():
             for s, e in runtime.micro_batches(start, stop, m):
                 zb = runtime.pad_rows(torch.from_numpy(z[s - start:e - start]), m)
@@ -175,19 +162,24 @@ class Sampler(PartWorker):
                 n = e - s
                 ws_out.append(ws[:n].cpu().numpy())
                 if cfg.images or self.C is not None:
-                    p, l = render_and_label(G, self.C, ws, cfg.images)
-                    if p is not None:
-                        pngs += p[:n]
+                    u8, l = render_and_label(G, self.C, ws, size, precision=self.precision)
+                    if cfg.images:
+                        images += self.pool.encode(u8[:n], cfg.image_format, cfg.image_quality)
                     if l is not None:
                         logits.append(l[:n])
+        return lambda: self.table(ids, z, np.concatenate(ws_out), images, logits)
+
+    def table(self, ids, z, ws_all, images: list, logits: list) -> pa.Table:
+        """ws_all [n, num_ws, w_dim]; images: the pool's futures of encoded bytes."""
+        from gankit.data import image_column
+        cfg = self.cfg
         cols = {"sample_id": pa.array(ids), "z": latent_array(z)}
-        ws_all = np.concatenate(ws_out)                                  # [n, num_ws, w_dim]
         if cfg.space == "w":
             cols["w"] = latent_array(ws_all[:, 0])
         elif cfg.space == "wp":
             cols["wp"] = latent_array(ws_all.reshape(len(ids), -1))
         if "image" in self.schema.names:
-            cols["image"] = image_column(pngs)
+            cols["image"] = image_column(gather(images))
         if logits:
             logits = np.concatenate(logits)                              # [n, A]
             for j, a in enumerate(self.C.attribute_names):
@@ -214,9 +206,9 @@ def run_sample(cfg: SampleConfig) -> dict:
     runtime.ensure_ray()
     plan = storage.part_ranges(cfg.count, cfg.rows_per_part)
     actors = runtime.plan_actors(cfg.workers, cfg.device, len(plan), cfg.cpus_per_worker)
-    kwargs = {"cfg": runtime.config_dict(cfg), "device": actors.device,
-              "threads": int(actors.num_cpus) if not actors.num_gpus else None}
-    return runtime.run_parts("sample", out, plan, Sampler, kwargs, cfg.identity(),
+    precision = runtime.job_precision(cfg.precision, actors)
+    kwargs = {"cfg": runtime.config_dict(cfg), "device": actors.device, "cpus": actors.num_cpus}
+    return runtime.run_parts("sample", out, plan, Sampler, kwargs, cfg.identity(precision),
                              public_config(cfg), actors)
 
 

@@ -1,0 +1,120 @@
+"""Options the part jobs share, each declared once.
+
+A field of `ActorOptions` or `ImageOptions` holds its default, its help line and its
+choices; the command-line flags (`add_flags`), the validation (`validate`) and what joins a
+job's identity (`identity`) are derived from that one declaration. A stage's config inherits
+the groups it uses:
+
+    @dataclass
+    class SampleConfig(ActorOptions, ImageOptions):
+        ...
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+from gankit.images import IMAGE_FORMATS
+from gankit.precision import PRECISIONS
+
+DEVICES = ("auto", "cuda", "cpu")
+
+
+def option(default, help: str, choices: Optional[tuple] = None):
+    """A dataclass field with its help line and, for enumerated options, its choices."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class ActorOptions:
+    """Where and how the actors of a part job run their models."""
+    workers: int = option(0, "actors; 0 = one per GPU, or CPUs - 1 on a CPU cluster")
+    cpus_per_worker: int = option(1, "CPUs per actor: torch threads of a CPU actor, and the "
+                                     "threads that decode, encode and write beside the model")
+    device: str = option("auto", "auto (GPU actors when the cluster has GPUs), cuda or cpu",
+                         DEVICES)
+    precision: str = option("auto", "model precision: auto (fp16 on a GPU, fp32 on a CPU), "
+                                    "fp32 (bit-exact), tf32, bf16, fp16 (the generator's "
+                                    "top blocks in half precision, NVIDIA's semantics)",
+                            PRECISIONS)
+
+
+@dataclass
+class ImageOptions:
+    """How a job stores the images it renders."""
+    image_format: str = option("png", "stored image format (png is lossless)", IMAGE_FORMATS)
+    image_quality: int = option(95, "JPEG / WebP quality, 1-100 (png ignores it)")
+    image_size: Optional[int] = option(None, "store an antialiased downscale to this many "
+                                             "pixels a side (default: the generator's size)")
+
+
+
+
+def names(group) -> list:
+    return [f.name for f in dataclasses.fields(group)]
+
+
+def values(group, source) -> dict:
+    """{field: value} of `group`'s options read from a config or parsed arguments."""
+    return {name: getattr(source, name) for name in names(group)}
+
+
+def add_flags(parser, group, defaults: Optional[dict] = None) -> None:
+    """One `--flag-name` per option of `group`, with its default, help and choices."""
+    for f in dataclasses.fields(group):
+        default = (defaults or {}).get(f.name, f.default)
+        kind = {"int": int, "Optional[int]": int, "Optional[dict]": json.loads}.get(f.type, str)
+        choices = f.metadata.get("choices")
+        shown = "" if default is None else f" (default: {default})"
+        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default,
+                            choices=choices, help=f.metadata["help"] + shown)
+
+
+def validate(cfg) -> None:
+    """Check every shared option `cfg` has; a bad one raises ConfigError naming the field."""
+    from jobs.runtime import ConfigError, choice, require
+    for group in (ActorOptions, ImageOptions):
+        if not isinstance(cfg, group):
+            continue
+        for f in dataclasses.fields(group):
+            if f.metadata.get("choices"):
+                choice(getattr(cfg, f.name), f.metadata["choices"], f.name)
+    if isinstance(cfg, ActorOptions):
+        require(cfg.workers >= 0, "workers", f"must be >= 0 (got {cfg.workers})")
+        require(cfg.cpus_per_worker >= 1, "cpus_per_worker",
+                f"must be >= 1 (got {cfg.cpus_per_worker})")
+    if isinstance(cfg, ImageOptions):
+        require(1 <= cfg.image_quality <= 100, "image_quality",
+                f"must be in 1..100 (got {cfg.image_quality})")
+        require(cfg.image_size is None or cfg.image_size >= 1, "image_size",
+                f"must be >= 1 or null (got {cfg.image_size})")
+    if isinstance(cfg, ClassifierOptions) and cfg.classifier_input is not None:
+        from gankit.zoo import validate_input_spec
+        try:
+            validate_input_spec(cfg.classifier_input, "classifier_input")
+        except ValueError as e:
+            raise ConfigError("classifier_input", f"is not usable: {e}") from None
+
+
+def identity(cfg, precision: str, images: bool = True) -> dict:
+    """What the shared options add to a job's identity. They were added after the first
+    outputs were written, so each joins only when it differs from what those outputs used
+    (fp32, PNG at G's size): older outputs still resume."""
+    ident = {}
+    if precision != "fp32":
+        ident["precision"] = precision
+    if images and isinstance(cfg, ImageOptions):
+        if cfg.image_format != "png":
+            ident.update(image_format=cfg.image_format, image_quality=cfg.image_quality)
+        if cfg.image_size is not None:
+            ident["image_size"] = cfg.image_size
+    return ident
+
+
+@dataclass
+class ClassifierOptions:
+    """How a job feeds its attribute classifier."""
+    classifier_input: Optional[dict] = option(
+        None, "the classifier's input, overriding its sidecar JSON: {input_size, mean, std}")
