@@ -36,9 +36,11 @@ def quantize(images: "torch.Tensor") -> "torch.Tensor":
 
 
 def dequantize(u8: "torch.Tensor") -> "torch.Tensor":
-    """[N, H, W, C] uint8 tensor -> [N, C, H, W] float32 in [-1, 1], on its device."""
+    """[N, H, W, C] uint8 tensor -> [N, C, H, W] float32 in [-1, 1], on its device, with
+    the memory layout `from_uint8` gives (channels last): convolutions pick their kernels by
+    layout, so a classifier then returns the same bits as on decoded PNGs."""
     import torch
-    return u8.permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1
+    return u8.contiguous().permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1
 
 
 def to_uint8(images: "torch.Tensor") -> np.ndarray:

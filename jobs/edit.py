@@ -323,6 +323,13 @@ class Editor(PartWorker):
             cols["input"] = extras["input"].take(pa.array(rows))
         return pa.Table.from_arrays([cols[f.name] for f in self.schema], schema=self.schema)
 
+    def fits(self, m: int) -> bool:
+        """One render (+ rescoring) of m edits runs on the device."""
+        import torch
+        ws = torch.zeros([m, self.G.num_ws, self.G.w_dim], device=self.device)
+        render_and_label(self.G, self.C, ws, precision=self.precision)
+        return True
+
     def render(self, ws, noise: Optional[np.ndarray] = None) -> tuple:
         """ws [k, num_ws, w_dim] (+ stored noise [k, sum r^2]) -> (futures of the k encoded
         images, logits [k, A] float32 or None), in micro-batches of exactly micro_batch."""

@@ -194,6 +194,7 @@ class Inverter(PartWorker):
     """Ray Data callable: loads G (+ encoder) + feature net once, then inverts whole parts."""
 
     job = "invert"
+    batch_field = "batch_size"          # images optimised together
 
     def __init__(self, cfg: dict, inputs: dict, id_column: str, device: str, cpus: float, out):
         super().__init__(out)

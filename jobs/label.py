@@ -158,15 +158,16 @@ class Labeler(PartWorker):
         self.pool = CpuPool(cpus)
 
     def out_schema(self, in_schema: pa.Schema) -> pa.Schema:
+        names = list(self.C.attribute_names)
+        fresh = {f"logit_{a}" for a in names}          # relabeling replaces these columns
         keep = self.cfg.keep_columns
         if keep is None:
-            keep = [n for n in in_schema.names if n != self.cfg.image_column]
-        keep = [self.id_column] + [n for n in keep if n != self.id_column]
+            keep = [n for n in in_schema.names if n != self.cfg.image_column and n not in fresh]
+        keep = [self.id_column] + [n for n in keep if n != self.id_column and n not in fresh]
         missing = [n for n in keep if n not in in_schema.names]
         if missing:
             raise ValueError(f"keep_columns: {missing} are not columns of {self.cfg.images}")
         fields = [in_schema.field(n) for n in keep]
-        names = list(self.C.attribute_names)
         fields += [pa.field(f"logit_{a}", pa.float32()) for a in names]
         meta = dict(storage.strip_part_metadata(in_schema).metadata or {})
         meta.update({b"gankit.job": b"label", b"gankit.attributes": json.dumps(names).encode()})
@@ -217,21 +218,26 @@ class Labeler(PartWorker):
         keep = np.array([j not in bad for j in range(len(u8))], dtype=bool)
         return lambda: self.rows_table(table, schema, logits[keep], keep)
 
+    def fits(self, m: int) -> bool:
+        """One classifier call on m images runs on the device."""
+        self.logits(np.zeros([m, self.resolution, self.resolution, 3], np.uint8))
+        return True
+
     def logits(self, u8: np.ndarray) -> np.ndarray:
         """uint8 [n, R, R, 3] -> logits [n, A], in micro-batches of exactly micro_batch."""
         from gankit.images import from_uint8
         m, out = self.cfg.micro_batch, []
         for s in range(0, len(u8), m):
-            x = runtime.pad_rows(from_uint8(u8[s:s + m]), m)          # [m, 3, R, R]
+            x = from_uint8(runtime.pad_rows(u8[s:s + m], m))          # [m, 3, R, R]
             out.append(classify(self.C, x.to(self.device), self.precision)[:len(u8[s:s + m])])
         return np.concatenate(out) if out else np.zeros((0, len(self.C.attribute_names)))
 
     def rows_table(self, table: pa.Table, schema: pa.Schema, logits: np.ndarray,
                    keep: np.ndarray) -> pa.Table:
-        cols = []
+        cols, names = [], list(self.C.attribute_names)
         for f in schema:
-            if f.name.startswith("logit_") and f.name not in table.column_names:
-                j = self.C.attribute_names.index(f.name[len("logit_"):])
+            if f.name.startswith("logit_") and f.name[len("logit_"):] in names:
+                j = names.index(f.name[len("logit_"):])
                 cols.append(pa.array(logits[:, j].astype(np.float32)))
             else:
                 cols.append(table.column(f.name).filter(pa.array(keep)))

@@ -254,11 +254,48 @@ class PartWorker:
                 meta = self.write_part(spec)
             except Exception as err:       # one line the driver can quote (see root_cause)
                 msg = " ".join(str(err).split())[:400]
+                if type(err).__name__ == "OutOfMemoryError":
+                    msg = self.out_of_memory()
                 raise PartFailed(f"part {spec.index:05d}: {type(err).__name__}: {msg}") from err
             reply["index"].append(spec.index)
             reply["rows"].append(int(meta["rows"]))
             reply["errors"].append(int(meta["errors"]))
         return {k: np.asarray(v, dtype=np.int64) for k, v in reply.items()}
+
+
+    # The config field that sets how many rows one model call sees, and `fits(m)`: whether
+    # a model call on m rows fits the device (stages that can try one override it).
+    batch_field = "micro_batch"
+
+    def fits(self, m: int) -> bool:
+        return False
+
+    def out_of_memory(self) -> str:
+        """One sentence for a GPU out-of-memory error: the batch field, and the largest
+        halving of it that fits (tried on the spot), if any does."""
+        import torch
+        field = self.batch_field
+        m = getattr(self.cfg, field)
+        torch.cuda.empty_cache()
+        flag = "--" + field.replace("_", "-")
+        smaller = [m >> i for i in range(1, m.bit_length())]
+        if type(self).fits is PartWorker.fits:          # this stage cannot try a size
+            found = f"rerun with a smaller {flag}"
+        else:
+            fit = next((k for k in smaller if self._fits(k)), None)
+            found = (f"{field}={fit} fits: rerun with {flag} {fit}" if fit
+                     else f"no smaller {field} fits either")
+        return (f"the GPU ran out of memory at {field}={m}; {found} (outputs depend on "
+                f"{field}, so a location with committed parts needs a new output URL)")
+
+    def _fits(self, m: int) -> bool:
+        import torch
+        try:
+            with torch.no_grad():
+                return self.fits(m)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            return False
 
 
 def commit_errors(out: Store, spec: PartSpec, records: list) -> None:

@@ -144,6 +144,13 @@ class Sampler(PartWorker):
                       "errors": 0})
         return {"rows": spec.rows, "errors": 0}
 
+    def fits(self, m: int) -> bool:
+        """One model call on m rows (mapping, synthesis, classifier) runs on the device."""
+        import torch
+        ws = self.G.mapping(torch.zeros([m, self.G.z_dim], device=self.device), None)
+        render_and_label(self.G, self.C, ws, precision=self.precision)
+        return True
+
     def rows(self, start: int, stop: int):
         """Run the models on rows [start, stop); returns a function that builds their
         table once the pool has encoded their images (called on the writer thread)."""

@@ -432,6 +432,9 @@ def check_identity(store: Store, job: str, identity: dict) -> Optional[dict]:
             raise ValueError(f"{store.url} holds part files but no {MANIFEST}: "
                              f"choose an empty output location")
         return None
+    if not store.list_parts() and not old.get("parts"):
+        return None        # nothing was committed: a changed job (a smaller micro_batch
+                           # after an out-of-memory error) may start over here
     if old.get("job") != job:
         raise ValueError(f"{store.url} holds the output of a '{old.get('job')}' job, "
                          f"not '{job}': choose another output location")

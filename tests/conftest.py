@@ -120,4 +120,6 @@ def model_files(tmp_path_factory):
     torch.jit.script(tiny_classifier_module()).save(str(c_path))
     with open(str(c_path) + ".json", "w") as f:   # attribute names beside the scripted file
         json.dump({"attribute_names": ATTRIBUTES}, f)
-    return {"model": str(g_path), "classifier": str(c_path)}
+    g32_path = root / "tiny_g32"
+    save_generator(tiny_generator(resolution=32), g32_path)
+    return {"model": str(g_path), "classifier": str(c_path), "model32": str(g32_path)}
