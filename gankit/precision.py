@@ -59,11 +59,16 @@ def _cpu_runs_bf16_conv() -> bool:
         return False
 
 
+def _gpu_runs_bf16() -> bool:
+    # Native bf16 only (Ampere and later, ROCm): older GPUs emulate it, slowly.
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def check(precision: str, device) -> None:
     """Raise ValueError (one sentence) when `device` cannot run `precision`."""
     precision = resolve(precision, device)
     if _is_cuda(device):
-        if precision == "bf16" and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+        if precision == "bf16" and not _gpu_runs_bf16():
             raise ValueError(f"precision 'bf16' is not supported by this GPU ({device}); "
                              "use fp16 or fp32")
         return

@@ -2,7 +2,8 @@
 up/down-sampling (upfirdn2d), and convolution with resampling.
 
 These follow the reference (non-CUDA) semantics of NVIDIA's `torch_utils/ops`, so a
-checkpoint gives the same images here as there in fp32.
+checkpoint gives the same images here as there in fp32. Every op also runs in float16 or
+bfloat16: weights, biases and filters are cast to the activations' dtype (a no-op in fp32).
 """
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ import torch.nn.functional as F
 # Default gain of each activation: keeps the signal's second moment through the layer.
 ACT_GAIN = {"linear": 1.0, "relu": math.sqrt(2), "lrelu": math.sqrt(2)}
 
+# Half-width float types StyleGAN2's reduced-precision blocks run in (NVIDIA's fp16, and bf16).
+REDUCED_DTYPES = (torch.float16, torch.bfloat16)
+
 
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, act: str = "linear",
              gain: Optional[float] = None, clamp: Optional[float] = None) -> torch.Tensor:
     """act(x + b) * gain, then clamp to [-clamp, clamp]. `b` is added along dim 1."""
-    if b is not None:
-        x = x + b.reshape([1, -1] + [1] * (x.ndim - 2))
+    if b is not None:  # parameters are fp32: cast to a reduced-precision x (NVIDIA does too)
+        x = x + b.to(x.dtype).reshape([1, -1] + [1] * (x.ndim - 2))
     if act == "lrelu":
         x = F.leaky_relu(x, 0.2)
     elif act == "relu":
@@ -88,6 +92,7 @@ def conv2d_resample(x: torch.Tensor,           # [N, I*groups, H, W]
     """
     assert not (up > 1 and down > 1), "up and down together are not used by StyleGAN2"
     out_channels, in_per_group, kh, kw = w.shape
+    w = w.to(x.dtype)  # fp32 weights into a reduced-precision conv; a no-op in fp32
     if up == 1 and down == 1:
         return F.conv2d(x, w, padding=padding, groups=groups)
     k = f.shape[-1]

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gankit import precision as gk_precision
 from gankit.models import ops
 
 # ----------------------------------------------------------------------------------------
@@ -38,7 +39,7 @@ class MappingConfig:
 class SynthesisConfig:
     channel_base: int = 32768              # Overall multiplier for the number of channels.
     channel_max: int = 512                 # Maximum number of channels in any layer.
-    num_fp16_res: int = 0                  # Kept for checkpoint fidelity; gankit always runs fp32.
+    num_fp16_res: int = 0                  # Top blocks set_precision runs in fp16/bf16; 0 = 4.
     conv_clamp: Optional[float] = None     # Clamp conv outputs to +-X, None = no clamping.
     architecture: str = "skip"             # 'orig', 'skip' or 'resnet'.
     resample_filter: tuple = (1, 3, 3, 1)  # Low-pass filter for up-sampling.
@@ -118,7 +119,7 @@ class Conv2dLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
 
     def forward(self, x: torch.Tensor, gain: float = 1) -> torch.Tensor:
-        w = self.weight * self.weight_gain
+        w = self.weight * self.weight_gain  # ops cast w and the bias to a reduced-precision x
         x = ops.conv2d_resample(x, w, f=self.resample_filter, up=self.up, down=self.down,
                                 padding=self.padding)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
@@ -137,17 +138,27 @@ def modulated_conv2d(x: torch.Tensor,            # [N, I, H, W]
     fused=True runs one grouped convolution with per-sample weights (NVIDIA's eval path);
     fused=False scales activations instead and shares one convolution across the batch,
     the same math up to float rounding and much faster on CPUs for large batches.
+
+    x in float16/bfloat16 (a reduced-precision block): NVIDIA's fp16 math. Weight and styles
+    are pre-normalised, which demodulation undoes exactly, so that the activations scaled by
+    the styles cannot overflow; the per-sample weights and dcoefs stay fp32 and the
+    non-fused path runs (NVIDIA's default for fp16 blocks).
     """
     batch_size = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
+    reduced = x.dtype in ops.REDUCED_DTYPES
+    if reduced and demodulate:
+        weight = weight * (1 / math.sqrt(in_channels * kh * kw)
+                           / weight.abs().amax(dim=[1, 2, 3], keepdim=True))  # max over I, k, k
+        styles = styles / styles.abs().amax(dim=1, keepdim=True)         # max over I
     w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)  # [N, O, I, k, k]
     dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt() if demodulate else None  # [N, O]
-    if not fused:
-        x = x * styles.reshape(batch_size, -1, 1, 1)
-        x = ops.conv2d_resample(x, weight, f=resample_filter, up=up, padding=padding)
+    if not fused or reduced:  # the .to(x.dtype) casts are no-ops in fp32
+        x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)
+        x = ops.conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding)
         if dcoefs is not None:
-            x = x * dcoefs.reshape(batch_size, -1, 1, 1)
-        return x + noise if noise is not None else x
+            x = x * dcoefs.to(x.dtype).reshape(batch_size, -1, 1, 1)
+        return x + noise.to(x.dtype) if noise is not None else x
     if dcoefs is not None:
         w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
     x = x.reshape(1, -1, *x.shape[2:])                                   # [1, N*I, H, W]
@@ -183,9 +194,10 @@ class SynthesisLayer(nn.Module):
             return None
         if noise is not None:  # caller-supplied noise map [N, 1, H, W] or [H, W] (inversion)
             return noise * self.noise_strength
-        if noise_mode == "random":
+        if noise_mode == "random":  # drawn in fp32 in reduced-precision blocks, as NVIDIA does
             r = self.resolution
-            return torch.randn([x.shape[0], 1, r, r], device=x.device, dtype=x.dtype) * self.noise_strength
+            dtype = torch.float32 if x.dtype in ops.REDUCED_DTYPES else x.dtype
+            return torch.randn([x.shape[0], 1, r, r], device=x.device, dtype=dtype) * self.noise_strength
         if noise_mode == "const":
             return self.noise_const * self.noise_strength
         raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
@@ -230,6 +242,7 @@ class SynthesisBlock(nn.Module):
         assert architecture in ("orig", "skip", "resnet"), architecture
         self.in_channels, self.resolution, self.is_last = in_channels, resolution, is_last
         self.architecture = architecture
+        self.dtype = torch.float32  # dtype of x inside the block; img stays fp32 (set_dtype)
         self.register_buffer("resample_filter", ops.setup_filter(resample_filter))
         layer = dict(w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp, use_noise=use_noise)
         self.num_conv, self.num_torgb = 0, 0
@@ -248,6 +261,13 @@ class SynthesisBlock(nn.Module):
             self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2,
                                     resample_filter=resample_filter)
 
+    def set_dtype(self, dtype: torch.dtype, conv_clamp: Optional[float]) -> None:
+        """Run x in `dtype` with conv outputs clamped to +-conv_clamp (None = no clamp)."""
+        self.dtype = dtype
+        for name in ("conv0", "conv1", "torgb"):
+            if hasattr(self, name):
+                getattr(self, name).conv_clamp = conv_clamp
+
     def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor],
                 ws: torch.Tensor,                # [N, num_conv + num_torgb, w_dim]
                 noise_mode: str = "random", noises: tuple = (), fused_modconv: bool = False):
@@ -256,6 +276,8 @@ class SynthesisBlock(nn.Module):
         kw = dict(noise_mode=noise_mode, fused_modconv=fused_modconv)
         if self.in_channels == 0:
             x = self.const.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])  # [N, C, 4, 4]
+        x = x.to(self.dtype)  # NVIDIA casts x (and the const) on entry; a no-op in fp32
+        if self.in_channels == 0:
             x = self.conv1(x, next(w_iter), noise=next(n_iter), **kw)
         elif self.architecture == "resnet":
             y = self.skip(x, gain=np.sqrt(0.5))
@@ -265,16 +287,20 @@ class SynthesisBlock(nn.Module):
         else:
             x = self.conv0(x, next(w_iter), noise=next(n_iter), **kw)
             x = self.conv1(x, next(w_iter), noise=next(n_iter), **kw)
-        if img is not None:
+        if img is not None:  # the skip image stays fp32 in every block
             img = ops.upsample2d(img, self.resample_filter)
         if self.num_torgb:
-            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
+            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).to(torch.float32)
             img = img + y if img is not None else y
         return x, img
 
 
 # ----------------------------------------------------------------------------------------
 # Networks
+
+# Reduced precision (fp16/bf16) where a checkpoint does not say: NVIDIA's values.
+NUM_FP16_RES_DEFAULT = 4       # NVIDIA's training default; its legacy-converted FFHQ pickles say 0
+FP16_CONV_CLAMP_DEFAULT = 256  # NVIDIA's conv_clamp whenever fp16 blocks are on
 
 
 class MappingNetwork(nn.Module):
@@ -343,6 +369,8 @@ class SynthesisNetwork(nn.Module):
         assert img_resolution == 2 ** log2 and img_resolution >= 4, "resolution must be 2^k >= 4"
         self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
         self.block_resolutions = [2 ** i for i in range(2, log2 + 1)]
+        self.num_fp16_res, self.conv_clamp = cfg.num_fp16_res, cfg.conv_clamp  # the checkpoint's
+        self.precision = "fp32"
         channels = {r: min(cfg.channel_base // r, cfg.channel_max) for r in self.block_resolutions}
         self.num_ws = 0
         for res in self.block_resolutions:
@@ -356,6 +384,29 @@ class SynthesisNetwork(nn.Module):
 
     def blocks(self):
         return [getattr(self, f"b{res}") for res in self.block_resolutions]
+
+    def fp16_resolution(self) -> int:
+        """Lowest block resolution that runs in reduced precision (NVIDIA's formula, floor 8)."""
+        num_fp16_res = self.num_fp16_res or NUM_FP16_RES_DEFAULT
+        return max(2 ** (int(np.log2(self.img_resolution)) + 1 - num_fp16_res), 8)
+
+    def set_precision(self, precision: str) -> "SynthesisNetwork":
+        """'fp32'/'tf32': every block fp32 with the checkpoint's clamp (tf32 is a backend flag,
+        see gankit.precision.configure_backends). 'fp16'/'bf16': blocks at >= fp16_resolution()
+        run in that dtype with conv outputs clamped (the checkpoint's clamp, or NVIDIA's 256);
+        the others, and the skip image, stay exactly fp32. 'auto': by the parameters' device.
+        """
+        device = next(self.parameters()).device
+        precision = gk_precision.resolve(precision, device.type)
+        dtype = gk_precision.reduced_dtype(precision)
+        reduced_clamp = self.conv_clamp if self.conv_clamp is not None else FP16_CONV_CLAMP_DEFAULT
+        for block in self.blocks():
+            if dtype is not None and block.resolution >= self.fp16_resolution():
+                block.set_dtype(dtype, reduced_clamp)
+            else:
+                block.set_dtype(torch.float32, self.conv_clamp)
+        self.precision = precision
+        return self
 
     def noise_layers(self) -> list:
         """Every SynthesisLayer with a noise input, in forward order."""
@@ -398,6 +449,11 @@ class Generator(nn.Module):
                                           cfg.synthesis)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.num_ws, cfg.mapping)
+
+    def set_precision(self, precision: str) -> "Generator":
+        """See SynthesisNetwork.set_precision; the mapping network always runs fp32."""
+        self.synthesis.set_precision(precision)
+        return self
 
     def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None,
                 truncation_psi: float = 1, truncation_cutoff: Optional[int] = None,
