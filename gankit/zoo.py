@@ -1,6 +1,6 @@
 """Resolve model specs to loaded models: the bundled toy world, files, or entry points.
 
-Generators: 'toy' (bundled) or any checkpoint path gankit.checkpoints reads.
+Generators: 'toy' (bundled), any checkpoint path gankit.checkpoints reads, or an entry point.
 Classifiers: 'toy' (bundled), a TorchScript file (`.pt`/`.pth`/`.ts`), a native gankit
 classifier (`.safetensors` + `.json`), or a Python entry point 'package.module:factory'.
 Encoders: 'toy' (the bundled W+ encoder of the toy generator) or a native encoder directory.
@@ -29,8 +29,24 @@ TOY_CLASSIFIER = ASSETS / "toy_classifier.safetensors"
 TOY_ENCODER = ASSETS / "toy_encoder"      # native format: config.json + model.safetensors
 
 
+def entry_point(spec: str):
+    """The zero-argument callable named by 'package.module:factory' (code, by design: the
+    user names what to import, as with a TorchScript file)."""
+    module_name, factory = spec.split(":", 1)
+    return getattr(importlib.import_module(module_name), factory)
+
+
+def is_entry_point(spec: str) -> bool:
+    return ":" in spec and not os.path.exists(spec) and "://" not in spec
+
+
 def load_generator(spec: str, device: str = "cpu") -> nn.Module:
+    """'toy', a checkpoint path, or an entry point 'package.module:factory' returning a
+    module with StyleGAN's interface (z_dim, w_dim, num_ws, img_resolution, mapping,
+    synthesis), such as gankit.models.null:null_1024."""
     from gankit.checkpoints import load_generator as load_checkpoint
+    if is_entry_point(spec):
+        return entry_point(spec)().to(device)
     path = str(TOY_GENERATOR) if spec == "toy" else spec
     if spec == "toy" and not TOY_GENERATOR.exists():
         raise FileNotFoundError(f"the bundled toy generator is missing at {TOY_GENERATOR}")
@@ -85,9 +101,8 @@ def load_classifier_model(spec: str, device: str, attribute_names=None) -> tuple
         return load_classifier_file(str(TOY_CLASSIFIER), device), {}
     if spec.endswith(".safetensors"):     # native: the model resizes to its own resolution
         return load_classifier_file(spec, device), {}
-    if ":" in spec and not os.path.exists(spec):
-        module_name, factory = spec.split(":", 1)
-        model = getattr(importlib.import_module(module_name), factory)()
+    if is_entry_point(spec):
+        model = entry_point(spec)()
         if not hasattr(model, "attribute_names"):
             raise ValueError(f"{spec}: the factory's model has no `attribute_names`")
         return model.to(device).eval(), model_input_spec(model, f"the model of {spec}")

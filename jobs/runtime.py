@@ -8,8 +8,9 @@ Execution model of a part job (sample, label, edit):
              ray.data.from_items(missing, one block per part)
                .map_batches(Worker, batch_size=1, compute=ActorPoolStrategy(size=k),
                             num_gpus=1 | num_cpus=c)
-    actor:   __init__ loads the model(s) once on its device;
-             __call__ computes one part, writes it to a temporary name and commits it
+    actor:   __init__ loads the model(s) once on its device, at its precision;
+             __call__ computes one part step by step while `cpus_per_worker` threads
+             encode/decode images and write row groups (jobs.cpu_pool), commits the part
              (storage.PartWriter), then returns only {index, rows, errors}
     driver:  streams those tiny replies (progress line per part), writes _manifest.json.
 
@@ -101,7 +102,8 @@ def config_from_dict(cls, data: dict, prefix: str = ""):
     if not isinstance(data, dict):
         raise ConfigError(prefix or cls.__name__, f"must be a mapping (got {data!r})")
     hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls)]
+    own = list(vars(cls).get("__annotations__", {}))   # the stage's fields, then the shared
+    known = own + [f.name for f in dataclasses.fields(cls) if f.name not in own]
     for key, value in data.items():
         if key not in known:
             raise ConfigError(f"{where}{key}", f"is not a known field (known: {', '.join(known)})")
