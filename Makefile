@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean bench-scale gpu-bundle
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,14 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# Real scale on this machine's CPU, quick: benchmarks/bench_scale.py (GPU: see gpu_check.sh)
+bench-scale: $(STAMP)
+	RAY_AUTH_MODE=disabled $(PY) benchmarks/bench_scale.py --device cpu --quick --out $(or $(OUT),out/bench_scale)
+
+# Offline bundle (stripped Ray + wheels) for benchmarks/gpu_check.sh on a GPU machine
+gpu-bundle: $(STAMP)
+	bash benchmarks/make_gpu_bundle.sh $(or $(BUNDLE),gpu_bundle) --python $(or $(GPU_PYTHON),3.12)
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
