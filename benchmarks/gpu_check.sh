@@ -16,7 +16,8 @@
 #      also s3fs (only s3:// URLs need it; its botocore pins python-dateutil < 3, which may
 #      downgrade the environment's copy, so it is opt-in);
 #   3. makes gankit importable with PYTHONPATH=<repo root> (nothing is installed);
-#   4. runs benchmarks/bench_scale.py (OUT/bench/: bench_scale.json, .md, .log);
+#   4. runs benchmarks/bench_scale.py (OUT/bench/: bench_scale.json, .md, .log) and
+#      benchmarks/precision_tolerance.py (OUT/bench/precision_tolerance.log);
 #   5. runs a small `gankit run` pipeline on the device through Ray (OUT/run/): a random-
 #      weight FFHQ config-f generator (1024 px), sample 2,000 rows with JPEG images and
 #      classifier labels, fit W boundaries, edit 64 rows, report; then invert 16 of the
@@ -161,6 +162,11 @@ if [[ $DO_BENCH == 1 ]]; then
     bargs+=($BENCH_ARGS)
     (cd "$REPO" && "$PY" benchmarks/bench_scale.py "${bargs[@]}" --out "$OUT/bench") \
         2>&1 | tee "$OUT/bench/bench_scale.log"
+    # how far each precision's images are from fp32 on this device (MODELS.md)
+    if [[ $DEVICE == cuda ]]; then targs=(--device cuda --rand1024-samples 8)
+    else targs=(--toy-samples 16 --rand-samples 1); fi
+    (cd "$REPO" && "$PY" benchmarks/precision_tolerance.py "${targs[@]}") \
+        2>&1 | tee "$OUT/bench/precision_tolerance.log"
 else
     step "4/6 benchmark skipped (--skip-bench)"
 fi

@@ -27,12 +27,15 @@ _DECODE_ERRORS = (Image.UnidentifiedImageError, Image.DecompressionBombError, OS
 
 def quantize(images: "torch.Tensor") -> "torch.Tensor":
     """[N, C, H, W] float in [-1, 1] -> [N, H, W, C] uint8 on the same device (NVIDIA's
-    rounding). On a GPU this keeps the 4x larger float images off the host."""
+    rounding), contiguous. On a GPU this keeps the 4x larger float images off the host, and
+    the interleaving is done there: codecs take the rows as they are, with no strided copy
+    (which would hold the GIL) on the CPU."""
     import torch
     if images.ndim != 4:
         raise ValueError(f"images: expected [N, C, H, W], got shape {list(images.shape)}")
-    x = (images.detach().to(torch.float32) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-    return x.permute(0, 2, 3, 1)                                        # [N, H, W, C]
+    x = torch.mul(images.detach().to(torch.float32), 127.5)             # one new buffer,
+    x = x.add_(128).clamp_(0, 255).to(torch.uint8)                      # then in place
+    return x.permute(0, 2, 3, 1).contiguous()                           # [N, H, W, C]
 
 
 def dequantize(u8: "torch.Tensor") -> "torch.Tensor":
