@@ -267,3 +267,19 @@ def test_classifier_that_wants_224_imagenet_input_through_the_sample_job(
     got = np.stack([t.column("logit_mean").to_numpy(), t.column("logit_std").to_numpy()], 1)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert abs(got[:, 0].mean()) < 3 and got[:, 1].min() > 0    # normalised, not [-1, 1]
+
+
+def test_pipeline_config_carries_the_shared_options_to_every_model_stage(tmp_path):
+    from jobs.pipeline import load_config, stage_configs
+    path = tmp_path / "run.yaml"
+    path.write_text("root: /tmp/r\nprecision: bf16\ncpus_per_worker: 3\nstages: [sample, fit, "
+                    "invert, edit]\nsample: {images: true, image_format: jpeg, image_size: 16}"
+                    "\ninvert: {images: /tmp/faces}\nedit: {image_format: webp}\n")
+    configs = stage_configs(load_config(str(path)))
+    for stage in ("sample", "invert", "edit"):
+        assert (configs[stage].precision, configs[stage].cpus_per_worker) == ("bf16", 3)
+    assert (configs["sample"].image_format, configs["sample"].image_size) == ("jpeg", 16)
+    assert configs["edit"].image_format == "webp"
+    path.write_text("root: /tmp/r\nsample: {image_format: gif}\n")
+    with pytest.raises(ConfigError, match=r"sample\.image_format must be one of png, jpeg, webp"):
+        load_config(str(path))
