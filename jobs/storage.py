@@ -12,9 +12,10 @@ Commit protocol. A part is *committed* when its final name `part-XXXXX.parquet` 
 final name only ever appears complete:
   - local disk: the part is written under a hidden temporary name in the same directory and
     renamed (atomic on POSIX);
-  - object stores (S3): the finished file is uploaded to its final key in one request (a PUT,
-    or a multipart upload that S3 makes visible only when it completes), so no partial object
-    is ever visible under a final key.
+  - S3: the part streams to its final key as a multipart upload while it is written, and S3
+    makes the key visible only when the upload completes at commit (other object stores: a
+    local scratch file uploaded in one request), so no partial object is ever visible under
+    a final key.
 Error records of a part are committed before the part itself, so a committed part always has
 its error records. A rerun lists the committed parts and computes only the others.
 
@@ -132,6 +133,9 @@ class Store:
             raise StoreError(f"{url} is not a usable storage URL: {e}") from None
         self.root = self.root.rstrip("/")
         self.local = "file" in self.fs.protocol or "local" in self.fs.protocol
+        # S3 takes a file in parts and shows it only once the upload completes
+        self.multipart = bool({"s3", "s3a"} & set(self.fs.protocol)) and \
+            hasattr(self.fs, "abort_mpu")
         if probe:
             _probe(url, self.fs, self.root, self.options)
 
@@ -303,22 +307,32 @@ def _leaf_paths(schema: pa.Schema) -> list:
 
 
 class PartWriter:
-    """Streams one part to a temporary file in row groups, then commits it atomically.
+    """Streams one part in row groups, then commits it atomically.
 
         with PartWriter(store, part_name(k), schema) as w:
             w.write(table)   # one or more times; each call is one row group
             w.commit(meta)   # without commit() (an exception), nothing becomes visible
+
+    Local stores: a temporary file beside the final name, renamed at commit. S3: a multipart
+    upload of the final key whose parts go up while the row groups are written (on the
+    writer thread, beside the model), completed at commit; S3 shows the key only then, and
+    an abort cancels the upload. (A killed process leaves its upload open but invisible: a
+    bucket lifecycle rule AbortIncompleteMultipartUpload reclaims it.) Other remote stores:
+    a local scratch file uploaded in one request at commit.
     """
 
     def __init__(self, store: Store, name: str, schema: pa.Schema):
         self.store, self.name, self.schema = store, name, schema
         final = store.path(name)
+        self.tmp = self.upload = None
         if store.local:  # temporary next to the final name, so the rename stays atomic
             store.check_inside(final)
             os.makedirs(os.path.dirname(final), exist_ok=True)
             self.tmp = os.path.join(os.path.dirname(final),
                                     f".{os.path.basename(final)}{TMP_TAG}{uuid.uuid4().hex}")
-        else:            # local scratch file, uploaded in one request at commit
+        elif store.multipart:
+            self.upload = store.fs.open(final, "wb", autocommit=False)
+        else:
             fd, self.tmp = tempfile.mkstemp(suffix=".parquet", prefix="gankit-part-")
             os.close(fd)
         self.rows = 0
@@ -327,7 +341,7 @@ class PartWriter:
 
     def write(self, table: pa.Table) -> None:
         if self.writer is None:
-            self.writer = parquet_writer(self.tmp, self.schema)
+            self.writer = parquet_writer(self.upload or self.tmp, self.schema)
         self.writer.write_table(table.cast(self.schema) if table.schema != self.schema else table)
         self.rows += table.num_rows
 
@@ -335,10 +349,13 @@ class PartWriter:
         """Close with `meta` ({index, start, stop, errors, ...}) in the footer and publish."""
         meta = dict(meta, rows=self.rows)
         if self.writer is None:  # an empty part still commits (all rows may be errors)
-            self.writer = parquet_writer(self.tmp, self.schema)
+            self.writer = parquet_writer(self.upload or self.tmp, self.schema)
         self.writer.add_key_value_metadata({PART_META_KEY.decode(): json.dumps(meta)})
         self.writer.close()
-        if self.store.local:
+        if self.upload is not None:
+            self.upload.close()          # uploads the last part; the key is not visible yet
+            self.upload.commit()         # completes the multipart upload: now it is
+        elif self.store.local:
             os.replace(self.tmp, self.store.path(self.name))
         else:
             self.store.put_file(self.tmp, self.name)
@@ -346,12 +363,19 @@ class PartWriter:
         self.done = True
 
     def abort(self) -> None:
-        if self.writer is not None and not self.done:
+        if self.done:
+            return
+        if self.writer is not None:
             try:
                 self.writer.close()
             except Exception:
                 pass
-        if not self.done and os.path.exists(self.tmp):
+        if self.upload is not None:
+            try:
+                self.upload.discard()    # cancels the multipart upload
+            except Exception:
+                pass
+        elif os.path.exists(self.tmp):
             os.remove(self.tmp)
 
     def __enter__(self):

@@ -71,3 +71,32 @@ def test_missing_bucket_fails_before_any_work(ray_cluster, model_files):
     with pytest.raises(storage.StoreError, match=r"the bucket of s3://no-bucket-here/x does "
                                                  r"not exist"):
         run_sample(SampleConfig(model=model_files["model"], count=4, out="s3://no-bucket-here/x"))
+
+
+def test_a_part_streams_as_a_multipart_upload_visible_only_at_commit(s3_bucket):
+    """Row groups go up in 5 MiB parts while they are written; the key appears only at
+    commit, and an aborted part leaves neither a key nor an open upload."""
+    import os
+
+    import pyarrow as pa
+    prefix = f"s3://{s3_bucket}/mpu/{uuid.uuid4().hex[:8]}"
+    store = storage.Store(prefix, {"default_block_size": 5 << 20})
+    assert store.multipart
+    table = pa.table({"i": list(range(4)), "blob": [os.urandom(1 << 20) for _ in range(4)]})
+    fs = s3fs_client()
+    with storage.PartWriter(store, storage.part_name(0), table.schema) as w:
+        for _ in range(4):                                          # 16 MiB: several parts
+            w.write(table)
+        assert len(w.upload.parts or []) >= 2 and not fs.exists(f"{prefix[5:]}/part-00000.parquet")
+        w.commit({"index": 0, "errors": 0})
+    assert store.list_parts() == {0: f"{prefix[5:]}/part-00000.parquet"}
+    assert storage.part_footer(store, store.list_parts()[0])[1:] == (16, {"index": 0,
+                                                                          "errors": 0, "rows": 16})
+    with pytest.raises(RuntimeError, match="the model failed"):
+        with storage.PartWriter(store, storage.part_name(1), table.schema) as w:
+            for _ in range(4):
+                w.write(table)
+            raise RuntimeError("the model failed")
+    assert sorted(store.list_parts()) == [0]
+    uploads = fs.call_s3("list_multipart_uploads", Bucket=s3_bucket).get("Uploads", [])
+    assert not [u for u in uploads if u["Key"].startswith(prefix[5:])]
