@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -298,9 +299,8 @@ class Editor(PartWorker):
                 rows, bidx, tidx = j // (nb * ns), (j // ns) % nb, j % ns
                 e_ws = self.edited_ws(z, ws, rows, bidx, strengths[tidx])
                 images, logits = self.render(e_ws, None if noise is None else noise[rows])
-                steps.put(lambda rows=rows, bidx=bidx, t=strengths[tidx], images=images,
-                          logits=logits: self.table(ids, rows, bidx, t, images, logits,
-                                                    originals, extras))
+                steps.put(partial(self.table, ids, rows, bidx, strengths[tidx], images,
+                                  logits, originals, extras))
             steps.finish()
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": n_errors})
@@ -420,7 +420,5 @@ def run_edit(cfg: EditConfig) -> dict:
     identity.update({k: True for k, on in (("keep_input", cfg.keep_input), ("stored_noise",
                      cfg.stored_noise and "noise" in schema.names)) if on})
     identity.update(options.identity(cfg, precision))
-    if cfg.classifier_input:
-        identity["classifier_input"] = cfg.classifier_input
     return runtime.run_parts("edit", out, plan, Editor, kwargs, identity, public_config(cfg),
                              actors)

@@ -16,14 +16,13 @@ Decoding runs on `cpus_per_worker` threads, a step ahead of the classifier (jobs
 from __future__ import annotations
 
 import json
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from collections import deque
 
 from jobs import options, runtime, storage
 from jobs.cpu_pool import CpuPool, StepWriter, gather
@@ -60,8 +59,6 @@ class LabelConfig(ActorOptions, ClassifierOptions):
         keys = ("images", "classifier", "image_column", "id_column", "resolution",
                 "keep_columns", "micro_batch")
         ident = {k: getattr(self, k) for k in keys}
-        if self.classifier_input:
-            ident["classifier_input"] = self.classifier_input
         return dict(ident, **options.identity(self, precision))
 
 

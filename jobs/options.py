@@ -101,10 +101,12 @@ def validate(cfg) -> None:
 def identity(cfg, precision: str, images: bool = True) -> dict:
     """What the shared options add to a job's identity. They were added after the first
     outputs were written, so each joins only when it differs from what those outputs used
-    (fp32, PNG at G's size): older outputs still resume."""
+    (fp32, PNG at G's size, the classifier's own input): older outputs still resume."""
     ident = {}
     if precision != "fp32":
         ident["precision"] = precision
+    if isinstance(cfg, ClassifierOptions) and cfg.classifier_input:
+        ident["classifier_input"] = cfg.classifier_input
     if images and isinstance(cfg, ImageOptions):
         if cfg.image_format != "png":
             ident.update(image_format=cfg.image_format, image_quality=cfg.image_quality)

@@ -79,8 +79,6 @@ class SampleConfig(ActorOptions, ImageOptions, ClassifierOptions):
         keys = ("model", "count", "seed", "space", "truncation", "truncation_cutoff", "images",
                 "classifier", "rows_per_part", "micro_batch")
         ident = {k: getattr(self, k) for k in keys}
-        if self.classifier_input:
-            ident["classifier_input"] = self.classifier_input
         return dict(ident, **options.identity(self, precision, self.images))
 
 
