@@ -31,8 +31,10 @@ def option(default, help: str, choices: Optional[tuple] = None):
 class ActorOptions:
     """Where and how the actors of a part job run their models."""
     workers: int = option(0, "actors; 0 = one per GPU, or CPUs - 1 on a CPU cluster")
-    cpus_per_worker: int = option(1, "CPUs per actor: torch threads of a CPU actor, and the "
-                                     "threads that decode, encode and write beside the model")
+    cpus_per_worker: int = option(0, "CPUs per actor: the threads that decode, encode and "
+                                     "write beside the model (and a CPU actor's torch "
+                                     "threads); 0 = a GPU actor takes its node's CPUs per "
+                                     "GPU less one, a CPU actor one")
     device: str = option("auto", "auto (GPU actors when the cluster has GPUs), cuda or cpu",
                          DEVICES)
     precision: str = option("auto", "model precision: auto (fp16 on a GPU, fp32 on a CPU), "
@@ -83,8 +85,8 @@ def validate(cfg) -> None:
                 choice(getattr(cfg, f.name), f.metadata["choices"], f.name)
     if isinstance(cfg, ActorOptions):
         require(cfg.workers >= 0, "workers", f"must be >= 0 (got {cfg.workers})")
-        require(cfg.cpus_per_worker >= 1, "cpus_per_worker",
-                f"must be >= 1 (got {cfg.cpus_per_worker})")
+        require(cfg.cpus_per_worker >= 0, "cpus_per_worker",
+                f"must be >= 0 (got {cfg.cpus_per_worker})")
     if isinstance(cfg, ImageOptions):
         require(1 <= cfg.image_quality <= 100, "image_quality",
                 f"must be in 1..100 (got {cfg.image_quality})")

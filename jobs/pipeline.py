@@ -9,7 +9,7 @@ or JSON config.
     device: auto                      # actor options shared by the model stages:
     workers: 0                        #   jobs.options.ActorOptions
     precision: auto
-    cpus_per_worker: 1
+    cpus_per_worker: 0                #   (0: a GPU actor takes its node's CPUs but one)
     storage: {}                       # fsspec options for every URL (endpoint_url, ...)
     sample: {count: 20000, seed: 0, space: w, rows_per_part: 2000}
     fit:    {spaces: [z, w], conditions: [[glasses, [age]]]}

@@ -165,10 +165,14 @@ def ensure_ray(num_cpus: Optional[int] = None) -> None:
 
 
 def cluster_resources() -> tuple:
-    """(CPUs, GPUs) of the whole Ray cluster."""
+    """(CPUs, GPUs, CPUs per GPU) of the connected Ray cluster; the last is the smallest
+    over the nodes that have GPUs (0 when none has), so an actor that asks for it fits on
+    every GPU node."""
     import ray
     res = ray.cluster_resources()
-    return int(res.get("CPU", 0)), int(res.get("GPU", 0))
+    per_gpu = [int(n["Resources"].get("CPU", 0) // n["Resources"]["GPU"]) for n in ray.nodes()
+               if n.get("Alive") and n["Resources"].get("GPU", 0) > 0]
+    return int(res.get("CPU", 0)), int(res.get("GPU", 0)), min(per_gpu, default=0)
 
 
 @dataclass
@@ -179,21 +183,24 @@ class ActorPlan:
     device: str           # what the actor puts its models on ('cuda', 'cpu', or as asked)
 
 
-def plan_actors(workers: int, device: str, n_parts: int, cpus_per_worker: int = 1,
+def plan_actors(workers: int, device: str, n_parts: int, cpus_per_worker: int = 0,
                 resources: Optional[tuple] = None) -> ActorPlan:
     """GPU actors (num_gpus=1) when the cluster has GPUs and the device allows it; CPU actors
     otherwise, never more than CPUs - 1 so Ray Data keeps a CPU for its own tasks. Each
-    actor takes `cpus_per_worker` CPUs (its codec threads; a CPU actor's torch threads).
-    `resources` (CPUs, GPUs) defaults to the connected cluster's."""
-    cpus, gpus = resources if resources is not None else cluster_resources()
+    actor takes `cpus_per_worker` CPUs (its codec threads; a CPU actor's torch threads);
+    0 = a GPU actor takes its node's CPUs per GPU less one (left to Ray Data's own tasks),
+    a CPU actor one. `resources` (CPUs, GPUs, CPUs per GPU) defaults to the cluster's."""
+    cpus, gpus, per_gpu = resources if resources is not None else cluster_resources()
     if gpus > 0 and device in ("auto", "cuda"):
         k = min(workers or gpus, gpus)
-        return ActorPlan(max(1, min(k, n_parts)), 1, cpus_per_worker, "cuda")
+        each = cpus_per_worker or max(1, per_gpu - 1)
+        return ActorPlan(max(1, min(k, n_parts)), 1, each, "cuda")
     if device == "cuda":
         raise ConfigError("device", "is 'cuda' but the Ray cluster has no GPUs")
-    cap = max(1, (cpus - 1) // max(1, cpus_per_worker))
+    each = cpus_per_worker or 1
+    cap = max(1, (cpus - 1) // each)
     k = min(workers or cap, cap)
-    return ActorPlan(max(1, min(k, n_parts)), 0, cpus_per_worker, "cpu")
+    return ActorPlan(max(1, min(k, n_parts)), 0, each, "cpu")
 
 
 def job_precision(precision: str, actors: ActorPlan) -> str:

@@ -224,21 +224,24 @@ def test_fit_and_edit_commands(pipeline_run, model_files, tmp_path, capsys):
 
 
 def test_gpu_actors_one_per_gpu_when_the_cluster_has_gpus():
-    plan = plan_actors(0, "auto", 10, resources=(16, 2))
-    assert (plan.workers, plan.num_gpus, plan.num_cpus, plan.device) == (2, 1, 1, "cuda")
-    assert plan_actors(5, "auto", 10, resources=(16, 2)).workers == 2     # capped by GPUs
-    assert plan_actors(0, "auto", 1, resources=(16, 2)).workers == 1      # capped by parts
+    plan = plan_actors(0, "auto", 10, resources=(16, 2, 8))
+    # cpus_per_worker 0 (auto): the GPU node's 8 CPUs per GPU, one left to Ray Data
+    assert (plan.workers, plan.num_gpus, plan.num_cpus, plan.device) == (2, 1, 7, "cuda")
+    assert plan_actors(0, "auto", 10, cpus_per_worker=3, resources=(16, 2, 8)).num_cpus == 3
+    assert plan_actors(0, "auto", 10, resources=(2, 2, 1)).num_cpus == 1  # never below 1
+    assert plan_actors(5, "auto", 10, resources=(16, 2, 8)).workers == 2  # capped by GPUs
+    assert plan_actors(0, "auto", 1, resources=(16, 2, 8)).workers == 1   # capped by parts
 
 
 def test_cpu_actors_leave_a_cpu_free():
-    plan = plan_actors(0, "auto", 10, resources=(4, 0))
+    plan = plan_actors(0, "auto", 10, resources=(4, 0, 0))
     assert (plan.workers, plan.num_gpus, plan.num_cpus, plan.device) == (3, 0, 1, "cpu")
-    assert plan_actors(8, "cpu", 10, resources=(4, 0)).workers == 3
-    assert plan_actors(0, "cpu", 10, resources=(16, 2)).num_gpus == 0     # GPUs not wanted
-    assert plan_actors(0, "auto", 10, cpus_per_worker=2, resources=(8, 0)).workers == 3
-    assert plan_actors(0, "auto", 10, resources=(1, 0)).workers == 1
+    assert plan_actors(8, "cpu", 10, resources=(4, 0, 0)).workers == 3
+    assert plan_actors(0, "cpu", 10, resources=(16, 2, 8)).num_gpus == 0     # GPUs not wanted
+    assert plan_actors(0, "auto", 10, cpus_per_worker=2, resources=(8, 0, 0)).workers == 3
+    assert plan_actors(0, "auto", 10, resources=(1, 0, 0)).workers == 1
     with pytest.raises(ConfigError, match="device is 'cuda' but the Ray cluster has no GPUs"):
-        plan_actors(0, "cuda", 10, resources=(4, 0))
+        plan_actors(0, "cuda", 10, resources=(4, 0, 0))
 
 
 def test_gpus_are_detected_from_the_cluster():
@@ -248,14 +251,14 @@ def test_gpus_are_detected_from_the_cluster():
         from jobs.runtime import plan_actors
         ray.init(num_cpus=4, num_gpus=2, include_dashboard=False)
         p = plan_actors(0, "auto", 8)
-        print("PLAN", p.workers, p.num_gpus, p.device)
+        print("PLAN", p.workers, p.num_gpus, p.device, p.num_cpus)
         ray.shutdown()
     """)
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
     env.pop("RAY_ADDRESS", None)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=180)
-    assert "PLAN 2 1 cuda" in out.stdout, out.stderr[-2000:]
+    assert "PLAN 2 1 cuda 1" in out.stdout, out.stderr[-2000:]   # 4 CPUs / 2 GPUs - 1
 
 
 @dataclass
