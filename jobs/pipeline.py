@@ -91,9 +91,31 @@ def load_config(path: str) -> PipelineConfig:
     except (ValueError, yaml.YAMLError) as e:
         raise ValueError(f"{path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: "
                          f"{str(e).splitlines()[0]}") from None
+    check_expanded_size(data, path)
     cfg = config_from_dict(PipelineConfig, data or {})
     stage_configs(cfg)          # validate every section now, before anything runs
     return cfg
+
+
+# A config that expands to more values than this is refused: YAML aliases can make a few
+# lines stand for billions of values (the "billion laughs"), which safe_load builds as
+# shared references but anything walking the config (validation, fsspec) would expand.
+MAX_CONFIG_VALUES = 100_000
+
+
+def check_expanded_size(data, path: str) -> None:
+    """Count the config's values as aliases expand them, stopping past MAX_CONFIG_VALUES."""
+    count, todo = 0, [data]
+    while todo:
+        item = todo.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ValueError(f"{path} expands to more than {MAX_CONFIG_VALUES:,} values "
+                             f"(nested YAML aliases?): refusing it")
+        if isinstance(item, dict):
+            todo += list(item.keys()) + list(item.values())
+        elif isinstance(item, (list, tuple)):
+            todo += list(item)
 
 
 def _section(cfg: PipelineConfig, stage: str, shared: dict) -> dict:

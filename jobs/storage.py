@@ -567,9 +567,11 @@ def _pid_alive(pid: int) -> bool:
 class JobLease:
     """An exclusive lease on an output location, held by one driver for one run.
 
-    `_lease.json` is created atomically only if absent: O_CREAT|O_EXCL on local disk, a
-    conditional PUT (If-None-Match: *) on S3. A second job finds it and fails fast naming
-    the holder. The holder renews it every LEASE_RENEW_S; a lease is stale, and is taken
+    `_lease.json` is created whole and only if absent: written aside and hard-linked into
+    place on local disk (the link fails if a lease is there), a conditional PUT
+    (If-None-Match: *) on S3. A second job finds it and fails fast naming the holder; a job
+    that finds its own run token there (a retried create whose reply was lost) goes on; a
+    lease that cannot be parsed is debris and is taken over. The holder renews it every LEASE_RENEW_S; a lease is stale, and is taken
     over, when its holder's process is gone (same host) or it was not renewed for
     LEASE_TTL_S (a driver on another machine that died). A killed driver therefore never
     blocks its own rerun. Taking over a stale lease deletes it and creates a new one
@@ -591,14 +593,18 @@ class JobLease:
     def _create(self) -> bool:
         """Exclusive create; False when a lease is already there."""
         path = self.store.path(LEASE)
-        if self.store.local:
+        if self.store.local:    # written aside, then linked: the lease appears complete
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                return False
-            with os.fdopen(fd, "wb") as f:
+            tmp = f"{path}{TMP_TAG}{uuid.uuid4().hex}"
+            with open(tmp, "wb") as f:
                 f.write(self._record())
+            try:
+                os.link(tmp, path)  # fails if a lease is there: an exclusive create
+            except (FileExistsError, FileNotFoundError):   # (the latter: tmp swept away)
+                return False
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
             return True
         try:
             self.store.fs.pipe_file(path, self._record(), mode="create")
@@ -607,16 +613,24 @@ class JobLease:
         return True
 
     def _read(self) -> Optional[dict]:
+        """The lease there, None when there is none; {'unreadable': raw bytes} when it
+        cannot be parsed (leases are created whole, so such a one is debris: a kill or a
+        full disk in an older version's create-then-write)."""
         try:
-            return json.loads(self.store.read_bytes(LEASE))
+            raw = self.store.read_bytes(LEASE)
         except FileNotFoundError:
             return None
-        except ValueError:          # a lease being written right now: treat as held
-            return {"renewed": time.time(), "host": "?", "pid": -1, "job": "?"}
+        try:
+            lease = json.loads(raw)
+        except ValueError:
+            return {"unreadable": raw}
+        return lease if isinstance(lease, dict) else {"unreadable": raw}
 
     @staticmethod
     def stale(lease: dict) -> bool:
         import socket
+        if "unreadable" in lease:
+            return True
         if lease.get("host") == socket.gethostname() and isinstance(lease.get("pid"), int) \
                 and lease["pid"] > 0 and not _pid_alive(lease["pid"]):
             return True
@@ -630,19 +644,23 @@ class JobLease:
             held = self._read()
             if held is None:
                 continue                                   # released meanwhile: try again
+            if held.get("token") == self.token:            # ours: a retried create whose
+                self._start_renewing()                     # first reply was lost (S3)
+                return self
             if not self.stale(held):
                 age = time.time() - float(held.get("renewed", 0))
                 raise LeaseHeld(
                     f"{self.store.url} is being written by another '{held.get('job')}' job "
                     f"(pid {held.get('pid')} on {held.get('host')}, lease renewed {age:.0f} s "
                     f"ago): wait for it to finish or choose another output location")
-            self._remove_if(held.get("token"))
+            self._remove_if(lambda current: current == held)
         raise LeaseHeld(f"{self.store.url}: could not take the output lease; another job is "
                         f"starting there")
 
-    def _remove_if(self, token) -> None:
+    def _remove_if(self, same) -> None:
+        """Delete the lease if `same(lease there)`: still the stale one read, or still ours."""
         current = self._read()
-        if current is not None and current.get("token") == token:
+        if current is not None and same(current):
             try:
                 self.store.fs.rm_file(self.store.path(LEASE))
             except FileNotFoundError:
@@ -667,7 +685,7 @@ class JobLease:
             self._thread.join()
             self._stop = None
             try:
-                self._remove_if(self.token)
+                self._remove_if(lambda current: current.get("token") == self.token)
             except Exception as e:   # an unreachable store must not hide the job's own error
                 print(f"[lease] could not remove {self.store.path(LEASE)} ({type(e).__name__}); "
                       f"it goes stale in {LEASE_TTL_S:.0f} s", file=sys.stderr, flush=True)

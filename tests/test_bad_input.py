@@ -209,3 +209,15 @@ def test_nan_and_inf_latents_become_error_records(latents, model_files, tmp_path
     assert sorted(set(edited.column("sample_id").to_pylist())) == \
         [i for i in range(12) if i not in (3, 7)]
     assert manifest["errors"] == 2
+
+
+def test_a_yaml_alias_bomb_is_refused_with_one_sentence(tmp_path):
+    """Nine levels of nine aliases under `storage:` stand for 9^9 values; safe_load builds
+    them as shared references, which validation and fsspec would expand (and hang)."""
+    from jobs.pipeline import load_config
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("root: /tmp/r\nstorage:\n" + "\n".join("  " + ln for ln in lines) + "\n")
+    with pytest.raises(ValueError, match=r"bomb\.yaml expands to more than 100,000 values"):
+        load_config(str(path))

@@ -128,6 +128,44 @@ def test_lease_rules_local(tmp_path):
     assert storage.JobLease.stale(dict(other, renewed=time.time() - storage.LEASE_TTL_S - 1))
 
 
+@pytest.mark.parametrize("debris", [b"", b'{"job": "sample", "tok', b"[1, 2]"])
+def test_an_unreadable_lease_is_debris_and_taken_over(tmp_path, debris):
+    """A 0-byte or half-written `_lease.json` (a kill between create and write, a full disk)
+    no longer locks the location for good; leases are now created whole."""
+    store = storage.open_store(str(tmp_path / "o"), create=True)
+    (tmp_path / "o" / storage.LEASE).write_bytes(debris)
+    with storage.JobLease(store, "sample") as lease:
+        assert store.read_json(storage.LEASE)["token"] == lease.token
+    assert not store.exists(storage.LEASE)
+    assert os.listdir(tmp_path / "o") == []                 # no temporary lease left
+
+
+def test_unreadable_lease_does_not_stop_a_job(ray_cluster, model_files, tmp_path):
+    """`mkdir o && : > o/_lease.json && gankit sample ... --out o` used to fail every time."""
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / storage.LEASE).write_bytes(b"")
+    manifest = run_sample(SampleConfig(model=model_files["model"], count=10, out=str(out),
+                                       rows_per_part=10, device="cpu", workers=1))
+    assert manifest["rows"] == 10 and not (out / storage.LEASE).exists()
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_job_recognises_its_own_lease(tmp_path, where, request):
+    """The reply to a create can be lost and the create retried (S3 clients retry): the job
+    then finds its own lease, by its run token, and goes on; another run's is still held."""
+    url = str(tmp_path / "o") if where == "local" else \
+        f"s3://{request.getfixturevalue('s3_bucket')}/own-lease-{os.getpid()}"
+    store = storage.open_store(url, create=True)
+    lease = storage.JobLease(store, "sample")
+    store.write_bytes(storage.LEASE, lease._record())     # its first create went through
+    lease.acquire()
+    with pytest.raises(storage.LeaseHeld, match="is being written by another 'sample' job"):
+        storage.JobLease(store, "sample").acquire()
+    lease.release()
+    assert not store.exists(storage.LEASE)
+
+
 def test_lease_on_s3_uses_a_conditional_put(s3_bucket):
     store = storage.open_store(f"s3://{s3_bucket}/lease-test")
     a = storage.JobLease(store, "sample").acquire()

@@ -283,3 +283,4 @@ def test_pipeline_config_carries_the_shared_options_to_every_model_stage(tmp_pat
     path.write_text("root: /tmp/r\nsample: {image_format: gif}\n")
     with pytest.raises(ConfigError, match=r"sample\.image_format must be one of png, jpeg, webp"):
         load_config(str(path))
+
