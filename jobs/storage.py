@@ -616,6 +616,10 @@ class JobLease:
         """The lease there, None when there is none; {'unreadable': raw bytes} when it
         cannot be parsed (leases are created whole, so such a one is debris: a kill or a
         full disk in an older version's create-then-write)."""
+        path = self.store.path(LEASE)
+        if self.store.local and os.path.islink(path):    # never followed, never replaced
+            raise LeaseHeld(f"{path} is a symbolic link, not a lease: refusing to write "
+                            f"{self.store.url}")
         try:
             raw = self.store.read_bytes(LEASE)
         except FileNotFoundError:
