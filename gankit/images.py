@@ -98,6 +98,18 @@ def encode_image(arr: np.ndarray, fmt: str = "png", quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
+def file_extension(data: bytes) -> str:
+    """'png', 'jpg' or 'webp' from encoded bytes' signature ('bin' for anything else)."""
+    head = bytes(data[:12]) if data else b""
+    if head.startswith(b"\x89PNG"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return "bin"
+
+
 def encode_png(arr: np.ndarray, compress_level: int = 1) -> bytes:
     """[H, W, 3] uint8 -> PNG bytes. Level 1 is fast; on small images it costs few bytes."""
     buf = io.BytesIO()

@@ -85,7 +85,14 @@ def _device(args) -> str:
 
 
 def train_classifier(args) -> None:
+    import os
     from gankit.train.toy import build_classifier
+    folder = os.path.dirname(os.path.abspath(args.out))
+    try:                      # before minutes of training, not after: the result must land
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out {args.out}: cannot create its folder {folder}: "
+                         f"{e.strerror}") from None
     build_classifier(args.out, args.images, args.seed, args.steps, _device(args))
 
 

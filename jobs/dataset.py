@@ -267,10 +267,13 @@ def logit_matrix(table: pa.Table, names: list) -> np.ndarray:
     return np.stack([table.column(f"logit_{a}").to_numpy() for a in names], axis=1)
 
 
-def with_paths(images: pa.Array, paths: list) -> pa.Array:
-    """Image structs with their `path` set (file names for export tools)."""
+def with_paths(images: pa.Array, stems: list) -> pa.Array:
+    """Image structs with their `path` set to `stem.<extension of the bytes' format>` (file
+    names for export tools)."""
     from gankit.data import image_bytes, image_column
-    return image_column(image_bytes(images), paths)
+    from gankit.images import file_extension
+    data = image_bytes(images)
+    return image_column(data, [f"{s}.{file_extension(b)}" for s, b in zip(stems, data)])
 
 
 # ----------------------------------------------------------------------------------------
@@ -306,7 +309,7 @@ class Filterer(PartWorker):
         n = len(ids)
         cols = {"sample_id": t.column("sample_id"), "seed": pa.array(np.full(n, self.seed)),
                 "model": pa.array([self.model] * n, pa.string()),
-                "image": with_paths(t.column("image"), [f"{i:09d}.png" for i in ids])}
+                "image": with_paths(t.column("image"), [f"{i:09d}" for i in ids])}
         for j, a in enumerate(self.names):
             cols[f"prob_{a}"] = pa.array(probs[:, j])
             cols[f"label_{a}"] = pa.array(labels(probs[:, j]))
@@ -359,8 +362,8 @@ class PairAssembler(PartWorker):
                 "boundary": e.column("boundary"),
                 "attribute": pa.array([self.attributes[b] for b in names], pa.string()),
                 "strength": e.column("strength"),
-                "original": with_paths(e.column("original"), [f"{i:09d}.png" for i in eid]),
-                "edited": with_paths(e.column("image"), [f"{s}.png" for s in tag]),
+                "original": with_paths(e.column("original"), [f"{i:09d}" for i in eid]),
+                "edited": with_paths(e.column("image"), list(tag)),
                 "z": z.take(pa.array(pos))}
         for j, a in enumerate(self.names):
             cols[f"prob_before_{a}"] = pa.array(probs[pos, j])
@@ -417,6 +420,7 @@ def part_plan(src: Store) -> tuple:
 
 
 def cpu_actors(workers: int, n_parts: int) -> runtime.ActorPlan:
+    runtime.ensure_ray()      # with --samples no sample stage has started Ray
     return runtime.plan_actors(workers, "cpu", max(1, n_parts), 1)
 
 

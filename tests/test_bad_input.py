@@ -221,3 +221,24 @@ def test_a_yaml_alias_bomb_is_refused_with_one_sentence(tmp_path):
     path.write_text("root: /tmp/r\nstorage:\n" + "\n".join("  " + ln for ln in lines) + "\n")
     with pytest.raises(ValueError, match=r"bomb\.yaml expands to more than 100,000 values"):
         load_config(str(path))
+
+
+def test_train_classifier_makes_its_output_folder_before_training(tmp_path):
+    """`--out DIR/x.safetensors` with a missing DIR used to train, then lose the result."""
+    from jobs.cli import main
+    out = tmp_path / "new" / "folder" / "c.safetensors"
+    assert main(["train-classifier", "--out", str(out), "--images", "64", "--steps", "2"]) == 0
+    assert out.exists() and out.with_name("c.safetensors.json").exists()
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    assert main(["train-classifier", "--out", str(blocked / "c.safetensors"), "--images", "64",
+                 "--steps", "2"]) == 2
+
+
+def test_file_extension_follows_the_bytes():
+    import numpy as np
+    from gankit.images import encode_image, file_extension
+    img = np.zeros((8, 8, 3), np.uint8)
+    assert [file_extension(encode_image(img, f)) for f in ("png", "jpeg", "webp")] == \
+        ["png", "jpg", "webp"]
+    assert file_extension(b"GIF89a") == "bin" and file_extension(b"") == "bin"

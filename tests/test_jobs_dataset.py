@@ -207,3 +207,24 @@ def test_pairs_identical_at_zero_and_edited_elsewhere(labeled, tmp_path):
     assert hf["info"]["features"] == {"original": {"_type": "Image"}, "edited": {"_type": "Image"}}
     card = (tmp_path / "pairs" / "README.md").read_text()
     assert f"| w/{attr} | {attr} | +3 | {n} |" in card and "path: data/*.parquet" in card
+
+
+def test_dataset_from_samples_starts_ray_itself_and_names_files_by_format(labeled, tmp_path):
+    """`gankit dataset --samples URL` in a fresh process used to fail with "Ray has not been
+    started yet" (no sample stage to start it). JPEG samples get .jpg file names."""
+    import subprocess
+    import sys
+    from jobs.sample import SampleConfig, run_sample
+    src = tmp_path / "jpeg_samples"
+    run_sample(SampleConfig(model="toy", classifier="toy", count=12, rows_per_part=6,
+                            images=True, image_format="jpeg", out=str(src), device="cpu",
+                            workers=1))
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    env.pop("RAY_ADDRESS", None)
+    out = tmp_path / "from_samples"
+    run = subprocess.run([sys.executable, "-m", "jobs.cli", "dataset", "--samples", str(src),
+                          "--out", str(out), "--count", "12", "--device", "cpu"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    paths = [r["path"] for r in data(out).column("image").to_pylist()]
+    assert len(paths) == 12 and all(p.endswith(".jpg") for p in paths)
