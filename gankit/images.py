@@ -5,9 +5,10 @@ stored images are uint8 arrays [N, H, W, C]. `to_uint8` maps x -> (x * 127.5 + 1
 clamped to [0, 255] and truncated, `from_uint8` maps u -> u / 127.5 - 1, so
 `to_uint8(from_uint8(u)) == u` exactly.
 
-Decoded images are always RGB [H, W, 3] uint8. The rule for other modes (`to_rgb`):
-grayscale is replicated into three channels; an alpha channel is composited over white
-(a transparent pixel becomes white, as on a white page), then dropped.
+Decoded images are always RGB [H, W, 3] uint8, upright (a camera's EXIF orientation is
+applied). The rule for other modes (`to_rgb`): grayscale is replicated into three channels;
+an alpha channel is composited over white (a transparent pixel becomes white, as on a white
+page), then dropped. 32-bit integer or float pixels (TIFF modes I and F) are refused.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import io
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 if TYPE_CHECKING:   # torch is imported lazily: codec-only workers need not pay for it
     import torch
@@ -161,6 +162,12 @@ def decode_image(data: bytes) -> np.ndarray:
                 raise ValueError(f"cannot decode image: {w}x{h} is more than {MAX_PIXELS} "
                                  f"pixels (a decompression bomb?)")
             img.load()
+            if img.mode in ("I", "F"):         # no 8-bit reading of 32-bit ints or floats
+                raise ValueError(f"cannot decode image: its pixels are 32-bit "
+                                 f"{'integers' if img.mode == 'I' else 'floats'} (mode "
+                                 f"{img.mode}), which have no 8-bit meaning: convert it to "
+                                 f"8-bit RGB first")
+            img = ImageOps.exif_transpose(img)  # a camera's orientation tag, applied
             if img.mode in ("I;16", "I;16B", "I;16L"):                # 16-bit grayscale
                 gray = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
                 return to_rgb(gray, "L")

@@ -242,3 +242,28 @@ def test_file_extension_follows_the_bytes():
     assert [file_extension(encode_image(img, f)) for f in ("png", "jpeg", "webp")] == \
         ["png", "jpg", "webp"]
     assert file_extension(b"GIF89a") == "bin" and file_extension(b"") == "bin"
+
+
+def test_exif_orientation_is_applied_and_32_bit_pixels_are_refused():
+    """A phone photo stored sideways with an orientation tag decodes upright; 32-bit integer
+    or float TIFFs used to be clipped into garbage and are now refused (an error record)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from gankit.images import decode_image
+    upright = np.zeros((4, 6, 3), np.uint8)
+    upright[0, :, 0] = 255                                   # a red top row
+    stored = np.rot90(upright, k=1)                          # as the sensor wrote it
+    exif = Image.Exif()
+    exif[0x0112] = 6                                         # "rotate 90 CW to view"
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(stored)).save(buf, format="PNG", exif=exif)
+    assert np.array_equal(decode_image(buf.getvalue()), upright)
+    for arr, word in ((np.full((4, 4), 70000, np.int32), "integers"),
+                      (np.full((4, 4), 0.5, np.float32), "floats")):
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="TIFF")
+        with pytest.raises(ValueError, match=rf"32-bit {word}"):
+            decode_image(buf.getvalue())
