@@ -22,7 +22,6 @@ from typing import Optional
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from jobs import options, runtime, storage
 from jobs.cpu_pool import CpuPool, StepWriter, gather
@@ -251,11 +250,10 @@ def plan_image_inputs(src: Store, image_column: str, url: str) -> tuple:
     parts = input_parts(src)
     schema, plan, start = None, [], 0
     for k, path in parts.items():
-        with src.fs.open(path, "rb") as f:
-            md = pq.ParquetFile(f).metadata
-        schema = schema or md.schema.to_arrow_schema()
-        plan.append(PartSpec(k, start, start + md.num_rows))
-        start += md.num_rows
+        file_schema, rows, _ = storage.part_footer(src, path)
+        schema = schema or file_schema
+        plan.append(PartSpec(k, start, start + rows))
+        start += rows
     if image_column not in schema.names:
         raise runtime.ConfigError("image_column", f"{image_column!r} is not a column of "
                                   f"{url} (columns: {', '.join(schema.names)})")

@@ -204,7 +204,14 @@ class Store:
         self.write_bytes(name, json.dumps(obj, indent=2, default=str).encode())
 
     def read_json(self, name: str):
-        return json.loads(self.read_bytes(name))
+        """A small JSON file; a damaged one fails with one sentence naming it."""
+        data = self.read_bytes(name)
+        try:
+            return json.loads(data)
+        except ValueError as e:
+            raise ValueError(f"{self.url}/{name} is damaged ({len(data)} bytes, not valid JSON: "
+                             f"{e}): restore it, or rerun the job that writes it into a new "
+                             f"location") from None
 
     def put_file(self, local_path: str, name: str) -> None:
         """Atomically publish a finished local file under `name`."""
@@ -397,10 +404,20 @@ def write_table_part(store: Store, name: str, table: pa.Table, meta: dict) -> No
 # Reading
 
 
+def unreadable_parquet(path: str, e: Exception) -> ValueError:
+    """One sentence for a file that is no readable Parquet (junk, 0 bytes, truncated)."""
+    reason = (str(e).strip().splitlines() or [""])[0]
+    return ValueError(f"{path} is not a readable Parquet file ({type(e).__name__}: {reason}): "
+                      f"remove or replace it")
+
+
 def part_footer(store: Store, path: str) -> tuple:
     """(schema, num_rows, part metadata dict) of one part, from its footer only."""
     with store.fs.open(path, "rb") as f:
-        md = pq.ParquetFile(f).metadata
+        try:
+            md = pq.ParquetFile(f).metadata
+        except (pa.ArrowException, OSError) as e:
+            raise unreadable_parquet(path, e) from None
         schema = md.schema.to_arrow_schema()
         kv = md.metadata or {}
         meta = json.loads(kv[PART_META_KEY]) if PART_META_KEY in kv else {}
@@ -409,7 +426,12 @@ def part_footer(store: Store, path: str) -> tuple:
 
 def open_parquet(store: Store, path: str) -> pq.ParquetFile:
     """A ParquetFile that reads row groups on demand (parts can be large with images)."""
-    return pq.ParquetFile(store.fs.open(path, "rb"))
+    f = store.fs.open(path, "rb")
+    try:
+        return pq.ParquetFile(f)
+    except (pa.ArrowException, OSError) as e:
+        f.close()
+        raise unreadable_parquet(path, e) from None
 
 
 def iter_tables(url_or_store, columns: Optional[list] = None,

@@ -267,3 +267,35 @@ def test_exif_orientation_is_applied_and_32_bit_pixels_are_refused():
         Image.fromarray(arr).save(buf, format="TIFF")
         with pytest.raises(ValueError, match=rf"32-bit {word}"):
             decode_image(buf.getvalue())
+
+
+def test_damaged_files_are_named_in_one_sentence(ray_cluster, model_files, tmp_path):
+    """A 0-byte or junk .parquet among the inputs, a corrupted _manifest.json or
+    boundaries.json: each error names the file and says what to do (was pyarrow's or json's
+    message alone)."""
+    from jobs.edit import EditConfig, run_edit
+    from jobs.label import LabelConfig, run_label
+    from jobs.sample import SampleConfig, run_sample
+    src = tmp_path / "images"
+    src.mkdir()
+    pq.write_table(pa.table({"image_id": ["a"], "image": [{"bytes": pil_bytes(
+        np.zeros((R, R, 3), np.uint8)), "path": None}]}), src / "a.parquet")
+    for junk in (b"", b"not parquet at all"):
+        (src / "b.parquet").write_bytes(junk)
+        with pytest.raises(ValueError, match=r"b\.parquet is not a readable Parquet file .*"
+                                             r"remove or replace it"):
+            run_label(LabelConfig(images=str(src), out=str(tmp_path / "labels"),
+                                  classifier=model_files["classifier"], device="cpu"))
+    out = tmp_path / "samples"
+    cfg = SampleConfig(model=model_files["model"], count=8, rows_per_part=8, out=str(out),
+                       device="cpu", workers=1)
+    run_sample(cfg)
+    (out / storage.MANIFEST).write_text('{"job": "sample", "ident')
+    with pytest.raises(ValueError, match=r"samples/_manifest\.json is damaged .*not valid JSON"):
+        run_sample(cfg)
+    index = tmp_path / "fit"
+    index.mkdir()
+    (index / "boundaries.json").write_bytes(b"\x00\x01")
+    with pytest.raises(ValueError, match=r"fit/boundaries\.json is damaged"):
+        run_edit(EditConfig(latents=str(out), index=str(index), out=str(tmp_path / "e"),
+                            model=model_files["model"], classifier=None, device="cpu"))
