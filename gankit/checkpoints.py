@@ -179,6 +179,10 @@ def _load_object(source: str, fmt: str) -> object:
 
 
 def _build(ck: _Checkpoint, source: str) -> Generator:
+    try:
+        ck.cfg.validate()
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{source}: its generator config is not usable: {e}") from None
     G = Generator(ck.cfg)
     _fill(G, ck.tensors, source, ck.derived)
     if "mapping.w_avg" in ck.derived:

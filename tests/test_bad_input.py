@@ -299,3 +299,30 @@ def test_damaged_files_are_named_in_one_sentence(ray_cluster, model_files, tmp_p
     with pytest.raises(ValueError, match=r"fit/boundaries\.json is damaged"):
         run_edit(EditConfig(latents=str(out), index=str(index), out=str(tmp_path / "e"),
                             model=model_files["model"], classifier=None, device="cpu"))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"synthesis": {"channel_base": 2 ** 27, "channel_max": 2 ** 17}, "img_resolution": 1024},
+     r"about 2\.\de\+12 parameters \([\d,]+ GiB in fp32\)"),
+    ({"img_resolution": 2 ** 30}, r"img_resolution must be a power of two from 4 to 16384"),
+    ({"synthesis": {"channel_base": -64}}, r"synthesis\.channel_base must be a positive integer"),
+    ({"z_dim": "16"}, r"z_dim must be a positive integer, got '16'"),
+])
+def test_absurd_native_configs_are_refused_before_allocating(tmp_path, change, message):
+    """A native config.json is data: absurd sizes used to allocate (or divide by zero)."""
+    import json
+
+    from conftest import tiny_generator
+    from gankit.checkpoints import CheckpointError, load_generator, save_generator
+    folder = tmp_path / "g"
+    save_generator(tiny_generator(), folder)
+    meta = json.loads((folder / "config.json").read_text())
+    for key, value in change.items():
+        if isinstance(value, dict):
+            meta["config"][key].update(value)
+        else:
+            meta["config"][key] = value
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=rf"{folder}: its generator config is not usable: "
+                                              rf".*{message}"):
+        load_generator(folder)

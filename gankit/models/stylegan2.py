@@ -73,6 +73,44 @@ class GeneratorConfig:
     def channels(self, res: int) -> int:
         return min(self.synthesis.channel_base // res, self.synthesis.channel_max)
 
+    def num_parameters(self) -> int:
+        """About how many parameters this generator holds (mapping layers; per block the
+        style affines, the two 3x3 convs and the toRGB conv): known before allocating."""
+        m = self.mapping
+        hidden = m.layer_features or self.w_dim
+        embed = (m.embed_features or self.w_dim) if self.c_dim else 0
+        n = (self.z_dim + embed) * hidden + (m.num_layers - 1) * hidden * hidden
+        prev = 0
+        for log2 in range(2, int(math.log2(self.img_resolution)) + 1):
+            ch = self.channels(2 ** log2)
+            n += self.w_dim * (prev + 2 * ch) + 9 * ch * (prev + ch) + ch * self.img_channels
+            prev = ch
+        return n
+
+    def validate(self) -> None:
+        """Refuse values no generator has, and sizes no machine holds, before allocating
+        (a checkpoint's config is data: it can say anything)."""
+        ints = {"z_dim": self.z_dim, "w_dim": self.w_dim, "img_channels": self.img_channels,
+                "img_resolution": self.img_resolution, "mapping.num_layers": self.mapping.num_layers,
+                "synthesis.channel_base": self.synthesis.channel_base,
+                "synthesis.channel_max": self.synthesis.channel_max}
+        for name, v in dict(ints, c_dim=self.c_dim + 1).items():    # c_dim may be 0
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        r = self.img_resolution
+        if r < 4 or r > MAX_RESOLUTION or r & (r - 1):
+            raise ValueError(f"img_resolution must be a power of two from 4 to "
+                             f"{MAX_RESOLUTION}, got {r}")
+        n = self.num_parameters()
+        if n > MAX_PARAMETERS:
+            raise ValueError(f"this config asks for about {n:.2g} parameters ({n * 4 / 2**30:,.0f} "
+                             f"GiB in fp32), more than the {MAX_PARAMETERS:.0e} gankit allocates")
+
+
+# Bounds a checkpoint's config must respect: config-f (1024 px) has ~3e7 parameters.
+MAX_RESOLUTION = 2 ** 14
+MAX_PARAMETERS = 2 * 10 ** 9
+
 
 # ----------------------------------------------------------------------------------------
 # Layers
