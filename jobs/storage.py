@@ -288,18 +288,20 @@ def with_part_metadata(schema: pa.Schema, meta: dict) -> pa.Schema:
 
 
 def parquet_writer(path: str, schema: pa.Schema) -> pq.ParquetWriter:
-    """A ParquetWriter that stores encoded image bytes as they are: no dictionary, no
-    compression and no min/max statistics on `<image>.bytes` columns (PNG/JPEG/WebP bytes
-    do not compress, and hashing and comparing megabytes per row cost the writer ~5 ms a
-    1024 px row). Every other column keeps pyarrow's defaults."""
+    """A ParquetWriter with a CRC checksum on every page (readers verify them: a flipped bit
+    fails loudly instead of reading back as a wrong latent) that stores encoded image bytes
+    as they are: no dictionary, no compression and no min/max statistics on `<image>.bytes`
+    columns (PNG/JPEG/WebP bytes do not compress, and hashing and comparing megabytes per
+    row cost the writer ~5 ms a 1024 px row). Every other column keeps pyarrow's defaults."""
     images = [f"{f.name}.bytes" for f in schema
               if pa.types.is_struct(f.type) and f.type.get_field_index("bytes") >= 0]
     if not images:
-        return pq.ParquetWriter(path, schema)
+        return pq.ParquetWriter(path, schema, write_page_checksum=True)
     leaves = [c for c in _leaf_paths(schema) if c not in images]
     return pq.ParquetWriter(path, schema, use_dictionary=leaves, write_statistics=leaves,
                             compression={c: "none" if c in images else "snappy"
-                                         for c in _leaf_paths(schema)})
+                                         for c in _leaf_paths(schema)},
+                            write_page_checksum=True)
 
 
 def _leaf_paths(schema: pa.Schema) -> list:
@@ -411,6 +413,14 @@ def unreadable_parquet(path: str, e: Exception) -> ValueError:
                       f"remove or replace it")
 
 
+def damaged_part(path: str, group: int, e: Exception) -> ValueError:
+    """One sentence for a row group that fails its page checksums (or cannot be decoded)."""
+    reason = (str(e).strip().splitlines() or [""])[0]
+    return ValueError(f"{path} is damaged: row group {group} fails its check ({reason}); "
+                      f"delete the file and rerun the job that wrote it (a rerun computes "
+                      f"only the missing parts)")
+
+
 def part_footer(store: Store, path: str) -> tuple:
     """(schema, num_rows, part metadata dict) of one part, from its footer only."""
     with store.fs.open(path, "rb") as f:
@@ -427,8 +437,8 @@ def part_footer(store: Store, path: str) -> tuple:
 def open_parquet(store: Store, path: str) -> pq.ParquetFile:
     """A ParquetFile that reads row groups on demand (parts can be large with images)."""
     f = store.fs.open(path, "rb")
-    try:
-        return pq.ParquetFile(f)
+    try:                      # pages carry CRC checksums (parquet_writer): verify them
+        return pq.ParquetFile(f, page_checksum_verification=True)
     except (pa.ArrowException, OSError) as e:
         f.close()
         raise unreadable_parquet(path, e) from None
@@ -445,7 +455,10 @@ def iter_tables(url_or_store, columns: Optional[list] = None,
         pf = open_parquet(store, path)
         try:
             for g in range(pf.num_row_groups):
-                table = pf.read_row_group(g, columns=columns)
+                try:
+                    table = pf.read_row_group(g, columns=columns)
+                except (pa.ArrowException, OSError) as e:
+                    raise damaged_part(path, g, e) from None
                 yield table.replace_schema_metadata(
                     strip_part_metadata(table.schema).metadata)
         finally:

@@ -132,3 +132,21 @@ def test_s3_parts_commit_with_one_put_and_missing_bucket_is_named(s3_bucket):
     assert store.read_json("_manifest.json") == {"job": "x"}
     with pytest.raises(StoreError, match=r"the bucket of s3://no-such-bucket/x does not exist"):
         storage.open_store("s3://no-such-bucket/x")
+
+
+def test_a_flipped_bit_in_a_part_fails_its_page_checksum_naming_the_file(tmp_path):
+    """Parts carry page checksums, verified on read: a flipped bit used to read back as a
+    wrong latent (and fit accepted it)."""
+    from gankit.data import latent_column
+    store = storage.open_store(str(tmp_path / "d"), create=True)
+    z = np.random.default_rng(0).standard_normal((2000, 16)).astype(np.float32)
+    table = pa.table({"sample_id": np.arange(2000), "z": latent_column(z)})
+    storage.write_table_part(store, storage.part_name(0), table, {"index": 0, "errors": 0})
+    assert storage.read_table(store).equals(table)
+    path = tmp_path / "d" / storage.part_name(0)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x10                       # inside the z pages
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"part-00000\.parquet is damaged: row group 0 fails "
+                                         r"its check .*delete the file and rerun"):
+        storage.read_table(store)
