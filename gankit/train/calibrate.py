@@ -112,13 +112,15 @@ def reachable_target(gen_labels: np.ndarray, data_labels: np.ndarray, min_count:
     bits = cell_bits(data_labels.shape[1])                              # [2^A, A]
     for _ in range(iters):
         for a, r in enumerate(rates):
-            m = q[bits[:, a]].sum()
-            if 0 < m < 1:
-                q[bits[:, a]] *= r / m
-                q[~bits[:, a]] *= (1 - r) / (1 - m)
+            # scale by the masses as they are, not by 1 - positive mass: with a nearly
+            # one-sided attribute, 1 - m loses every digit and the total drifts past 1
+            pos, neg = q[bits[:, a]].sum(), q[~bits[:, a]].sum()
+            if pos > 0 and neg > 0:
+                q[bits[:, a]] *= r / pos
+                q[~bits[:, a]] *= (1 - r) / neg
         if np.abs(q @ bits - rates).max() < tol:
             break
-    return q
+    return q / q.sum()
 
 
 def sample_weights(gen_labels: np.ndarray, q: np.ndarray) -> np.ndarray:
