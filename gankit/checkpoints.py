@@ -37,6 +37,7 @@ from typing import Optional, Union
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save as safetensors_bytes
 
@@ -260,8 +261,11 @@ def _read_native(path: Path) -> _Checkpoint:
         cfg = GeneratorConfig.from_dict(meta["config"])
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"{cfg_path}: invalid generator config ({e})") from None
-    return _Checkpoint("gankit", cfg, load_safetensors(str(weights_path)),
-                       notes={"source": meta.get("source", {})})
+    try:
+        tensors = load_safetensors(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as e:   # a lying header, a truncated file
+        raise CheckpointError(f"{weights_path}: unreadable safetensors file ({e})") from None
+    return _Checkpoint("gankit", cfg, tensors, notes={"source": meta.get("source", {})})
 
 
 # ----------------------------------------------------------------------------------------

@@ -38,8 +38,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, WorkerFailed) as e:
-        # bad input, an unreachable store, a worker's failure: one clear sentence, no traceback
+    except (ValueError, OSError, WorkerFailed) as e:
+        # bad input, an unreachable store, a full or read-only disk (OSError names the file),
+        # a worker's failure: one clear sentence, no traceback
         print(f"gankit {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -191,9 +191,13 @@ class Store:
             parent = os.path.dirname(final)
             os.makedirs(parent, exist_ok=True)
             tmp = os.path.join(parent, f".{os.path.basename(final)}{TMP_TAG}{uuid.uuid4().hex}")
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, final)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, final)
+            finally:                         # a full disk leaves no temporary behind
+                if os.path.exists(tmp):
+                    os.remove(tmp)
         else:
             self.fs.pipe_file(final, data)  # one PUT: atomic on object stores
 
@@ -221,10 +225,14 @@ class Store:
             os.makedirs(os.path.dirname(final), exist_ok=True)
             tmp = os.path.join(os.path.dirname(final),
                                f".{os.path.basename(final)}{TMP_TAG}{uuid.uuid4().hex}")
-            with open(local_path, "rb") as src, open(tmp, "wb") as dst:
-                while chunk := src.read(1 << 22):
-                    dst.write(chunk)
-            os.replace(tmp, final)
+            try:
+                with open(local_path, "rb") as src, open(tmp, "wb") as dst:
+                    while chunk := src.read(1 << 22):
+                        dst.write(chunk)
+                os.replace(tmp, final)
+            finally:                         # a full disk leaves no temporary behind
+                if os.path.exists(tmp):
+                    os.remove(tmp)
         else:
             self.fs.put_file(local_path, final)  # PUT or multipart: visible only when complete
 

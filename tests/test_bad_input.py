@@ -326,3 +326,19 @@ def test_absurd_native_configs_are_refused_before_allocating(tmp_path, change, m
     with pytest.raises(CheckpointError, match=rf"{folder}: its generator config is not usable: "
                                               rf".*{message}"):
         load_generator(folder)
+
+
+def test_a_safetensors_file_with_a_lying_header_is_one_sentence(tmp_path, capsys):
+    """The header length claims 10^12 bytes: was a SafetensorError traceback."""
+    import struct
+
+    from conftest import tiny_generator
+    from gankit.checkpoints import save_generator
+    from jobs.cli import main
+    folder = tmp_path / "g"
+    save_generator(tiny_generator(), folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(struct.pack("<Q", 10 ** 12) + weights.read_bytes()[8:])
+    assert main(["inspect", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{weights}: unreadable safetensors file" in err[0]

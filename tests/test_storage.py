@@ -150,3 +150,15 @@ def test_a_flipped_bit_in_a_part_fails_its_page_checksum_naming_the_file(tmp_pat
     with pytest.raises(ValueError, match=r"part-00000\.parquet is damaged: row group 0 fails "
                                          r"its check .*delete the file and rerun"):
         storage.read_table(store)
+
+
+def test_a_failed_small_write_leaves_no_temporary(tmp_path):
+    """Any failure between creating the temporary and renaming it (a full disk in practice;
+    here data the file cannot take) removes the temporary: fit retries on a full disk used
+    to leave one `.npz.tmp-*` per try."""
+    store = storage.open_store(str(tmp_path / "d"), create=True)
+    with pytest.raises(TypeError):
+        store.write_bytes("boundaries/w/smile.npz", object())
+    assert os.listdir(tmp_path / "d" / "boundaries" / "w") == []
+    store.write_bytes("boundaries/w/smile.npz", b"ok")
+    assert os.listdir(tmp_path / "d" / "boundaries" / "w") == ["smile.npz"]
