@@ -1,12 +1,12 @@
 """Options the part jobs share, each declared once.
 
-A field of `ActorOptions` or `ImageOptions` holds its default, its help line and its
-choices; the command-line flags (`add_flags`), the validation (`validate`) and what joins a
+A field of `ActorOptions`, `ImageOptions` or `ClassifierOptions` holds its default, its
+help line and its choices; the command-line flags (`add_flags`), the validation (`validate`) and what joins a
 job's identity (`identity`) are derived from that one declaration. A stage's config inherits
 the groups it uses:
 
     @dataclass
-    class SampleConfig(ActorOptions, ImageOptions):
+    class SampleConfig(ActorOptions, ImageOptions, ClassifierOptions):
         ...
 """
 from __future__ import annotations
@@ -52,6 +52,11 @@ class ImageOptions:
                                              "pixels a side (default: the generator's size)")
 
 
+@dataclass
+class ClassifierOptions:
+    """How a job feeds its attribute classifier."""
+    classifier_input: Optional[dict] = option(
+        None, "the classifier's input, overriding its sidecar JSON: {input_size, mean, std}")
 
 
 def names(group) -> list:
@@ -63,10 +68,10 @@ def values(group, source) -> dict:
     return {name: getattr(source, name) for name in names(group)}
 
 
-def add_flags(parser, group, defaults: Optional[dict] = None) -> None:
+def add_flags(parser, group) -> None:
     """One `--flag-name` per option of `group`, with its default, help and choices."""
     for f in dataclasses.fields(group):
-        default = (defaults or {}).get(f.name, f.default)
+        default = f.default
         kind = {"int": int, "Optional[int]": int, "Optional[dict]": json.loads}.get(f.type, str)
         choices = f.metadata.get("choices")
         shown = "" if default is None else f" (default: {default})"
@@ -115,10 +120,3 @@ def identity(cfg, precision: str, images: bool = True) -> dict:
         if cfg.image_size is not None:
             ident["image_size"] = cfg.image_size
     return ident
-
-
-@dataclass
-class ClassifierOptions:
-    """How a job feeds its attribute classifier."""
-    classifier_input: Optional[dict] = option(
-        None, "the classifier's input, overriding its sidecar JSON: {input_size, mean, std}")
