@@ -248,6 +248,7 @@ class PartWorker:
     """
 
     job = "job"
+    batch_field = "micro_batch"     # the config field: rows one model call sees
 
     def __init__(self, out: Store):
         self.out = out
@@ -263,7 +264,7 @@ class PartWorker:
                 meta = self.write_part(spec)
             except Exception as err:       # one line the driver can quote (see root_cause)
                 msg = " ".join(str(err).split())[:400]
-                if type(err).__name__ == "OutOfMemoryError":
+                if type(err).__name__ == "OutOfMemoryError":     # torch.cuda's
                     msg = self.out_of_memory()
                 raise PartFailed(f"part {spec.index:05d}: {type(err).__name__}: {msg}") from err
             reply["index"].append(spec.index)
@@ -271,12 +272,9 @@ class PartWorker:
             reply["errors"].append(int(meta["errors"]))
         return {k: np.asarray(v, dtype=np.int64) for k, v in reply.items()}
 
-
-    # The config field that sets how many rows one model call sees, and `fits(m)`: whether
-    # a model call on m rows fits the device (stages that can try one override it).
-    batch_field = "micro_batch"
-
     def fits(self, m: int) -> bool:
+        """Whether one model call on m rows fits the device; stages that can try one
+        override this (a GPU out-of-memory sentence then names the size that fits)."""
         return False
 
     def out_of_memory(self) -> str:
