@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # Modules that define `register(subparsers)`; imported lazily so `gankit --help` stays fast.
@@ -27,17 +28,34 @@ COMMAND_MODULES = [
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gankit", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"gankit {version()}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+    try:
+        return installed("gankit")
+    except PackageNotFoundError:         # run from a source tree that was not installed
+        return "(not installed)"
+
+
 def main(argv=None) -> int:
     from jobs.runtime import WorkerFailed
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()                  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # the reader left (`gankit inspect ... | head`): no traceback; stdout goes to
+        # /dev/null so the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, OSError, WorkerFailed) as e:
         # bad input, an unreachable store, a full or read-only disk (OSError names the file),
         # a worker's failure: one clear sentence, no traceback

@@ -9,7 +9,8 @@ NETWORKS = ("G_ema", "G")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("inspect", help="print a generator checkpoint's architecture")
-    p.add_argument("path", help="NVIDIA .pkl, rosinality .pt, or gankit checkpoint directory")
+    p.add_argument("path", help="'toy', NVIDIA .pkl, rosinality .pt, or gankit checkpoint "
+                                "directory")
     p.add_argument("--network", default="G_ema", choices=NETWORKS,
                    help="which generator of a multi-network file (default G_ema)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -24,9 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def inspect_command(args: argparse.Namespace) -> int:
+    from gankit import zoo
     from gankit.checkpoints import inspect_checkpoint
 
-    info = inspect_checkpoint(args.path, network=args.network)
+    path = zoo.TOY_GENERATOR if args.path == "toy" else args.path   # as --model toy elsewhere
+    info = inspect_checkpoint(path, network=args.network)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

@@ -342,3 +342,22 @@ def test_a_safetensors_file_with_a_lying_header_is_one_sentence(tmp_path, capsys
     assert main(["inspect", str(folder)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{weights}: unreadable safetensors file" in err[0]
+
+
+def test_cli_version_inspect_toy_and_a_closed_pipe(capsys):
+    """`gankit --version`; `gankit inspect toy` like `--model toy` elsewhere; and
+    `gankit inspect ... | head` ends without a BrokenPipeError traceback (#19)."""
+    import subprocess
+    import sys
+
+    from jobs.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("gankit ")
+    assert main(["inspect", "toy"]) == 0
+    assert "resolution: 32" in capsys.readouterr().out
+    reader = subprocess.Popen([sys.executable, "-m", "jobs.cli", "inspect", "toy", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.close()                                  # the reader left at once
+    err = reader.stderr.read().decode()
+    assert reader.wait(timeout=120) == 0 and "Traceback" not in err and "Broken" not in err
