@@ -305,10 +305,11 @@ def parquet_writer(path: str, schema: pa.Schema) -> pq.ParquetWriter:
               if pa.types.is_struct(f.type) and f.type.get_field_index("bytes") >= 0]
     if not images:
         return pq.ParquetWriter(path, schema, write_page_checksum=True)
-    leaves = [c for c in _leaf_paths(schema) if c not in images]
-    return pq.ParquetWriter(path, schema, use_dictionary=leaves, write_statistics=leaves,
+    columns = _leaf_paths(schema)
+    others = [c for c in columns if c not in images]
+    return pq.ParquetWriter(path, schema, use_dictionary=others, write_statistics=others,
                             compression={c: "none" if c in images else "snappy"
-                                         for c in _leaf_paths(schema)},
+                                         for c in columns},
                             write_page_checksum=True)
 
 
@@ -614,9 +615,10 @@ class JobLease:
     place on local disk (the link fails if a lease is there), a conditional PUT
     (If-None-Match: *) on S3. A second job finds it and fails fast naming the holder; a job
     that finds its own run token there (a retried create whose reply was lost) goes on; a
-    lease that cannot be parsed is debris and is taken over. The holder renews it every LEASE_RENEW_S; a lease is stale, and is taken
-    over, when its holder's process is gone (same host) or it was not renewed for
-    LEASE_TTL_S (a driver on another machine that died). A killed driver therefore never
+    lease that cannot be parsed is debris and is taken over. The holder renews it every
+    LEASE_RENEW_S; a lease is stale, and is taken over, when its holder's process is gone
+    (same host) or it was not renewed for LEASE_TTL_S (a driver on another machine that
+    died). A killed driver therefore never
     blocks its own rerun. Taking over a stale lease deletes it and creates a new one
     exclusively; two jobs racing for the same stale lease in the same instant could both
     delete it, so at most one of them then wins the exclusive create.
