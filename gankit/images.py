@@ -40,9 +40,10 @@ def quantize(images: "torch.Tensor") -> "torch.Tensor":
 
 
 def dequantize(u8: "torch.Tensor") -> "torch.Tensor":
-    """[N, H, W, C] uint8 tensor -> [N, C, H, W] float32 in [-1, 1], on its device, with
-    the memory layout `from_uint8` gives (channels last): convolutions pick their kernels by
-    layout, so a classifier then returns the same bits as on decoded PNGs."""
+    """[N, H, W, C] uint8 tensor -> [N, C, H, W] float32 in [-1, 1], on its device, in the
+    channels-last layout of decoded images (`from_uint8` comes here too): convolutions pick
+    their kernels by layout, so a classifier returns the same bits on rendered pixels as on
+    the PNGs that store them."""
     import torch
     return u8.contiguous().permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1
 
@@ -72,8 +73,7 @@ def from_uint8(images: np.ndarray) -> "torch.Tensor":
     if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(f"images: expected uint8 [N, H, W, C], got {images.dtype} "
                          f"shape {list(images.shape)}")
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # [N, C, H, W]
-    return x.to(torch.float32) / 127.5 - 1
+    return dequantize(torch.from_numpy(np.ascontiguousarray(images)))  # [N, C, H, W]
 
 
 def check_hwc3(arr: np.ndarray, name: str = "arr") -> np.ndarray:

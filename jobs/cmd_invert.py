@@ -29,8 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--image-column", default="image")
     p.add_argument("--id-column", default=None)
     p.add_argument("--batch-size", type=int, default=16, help="images optimised together")
-    options.add_flags(p, ActorOptions)
-    options.add_flags(p, ImageOptions)
+    options.add_flags(p, ActorOptions, ImageOptions)
     p.add_argument("--storage", type=json.loads, default={}, help="fsspec options as JSON")
     p.set_defaults(func=cmd_invert)
     register_eval(subparsers)
@@ -54,7 +53,7 @@ def cmd_invert(args) -> None:
         early_stop_loss=args.early_stop_loss, seed=args.seed, save_noise=args.save_noise,
         keep_target=args.keep_target, image_column=args.image_column,
         id_column=args.id_column, batch_size=args.batch_size, storage=args.storage,
-        **options.values(ActorOptions, args), **options.values(ImageOptions, args))))
+        **options.values(args, ActorOptions, ImageOptions))))
 
 
 # ----------------------------------------------------------------------------------------

@@ -85,8 +85,7 @@ def _common(p, *groups) -> None:
     """Flags every part job has (batch size, actor options, storage) + `groups`' options."""
     p.add_argument("--batch-size", type=int, default=256,
                    help="rows per actor step / Parquet row group (rows do not depend on it)")
-    for group in (ActorOptions, *groups):
-        options.add_flags(p, group)
+    options.add_flags(p, ActorOptions, *groups)
     p.add_argument("--storage", type=json.loads, default={},
                    help='fsspec options as JSON, e.g. \'{"endpoint_url": "http://..."}\'')
 
@@ -109,15 +108,7 @@ def cmd_sample(args) -> None:
         truncation=args.truncation, truncation_cutoff=args.truncation_cutoff,
         images=args.images, classifier=args.classifier, rows_per_part=args.rows_per_part,
         micro_batch=args.micro_batch, batch_size=args.batch_size, storage=args.storage,
-        **_shared(args, ImageOptions, ClassifierOptions))))
-
-
-def _shared(args, *groups) -> dict:
-    """The values of the actor options and `groups`' options from parsed flags."""
-    out = {}
-    for group in (ActorOptions, *groups):
-        out.update(options.values(group, args))
-    return out
+        **options.values(args, ActorOptions, ImageOptions, ClassifierOptions))))
 
 
 def cmd_label(args) -> None:
@@ -127,7 +118,7 @@ def cmd_label(args) -> None:
         images=args.images, out=args.out, classifier=args.classifier,
         image_column=args.image_column, id_column=args.id_column, resolution=args.resolution,
         micro_batch=args.micro_batch, batch_size=args.batch_size, storage=args.storage,
-        **_shared(args, ClassifierOptions))))
+        **options.values(args, ActorOptions, ClassifierOptions))))
 
 
 def cmd_fit(args) -> None:
@@ -157,7 +148,7 @@ def cmd_edit(args) -> None:
         stored_noise=not args.no_stored_noise, model=args.model,
         classifier=args.classifier or None, out=args.out, micro_batch=args.micro_batch,
         batch_size=args.batch_size, storage=args.storage,
-        **_shared(args, ImageOptions, ClassifierOptions))))
+        **options.values(args, ActorOptions, ImageOptions, ClassifierOptions))))
 
 
 def cmd_run(args) -> None:

@@ -18,14 +18,14 @@ written in step order by one writer thread (`StepWriter`).
 from __future__ import annotations
 
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
 
 
 class CpuPool:
-    """`threads` threads for per-row CPU work, plus one that writes row groups in order."""
+    """`threads` threads for per-row CPU work (encoding, decoding) beside the model."""
 
     def __init__(self, threads: int):
         self.threads = max(1, int(threads))
@@ -88,10 +88,3 @@ class StepWriter:
     def __exit__(self, *exc) -> bool:
         self.thread.shutdown(wait=True, cancel_futures=True)
         return False
-
-
-def done(value) -> Future:
-    """A future already holding `value` (for steps with nothing to wait for)."""
-    f: Future = Future()
-    f.set_result(value)
-    return f

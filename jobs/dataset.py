@@ -58,7 +58,7 @@ SHARED = (ActorOptions, ImageOptions, ClassifierOptions)
 
 def shared_options(cfg) -> dict:
     """The shared options a dataset config hands on to its sample and edit stages."""
-    return {k: v for group in SHARED for k, v in options.values(group, cfg).items()}
+    return options.values(cfg, *SHARED)
 
 
 def stage_precision(cfg) -> str:
@@ -714,8 +714,7 @@ def register(subparsers) -> None:
                    help="samples per part (default 1000, pairs 250)")
     p.add_argument("--micro-batch", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=256)
-    for group in SHARED:
-        options.add_flags(p, group)
+    options.add_flags(p, *SHARED)
     p.add_argument("--storage", type=json.loads, default={}, help="fsspec options as JSON")
     p.set_defaults(func=cmd_dataset)
 

@@ -16,7 +16,6 @@ Decoding runs on `cpus_per_worker` threads, a step ahead of the classifier (jobs
 from __future__ import annotations
 
 import json
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -174,17 +173,14 @@ class Labeler(PartWorker):
         step = max(1, -(-self.cfg.batch_size // m)) * m
         pf = storage.open_parquet(self.src, self.inputs[spec.index])
         schema = self.out_schema(pf.schema_arrow)
-        errors, decoding = [], deque()
+        errors = []
+        decoding = (self.decode(pa.Table.from_batches([batch]))     # steps aligned to the part
+                    for batch in pf.iter_batches(batch_size=step))
         with PartWriter(self.out, storage.part_name(spec.index), schema) as w, \
                 StepWriter(w) as steps:
-            for batch in pf.iter_batches(batch_size=step):           # aligned to the part
-                decoding.append(self.decode(pa.Table.from_batches([batch])))
-                if len(decoding) > 1:                                # one step decoded ahead
-                    steps.put(self.label(*decoding.popleft(), schema, errors))
-                    runtime.fault_point()                            # test-only fault injection
-            while decoding:
-                steps.put(self.label(*decoding.popleft(), schema, errors))
-                runtime.fault_point()
+            for table, chunks in one_ahead(decoding):
+                steps.put(self.label(table, chunks, schema, errors))
+                runtime.fault_point()                               # test-only fault injection
             steps.finish()
             runtime.commit_errors(self.out, spec, errors)
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
@@ -238,6 +234,18 @@ class Labeler(PartWorker):
             else:
                 cols.append(table.column(f.name).filter(pa.array(keep)))
         return pa.Table.from_arrays(cols, schema=schema)
+
+
+def one_ahead(items):
+    """Yield each item of `items` once the next one has been started (drawn from the
+    iterator), so the pool decodes step k + 1 while the classifier runs step k."""
+    previous = None
+    for item in items:
+        if previous is not None:
+            yield previous
+        previous = item
+    if previous is not None:
+        yield previous
 
 
 # ----------------------------------------------------------------------------------------

@@ -220,7 +220,7 @@ def cmd_metrics(a) -> None:
         out=a.out, samples=a.samples, separability_rows=a.separability_rows, model=a.model,
         feature_net=a.feature_net, ppl_paths=a.ppl_paths, ppl_spaces=a.ppl_spaces,
         sampling=a.sampling, seed=a.seed, rows_per_part=a.rows_per_part, storage=a.storage,
-        **options.values(ActorOptions, a))))
+        **options.values(a, ActorOptions))))
 
 
 __all__ = ["MetricsConfig", "run_metrics", "sample_latents"]

@@ -59,18 +59,15 @@ class ClassifierOptions:
         None, "the classifier's input, overriding its sidecar JSON: {input_size, mean, std}")
 
 
-def names(group) -> list:
-    return [f.name for f in dataclasses.fields(group)]
+def values(source, *groups) -> dict:
+    """{field: value} of the groups' options, read from a config or parsed arguments."""
+    return {f.name: getattr(source, f.name) for group in groups
+            for f in dataclasses.fields(group)}
 
 
-def values(group, source) -> dict:
-    """{field: value} of `group`'s options read from a config or parsed arguments."""
-    return {name: getattr(source, name) for name in names(group)}
-
-
-def add_flags(parser, group) -> None:
-    """One `--flag-name` per option of `group`, with its default, help and choices."""
-    for f in dataclasses.fields(group):
+def add_flags(parser, *groups) -> None:
+    """One `--flag-name` per option of the groups, with its default, help and choices."""
+    for f in (f for group in groups for f in dataclasses.fields(group)):
         default = f.default
         kind = {"int": int, "Optional[int]": int, "Optional[dict]": json.loads}.get(f.type, str)
         choices = f.metadata.get("choices")
@@ -98,7 +95,7 @@ def validate(cfg) -> None:
         require(cfg.image_size is None or cfg.image_size >= 1, "image_size",
                 f"must be >= 1 or null (got {cfg.image_size})")
     if isinstance(cfg, ClassifierOptions) and cfg.classifier_input is not None:
-        from gankit.zoo import validate_input_spec
+        from gankit.classifier_input import validate_input_spec
         try:
             validate_input_spec(cfg.classifier_input, "classifier_input")
         except ValueError as e:

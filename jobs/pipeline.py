@@ -136,7 +136,7 @@ def stage_configs(cfg: PipelineConfig) -> dict:
     from jobs.fit import FitConfig
     from jobs.invert import InvertConfig
     from jobs.sample import SampleConfig
-    actor = dict(options.values(ActorOptions, cfg), storage=cfg.storage)
+    actor = dict(options.values(cfg, ActorOptions), storage=cfg.storage)
     sample = _section(cfg, "sample", dict(actor, model=cfg.model, classifier=cfg.classifier,
                                           out=cfg.url("sample")))
     configs = {"sample": config_from_dict(SampleConfig, sample, "sample"),

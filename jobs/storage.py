@@ -48,6 +48,14 @@ class StoreError(ValueError):
     """A storage URL that is malformed or cannot be reached (one clear sentence)."""
 
 
+def temporary_beside(final: str) -> str:
+    """A hidden temporary name in `final`'s directory (made if missing), so that renaming
+    it to `final` is atomic; `remove_temporaries` recognises it."""
+    parent = os.path.dirname(final)
+    os.makedirs(parent, exist_ok=True)
+    return os.path.join(parent, f".{os.path.basename(final)}{TMP_TAG}{uuid.uuid4().hex}")
+
+
 def part_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
@@ -187,17 +195,7 @@ class Store:
         """Atomically write a small file (`name` relative to the root, '/'-separated)."""
         final = self.path(name)
         if self.local:
-            self.check_inside(final)
-            parent = os.path.dirname(final)
-            os.makedirs(parent, exist_ok=True)
-            tmp = os.path.join(parent, f".{os.path.basename(final)}{TMP_TAG}{uuid.uuid4().hex}")
-            try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, final)
-            finally:                         # a full disk leaves no temporary behind
-                if os.path.exists(tmp):
-                    os.remove(tmp)
+            self._replace_locally(final, lambda f: f.write(data))
         else:
             self.fs.pipe_file(final, data)  # one PUT: atomic on object stores
 
@@ -221,20 +219,26 @@ class Store:
         """Atomically publish a finished local file under `name`."""
         final = self.path(name)
         if self.local:
-            self.check_inside(final)
-            os.makedirs(os.path.dirname(final), exist_ok=True)
-            tmp = os.path.join(os.path.dirname(final),
-                               f".{os.path.basename(final)}{TMP_TAG}{uuid.uuid4().hex}")
-            try:
-                with open(local_path, "rb") as src, open(tmp, "wb") as dst:
+            def copy(dst) -> None:
+                with open(local_path, "rb") as src:
                     while chunk := src.read(1 << 22):
                         dst.write(chunk)
-                os.replace(tmp, final)
-            finally:                         # a full disk leaves no temporary behind
-                if os.path.exists(tmp):
-                    os.remove(tmp)
+            self._replace_locally(final, copy)
         else:
             self.fs.put_file(local_path, final)  # PUT or multipart: visible only when complete
+
+    def _replace_locally(self, final: str, write) -> None:
+        """Local stores: `write(file)` into a temporary beside `final`, then rename it into
+        place (atomic on POSIX). A failure (a full disk) leaves no temporary behind."""
+        self.check_inside(final)
+        tmp = temporary_beside(final)
+        try:
+            with open(tmp, "wb") as f:
+                write(f)
+            os.replace(tmp, final)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
     # -- parts ------------------------------------------------------------------------
 
@@ -345,9 +349,7 @@ class PartWriter:
         self.tmp = self.upload = None
         if store.local:  # temporary next to the final name, so the rename stays atomic
             store.check_inside(final)
-            os.makedirs(os.path.dirname(final), exist_ok=True)
-            self.tmp = os.path.join(os.path.dirname(final),
-                                    f".{os.path.basename(final)}{TMP_TAG}{uuid.uuid4().hex}")
+            self.tmp = temporary_beside(final)
         elif store.multipart:
             self.upload = store.fs.open(final, "wb", autocommit=False)
         else:
@@ -639,8 +641,7 @@ class JobLease:
         """Exclusive create; False when a lease is already there."""
         path = self.store.path(LEASE)
         if self.store.local:    # written aside, then linked: the lease appears complete
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}{TMP_TAG}{uuid.uuid4().hex}"
+            tmp = temporary_beside(path)
             with open(tmp, "wb") as f:
                 f.write(self._record())
             try:
