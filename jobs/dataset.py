@@ -36,6 +36,7 @@ workers apply the same pure function (`keep_mask`) part by part; counts go in th
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Optional
@@ -419,9 +420,10 @@ def part_plan(src: Store) -> tuple:
     return parts, plan
 
 
-def cpu_actors(workers: int, n_parts: int) -> runtime.ActorPlan:
+def cpu_actors(cfg, n_parts: int) -> runtime.ActorPlan:
     runtime.ensure_ray()      # with --samples no sample stage has started Ray
-    return runtime.plan_actors(workers, "cpu", max(1, n_parts), 1)
+    plan = runtime.plan_actors(cfg.workers, "cpu", max(1, n_parts), 1)
+    return dataclasses.replace(plan, attempts=cfg.part_attempts)
 
 
 def schema_rows(schema: pa.Schema) -> list:
@@ -538,7 +540,7 @@ def run_dataset(cfg: DatasetConfig) -> dict:
               "seed": int(sample_ident.get("seed", cfg.seed)),
               "model": str(sample_ident.get("model", cfg.model)), "batch_size": cfg.batch_size}
     manifest = runtime.run_parts("dataset", out.child("data"), plan, Filterer, kwargs,
-                                 identity, public_config(cfg), cpu_actors(cfg.workers, len(plan)))
+                                 identity, public_config(cfg), cpu_actors(cfg, len(plan)))
     assert manifest["rows"] == stats["rows"], (manifest["rows"], stats["rows"])
     info = {"kind": "labeled", "identity": json.loads(json.dumps(identity, default=str)),
             "config": public_config(cfg), "attributes": names, "rule": rule, "stats": stats,
@@ -672,7 +674,7 @@ def run_pairs(cfg: PairsConfig) -> dict:
               "model": cfg.model, "batch_size": cfg.batch_size}
     manifest = runtime.run_parts("dataset-pairs", out.child("data"), plan, PairAssembler,
                                  kwargs, identity, public_config(cfg),
-                                 cpu_actors(cfg.workers, len(plan)))
+                                 cpu_actors(cfg, len(plan)))
     stats = pair_stats(out.child("data"), names)
     info = {"kind": "pairs", "identity": json.loads(json.dumps(identity, default=str)),
             "config": public_config(cfg), "attributes": names, "rows": manifest["rows"],

@@ -405,7 +405,7 @@ def run_edit(cfg: EditConfig) -> dict:
             f"needs a `target` image column in {cfg.latents} (gankit invert --keep-target)")
     truncation = sample_truncation(src, cfg)
     runtime.ensure_ray()
-    actors = runtime.plan_actors(cfg.workers, cfg.device, len(plan), cfg.cpus_per_worker)
+    actors = runtime.actors_for(cfg, len(plan))
     precision = runtime.job_precision(cfg.precision, actors)
     kwargs = {"cfg": runtime.config_dict(cfg), "boundaries": boundaries,
               "inputs": {str(k): v for k, v in inputs.items()}, "truncation": truncation,

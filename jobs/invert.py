@@ -312,7 +312,7 @@ def run_invert(cfg: InvertConfig) -> dict:
     parts, schema, plan, start = plan_image_inputs(src, cfg.image_column, cfg.images)
     id_column = pick_id_column_invert(schema, cfg)
     runtime.ensure_ray()
-    actors = runtime.plan_actors(cfg.workers, cfg.device, len(plan), cfg.cpus_per_worker)
+    actors = runtime.actors_for(cfg, len(plan))
     precision = runtime.job_precision(cfg.precision, actors)
     kwargs = {"cfg": runtime.config_dict(cfg), "inputs": {str(k): v for k, v in parts.items()},
               "id_column": id_column, "device": actors.device, "cpus": actors.num_cpus}

@@ -278,7 +278,7 @@ def run_label(cfg: LabelConfig) -> dict:
     id_column = pick_id_column(schema, cfg)
     resolution = cfg.resolution or first_resolution(src, parts, cfg.image_column)
     runtime.ensure_ray()
-    actors = runtime.plan_actors(cfg.workers, cfg.device, len(plan), cfg.cpus_per_worker)
+    actors = runtime.actors_for(cfg, len(plan))
     precision = runtime.job_precision(cfg.precision, actors)
     kwargs = {"cfg": runtime.config_dict(cfg), "inputs": {str(k): v for k, v in parts.items()},
               "resolution": resolution, "id_column": id_column, "device": actors.device,

@@ -164,7 +164,7 @@ def path_lengths(cfg: MetricsConfig, space: str) -> dict:
     from gankit.metrics import ppl_summary
     out = storage.open_store(f"{cfg.out.rstrip('/')}/ppl_{space}", cfg.storage, create=True)
     plan = storage.part_ranges(cfg.ppl_paths, cfg.rows_per_part)
-    actors = runtime.plan_actors(cfg.workers, cfg.device, len(plan), cfg.cpus_per_worker)
+    actors = runtime.actors_for(cfg, len(plan))
     runtime.job_precision(cfg.ppl_precision(), actors)
     kwargs = {"cfg": runtime.config_dict(cfg), "space": space, "device": actors.device,
               "cpus": actors.num_cpus}

@@ -41,6 +41,9 @@ class ActorOptions:
                                     "fp32 (bit-exact), tf32, bf16, fp16 (the generator's "
                                     "top blocks in half precision, NVIDIA's semantics)",
                             PRECISIONS)
+    part_attempts: int = option(3, "times a part may be started in one run: a part whose "
+                                   "worker dies every time (a crashing native library, a "
+                                   "poison row) then stops the job, naming it")
 
 
 @dataclass
@@ -89,6 +92,8 @@ def validate(cfg) -> None:
         require(cfg.workers >= 0, "workers", f"must be >= 0 (got {cfg.workers})")
         require(cfg.cpus_per_worker >= 0, "cpus_per_worker",
                 f"must be >= 0 (got {cfg.cpus_per_worker})")
+        require(cfg.part_attempts >= 1, "part_attempts",
+                f"must be >= 1 (got {cfg.part_attempts})")
     if isinstance(cfg, ImageOptions):
         require(1 <= cfg.image_quality <= 100, "image_quality",
                 f"must be in 1..100 (got {cfg.image_quality})")

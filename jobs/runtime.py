@@ -22,6 +22,7 @@ import dataclasses
 import os
 import sys
 import typing
+import uuid
 from dataclasses import dataclass
 from typing import Optional
 
@@ -181,6 +182,7 @@ class ActorPlan:
     num_gpus: float       # per actor
     num_cpus: float       # per actor
     device: str           # what the actor puts its models on ('cuda', 'cpu', or as asked)
+    attempts: int = 3     # starts of one part in one run before the job stops (ActorOptions)
 
 
 def plan_actors(workers: int, device: str, n_parts: int, cpus_per_worker: int = 0,
@@ -201,6 +203,12 @@ def plan_actors(workers: int, device: str, n_parts: int, cpus_per_worker: int = 
     cap = max(1, (cpus - 1) // each)
     k = min(workers or cap, cap)
     return ActorPlan(max(1, min(k, n_parts)), 0, each, "cpu")
+
+
+def actors_for(cfg, n_parts: int) -> ActorPlan:
+    """The actor plan of a stage config (options.ActorOptions) for `n_parts` parts."""
+    plan = plan_actors(cfg.workers, cfg.device, n_parts, cfg.cpus_per_worker)
+    return dataclasses.replace(plan, attempts=cfg.part_attempts)
 
 
 def job_precision(precision: str, actors: ActorPlan) -> str:
@@ -258,8 +266,16 @@ class PartWorker:
 
     def __call__(self, batch: dict) -> dict:   # one or more part descriptors -> their metas
         reply = {"index": [], "rows": [], "errors": []}
-        for k, s, e in zip(batch["index"], batch["start"], batch["stop"]):
+        for k, s, e, run, attempts in zip(batch["index"], batch["start"], batch["stop"],
+                                          batch["run"], batch["attempts"]):
             spec = PartSpec(int(k), int(s), int(e))
+            starts = start_attempt(self.out, str(run), spec.index)
+            if starts > attempts:
+                raise PartFailed(f"part {spec.index:05d}: its worker died on each of its "
+                                 f"{starts - 1} starts in this run (a crashing native library "
+                                 f"or classifier, or a row that crashes one?); a rerun tries "
+                                 f"it again")
+            poison_point(spec.index)
             try:
                 meta = self.write_part(spec)
             except Exception as err:       # one line the driver can quote (see root_cause)
@@ -317,20 +333,47 @@ def commit_errors(out: Store, spec: PartSpec, records: list) -> None:
 # Actor faults (a preempted machine, an OOM kill): Ray Data's actor pool restarts a dead actor
 # and retries its part on it (its defaults: max_restarts=-1, max_task_retries=-1; Ray 2.60
 # deprecates passing them explicitly). The part was never committed, so nothing is lost or
-# doubled. Known limit: a part that kills every actor it lands on is retried without end.
+# doubled. A part that kills every actor it lands on would be retried without end, so each
+# start leaves a marker under _attempts/<run token>/ (in the output store, where every actor
+# sees it): a start past ActorOptions.part_attempts stops the job naming the part. The
+# markers are cleared when a run begins and when it ends (the run holds the lease).
+ATTEMPTS_DIR = "_attempts"
+
+
+def start_attempt(out: Store, run: str, index: int) -> int:
+    """Record a start of part `index` in run `run`; returns its starts so far, this one too."""
+    out.makedirs(ATTEMPTS_DIR, run)
+    out.write_bytes(f"{ATTEMPTS_DIR}/{run}/{index:05d}.{uuid.uuid4().hex[:12]}", b"")
+    out.invalidate()
+    names = out.fs.ls(out.path(ATTEMPTS_DIR, run), detail=False)
+    return sum(name.rsplit("/", 1)[-1].startswith(f"{index:05d}.") for name in names)
+
+
+def clear_attempts(out: Store) -> None:
+    try:
+        out.fs.rm(out.path(ATTEMPTS_DIR), recursive=True)
+    except FileNotFoundError:
+        pass
+
 
 # TEST-ONLY fault injection. With GANKIT_FAULT_EXIT_AFTER_BATCHES=N and GANKIT_FAULT_MARKER=
 # <path> in the driver's environment, the first worker process to write its N-th row group
 # creates <path> (exclusively, so this fires once per marker across all processes) and
 # exits with os._exit mid-part, as a preempted machine would. Never set them in production.
-FAULT_ENV = ("GANKIT_FAULT_EXIT_AFTER_BATCHES", "GANKIT_FAULT_MARKER")
+# With GANKIT_FAULT_POISON_PART=<index>, every worker that starts that part exits at once.
+FAULT_ENV = ("GANKIT_FAULT_EXIT_AFTER_BATCHES", "GANKIT_FAULT_MARKER", "GANKIT_FAULT_POISON_PART")
 _fault_batches = 0
+
+
+def poison_point(index: int) -> None:
+    if os.environ.get("GANKIT_FAULT_POISON_PART") == str(index):
+        os._exit(13)
 
 
 def fault_point() -> None:
     """Called by workers after each row group written (before the part commits)."""
     global _fault_batches
-    after, marker = (os.environ.get(k) for k in FAULT_ENV)
+    after, marker = (os.environ.get(k) for k in FAULT_ENV[:2])
     if not after or not marker:
         return
     _fault_batches += 1
@@ -369,6 +412,7 @@ def _run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict
 
     old = storage.check_identity(out, job, identity)
     removed = out.remove_temporaries()
+    clear_attempts(out)
     wanted = {p.index for p in plan}
     committed = {k: p for k, p in out.list_parts().items() if k in wanted}
     missing = [p for p in plan if p.index not in committed]
@@ -385,7 +429,9 @@ def _run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict
           f"{'GPU' if actors.num_gpus else 'CPU'} actor(s){note}", flush=True)
     if missing:
         actors = dataclasses.replace(actors, workers=min(actors.workers, len(missing)))
-        items = [{"index": p.index, "start": p.start, "stop": p.stop} for p in missing]
+        run_token = uuid.uuid4().hex      # names this run's start markers (start_attempt)
+        items = [{"index": p.index, "start": p.start, "stop": p.stop, "run": run_token,
+                  "attempts": actors.attempts} for p in missing]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(
             worker_cls, fn_constructor_kwargs=dict(worker_kwargs, out=out), batch_size=1,
@@ -410,6 +456,7 @@ def _run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict
         first = out.list_parts()
         schema = storage.part_footer(out, next(iter(first.values())))[0] if first else None
     out.remove_temporaries()        # left by actors that died mid-part (then retried)
+    clear_attempts(out)
     run.finished = storage.now()
     manifest = storage.write_manifest(out, job, identity, config, plan, metas, schema, runs,
                                       True)

@@ -210,7 +210,7 @@ def run_sample(cfg: SampleConfig) -> dict:
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     runtime.ensure_ray()
     plan = storage.part_ranges(cfg.count, cfg.rows_per_part)
-    actors = runtime.plan_actors(cfg.workers, cfg.device, len(plan), cfg.cpus_per_worker)
+    actors = runtime.actors_for(cfg, len(plan))
     precision = runtime.job_precision(cfg.precision, actors)
     kwargs = {"cfg": runtime.config_dict(cfg), "device": actors.device, "cpus": actors.num_cpus}
     return runtime.run_parts("sample", out, plan, Sampler, kwargs, cfg.identity(precision),

@@ -58,6 +58,27 @@ def test_actor_killed_mid_part_then_job_finishes_with_identical_rows(
                                                             for k in range(6)]
 
 
+def test_a_part_that_kills_every_worker_stops_the_job_naming_it(
+        uninterrupted, model_files, tmp_path, monkeypatch):
+    """Part 3 kills each actor that starts it: after part_attempts starts the job stops with
+    one sentence naming the part, and a rerun (the fault gone) computes what is missing,
+    part 3 among them, and matches an uninterrupted run."""
+    from jobs.runtime import WorkerFailed
+    monkeypatch.setenv("GANKIT_FAULT_POISON_PART", "3")
+    out = tmp_path / "poisoned"
+    with pytest.raises(WorkerFailed) as e:
+        run_sample(cfg(model_files, out, workers=1, part_attempts=2))
+    msg = str(e.value)
+    assert "\n" not in msg and "part 00003: its worker died on each of its 2 starts" in msg, msg
+    assert storage.part_name(3) not in os.listdir(out)
+    monkeypatch.delenv("GANKIT_FAULT_POISON_PART")
+    manifest = run_sample(cfg(model_files, out, workers=1, part_attempts=2))
+    assert 3 in manifest["runs"][-1]["computed"]
+    assert rows(out).equals(uninterrupted)
+    assert sorted(os.listdir(out)) == ["_manifest.json"] + [storage.part_name(k)
+                                                            for k in range(6)]
+
+
 def test_fault_hook_is_off_without_its_marker(monkeypatch):
     from jobs import runtime
     monkeypatch.setenv("GANKIT_FAULT_EXIT_AFTER_BATCHES", "1")
