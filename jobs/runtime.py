@@ -415,6 +415,9 @@ def _run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict
     clear_attempts(out)
     wanted = {p.index for p in plan}
     committed = {k: p for k, p in out.list_parts().items() if k in wanted}
+    committed, set_aside = storage.set_aside_damaged(out, committed, old)
+    for sentence in set_aside:
+        print(f"[{job}] {sentence}", flush=True)
     missing = [p for p in plan if p.index not in committed]
     run = RunRecord(reused=sorted(committed), computed=[p.index for p in missing])
     metas = storage.footer_metas(out, committed)
@@ -442,7 +445,7 @@ def _run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict
             for reply in ds.iter_batches(batch_size=1, batch_format="numpy",
                                          prefetch_batches=0):
                 k = int(reply["index"][0])
-                metas[k] = {"rows": int(reply["rows"][0]), "errors": int(reply["errors"][0])}
+                metas[k] = storage.read_footer(out, out.path(storage.part_name(k))).record()
                 done += 1
                 print(f"[{job}] part {k:05d} committed: {metas[k]['rows']} rows, "
                       f"{metas[k]['errors']} errors ({done}/{len(plan)} parts)", flush=True)

@@ -23,9 +23,12 @@ Readers stream part by part (`iter_tables`), so a driver never holds a whole dat
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
+import struct
 import sys
 import tempfile
 import time
@@ -260,6 +263,17 @@ class Store:
                 parts[int(m.group(1))] = path
         return dict(sorted(parts.items()))
 
+    def move(self, path: str, name: str) -> None:
+        """Move the file at `path` (under the root) to `name`: set aside, not deleted."""
+        final = self.path(name)
+        if self.local:
+            self.check_inside(final)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.replace(path, final)
+        else:
+            self.fs.mv(path, final)
+        self.invalidate()
+
     def remove_temporaries(self) -> int:
         """Delete temporary files a killed writer left behind (local stores only)."""
         if not self.local or not os.path.isdir(self.root):
@@ -419,30 +433,69 @@ def write_table_part(store: Store, name: str, table: pa.Table, meta: dict) -> No
 
 def unreadable_parquet(path: str, e: Exception) -> ValueError:
     """One sentence for a file that is no readable Parquet (junk, 0 bytes, truncated)."""
-    reason = (str(e).strip().splitlines() or [""])[0]
-    return ValueError(f"{path} is not a readable Parquet file ({type(e).__name__}: {reason}): "
-                      f"remove or replace it")
+    return ValueError(f"{path} is not a readable Parquet file ({type(e).__name__}: "
+                      f"{first_line(e)}): remove or replace it")
+
+
+def first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [""])[0]
 
 
 def damaged_part(path: str, group: int, e: Exception) -> ValueError:
     """One sentence for a row group that fails its page checksums (or cannot be decoded)."""
-    reason = (str(e).strip().splitlines() or [""])[0]
-    return ValueError(f"{path} is damaged: row group {group} fails its check ({reason}); "
+    return ValueError(f"{path} is damaged: row group {group} fails its check ({first_line(e)}); "
                       f"delete the file and rerun the job that wrote it (a rerun computes "
                       f"only the missing parts)")
 
 
+@dataclass
+class Footer:
+    """What a part's Parquet footer says, and the fingerprint the manifest keeps of it."""
+    schema: pa.Schema
+    rows: int
+    meta: dict            # the part metadata the worker committed ({index, errors, ...})
+    bytes: int            # the file's size
+    sha256: str           # of the footer: it holds every page's offset, size and statistics
+
+    def record(self) -> dict:
+        return {"rows": self.rows, "errors": int(self.meta.get("errors", 0)),
+                "bytes": self.bytes, "footer_sha256": self.sha256}
+
+
+FOOTER_ERRORS = (pa.ArrowException, OSError, ValueError)
+
+
+def read_footer(store: Store, path: str) -> Footer:
+    """A part's footer; one that is not a readable Parquet footer fails in one sentence."""
+    try:
+        return _read_footer(store, path)
+    except FOOTER_ERRORS as e:
+        raise unreadable_parquet(path, e) from None
+
+
+def _read_footer(store: Store, path: str) -> Footer:
+    """A part's footer in one ranged read (two when the footer is over 64 KiB)."""
+    size = store.fs.size(path)
+    tail = store.fs.cat_file(path, start=max(0, size - (1 << 16)), end=size)
+    if size < 12 or tail[-4:] != b"PAR1":
+        raise ValueError(f"no Parquet footer in its last bytes ({size} bytes in all)")
+    n = struct.unpack("<I", tail[-8:-4])[0] + 8      # metadata, its length, the magic
+    if n > size - 4:
+        raise ValueError(f"its footer claims {n} bytes of a {size}-byte file")
+    if n > len(tail):
+        tail = store.fs.cat_file(path, start=size - n, end=size)
+    footer = tail[-n:]
+    md = pq.ParquetFile(io.BytesIO(b"PAR1" + footer)).metadata
+    kv = md.metadata or {}
+    meta = json.loads(kv[PART_META_KEY]) if PART_META_KEY in kv else {}
+    return Footer(md.schema.to_arrow_schema(), md.num_rows, meta, size,
+                  hashlib.sha256(footer).hexdigest())
+
+
 def part_footer(store: Store, path: str) -> tuple:
     """(schema, num_rows, part metadata dict) of one part, from its footer only."""
-    with store.fs.open(path, "rb") as f:
-        try:
-            md = pq.ParquetFile(f).metadata
-        except (pa.ArrowException, OSError) as e:
-            raise unreadable_parquet(path, e) from None
-        schema = md.schema.to_arrow_schema()
-        kv = md.metadata or {}
-        meta = json.loads(kv[PART_META_KEY]) if PART_META_KEY in kv else {}
-        return schema, md.num_rows, meta
+    footer = read_footer(store, path)
+    return footer.schema, footer.rows, footer.meta
 
 
 def open_parquet(store: Store, path: str) -> pq.ParquetFile:
@@ -557,12 +610,44 @@ class RunRecord:
 
 
 def footer_metas(store: Store, committed: dict) -> dict:
-    """{index: {rows, errors}} of committed parts, read from their footers."""
-    metas = {}
+    """{index: {rows, errors, bytes, footer_sha256}} of committed parts, from their footers."""
+    return {index: read_footer(store, path).record() for index, path in committed.items()}
+
+
+DAMAGED_DIR = "_damaged"
+
+
+def set_aside_damaged(store: Store, committed: dict, old: Optional[dict]) -> tuple:
+    """Check the committed parts a rerun would reuse against the manifest's record of them
+    (size and footer hash; page checksums are verified whenever rows are read). A part
+    that cannot be read or differs is moved to _damaged/ so it is recomputed, never reused.
+    Returns ({index: path} of the good parts, one sentence per part set aside)."""
+    recorded = {p["index"]: p for p in (old or {}).get("parts", [])}
+    good, said = {}, []
     for index, path in committed.items():
-        _, n, meta = part_footer(store, path)
-        metas[index] = {"rows": n, "errors": int(meta.get("errors", 0))}
-    return metas
+        problem = part_problem(store, path, recorded.get(index))
+        if problem is None:
+            good[index] = path
+            continue
+        moved = f"{DAMAGED_DIR}/{part_name(index)}.{time.strftime('%Y%m%dT%H%M%S')}"
+        store.move(path, moved)
+        said.append(f"{path} {problem}: moved to {moved}, and it is computed again")
+    return good, said
+
+
+def part_problem(store: Store, path: str, entry: Optional[dict]) -> Optional[str]:
+    """Why a committed part cannot be reused, or None."""
+    try:
+        footer = _read_footer(store, path)
+    except FOOTER_ERRORS as e:
+        return f"cannot be read ({type(e).__name__}: {first_line(e)})"
+    if entry is None or "bytes" not in entry:  # committed after the last manifest, or by
+        return None                            # a version that kept no fingerprint
+    if footer.bytes != entry["bytes"]:
+        return f"is {footer.bytes} bytes where the manifest recorded {entry['bytes']}"
+    if footer.sha256 != entry["footer_sha256"]:
+        return "differs from the part the manifest recorded (its footer hash)"
+    return None
 
 
 def write_manifest(store: Store, job: str, identity: dict, config: dict, plan: list,
@@ -572,8 +657,7 @@ def write_manifest(store: Store, job: str, identity: dict, config: dict, plan: l
     parts (from the workers' replies and the footers of parts found committed): the
     manifest is built from part metadata, never from the rows."""
     parts = [{"index": p.index, "file": part_name(p.index), "start": p.start, "stop": p.stop,
-              "rows": int(metas[p.index]["rows"]), "errors": int(metas[p.index]["errors"])}
-             for p in plan if p.index in metas]
+              **metas[p.index]} for p in plan if p.index in metas]
     manifest = {
         "format": "gankit.dataset", "version": 1, "job": job,
         "status": "complete" if complete and len(parts) == len(plan) else "incomplete",

@@ -79,6 +79,35 @@ def test_a_part_that_kills_every_worker_stops_the_job_naming_it(
                                                             for k in range(6)]
 
 
+def test_damaged_committed_parts_are_set_aside_and_recomputed_on_rerun(
+        uninterrupted, model_files, tmp_path, capsys):
+    """A rerun checks each committed part against the manifest's record (size, footer hash):
+    a truncated, an edited, a swapped and an emptied part are each named in one sentence, moved to
+    _damaged/ and computed again; the rows then equal an uninterrupted run's."""
+    out = tmp_path / "damaged"
+    first = run_sample(cfg(model_files, out, workers=1))
+    assert all({"bytes", "footer_sha256"} <= set(p) for p in first["parts"])
+    part = [out / storage.part_name(k) for k in range(6)]
+    part[1].write_bytes(part[1].read_bytes()[:-100])          # truncated
+    edited = part[2].read_bytes().replace(b'"index": 2', b'"index": 7', 1)
+    assert edited != part[2].read_bytes()
+    part[2].write_bytes(edited)                               # same size, other footer
+    part[3].write_bytes(part[0].read_bytes())                 # another part's file
+    part[4].write_bytes(b"")                                  # emptied
+    capsys.readouterr()
+    manifest = run_sample(cfg(model_files, out, workers=1))
+    said = [ln for ln in capsys.readouterr().out.splitlines() if "_damaged/" in ln]
+    assert len(said) == 4, said
+    assert "part-00001.parquet cannot be read" in said[0]
+    assert "part-00002.parquet differs from the part the manifest recorded" in said[1]
+    assert "part-00003.parquet is " in said[2] and "where the manifest recorded" in said[2]
+    assert "part-00004.parquet cannot be read" in said[3]
+    assert manifest["runs"][-1]["computed"] == [1, 2, 3, 4]
+    assert rows(out).equals(uninterrupted)
+    assert sorted(n.split(".parquet")[0] for n in os.listdir(out / "_damaged")) == [
+        "part-00001", "part-00002", "part-00003", "part-00004"]
+
+
 def test_fault_hook_is_off_without_its_marker(monkeypatch):
     from jobs import runtime
     monkeypatch.setenv("GANKIT_FAULT_EXIT_AFTER_BATCHES", "1")

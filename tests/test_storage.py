@@ -77,8 +77,12 @@ def test_manifest_and_identity_check(tmp_path):
     m = storage.write_manifest(store, "sample", {"seed": 1}, {"seed": 1, "workers": 2}, plan,
                                metas, table(0, 1).schema, [run], complete=True)
     assert m["status"] == "incomplete" and m["rows"] == 2 and m["errors"] == 1
-    assert m["parts"][0] == {"index": 0, "file": "part-00000.parquet", "start": 0, "stop": 2,
-                             "rows": 2, "errors": 1}
+    size = (tmp_path / "ds" / "part-00000.parquet").stat().st_size
+    entry = m["parts"][0]
+    assert {k: entry[k] for k in entry if k != "footer_sha256"} == {
+        "index": 0, "file": "part-00000.parquet", "start": 0, "stop": 2, "rows": 2,
+        "errors": 1, "bytes": size}
+    assert len(entry["footer_sha256"]) == 64
     on_disk = json.loads((tmp_path / "ds" / storage.MANIFEST).read_text())
     assert on_disk["schema"]["fields"][0] == {"name": "sample_id", "type": "int64"}
     assert storage.check_identity(store, "sample", {"seed": 1})["job"] == "sample"
