@@ -42,7 +42,7 @@ import pyarrow as pa
 
 from jobs import options, runtime, storage
 from jobs.cpu_pool import CpuPool, StepWriter, gather
-from jobs.label import pick_id_column, plan_image_inputs
+from jobs.image_inputs import ImageInputs, conform, plan_image_inputs, write_bad_file
 from jobs.options import ActorOptions, ImageOptions
 from jobs.rendering import load_models, setup_device
 from jobs.runtime import PartWorker, choice, require
@@ -76,7 +76,7 @@ class InvertConfig(ActorOptions, ImageOptions):
     save_noise: bool = False           # store the optimised noise maps
     keep_target: bool = False          # store the prepared input image beside the result
     image_column: str = "image"        # struct {bytes, path} column holding PNG/JPEG bytes
-    id_column: Optional[str] = None    # None = 'image_id' if present, else 'sample_id'
+    id_column: Optional[str] = None    # None = 'sample_id' if present, else 'image_id'
     max_aspect: float = 2.0            # more elongated images become error records
     batch_size: int = 16               # images optimised together (part of the identity)
     storage: dict = field(default_factory=dict)  # fsspec options for both URLs
@@ -196,13 +196,12 @@ class Inverter(PartWorker):
     job = "invert"
     batch_field = "batch_size"          # images optimised together
 
-    def __init__(self, cfg: dict, inputs: dict, id_column: str, device: str, cpus: float, out):
+    def __init__(self, cfg: dict, inputs: ImageInputs, device: str, cpus: float, out):
         super().__init__(out)
         from gankit.inversion import w_stats
         from gankit.perceptual import load_feature_net
         self.cfg = InvertConfig(**cfg)
-        self.inputs = {int(k): v for k, v in inputs.items()}
-        self.id_column = id_column
+        self.inputs, self.id_column = inputs, inputs.id_column
         self.src = Store(self.cfg.images, self.cfg.storage, probe=False)
         self.device, self.precision = setup_device(device, self.cfg.precision, cpus)
         self.G, _ = load_models(self.cfg.model, None, self.device, self.precision)
@@ -215,16 +214,21 @@ class Inverter(PartWorker):
 
     def write_part(self, spec: PartSpec) -> dict:
         from gankit.data import ID_COLUMNS
-        pf = storage.open_parquet(self.src, self.inputs[spec.index])
-        id_type = pf.schema_arrow.field(self.id_column).type
+        id_type = self.inputs.schema.field(self.id_column).type
         id_field = pa.field(self.id_column, ID_COLUMNS.get(self.id_column, id_type))
         schema = invert_schema(self.cfg, self.G, id_field)
+        path = self.inputs.parts[spec.index]
+        if spec.index in self.inputs.bad:
+            return write_bad_file(self.out, self.src, path, spec, schema, self.id_column,
+                                  "invert", self.inputs.bad[spec.index])
+        read = pa.schema([id_field, self.inputs.schema.field(self.cfg.image_column)])
+        pf = storage.open_parquet(self.src, path)
         errors, start = [], spec.start
         with PartWriter(self.out, storage.part_name(spec.index), schema) as w, \
                 StepWriter(w) as steps:
-            for batch in pf.iter_batches(batch_size=self.cfg.batch_size,
-                                         columns=[self.id_column, self.cfg.image_column]):
-                table, errs = self.invert_batch(pa.Table.from_batches([batch]), start, schema)
+            for batch in pf.iter_batches(batch_size=self.cfg.batch_size, columns=read.names):
+                table = conform(pa.Table.from_batches([batch]), read)   # an int64 image_id
+                table, errs = self.invert_batch(table, start, schema)   # becomes a string
                 errors += errs
                 start += batch.num_rows
                 steps.put(table)
@@ -309,23 +313,18 @@ def run_invert(cfg: InvertConfig) -> dict:
         runtime.check_model("encoder", cfg.encoder_spec(), "encoder")
     src = storage.open_store(cfg.images, cfg.storage)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
-    parts, schema, plan, start = plan_image_inputs(src, cfg.image_column, cfg.images)
-    id_column = pick_id_column_invert(schema, cfg)
+    inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images, keep=[])
+    for k, why in inputs.bad.items():
+        print(f"[invert] {why}: its rows become error records", flush=True)
     runtime.ensure_ray()
-    actors = runtime.actors_for(cfg, len(plan))
+    actors = runtime.actors_for(cfg, len(inputs.plan))
     precision = runtime.job_precision(cfg.precision, actors)
-    kwargs = {"cfg": runtime.config_dict(cfg), "inputs": {str(k): v for k, v in parts.items()},
-              "id_column": id_column, "device": actors.device, "cpus": actors.num_cpus}
-    identity = dict(cfg.identity(precision), input_rows=start, input_parts=len(plan))
-    return runtime.run_parts("invert", out, plan, Inverter, kwargs, identity,
+    kwargs = {"cfg": runtime.config_dict(cfg), "inputs": inputs, "device": actors.device,
+              "cpus": actors.num_cpus}
+    identity = dict(cfg.identity(precision), input_rows=inputs.rows,
+                    input_parts=len(inputs.plan))
+    return runtime.run_parts("invert", out, inputs.plan, Inverter, kwargs, identity,
                              public_config(cfg), actors)
-
-
-def pick_id_column_invert(schema: pa.Schema, cfg: InvertConfig) -> str:
-    """The configured id column, else image_id, else sample_id (label's rule, image first)."""
-    if cfg.id_column is None and "image_id" in schema.names:
-        return "image_id"
-    return pick_id_column(schema, cfg)
 
 
 __all__ = ["InvertConfig", "Inverter", "run_invert", "invert_schema", "noise_from_column"]

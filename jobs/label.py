@@ -28,6 +28,8 @@ from jobs.options import ActorOptions, ClassifierOptions
 from jobs.rendering import classify, setup_device
 from jobs.runtime import PartWorker, require
 from jobs.sample import public_config
+from jobs.image_inputs import (ImageInputs, conform, decode_rows, first_resolution,
+                               plan_image_inputs, write_bad_file)
 from jobs.storage import PartSpec, PartWriter, Store
 
 
@@ -61,77 +63,7 @@ class LabelConfig(ActorOptions, ClassifierOptions):
 
 
 # ----------------------------------------------------------------------------------------
-# Input discovery (driver)
-
-
-def input_parts(store: Store) -> dict:
-    """{index: path}: gankit part files, else every *.parquet file in name order."""
-    parts = store.list_parts()
-    if parts:
-        return parts
-    try:
-        names = sorted(p for p in store.fs.ls(store.root, detail=False)
-                       if p.endswith(".parquet") and not p.rsplit("/", 1)[-1].startswith((".", "_")))
-    except FileNotFoundError:
-        names = []
-    if not names:
-        raise FileNotFoundError(f"no Parquet files at {store.url}")
-    return dict(enumerate(names))
-
-
-def pick_id_column(schema: pa.Schema, cfg: LabelConfig) -> str:
-    if cfg.id_column:
-        if cfg.id_column not in schema.names:
-            raise runtime.ConfigError("id_column", f"{cfg.id_column!r} is not a column of "
-                                      f"{cfg.images} (columns: {', '.join(schema.names)})")
-        return cfg.id_column
-    for name in ("sample_id", "image_id"):
-        if name in schema.names:
-            return name
-    raise runtime.ConfigError("id_column", f"is needed: {cfg.images} has neither 'sample_id' "
-                              f"nor 'image_id' (columns: {', '.join(schema.names)})")
-
-
-def first_resolution(store: Store, parts: dict, column: str) -> int:
-    """Size of the first decodable square image of the dataset, in part order."""
-    from gankit.images import decode_image
-    for path in parts.values():
-        pf = storage.open_parquet(store, path)
-        for batch in pf.iter_batches(batch_size=64, columns=[column]):
-            for item in batch.column(0).to_pylist():
-                try:
-                    img = decode_image((item or {}).get("bytes"))
-                except ValueError:
-                    continue
-                if img.shape[0] == img.shape[1]:
-                    return int(img.shape[0])
-    raise ValueError(f"{store.url}: no decodable square image in column {column!r}")
-
-
-# ----------------------------------------------------------------------------------------
 # Per-batch computation (actor)
-
-
-def decode_rows(items: list, resolution: int) -> tuple:
-    """Image structs -> (uint8 [n, R, R, 3] with zeros for bad rows, {row: reason})."""
-    from gankit.images import decode_image
-    out = np.zeros((len(items), resolution, resolution, 3), dtype=np.uint8)
-    bad = {}
-    for j, item in enumerate(items):
-        data = (item or {}).get("bytes")
-        if not data:
-            bad[j] = "no image bytes"
-            continue
-        try:
-            img = decode_image(data)                                   # [H, W, 3] uint8
-        except ValueError as e:
-            bad[j] = str(e)
-            continue
-        if img.shape != (resolution, resolution, 3):
-            bad[j] = f"image is {img.shape[0]}x{img.shape[1]}, expected {resolution}x{resolution}"
-            continue
-        out[j] = img
-    return out, bad
 
 
 class Labeler(PartWorker):
@@ -139,43 +71,44 @@ class Labeler(PartWorker):
 
     job = "label"
 
-    def __init__(self, cfg: dict, inputs: dict, resolution: int, id_column: str, device: str,
+    def __init__(self, cfg: dict, inputs: ImageInputs, resolution: int, device: str,
                  cpus: float, out):
         super().__init__(out)
         from gankit import zoo
         self.cfg = LabelConfig(**cfg)
-        self.inputs = {int(k): v for k, v in inputs.items()}
-        self.resolution, self.id_column = resolution, id_column
+        self.inputs, self.resolution = inputs, resolution
+        self.id_column = inputs.id_column
         self.src = Store(self.cfg.images, self.cfg.storage, probe=False)
         self.device, self.precision = setup_device(device, self.cfg.precision, cpus)
         self.C = zoo.load_classifier(self.cfg.classifier, device=self.device,
                                      input_spec=self.cfg.classifier_input).eval()
         self.pool = CpuPool(cpus)
 
-    def out_schema(self, in_schema: pa.Schema) -> pa.Schema:
-        names = list(self.C.attribute_names)
+    def out_schema(self) -> pa.Schema:
+        """The kept columns of the reference file, then one logit per attribute."""
+        names, ref = list(self.C.attribute_names), self.inputs.schema
         fresh = {f"logit_{a}" for a in names}          # relabeling replaces these columns
-        keep = self.cfg.keep_columns
-        if keep is None:
-            keep = [n for n in in_schema.names if n != self.cfg.image_column and n not in fresh]
-        keep = [self.id_column] + [n for n in keep if n != self.id_column and n not in fresh]
-        missing = [n for n in keep if n not in in_schema.names]
-        if missing:
-            raise ValueError(f"keep_columns: {missing} are not columns of {self.cfg.images}")
-        fields = [in_schema.field(n) for n in keep]
+        fields = [ref.field(n) for n in kept_columns(self.cfg, ref, self.id_column)
+                  if n not in fresh]
         fields += [pa.field(f"logit_{a}", pa.float32()) for a in names]
-        meta = dict(storage.strip_part_metadata(in_schema).metadata or {})
+        meta = dict(storage.strip_part_metadata(ref).metadata or {})
         meta.update({b"gankit.job": b"label", b"gankit.attributes": json.dumps(names).encode()})
         return pa.schema(fields, metadata=meta)
 
     def write_part(self, spec: PartSpec) -> dict:
         m = self.cfg.micro_batch
         step = max(1, -(-self.cfg.batch_size // m)) * m
-        pf = storage.open_parquet(self.src, self.inputs[spec.index])
-        schema = self.out_schema(pf.schema_arrow)
+        path, schema = self.inputs.parts[spec.index], self.out_schema()
+        if spec.index in self.inputs.bad:
+            return write_bad_file(self.out, self.src, path, spec, schema, self.id_column,
+                                  "label", self.inputs.bad[spec.index])
+        pf = storage.open_parquet(self.src, path)
+        read = pa.schema([self.inputs.schema.field(f.name) for f in schema
+                          if f.name in self.inputs.schema.names]
+                         + [self.inputs.schema.field(self.cfg.image_column)])
         errors = []
-        decoding = (self.decode(pa.Table.from_batches([batch]))     # steps aligned to the part
-                    for batch in pf.iter_batches(batch_size=step))
+        decoding = (self.decode(conform(pa.Table.from_batches([batch]), read))  # part-aligned
+                    for batch in pf.iter_batches(batch_size=step, columns=read.names))
         with PartWriter(self.out, storage.part_name(spec.index), schema) as w, \
                 StepWriter(w) as steps:
             for table, chunks in one_ahead(decoding):
@@ -252,20 +185,12 @@ def one_ahead(items):
 # Driver
 
 
-def plan_image_inputs(src: Store, image_column: str, url: str) -> tuple:
-    """(parts {index: path}, schema, plan [PartSpec], rows) of an image dataset: output part
-    k covers input part k, row ranges read from the Parquet footers."""
-    parts = input_parts(src)
-    schema, plan, start = None, [], 0
-    for k, path in parts.items():
-        file_schema, rows, _ = storage.part_footer(src, path)
-        schema = schema or file_schema
-        plan.append(PartSpec(k, start, start + rows))
-        start += rows
-    if image_column not in schema.names:
-        raise runtime.ConfigError("image_column", f"{image_column!r} is not a column of "
-                                  f"{url} (columns: {', '.join(schema.names)})")
-    return parts, schema, plan, start
+def kept_columns(cfg: LabelConfig, reference: pa.Schema, id_column: str) -> list:
+    """The id column, then the input columns copied to the output."""
+    keep = cfg.keep_columns
+    if keep is None:
+        keep = [n for n in reference.names if n != cfg.image_column]
+    return [id_column] + [n for n in keep if n != id_column]
 
 
 def run_label(cfg: LabelConfig) -> dict:
@@ -274,16 +199,21 @@ def run_label(cfg: LabelConfig) -> dict:
     runtime.check_model("classifier", cfg.classifier, "classifier")
     src = storage.open_store(cfg.images, cfg.storage)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
-    parts, schema, plan, start = plan_image_inputs(src, cfg.image_column, cfg.images)
-    id_column = pick_id_column(schema, cfg)
-    resolution = cfg.resolution or first_resolution(src, parts, cfg.image_column)
+    inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images,
+                               cfg.keep_columns)
+    missing = [n for n in cfg.keep_columns or [] if n not in inputs.schema.names]
+    runtime.require(not missing, "keep_columns",
+                    f"{missing} are not columns of {cfg.images}")
+    good = {k: p for k, p in inputs.parts.items() if k not in inputs.bad}
+    resolution = cfg.resolution or first_resolution(src, good, cfg.image_column)
+    for k, why in inputs.bad.items():
+        print(f"[label] {why}: its rows become error records", flush=True)
     runtime.ensure_ray()
-    actors = runtime.actors_for(cfg, len(plan))
+    actors = runtime.actors_for(cfg, len(inputs.plan))
     precision = runtime.job_precision(cfg.precision, actors)
-    kwargs = {"cfg": runtime.config_dict(cfg), "inputs": {str(k): v for k, v in parts.items()},
-              "resolution": resolution, "id_column": id_column, "device": actors.device,
-              "cpus": actors.num_cpus}
-    identity = dict(cfg.identity(precision), resolution=resolution, input_rows=start,
-                    input_parts=len(plan))
-    return runtime.run_parts("label", out, plan, Labeler, kwargs, identity,
+    kwargs = {"cfg": runtime.config_dict(cfg), "inputs": inputs, "resolution": resolution,
+              "device": actors.device, "cpus": actors.num_cpus}
+    identity = dict(cfg.identity(precision), resolution=resolution, input_rows=inputs.rows,
+                    input_parts=len(inputs.plan))
+    return runtime.run_parts("label", out, inputs.plan, Labeler, kwargs, identity,
                              public_config(cfg), actors)

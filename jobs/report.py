@@ -343,7 +343,7 @@ def toy_real(n: int, seed: int, resolution: int, attributes: list) -> tuple:
 def parquet_real(cfg: ReportConfig) -> tuple:
     """The first real_rows decodable images of a Parquet dataset (uint8 [N, R, R, 3], R the
     first image's size) and the number of rows skipped as undecodable or of another size."""
-    from jobs.label import decode_rows, first_resolution, input_parts
+    from jobs.image_inputs import decode_rows, first_resolution, input_parts
     store = storage.open_store(cfg.real, cfg.storage)
     parts = input_parts(store)
     res = first_resolution(store, parts, cfg.image_column)

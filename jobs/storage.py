@@ -529,6 +529,17 @@ def iter_tables(url_or_store, columns: Optional[list] = None,
             pf.close()
 
 
+def read_column(store: Store, path: str, column: str) -> list:
+    """One column of one file as a Python list (ids of a file that cannot be used)."""
+    pf = open_parquet(store, path)
+    try:
+        return pf.read(columns=[column]).column(0).to_pylist()
+    except (pa.ArrowException, OSError) as e:
+        raise damaged_part(path, 0, e) from None
+    finally:
+        pf.close()
+
+
 def read_table(url_or_store, columns: Optional[list] = None) -> pa.Table:
     """The whole dataset in memory: for small datasets, tests and notebooks only."""
     tables = list(iter_tables(url_or_store, columns))

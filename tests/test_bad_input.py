@@ -110,6 +110,66 @@ def test_every_bad_image_is_an_error_record_and_every_good_row_is_written(label_
     np.testing.assert_allclose(at["rgba"], at["rgba_as_rgb"], rtol=0, atol=1e-5)
 
 
+def mixed_files(src, R):
+    """Four input files: good, extra column + int32 score, image column of strings, junk."""
+    rng = np.random.default_rng(1)
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    good = [pil_bytes(rng.integers(0, 256, (R, R, 3), dtype=np.uint8)) for _ in range(4)]
+    src.mkdir()
+    pq.write_table(pa.table({"image_id": ["a0", "a1"], "score": pa.array([1, 2], pa.int64()),
+                             "image": pa.array([{"bytes": b, "path": None} for b in good[:2]],
+                                               image_type)}), src / "a.parquet")
+    pq.write_table(pa.table({"image_id": ["b0", "b1"], "score": pa.array([3, 4], pa.int32()),
+                             "extra": [0.5, 0.25],
+                             "image": pa.array([{"bytes": b, "path": None} for b in good[2:]],
+                                               image_type)}), src / "b.parquet")
+    pq.write_table(pa.table({"image_id": ["c0", "c1", "c2"], "score": [5, 6, 7],
+                             "image": ["c0.png", "c1.png", "c2.png"]}), src / "c.parquet")
+    (src / "d.parquet").write_bytes(b"not parquet at all")
+
+
+def test_a_bad_input_file_becomes_error_records_and_other_files_are_written(
+        ray_cluster, model_files, tmp_path):
+    """Files of one dataset that differ: extra columns and a castable type are read; an
+    image column of strings and a junk file become error records (ids where readable)."""
+    from jobs.label import LabelConfig, run_label
+    src = tmp_path / "mixed"
+    mixed_files(src, R)
+    out = tmp_path / "labeled"
+    manifest = run_label(LabelConfig(images=str(src), out=str(out), resolution=R,
+                                     classifier=model_files["classifier"], device="cpu",
+                                     workers=1))
+    assert manifest["status"] == "complete" and manifest["rows"] == 4
+    assert manifest["errors"] == 4                         # c0, c1, c2 and the junk file
+    labeled = storage.read_table(str(out))
+    assert labeled.column("image_id").to_pylist() == ["a0", "a1", "b0", "b1"]
+    assert labeled.column("score").to_pylist() == [1, 2, 3, 4]
+    assert "extra" not in labeled.column_names
+    errors = storage.read_table(storage.open_store(str(out)).child("_errors")).to_pylist()
+    by_id = {e["id"]: e["reason"] for e in errors}
+    assert sorted(by_id) == ["c0", "c1", "c2", "d.parquet"]
+    assert "c.parquet column 'image' is string, not an image struct" in by_id["c0"]
+    assert "d.parquet is not a readable Parquet file" in by_id["d.parquet"]
+
+
+def test_invert_takes_int64_image_ids(ray_cluster, model_files, tmp_path):
+    from jobs.invert import InvertConfig, run_invert
+    from gankit.images import encode_image
+    src = tmp_path / "ids"
+    src.mkdir()
+    rng = np.random.default_rng(2)
+    imgs = [encode_image(rng.integers(0, 256, (R, R, 3), dtype=np.uint8), "png")
+            for _ in range(2)]
+    pq.write_table(pa.table({"image_id": pa.array([7, 8], pa.int64()),
+                             "image": [{"bytes": b, "path": None} for b in imgs]}),
+                   src / "a.parquet")
+    out = tmp_path / "inverted"
+    manifest = run_invert(InvertConfig(images=str(src), out=str(out), model=model_files["model"],
+                                       mode="optimize", steps=2, device="cpu", workers=1))
+    assert manifest["rows"] == 2 and manifest["errors"] == 0
+    assert storage.read_table(str(out)).column("image_id").to_pylist() == ["7", "8"]
+
+
 def test_label_dataset_level_problems_are_one_sentence(ray_cluster, model_files, tmp_path):
     from jobs.label import LabelConfig, run_label
     src = tmp_path / "src"
