@@ -102,12 +102,12 @@ def load_generator(path: PathLike, network: str = "G_ema", device: Union[str, to
     `network` picks 'G_ema' (default) or 'G' in files holding both (NVIDIA pickles,
     rosinality train.py checkpoints); a native directory holds one generator.
     """
-    return _build(_read(path, network), str(path)).to(device)
+    return _build(_read_bounded(path, network), str(path)).to(device)
 
 
 def convert_checkpoint(src: PathLike, dst: PathLike, network: str = "G_ema") -> Path:
     """Read any supported checkpoint and write it in the native format."""
-    ck = _read(src, network)
+    ck = _read_bounded(src, network)
     G = _build(ck, str(src))
     source = {"format": ck.fmt, "file": Path(src).name, "network": network, **ck.notes}
     return save_generator(G, dst, source=source)
@@ -115,7 +115,7 @@ def convert_checkpoint(src: PathLike, dst: PathLike, network: str = "G_ema") -> 
 
 def inspect_checkpoint(path: PathLike, network: str = "G_ema") -> dict:
     """Architecture summary of a checkpoint (reads the file, builds nothing but shapes)."""
-    ck = _read(path, network)
+    ck = _read_bounded(path, network)
     cfg = ck.cfg
     with torch.device("meta"):  # shapes only: no memory, no copy
         G = Generator(cfg)
@@ -153,6 +153,15 @@ def detect_format(path: PathLike) -> str:
 
 # ----------------------------------------------------------------------------------------
 # Reading and building
+
+
+def _read_bounded(path: PathLike, network: str) -> _Checkpoint:
+    """_read, with objects nested past Python's recursion limit refused in one sentence."""
+    try:
+        return _read(path, network)
+    except RecursionError:
+        raise CheckpointError(f"{path}: its objects are nested too deeply for a checkpoint "
+                              f"(a recursion bomb?)") from None
 
 
 def _read(path: PathLike, network: str) -> _Checkpoint:

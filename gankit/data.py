@@ -62,13 +62,29 @@ def latents_from_column(col) -> np.ndarray:
     """
     if isinstance(col, pa.ChunkedArray):
         col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
-    if not pa.types.is_fixed_size_list(col.type) or col.type.value_type != pa.float32():
+    if not is_latent_type(col.type):
         raise ValueError(f"latent column: expected fixed_size_list<float32>, got {col.type}")
+    if col.type.value_type != pa.float32():                      # float64 or float16 values
+        col = col.cast(pa.list_(pa.float32(), col.type.list_size))
     if col.null_count:
         raise ValueError(f"latent column: {col.null_count} null rows; latents must be present")
     d = col.type.list_size
     values = col.flatten()                    # respects the slice offset of `col`
     return values.to_numpy(zero_copy_only=True).reshape(len(col), d)      # [N, D]
+
+
+def is_latent_type(t: pa.DataType) -> bool:
+    return pa.types.is_fixed_size_list(t) and pa.types.is_floating(t.value_type)
+
+
+def latent_dim(schema: pa.Schema, name: str, url: str) -> int:
+    """Width D of the stored latent column `name`: a fixed-size list of D floats."""
+    t = schema.field(name).type
+    if not is_latent_type(t):
+        raise ValueError(f"{url}: column {name!r} is {t}, but latents are read from fixed-size "
+                         f"lists of floats, as gankit writes them (fixed_size_list<float>[D]): "
+                         f"convert it, e.g. with pa.FixedSizeListArray.from_arrays(values, D)")
+    return t.list_size
 
 
 def wplus_field(name: str, num_ws: int, w_dim: int) -> pa.Field:

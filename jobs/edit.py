@@ -130,16 +130,17 @@ def resolve_boundaries(cfg: EditConfig) -> list:
 
 def check_dims(boundaries: list, schema: pa.Schema, url: str) -> None:
     """Fail in the driver, naming the boundary, when it cannot edit these latents."""
-    from gankit.data import field_shape
+    from gankit.data import field_shape, latent_dim
     if not {"z", "w", "wp"} & set(schema.names):
         raise ConfigError("latents", f"{url} has no z, w or wp column "
                           f"(columns: {', '.join(schema.names)})")
-    z_dim = schema.field("z").type.list_size if "z" in schema.names else None
+    z_dim = latent_dim(schema, "z", url) if "z" in schema.names else None
     num_ws = w_dim = None
     if "wp" in schema.names:
+        latent_dim(schema, "wp", url)
         num_ws, w_dim = field_shape(schema.field("wp"))
     elif "w" in schema.names:
-        w_dim = schema.field("w").type.list_size
+        w_dim = latent_dim(schema, "w", url)
     for name, b in boundaries:
         if b.space == "z":
             if z_dim is None:

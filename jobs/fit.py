@@ -27,6 +27,7 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
+from gankit.data import field_shape, latent_dim
 from jobs import storage
 from jobs.runtime import ConfigError, choice, require
 from jobs.sample import public_config
@@ -105,16 +106,12 @@ def attributes_of(schema: pa.Schema) -> list:
     return [n[len("logit_"):] for n in schema.names if n.startswith("logit_")]
 
 
-def list_size(schema: pa.Schema, name: str) -> int:
-    return schema.field(name).type.list_size
-
-
 def column_plan(schema: pa.Schema, spaces: list, url: str) -> dict:
     """{space name: (source column, first value, stop value)} per row; W from W+ layer 0."""
     plan = {}
     num_ws = w_dim = None
     if "wp" in schema.names:
-        from gankit.data import field_shape
+        latent_dim(schema, "wp", url)
         num_ws, w_dim = field_shape(schema.field("wp"))
     for name in spaces:
         space, layers = parse_space(name)
@@ -125,7 +122,7 @@ def column_plan(schema: pa.Schema, spaces: list, url: str) -> dict:
                                   f"layers of {url}")
             plan[name] = ("wp", a * w_dim, b * w_dim)
         elif space in ("z", "w") and space in schema.names:
-            plan[name] = (space, 0, list_size(schema, space))
+            plan[name] = (space, 0, latent_dim(schema, space, url))
         elif space == "w" and num_ws:
             plan[name] = ("wp", 0, w_dim)          # W+ layer 0 is w (truncated alike)
         else:

@@ -484,6 +484,12 @@ def root_cause(e: BaseException) -> str:
     m = re.findall(r"PartFailed: (part \d{5}: [^\n]*)", str(e))
     if m:
         return m[-1].strip()[:500]
+    # an actor whose constructor raised (a model that cannot be loaded): Ray's error holds
+    # the worker's traceback as text, its last 'module.SomeError: message' line says why
+    raised = re.findall(r"^(?:[A-Za-z_][\w.]*\.)?(\w+(?:Error|Exception)): (\S[^\n]*)$",
+                        str(e), re.M)
+    if raised:
+        return ": ".join(raised[-1])[:500]
     seen = set()
     while id(e) not in seen:
         seen.add(id(e))

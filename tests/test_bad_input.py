@@ -2,6 +2,7 @@
 error record naming its id and reason while every good row is still written; each bad
 dataset or file fails with one sentence before any work. Real Ray, real Parquet files."""
 import io
+import re
 import struct
 import zlib
 
@@ -340,12 +341,20 @@ def test_damaged_files_are_named_in_one_sentence(ray_cluster, model_files, tmp_p
     src.mkdir()
     pq.write_table(pa.table({"image_id": ["a"], "image": [{"bytes": pil_bytes(
         np.zeros((R, R, 3), np.uint8)), "path": None}]}), src / "a.parquet")
-    for junk in (b"", b"not parquet at all"):
-        (src / "b.parquet").write_bytes(junk)
-        with pytest.raises(ValueError, match=r"b\.parquet is not a readable Parquet file .*"
-                                             r"remove or replace it"):
-            run_label(LabelConfig(images=str(src), out=str(tmp_path / "labels"),
-                                  classifier=model_files["classifier"], device="cpu"))
+    for k, junk in enumerate((b"", b"not parquet at all")):   # beside a good file: an error
+        (src / "b.parquet").write_bytes(junk)                   # record naming it
+        labels = tmp_path / f"labels{k}"
+        manifest = run_label(LabelConfig(images=str(src), out=str(labels),
+                                         classifier=model_files["classifier"], device="cpu"))
+        assert manifest["rows"] == 1 and manifest["errors"] == 1
+        error = storage.read_table(storage.open_store(str(labels)).child("_errors"))
+        assert re.search(r"b\.parquet is not a readable Parquet file .*remove or replace it",
+                         error.column("reason")[0].as_py())
+    (src / "a.parquet").write_bytes(b"")                        # no usable file: one sentence
+    with pytest.raises(ValueError, match=r"a\.parquet is not a readable Parquet file .*"
+                                         r"remove or replace it"):
+        run_label(LabelConfig(images=str(src), out=str(tmp_path / "labels"),
+                              classifier=model_files["classifier"], device="cpu"))
     out = tmp_path / "samples"
     cfg = SampleConfig(model=model_files["model"], count=8, rows_per_part=8, out=str(out),
                        device="cpu", workers=1)
@@ -421,3 +430,60 @@ def test_cli_version_inspect_toy_and_a_closed_pipe(capsys):
     reader.stdout.close()                                  # the reader left at once
     err = reader.stderr.read().decode()
     assert reader.wait(timeout=120) == 0 and "Traceback" not in err and "Broken" not in err
+
+
+def test_a_recursion_bomb_pickle_is_one_sentence(tmp_path):
+    """An NVIDIA-structured pickle whose mapping network nests 1500 modules deep: the
+    loader's walk would exceed Python's recursion limit; it is refused naming the file."""
+    import sys
+    import threading
+
+    import nvidia_fixture as nf
+    from conftest import tiny_generator
+    from gankit.checkpoints import CheckpointError, load_generator
+    snap = nf.snapshot(tiny_generator())
+    node = snap["G_ema"].child("mapping")
+    for _ in range(1500):
+        node.state["_modules"]["deep"] = node = nf.module_record("FullyConnectedLayer", "")
+    written, limit, stack = {}, sys.getrecursionlimit(), threading.stack_size()
+    sys.setrecursionlimit(100_000)            # pickling the bomb needs a deep stack itself
+    threading.stack_size(512 << 20)
+    try:
+        t = threading.Thread(target=lambda: written.update(b=nf.dumps(snap)))
+        t.start()
+        t.join()
+    finally:
+        sys.setrecursionlimit(limit)
+        threading.stack_size(stack)
+    path = tmp_path / "deep.pkl"
+    path.write_bytes(written["b"])
+    with pytest.raises(CheckpointError, match=r"deep\.pkl: its objects are nested too deeply"):
+        load_generator(path)
+
+
+def test_variable_length_latents_are_one_sentence(tmp_path, capsys):
+    from jobs.cli import main
+    src = tmp_path / "latents"
+    src.mkdir()
+    w = pa.array([[0.1] * 16, [0.2] * 15], pa.list_(pa.float64()))
+    pq.write_table(pa.table({"sample_id": [0, 1], "w": w,
+                             "logit_a": pa.array([1.0, -1.0], pa.float32())}),
+                   src / "part-00000.parquet")
+    assert main(["fit", "--samples", str(src), "--out", str(tmp_path / "fit"),
+                 "--spaces", "w"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "column 'w' is list<element: double>, but latents are read " \
+        "from fixed-size lists of floats" in err, err
+
+
+def test_a_model_no_actor_can_load_is_named_in_one_sentence(ray_cluster, tmp_path, capsys):
+    """The actors fail in their constructor (the driver checks only that the file exists):
+    the command line quotes the loader's sentence, not Ray's empty SystemException."""
+    import pickle
+    from jobs.cli import main
+    junk = tmp_path / "junk.pkl"
+    junk.write_bytes(pickle.dumps([1, 2, 3]))
+    assert main(["sample", "--model", str(junk), "--count", "2", "--device", "cpu",
+                 "--workers", "1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "CheckpointError: " in err and "junk.pkl: not a generator checkpoint (a list)" in err
