@@ -252,7 +252,8 @@ class PartWorker:
     """Base of the per-part callable classes given to map_batches.
 
     A subclass loads its models once in `__init__` and implements `write_part(spec)`, which
-    computes part `spec`, commits it with storage.PartWriter and returns {rows, errors}.
+    computes part `spec` and commits it with storage.PartWriter (the manifest then records
+    the committed footer: rows, errors, size and hash).
     """
 
     job = "job"
@@ -265,28 +266,35 @@ class PartWorker:
         raise NotImplementedError
 
     def __call__(self, batch: dict) -> dict:   # one or more part descriptors -> their metas
-        reply = {"index": [], "rows": [], "errors": []}
+        reply = {"index": [], "rows": [], "errors": [], "bytes": [], "footer_sha256": []}
         for k, s, e, run, attempts in zip(batch["index"], batch["start"], batch["stop"],
                                           batch["run"], batch["attempts"]):
             spec = PartSpec(int(k), int(s), int(e))
-            starts = start_attempt(self.out, str(run), spec.index)
-            if starts > attempts:
-                raise PartFailed(f"part {spec.index:05d}: its worker died on each of its "
-                                 f"{starts - 1} starts in this run (a crashing native library "
-                                 f"or classifier, or a row that crashes one?); a rerun tries "
-                                 f"it again")
-            poison_point(spec.index)
             try:
-                meta = self.write_part(spec)
+                self.start(spec, str(run), int(attempts))
+                self.write_part(spec)
+                record = storage.read_footer(self.out, self.out.path(
+                    storage.part_name(spec.index))).record()      # for the manifest
+            except PartFailed:
+                raise
             except Exception as err:       # one line the driver can quote (see root_cause)
                 msg = " ".join(str(err).split())[:400]
                 if type(err).__name__ == "OutOfMemoryError":     # torch.cuda's
                     msg = self.out_of_memory()
                 raise PartFailed(f"part {spec.index:05d}: {type(err).__name__}: {msg}") from err
             reply["index"].append(spec.index)
-            reply["rows"].append(int(meta["rows"]))
-            reply["errors"].append(int(meta["errors"]))
-        return {k: np.asarray(v, dtype=np.int64) for k, v in reply.items()}
+            for key, value in record.items():
+                reply[key].append(value)
+        return {k: np.asarray(v) for k, v in reply.items()}
+
+    def start(self, spec: PartSpec, run: str, attempts: int) -> None:
+        """Count this start of the part; past `attempts` starts its workers all died on it."""
+        starts = start_attempt(self.out, run, spec.index)
+        if starts > attempts:
+            raise PartFailed(f"part {spec.index:05d}: its worker died on each of its "
+                             f"{starts - 1} starts in this run (a crashing native library or "
+                             f"classifier, or a row that crashes one?); a rerun tries it again")
+        poison_point(spec.index)
 
     def fits(self, m: int) -> bool:
         """Whether one model call on m rows fits the device; stages that can try one
@@ -445,7 +453,9 @@ def _run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict
             for reply in ds.iter_batches(batch_size=1, batch_format="numpy",
                                          prefetch_batches=0):
                 k = int(reply["index"][0])
-                metas[k] = storage.read_footer(out, out.path(storage.part_name(k))).record()
+                metas[k] = {"rows": int(reply["rows"][0]), "errors": int(reply["errors"][0]),
+                            "bytes": int(reply["bytes"][0]),
+                            "footer_sha256": str(reply["footer_sha256"][0])}
                 done += 1
                 print(f"[{job}] part {k:05d} committed: {metas[k]['rows']} rows, "
                       f"{metas[k]['errors']} errors ({done}/{len(plan)} parts)", flush=True)
