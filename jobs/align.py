@@ -1,7 +1,8 @@
 """The align stage: FFHQ-align the faces of real photos (gankit.faces) on CPU actors.
 
 Input: a dataset of Parquet files with an image column (struct {bytes, path}) and an id
-column (`image_id` or `sample_id`), read as the label stage reads it (file j = part j).
+column (`sample_id`, else `image_id`), checked and read as the label stage does
+(jobs.image_inputs; file j = part j, an unusable file's rows become error records).
 Output part k <- input part k, one row per aligned face:
 
     image_id      string: the photo's id, or '<id>#<k>' for face k with faces='all'
@@ -24,6 +25,7 @@ source of (id, bytes) pairs (an image folder, a URL list) can feed the same rows
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Optional
@@ -114,22 +116,25 @@ class Aligner(PartWorker):
     job = "align"
     batch_field = "batch_size"
 
-    def __init__(self, cfg: dict, inputs: dict, id_column: str, out):
+    def __init__(self, cfg: dict, inputs, out):
         super().__init__(out)
         from gankit import faces
         self.cfg = AlignConfig(**cfg)
-        self.inputs = {int(k): v for k, v in inputs.items()}
-        self.id_column = id_column
+        self.inputs = inputs                            # jobs.image_inputs.ImageInputs
         self.src = Store(self.cfg.images, self.cfg.storage, probe=False)
         faces.dlib_model(self.cfg.detector)             # read the model files once, here
         faces.dlib_model("landmarks")
 
     def write_part(self, spec: PartSpec) -> dict:
-        pf = storage.open_parquet(self.src, self.inputs[spec.index])
-        schema, errors = out_schema(), []
+        from jobs.image_inputs import write_bad_file
+        path, schema, errors = self.inputs.parts[spec.index], out_schema(), []
+        if spec.index in self.inputs.bad:               # an unusable file: records, no rows
+            return write_bad_file(self.out, self.src, path, spec, schema,
+                                  self.inputs.id_column, "align", self.inputs.bad[spec.index])
+        pf = storage.open_parquet(self.src, path)
+        columns = [self.inputs.id_column, self.cfg.image_column]
         with PartWriter(self.out, storage.part_name(spec.index), schema) as w:
-            for batch in pf.iter_batches(batch_size=self.cfg.batch_size,
-                                         columns=[self.id_column, self.cfg.image_column]):
+            for batch in pf.iter_batches(batch_size=self.cfg.batch_size, columns=columns):
                 w.write(self.align_batch(batch, schema, errors))
                 runtime.fault_point()                               # test-only fault injection
             runtime.commit_errors(self.out, spec, errors)
@@ -165,20 +170,20 @@ def check_faces_extra() -> None:
 
 def run_align(cfg: AlignConfig) -> dict:
     """Align every photo of `cfg.images` into `cfg.out`; returns the manifest."""
-    from jobs.label import pick_id_column, plan_image_inputs
+    from jobs.image_inputs import plan_image_inputs
     from jobs.sample import public_config
     cfg.validate()
     check_faces_extra()
     src = storage.open_store(cfg.images, cfg.storage)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
-    parts, schema, plan, rows = plan_image_inputs(src, cfg.image_column, cfg.images)
-    id_column = pick_id_column(schema, cfg)
+    inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images, keep=[])
+    for why in inputs.bad.values():
+        print(f"[align] {why}: its rows become error records", flush=True)
     runtime.ensure_ray()
-    actors = runtime.plan_actors(cfg.workers, "cpu", len(plan), cfg.cpus_per_worker)
-    kwargs = {"cfg": runtime.config_dict(cfg), "inputs": {str(k): v for k, v in parts.items()},
-              "id_column": id_column}
-    identity = dict(cfg.identity(), input_rows=rows, input_parts=len(plan))
-    return runtime.run_parts("align", out, plan, Aligner, kwargs, identity,
+    actors = runtime.actors_for(dataclasses.replace(cfg, device="cpu"), len(inputs.plan))
+    kwargs = {"cfg": runtime.config_dict(cfg), "inputs": inputs}
+    identity = dict(cfg.identity(), input_rows=inputs.rows, input_parts=len(inputs.plan))
+    return runtime.run_parts("align", out, inputs.plan, Aligner, kwargs, identity,
                              public_config(cfg), actors)
 
 
