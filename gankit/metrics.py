@@ -134,8 +134,9 @@ def feature_distance(feature_fn: Callable) -> Callable:
 def lpips_torchscript_features(path: str, device: str = "cpu") -> Callable:
     """NVIDIA's LPIPS-VGG16 TorchScript (`vgg16.pt`) as a feature function: images in
     [-1, 1] are mapped to [0, 255], and the module returns its normalised LPIPS features,
-    whose squared L2 distance is the LPIPS distance."""
-    vgg16 = torch.jit.load(path, map_location=device).eval()
+    whose squared L2 distance is the LPIPS distance. A `.pt2` export of it loads too."""
+    from gankit.zoo import load_program
+    vgg16 = load_program(path, device).eval()
 
     def features(images: torch.Tensor) -> torch.Tensor:
         x = (images.to(torch.float32) + 1) * 127.5

@@ -8,7 +8,8 @@ one number per image (`distance`). Three kinds:
   uses). It is called as `vgg16(img, resize_images=False, return_lpips=True)` on images
   scaled to [0, 255] and area-downsampled to 256x256 when larger, as the projector does;
   its features are already normalised so that the squared L2 distance is the LPIPS distance.
-- `ScriptedFeatures`: any TorchScript module images [-1, 1] -> features.
+- `ScriptedFeatures`: any TorchScript module or torch.export program (`.pt2`) images
+  [-1, 1] -> features.
 - `ClassifierFeatures`: a classifier's `features()` (the toy world: the bundled classifier's
   penultimate layer stands in for LPIPS).
 """
@@ -50,7 +51,7 @@ class LPIPSVGG16(FeatureNet):
 
 
 class ScriptedFeatures(FeatureNet):
-    def __init__(self, module: torch.jit.ScriptModule):
+    def __init__(self, module: nn.Module):
         super().__init__()
         self.module = module
 
@@ -75,14 +76,14 @@ def is_lpips_file(path: str) -> bool:
 
 def load_feature_net(spec: str, device: str = "cpu") -> FeatureNet:
     """'toy' (bundled classifier features), 'lpips:PATH' or a file named vgg16*.pt (NVIDIA's
-    LPIPS), 'script:PATH' or any other TorchScript PATH (a feature extractor)."""
+    LPIPS), 'script:PATH' or any other TorchScript or `.pt2` PATH (a feature extractor)."""
+    from gankit import zoo
     if spec == "toy":
-        from gankit import zoo
         return ClassifierFeatures(zoo.load_classifier("toy", device)).eval().requires_grad_(False)
     kind, _, path = spec.partition(":") if spec.startswith(("lpips:", "script:")) else ("", "", spec)
     if not os.path.exists(path):
         raise FileNotFoundError(f"feature net not found: {path}")
-    module = torch.jit.load(path, map_location=device).eval()
+    module = zoo.load_program(path, device).eval()
     lpips = kind == "lpips" or (kind == "" and is_lpips_file(path))
     net = LPIPSVGG16(module) if lpips else ScriptedFeatures(module)
     return net.to(device).eval().requires_grad_(False)

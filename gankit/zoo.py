@@ -1,7 +1,8 @@
 """Resolve model specs to loaded models: the bundled toy world, files, or entry points.
 
 Generators: 'toy' (bundled), any checkpoint path gankit.checkpoints reads, or an entry point.
-Classifiers: 'toy' (bundled), a TorchScript file (`.pt`/`.pth`/`.ts`), a native gankit
+Classifiers: 'toy' (bundled), a TorchScript file (`.pt`/`.pth`/`.ts`), a `torch.export`
+program (`.pt2`, what torch recommends since 2.13 deprecates TorchScript), a native gankit
 classifier (`.safetensors` + `.json`), or a Python entry point 'package.module:factory'.
 Encoders: 'toy' (the bundled W+ encoder of the toy generator) or a native encoder directory.
 Every classifier maps images [N, 3, H, W] in [-1, 1] to logits [N, A] and has
@@ -53,10 +54,43 @@ def load_generator(spec: str, device: str = "cpu") -> nn.Module:
     return load_checkpoint(path, device=device)
 
 
-class ScriptedClassifier(nn.Module):
-    """Adapter giving a TorchScript module the classifier contract."""
+EXPORTED_SUFFIX = ".pt2"    # torch.export.save's files; any other model file is TorchScript
 
-    def __init__(self, module: torch.jit.ScriptModule, attribute_names: list):
+
+class ExportedModule(nn.Module):
+    """A torch.export program as a module. Its graph was captured once, in the mode it was
+    exported in, so train()/eval() only set the flag here (the program's own module refuses
+    them)."""
+
+    def __init__(self, program: nn.Module):
+        super().__init__()
+        self.program = program
+
+    def train(self, mode: bool = True) -> "ExportedModule":
+        self.training = mode
+        return self
+
+    def forward(self, *args, **kwargs):
+        return self.program(*args, **kwargs)
+
+
+def load_program(path: str, device: str = "cpu") -> nn.Module:
+    """A TorchScript file or a torch.export program (`.pt2`) as a module on `device`. Both
+    are code: loading a `.pt2` unpickles parts of it as torch.export.load does, so it runs
+    what the file asks for (README, Security). Export with a dynamic batch dimension."""
+    if not path.endswith(EXPORTED_SUFFIX):
+        return torch.jit.load(path, map_location=device)
+    program = torch.export.load(path)
+    if torch.device(device).type != "cpu":       # saved on whatever device it was exported on
+        from torch.export.passes import move_to_device_pass
+        program = move_to_device_pass(program, device)
+    return ExportedModule(program.module())
+
+
+class ScriptedClassifier(nn.Module):
+    """Adapter giving a TorchScript module or a torch.export program the classifier contract."""
+
+    def __init__(self, module: nn.Module, attribute_names: list):
         super().__init__()
         self.module = module
         self.attribute_names = list(attribute_names)
@@ -108,7 +142,7 @@ def load_classifier_model(spec: str, device: str, attribute_names=None) -> tuple
         return model.to(device).eval(), model_input_spec(model, f"the model of {spec}")
     if not os.path.exists(spec):
         raise FileNotFoundError(f"classifier not found: {spec}")
-    module = torch.jit.load(spec, map_location=device)
+    module = load_program(spec, device)
     names = scripted_attribute_names(module, spec, attribute_names)
     return ScriptedClassifier(module, names).to(device).eval(), sidecar_input_spec(spec)
 

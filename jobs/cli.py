@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "jobs.metrics",         # metrics (separability, sharded PPL)
     "jobs.demo",            # demo
     "jobs.dataset",         # dataset (labeled synthetic, or --pairs)
+    "jobs.align",           # align (FFHQ faces; the optional [faces] extra)
 ]
 
 

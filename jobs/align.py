@@ -1,0 +1,212 @@
+"""The align stage: FFHQ-align the faces of real photos (gankit.faces) on CPU actors.
+
+Input: a dataset of Parquet files with an image column (struct {bytes, path}) and an id
+column (`sample_id`, else `image_id`), checked and read as the label stage does
+(jobs.image_inputs; file j = part j, an unusable file's rows become error records).
+Output part k <- input part k, one row per aligned face:
+
+    image_id      string: the photo's id, or '<id>#<k>' for face k with faces='all'
+    source_id     string: the photo's id
+    face          int32: 0 for 'largest'; the face's rank by size for 'all'
+    image         struct {bytes, path}: the aligned face, PNG, resolution x resolution
+    landmarks     fixed_size_list<float32>[136]: the 68 (x, y) points in the photo (shape
+                  [68, 2] in the field metadata)
+    quad          fixed_size_list<float32>[8]: the aligned square's corners in the photo
+                  (top-left, bottom-left, bottom-right, top-right; shape [4, 2]): the
+                  whole transform, what gankit.faces.paste_back needs
+    source_width, source_height   int32: the photo's upright size
+    face_score    float32: the detector's confidence
+
+A photo that cannot be decoded or has no face becomes an error record (id, stage='align',
+reason) in `_errors/part-k.parquet`; every other photo is written. dlib runs on CPUs: each
+actor takes `cpus_per_worker` CPUs (default one) and aligns its part's photos one by one;
+actors run in parallel, one part each. `align_photo` is the per-photo step, so any other
+source of (id, bytes) pairs (an image folder, a URL list) can feed the same rows.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+
+from jobs import options, runtime, storage
+from jobs.options import ActorOptions
+from jobs.runtime import PartWorker, choice, require
+from jobs.storage import PartSpec, PartWriter, Store
+
+FACES = ("largest", "all")
+
+
+@dataclass
+class AlignConfig(ActorOptions):
+    images: str = ""                   # input dataset URL (a directory of Parquet files)
+    out: str = ""                      # output URL
+    resolution: int = 1024             # aligned size: the generator's (FFHQ: 1024)
+    faces: str = "largest"             # 'largest': one face per photo; 'all': every face
+    upsample: int = 1                  # detector upsamplings (1 finds faces down to ~40 px)
+    detector: str = "hog"              # 'hog' (fast) or 'mmod' (dlib's CNN, ~60x slower)
+    image_column: str = "image"        # struct {bytes, path} column: the photos
+    id_column: Optional[str] = None    # None = 'sample_id' if present, else 'image_id'
+    batch_size: int = 64               # photos per row group
+    storage: dict = field(default_factory=dict)  # fsspec options for both URLs
+
+    def validate(self) -> None:
+        require(bool(self.images), "images", "must be the URL of an image dataset")
+        require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
+        require(self.resolution >= 8, "resolution", f"must be >= 8 (got {self.resolution})")
+        require(self.upsample >= 0, "upsample", f"must be >= 0 (got {self.upsample})")
+        choice(self.faces, FACES, "faces")
+        choice(self.detector, ("hog", "mmod"), "detector")
+        runtime.validate_actor_fields(self)
+
+    def identity(self) -> dict:
+        keys = ("images", "resolution", "faces", "upsample", "detector", "image_column",
+                "id_column")
+        return {k: getattr(self, k) for k in keys}
+
+
+def shaped_field(name: str, shape: tuple) -> pa.Field:
+    """fixed_size_list<float32> of prod(shape) values, the shape in the field metadata."""
+    from gankit.data import SHAPE_KEY
+    return pa.field(name, pa.list_(pa.float32(), int(np.prod(shape))),
+                    metadata={SHAPE_KEY: json.dumps(list(shape)).encode()})
+
+
+def out_schema() -> pa.Schema:
+    from gankit.data import IMAGE_TYPE
+    return pa.schema([
+        pa.field("image_id", pa.string()), pa.field("source_id", pa.string()),
+        pa.field("face", pa.int32()), pa.field("image", IMAGE_TYPE),
+        shaped_field("landmarks", (68, 2)), shaped_field("quad", (4, 2)),
+        pa.field("source_width", pa.int32()), pa.field("source_height", pa.int32()),
+        pa.field("face_score", pa.float32())], metadata={b"gankit.job": b"align"})
+
+
+def align_photo(photo_id: str, data, cfg: AlignConfig) -> tuple:
+    """One photo's bytes -> (rows: a list of dicts in out_schema's columns, error reason or
+    None). Bad bytes and photos without a face give no rows and a reason."""
+    from gankit import faces
+    from gankit.images import decode_image, encode_png
+    if not data:
+        return [], "no image bytes"
+    try:
+        photo = decode_image(data)                                      # [H, W, 3] upright
+        aligned = faces.align_faces(photo, cfg.resolution, cfg.faces, cfg.upsample,
+                                    cfg.detector)
+    except ValueError as e:                     # undecodable, or faces.NoFaceError
+        return [], str(e)
+    rows = []
+    for k, a in enumerate(aligned):
+        image_id = photo_id if cfg.faces == "largest" else f"{photo_id}#{k}"
+        rows.append({"image_id": image_id, "source_id": photo_id, "face": k,
+                     "image": {"bytes": encode_png(a.image), "path": f"{image_id}.png"},
+                     "landmarks": a.face.landmarks.reshape(-1).tolist(),
+                     "quad": a.quad.reshape(-1).tolist(), "source_width": photo.shape[1],
+                     "source_height": photo.shape[0], "face_score": a.face.score})
+    return rows, None
+
+
+class Aligner(PartWorker):
+    """Ray Data callable: loads dlib's models once, then aligns whole parts."""
+
+    job = "align"
+    batch_field = "batch_size"
+
+    def __init__(self, cfg: dict, inputs, out):
+        super().__init__(out)
+        from gankit import faces
+        self.cfg = AlignConfig(**cfg)
+        self.inputs = inputs                            # jobs.image_inputs.ImageInputs
+        self.src = Store(self.cfg.images, self.cfg.storage, probe=False)
+        faces.dlib_model(self.cfg.detector)             # read the model files once, here
+        faces.dlib_model("landmarks")
+
+    def write_part(self, spec: PartSpec) -> dict:
+        from jobs.image_inputs import write_bad_file
+        path, schema, errors = self.inputs.parts[spec.index], out_schema(), []
+        if spec.index in self.inputs.bad:               # an unusable file: records, no rows
+            return write_bad_file(self.out, self.src, path, spec, schema,
+                                  self.inputs.id_column, "align", self.inputs.bad[spec.index])
+        pf = storage.open_parquet(self.src, path)
+        columns = [self.inputs.id_column, self.cfg.image_column]
+        with PartWriter(self.out, storage.part_name(spec.index), schema) as w:
+            for batch in pf.iter_batches(batch_size=self.cfg.batch_size, columns=columns):
+                w.write(self.align_batch(batch, schema, errors))
+                runtime.fault_point()                               # test-only fault injection
+            runtime.commit_errors(self.out, spec, errors)
+            w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
+                      "errors": len(errors)})
+        pf.close()
+        return {"rows": w.rows, "errors": len(errors)}
+
+    def align_batch(self, batch: pa.RecordBatch, schema: pa.Schema, errors: list) -> pa.Table:
+        ids = [str(i) for i in batch.column(0).to_pylist()]
+        rows = []
+        for photo_id, item in zip(ids, batch.column(1).to_pylist()):
+            found, reason = align_photo(photo_id, (item or {}).get("bytes"), self.cfg)
+            rows += found
+            if reason is not None:
+                errors.append({"id": photo_id, "stage": "align", "reason": reason})
+        return pa.Table.from_pylist(rows, schema=schema)
+
+
+# ----------------------------------------------------------------------------------------
+# Driver
+
+
+def check_faces_extra() -> None:
+    """Fail before any work, in one sentence, when dlib or its models are not installed."""
+    from gankit import faces
+    try:
+        faces.import_dlib()
+        faces.model_path("landmarks")
+    except ImportError as e:
+        raise ValueError(str(e)) from None
+
+
+def run_align(cfg: AlignConfig) -> dict:
+    """Align every photo of `cfg.images` into `cfg.out`; returns the manifest."""
+    from jobs.image_inputs import plan_image_inputs
+    from jobs.sample import public_config
+    cfg.validate()
+    check_faces_extra()
+    src = storage.open_store(cfg.images, cfg.storage)
+    out = storage.open_store(cfg.out, cfg.storage, create=True)
+    inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images, keep=[])
+    for why in inputs.bad.values():
+        print(f"[align] {why}: its rows become error records", flush=True)
+    runtime.ensure_ray()
+    actors = runtime.actors_for(dataclasses.replace(cfg, device="cpu"), len(inputs.plan))
+    kwargs = {"cfg": runtime.config_dict(cfg), "inputs": inputs}
+    identity = dict(cfg.identity(), input_rows=inputs.rows, input_parts=len(inputs.plan))
+    return runtime.run_parts("align", out, inputs.plan, Aligner, kwargs, identity,
+                             public_config(cfg), actors)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("align", help="FFHQ-align the faces of photos (dlib landmarks; "
+                              "needs pip install 'gankit[faces]')")
+    p.add_argument("--images", required=True, help="input dataset URL (image + id columns)")
+    p.add_argument("--out", required=True, help="output URL: a local path or s3://...")
+    p.add_argument("--resolution", type=int, default=1024, help="aligned size (default 1024)")
+    p.add_argument("--faces", default="largest", choices=FACES,
+                   help="largest: one face per photo; all: one row per face")
+    p.add_argument("--upsample", type=int, default=1, help="detector upsamplings")
+    p.add_argument("--detector", default="hog", choices=("hog", "mmod"))
+    p.add_argument("--image-column", default="image")
+    p.add_argument("--id-column", default=None)
+    p.add_argument("--batch-size", type=int, default=64, help="photos per row group")
+    options.add_flags(p, ActorOptions)
+    p.add_argument("--storage", type=json.loads, default={}, help="fsspec options as JSON")
+    p.set_defaults(func=cmd_align)
+
+
+def cmd_align(args) -> None:
+    keys = ("images", "out", "resolution", "faces", "upsample", "detector", "image_column",
+            "id_column", "batch_size", "storage")
+    values = dict({k: getattr(args, k) for k in keys}, **options.values(args, ActorOptions))
+    run_align(runtime.config_from_dict(AlignConfig, values))
