@@ -62,7 +62,7 @@ def jinc_lowpass(numtaps: int, cutoff: float, width: float, fs: float) -> Option
     if numtaps == 1:
         return None
     x = (np.arange(numtaps) - (numtaps - 1) / 2) / fs
-    r = torch.as_tensor(np.hypot(*np.meshgrid(x, x)), dtype=torch.float64)   # [k, k]
+    r = torch.as_tensor(np.hypot(*np.meshgrid(x, x)), dtype=torch.float64, device="cpu")  # [k, k]
     # J1(2 pi f r) / (pi r) tends to f (times 2 pi / 2 pi) = cutoff at r = 0.
     jinc = torch.where(r > 0, torch.special.bessel_j1(2 * cutoff * math.pi * r) / (math.pi * r),
                        torch.full_like(r, cutoff))

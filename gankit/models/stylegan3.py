@@ -80,7 +80,8 @@ class GeneratorConfig:
     def from_dict(cls, d: dict) -> "GeneratorConfig":
         d = dict(d)
         mapping = MappingConfig(**d.pop("mapping", {"num_layers": 2, "w_avg_beta": 0.998}))
-        return cls(**d, mapping=mapping, synthesis=SynthesisConfig(**d.pop("synthesis", {})))
+        synthesis = SynthesisConfig(**d.pop("synthesis", {}))
+        return cls(**d, mapping=mapping, synthesis=synthesis)
 
     def num_parameters(self) -> int:
         """About how many parameters this generator holds, known before allocating."""
