@@ -2,7 +2,7 @@
 
 Native format (written by `save_generator`, read back bit-identically): a directory
     <dir>/config.json        {"format": "gankit.generator", "format_version": 1,
-                              "model": "stylegan2", "config": GeneratorConfig.to_dict(),
+                              "model": "stylegan2" or "stylegan3", "config": its to_dict(),
                               "source": {...where it was converted from...}}
     <dir>/model.safetensors  the Generator's state_dict, fp32, NVIDIA's key names
 `load_generator` accepts the directory or either file inside it.
