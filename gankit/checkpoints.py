@@ -2,7 +2,7 @@
 
 Native format (written by `save_generator`, read back bit-identically): a directory
     <dir>/config.json        {"format": "gankit.generator", "format_version": 1,
-                              "model": "stylegan2", "config": GeneratorConfig.to_dict(),
+                              "model": "stylegan2" or "stylegan3", "config": its to_dict(),
                               "source": {...where it was converted from...}}
     <dir>/model.safetensors  the Generator's state_dict, fp32, NVIDIA's key names
 `load_generator` accepts the directory or either file inside it.
@@ -13,7 +13,10 @@ Importers, chosen by the file's content (not its name):
   The config comes from the Generator's `_init_kwargs`; both layouts are understood:
   stylegan2-ada-pytorch's `synthesis_kwargs={...}` and the stylegan3 repository's flattened
   synthesis kwargs (each with its own defaults: conv_clamp None vs 256, w_avg_beta 0.995 vs
-  0.998). StyleGAN3 generators are refused with a clear message.
+  0.998).
+- NVIDIA stylegan3 StyleGAN3 pickles (configs T and R, `training.networks_stylegan3`), recognised
+  by their `synthesis.input` (Fourier features) and loaded as gankit.models.stylegan3.Generator.
+  A pickle holding any other network (a custom class, StyleGAN-XL) is refused naming its class.
 - rosinality/stylegan2-pytorch `.pt` files (`{'g_ema': state_dict, 'latent_avg': w}` from
   convert_weight.py, or train.py's `{'g', 'd', 'g_ema', 'args', ...}`), read with
   `torch.load(weights_only=True)`. Architecture, sizes and channels are inferred from shapes;
@@ -43,6 +46,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from gankit import safe_pickle
 from gankit.models import ops
+from gankit.models import stylegan3 as sg3
 from gankit.models.stylegan2 import Generator, GeneratorConfig, MappingConfig, SynthesisConfig
 from gankit.safe_pickle import PersistentObject, UnsafePickleError
 
@@ -63,7 +67,15 @@ class CheckpointError(ValueError):
 
 
 class UnsupportedCheckpointError(CheckpointError, NotImplementedError):
-    """A known kind of checkpoint that gankit cannot load yet (e.g. StyleGAN3)."""
+    """A kind of checkpoint gankit cannot load (another network, another blur kernel)."""
+
+
+# The generator class of each `model` name of the native format's config.json.
+MODELS = {"stylegan2": (Generator, GeneratorConfig), "stylegan3": (sg3.Generator, sg3.GeneratorConfig)}
+
+
+def _model_name(cfg) -> str:
+    return "stylegan3" if isinstance(cfg, sg3.GeneratorConfig) else "stylegan2"
 
 
 @dataclass
@@ -89,7 +101,7 @@ def save_generator(G: Generator, path: PathLike, source: Optional[dict] = None) 
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in G.state_dict().items()}
     meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
     _atomic_write(out / WEIGHTS_FILE, safetensors_bytes(tensors, metadata=meta))
-    config = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model": "stylegan2",
+    config = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model": _model_name(G.cfg),
               "config": G.cfg.to_dict(), "source": source or {}}
     _atomic_write(out / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
     return out
@@ -117,6 +129,8 @@ def inspect_checkpoint(path: PathLike, network: str = "G_ema") -> dict:
     """Architecture summary of a checkpoint (reads the file, builds nothing but shapes)."""
     ck = _read_bounded(path, network)
     cfg = ck.cfg
+    if isinstance(cfg, sg3.GeneratorConfig):
+        return _inspect_stylegan3(ck, path, network)
     with torch.device("meta"):  # shapes only: no memory, no copy
         G = Generator(cfg)
     resolutions = [2 ** i for i in range(2, int(math.log2(cfg.img_resolution)) + 1)]
@@ -127,6 +141,25 @@ def inspect_checkpoint(path: PathLike, network: str = "G_ema") -> dict:
         "channels": {res: cfg.channels(res) for res in resolutions},
         "architecture": cfg.synthesis.architecture, "mapping_layers": cfg.mapping.num_layers,
         "conv_clamp": cfg.synthesis.conv_clamp, "num_fp16_res": cfg.synthesis.num_fp16_res,
+        "num_params": sum(p.numel() for p in G.parameters()),
+        "config": cfg.to_dict(), "notes": dict(ck.notes),
+    }
+
+
+def _inspect_stylegan3(ck: _Checkpoint, path: PathLike, network: str) -> dict:
+    """inspect_checkpoint's summary of a StyleGAN3 generator; channels per layer name."""
+    cfg, s = ck.cfg, ck.cfg.synthesis
+    with torch.device("meta"):
+        G = sg3.Generator(cfg)
+    return {
+        "path": str(path), "format": ck.fmt, "network": network, "model": "stylegan3",
+        "resolution": cfg.img_resolution, "img_channels": cfg.img_channels,
+        "num_ws": G.num_ws, "w_dim": cfg.w_dim, "z_dim": cfg.z_dim, "c_dim": cfg.c_dim,
+        "channels": {name: l.out_channels for name, l in zip(G.synthesis.layer_names,
+                                                              G.synthesis.layers())},
+        "architecture": "stylegan3-r" if s.use_radial_filters else "stylegan3-t",
+        "mapping_layers": cfg.mapping.num_layers,
+        "conv_clamp": s.conv_clamp, "num_fp16_res": s.num_fp16_res,
         "num_params": sum(p.numel() for p in G.parameters()),
         "config": cfg.to_dict(), "notes": dict(ck.notes),
     }
@@ -193,7 +226,7 @@ def _build(ck: _Checkpoint, source: str) -> Generator:
         ck.cfg.validate()
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{source}: its generator config is not usable: {e}") from None
-    G = Generator(ck.cfg)
+    G = MODELS[_model_name(ck.cfg)][0](ck.cfg)
     _fill(G, ck.tensors, source, ck.derived)
     if "mapping.w_avg" in ck.derived:
         _estimate_w_avg(G)
@@ -266,8 +299,11 @@ def _read_native(path: Path) -> _Checkpoint:
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{cfg_path}: format_version {meta['format_version']} is newer "
                               f"than this gankit reads ({FORMAT_VERSION})")
+    model = meta.get("model", "stylegan2")
+    if model not in MODELS:
+        raise CheckpointError(f"{cfg_path}: 'model' must be one of {sorted(MODELS)}, got {model!r}")
     try:
-        cfg = GeneratorConfig.from_dict(meta["config"])
+        cfg = MODELS[model][1].from_dict(meta["config"])
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"{cfg_path}: invalid generator config ({e})") from None
     try:
@@ -295,8 +331,16 @@ _W_AVG_BETA = {"ada": 0.995, "stylegan3-repo": 0.998}
 _SYN_IGNORED = ("fp16_channels_last", "fused_modconv_default")  # speed/memory only
 _MAPPING_KEYS = ("num_layers", "embed_features", "layer_features", "activation",
                  "lr_multiplier", "w_avg_beta")
-_STYLEGAN3_MESSAGE = ("StyleGAN3 generators (training.networks_stylegan3) are not supported "
-                      "yet; only StyleGAN2 generators load")
+# The module classes of NVIDIA's generators, by the bare class names its pickles store;
+# anything else inside a Generator (a custom class, StyleGAN-XL's) is a network gankit
+# does not know.
+_NVIDIA_CLASSES = {
+    "stylegan2": {"Generator", "MappingNetwork", "SynthesisNetwork", "SynthesisBlock",
+                  "SynthesisLayer", "ToRGBLayer", "FullyConnectedLayer", "Conv2dLayer"},
+    "stylegan3": {"Generator", "MappingNetwork", "SynthesisNetwork", "SynthesisInput",
+                  "SynthesisLayer", "FullyConnectedLayer"},
+}
+_KNOWN = "NVIDIA's StyleGAN2 and StyleGAN3 generators are what gankit loads"
 
 
 def _from_nvidia(snapshot: dict, network: str, source: str) -> _Checkpoint:
@@ -304,24 +348,67 @@ def _from_nvidia(snapshot: dict, network: str, source: str) -> _Checkpoint:
     if not isinstance(net, PersistentObject):
         have = [k for k in NETWORKS if isinstance(snapshot.get(k), PersistentObject)]
         raise CheckpointError(f"{source}: has no network {network!r} (it has {have})")
-    _refuse_stylegan3(net, source)
     if net.class_name.rsplit(".", 1)[-1] != "Generator":
-        raise CheckpointError(f"{source}: {network} is a {net.class_name}, not a Generator")
+        raise UnsupportedCheckpointError(f"{source}: {network} is a {net.class_name}, not a "
+                                         f"Generator; {_KNOWN}")
     try:
         tensors = net.state_dict()
     except ValueError as e:
         raise CheckpointError(f"{source}: {network} has malformed module state ({e})") from None
-    if any(k.startswith("synthesis.input.") for k in tensors):
-        raise UnsupportedCheckpointError(f"{source}: {_STYLEGAN3_MESSAGE}")
+    notes = {"class_name": net.class_name}
+    if _nvidia_kind(net, network, source) == "stylegan3":
+        return _Checkpoint("nvidia-pickle", stylegan3_config(net, source), tensors,
+                           notes=dict(notes, layout="stylegan3"))
     cfg, layout = nvidia_config(net, source)
-    return _Checkpoint("nvidia-pickle", cfg, tensors,
-                       notes={"layout": layout, "class_name": net.class_name})
+    return _Checkpoint("nvidia-pickle", cfg, tensors, notes=dict(notes, layout=layout))
 
 
-def _refuse_stylegan3(net: PersistentObject, source: str) -> None:
-    """StyleGAN3's module source defines SynthesisInput; its dotted name, if any, says so."""
-    if "networks_stylegan3" in net.class_name or "class SynthesisInput" in net.module_src:
-        raise UnsupportedCheckpointError(f"{source}: {_STYLEGAN3_MESSAGE}")
+def _module_classes(obj: object, prefix: str = "") -> dict:
+    """{dotted path: class name} of every submodule (state_dict() has refused cycles)."""
+    out = {}
+    for name, child in ((safe_pickle.module_state(obj) or {}).get("_modules") or {}).items():
+        if child is None:
+            continue
+        out[prefix + name] = (child.class_name if isinstance(child, PersistentObject)
+                              else getattr(child, "qualified_name", type(child).__name__))
+        out.update(_module_classes(child, f"{prefix}{name}."))
+    return out
+
+
+def _nvidia_kind(net: PersistentObject, network: str, source: str) -> str:
+    """'stylegan3' (a SynthesisInput at synthesis.input) or 'stylegan2'; a Generator holding
+    a module class neither has is refused, naming the class."""
+    classes = _module_classes(net)
+    kind = "stylegan3" if classes.get("synthesis.input") == "SynthesisInput" else "stylegan2"
+    odd = [(path, cls) for path, cls in classes.items() if cls not in _NVIDIA_CLASSES[kind]]
+    if odd:
+        path, cls = odd[0]
+        raise UnsupportedCheckpointError(f"{source}: {network} holds a {cls} at {path!r}, a "
+                                         f"network gankit does not know; {_KNOWN}")
+    return kind
+
+
+# NVIDIA's stylegan3 train.py passes the synthesis kwargs flattened into the Generator's.
+_SG3_SYNTHESIS_KEYS = tuple(sg3.SynthesisConfig.__dataclass_fields__)
+_SG3_MAPPING_KEYS = ("num_layers", "lr_multiplier", "w_avg_beta")
+
+
+def stylegan3_config(net: PersistentObject, source: str = "pickle") -> sg3.GeneratorConfig:
+    """sg3.GeneratorConfig from an NVIDIA StyleGAN3 Generator's init kwargs."""
+    kwargs = {k: _plain(v) for k, v in _init_kwargs(net, source).items()}
+    missing = [k for k in _TOP if k not in kwargs]
+    if missing:
+        raise CheckpointError(f"{source}: Generator init kwargs lack {missing[0]!r}")
+    mapping = {k: _plain(v) for k, v in dict(kwargs.pop("mapping_kwargs", None) or {}).items()}
+    top = {k: int(kwargs.pop(k)) for k in _TOP}
+    for given, known, what in ((kwargs, _SG3_SYNTHESIS_KEYS, "synthesis"),
+                               (mapping, _SG3_MAPPING_KEYS, "mapping")):
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise CheckpointError(f"{source}: unsupported StyleGAN3 {what} kwarg {unknown[0]!r}")
+    mapping = dict(dict(num_layers=2, w_avg_beta=0.998), **mapping)  # NVIDIA's SG3 defaults
+    return sg3.GeneratorConfig(**top, mapping=MappingConfig(**mapping),
+                               synthesis=sg3.SynthesisConfig(**kwargs))
 
 
 def nvidia_config(net: PersistentObject, source: str = "pickle") -> "tuple[GeneratorConfig, str]":

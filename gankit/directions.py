@@ -34,7 +34,10 @@ Layers = Union[str, Sequence[int], None]   # 'all' / None, or (start, stop) over
 def style_affines(G) -> list:
     """[(ws_index, name, FullyConnectedLayer)] for every style affine, in forward order.
     As in NVIDIA's synthesis network, a block's torgb reads the ws index of the next block's
-    conv0 (the last torgb reads the last index)."""
+    conv0 (the last torgb reads the last index). A StyleGAN3 synthesis network lists its
+    own (one affine per layer; its Fourier input's affine gives a transform, not styles)."""
+    if hasattr(G.synthesis, "style_affines"):
+        return G.synthesis.style_affines()
     out, w_idx = [], 0
     for block in G.synthesis.blocks():
         res = block.resolution

@@ -165,9 +165,9 @@ def _plain_attrs(m: nn.Module) -> dict:
 def persistent_module(m: nn.Module, src: str, init_kwargs=None, inner_kwargs: str = "plausible"
                       ) -> Persistent:
     """Record of `m` and, recursively, its children (NVIDIA class names equal ours)."""
-    params = {k: nn.Parameter(v.detach().clone(), requires_grad=False)
-              for k, v in m._parameters.items() if v is not None}
-    buffers = {k: v.detach().clone() for k, v in m._buffers.items() if v is not None}
+    params = {k: nn.Parameter(v.detach().clone(), requires_grad=False) if v is not None else None
+              for k, v in m._parameters.items()}   # NVIDIA keeps None entries (no bias, identity filter)
+    buffers = {k: v.detach().clone() if v is not None else None for k, v in m._buffers.items()}
     children = {k: persistent_module(c, src, None, inner_kwargs) for k, c in m._modules.items()}
     attrs = _plain_attrs(m)
     if init_kwargs is None:  # inner modules: the loader must not depend on these
@@ -258,42 +258,50 @@ def write_nvidia_pickle(path, G_ema: Generator, **kw) -> Path:
 # StyleGAN3
 
 
-def _fc(in_features: int, out_features: int) -> Persistent:
-    return module_record("FullyConnectedLayer", SG3_SRC,
-                         params={"weight": torch.randn(out_features, in_features),
-                                 "bias": torch.zeros(out_features)},
-                         attrs={"in_features": in_features, "out_features": out_features},
-                         init_kwargs=dict(in_features=in_features, out_features=out_features))
+def stylegan3_init_kwargs(cfg) -> dict:
+    """The StyleGAN3 Generator's `_init_kwargs` as NVIDIA's train.py passes them: mapping
+    kwargs nested, synthesis kwargs flattened, and only the ones a config sets (T: none
+    beyond sizes and magnitude_ema_beta; R: conv_kernel=1, use_radial_filters=True)."""
+    from gankit.models.stylegan3 import SynthesisConfig
+    defaults = SynthesisConfig()
+    kwargs = dict(z_dim=cfg.z_dim, c_dim=cfg.c_dim, w_dim=cfg.w_dim,
+                  img_resolution=cfg.img_resolution, img_channels=cfg.img_channels,
+                  mapping_kwargs=EasyDict(num_layers=cfg.mapping.num_layers),
+                  channel_base=cfg.synthesis.channel_base, channel_max=cfg.synthesis.channel_max,
+                  magnitude_ema_beta=cfg.synthesis.magnitude_ema_beta)
+    for key in defaults.__dataclass_fields__:
+        if key not in kwargs and getattr(cfg.synthesis, key) != getattr(defaults, key):
+            kwargs[key] = getattr(cfg.synthesis, key)
+    return kwargs
 
 
-def stylegan3_snapshot(z_dim: int = 8, w_dim: int = 8, resolution: int = 16, channels: int = 8,
-                       module_src: str = SG3_SRC) -> dict:
-    """A small StyleGAN3-T-shaped G_ema: SynthesisInput with freqs/phases, one layer, torgb."""
-    torch.manual_seed(0)
-    mapping = module_record("MappingNetwork", module_src,
-                            buffers={"w_avg": torch.zeros(w_dim)},
-                            modules={"fc0": _fc(z_dim, w_dim), "fc1": _fc(w_dim, w_dim)},
-                            init_kwargs=dict(z_dim=z_dim, c_dim=0, w_dim=w_dim, num_ws=4, num_layers=2))
-    inp = module_record("SynthesisInput", module_src, params={"weight": torch.randn(channels, channels)},
-                        buffers={"transform": torch.eye(3), "freqs": torch.randn(channels, 2),
-                                 "phases": torch.rand(channels) - 0.5},
-                        modules={"affine": _fc(w_dim, 4)})
-    layer = module_record("SynthesisLayer", module_src,
-                          params={"weight": torch.randn(channels, channels, 3, 3),
-                                  "bias": torch.zeros(channels)},
-                          attrs={"in_size": np.broadcast_to(np.asarray(36), [2]),  # numpy arrays,
-                                 "in_cutoff": np.float64(2.0)},                   # as in SG3's state
-                          buffers={"magnitude_ema": torch.ones([]), "up_filter": torch.ones(6),
-                                   "down_filter": torch.ones(6)},
-                          modules={"affine": _fc(w_dim, channels)})
-    synthesis = module_record("SynthesisNetwork", module_src,
-                              modules={"input": inp, f"L0_36_{channels}": layer})
-    kwargs = dict(z_dim=z_dim, c_dim=0, w_dim=w_dim, img_resolution=resolution, img_channels=3,
-                  mapping_kwargs=EasyDict(num_layers=2), channel_base=32768, channel_max=512,
-                  magnitude_ema_beta=0.999, conv_kernel=1, use_radial_filters=True)
-    G = module_record("Generator", module_src, modules={"synthesis": synthesis, "mapping": mapping},
-                      init_kwargs=kwargs)
-    return {"training_set_kwargs": {}, "G": G, "D": None, "G_ema": G, "augment_pipe": None}
+def _stylegan3_arrays(record: Persistent, module: nn.Module) -> None:
+    """NVIDIA's StyleGAN3 modules keep sizes as numpy int arrays [2] (np.broadcast_to)."""
+    if hasattr(module, "spec"):  # a SynthesisLayer
+        for key in ("in_size", "out_size"):
+            record.state[key] = np.broadcast_to(np.asarray(getattr(module.spec, key)), [2])
+        for key in ("in_cutoff", "out_cutoff", "in_half_width", "out_half_width"):
+            record.state[key] = np.float64(getattr(module.spec, key))
+    elif hasattr(module, "freqs"):  # the SynthesisInput
+        record.state["size"] = np.broadcast_to(np.asarray(module.size), [2])
+
+
+def stylegan3_snapshot(G_ema, G=None, module_src: str = SG3_SRC, top_class: str = "Generator"
+                       ) -> dict:
+    """The dict NVIDIA's stylegan3 training loop pickles, for a gankit StyleGAN3 Generator:
+    the same module tree and class names (Generator, MappingNetwork, SynthesisNetwork,
+    SynthesisInput, SynthesisLayer, FullyConnectedLayer), None for identity filters."""
+    kwargs = stylegan3_init_kwargs(G_ema.cfg)
+    records = {}
+    for key, net in (("G", G if G is not None else G_ema), ("G_ema", G_ema)):
+        records[key] = persistent_module(net, module_src, dict(kwargs))
+        records[key].class_name = top_class
+        for name, module in net.named_modules():
+            if name:
+                _stylegan3_arrays(records[key].child(name), module)
+        records[key].state["layer_names"] = list(net.synthesis.layer_names)
+    return {"training_set_kwargs": {"resolution": G_ema.img_resolution}, "G": records["G"],
+            "D": None, "G_ema": records["G_ema"], "augment_pipe": augment_pipe_record()}
 
 
 # ----------------------------------------------------------------------------------------
