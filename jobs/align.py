@@ -27,40 +27,42 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 
-from jobs import options, runtime, storage
-from jobs.options import ActorOptions
-from jobs.runtime import PartWorker, choice, require
+from jobs import config, runtime, storage
+from jobs.config import option, require
+from jobs.options import ActorOptions, StorageOptions
+from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, PartWriter, Store
 
 FACES = ("largest", "all")
 
 
 @dataclass
-class AlignConfig(ActorOptions):
-    images: str = ""                   # input dataset URL (a directory of Parquet files)
-    out: str = ""                      # output URL
-    resolution: int = 1024             # aligned size: the generator's (FFHQ: 1024)
-    faces: str = "largest"             # 'largest': one face per photo; 'all': every face
-    upsample: int = 1                  # detector upsamplings (1 finds faces down to ~40 px)
-    detector: str = "hog"              # 'hog' (fast) or 'mmod' (dlib's CNN, ~60x slower)
-    image_column: str = "image"        # struct {bytes, path} column: the photos
-    id_column: Optional[str] = None    # None = 'sample_id' if present, else 'image_id'
-    batch_size: int = 64               # photos per row group
-    storage: dict = field(default_factory=dict)  # fsspec options for both URLs
+class AlignConfig(ActorOptions, StorageOptions):
+    images: str = option("", "input dataset URL: a directory of Parquet files with an image "
+                             "and an id column", required=True)
+    out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
+    resolution: int = option(1024, "aligned size: the generator's (FFHQ: 1024)")
+    faces: str = option("largest", "largest: one face per photo; all: one row per face",
+                        choices=FACES)
+    upsample: int = option(1, "detector upsamplings (1 finds faces down to about 40 px)")
+    detector: str = option("hog", "hog (fast) or mmod (dlib's CNN, much slower)",
+                           choices=("hog", "mmod"))
+    image_column: str = option("image", "struct {bytes, path} column: the photos")
+    id_column: Optional[str] = option(None, "id column (default: sample_id if present, else "
+                                            "image_id)")
+    batch_size: int = option(64, "photos per row group")
 
     def validate(self) -> None:
         require(bool(self.images), "images", "must be the URL of an image dataset")
         require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
         require(self.resolution >= 8, "resolution", f"must be >= 8 (got {self.resolution})")
         require(self.upsample >= 0, "upsample", f"must be >= 0 (got {self.upsample})")
-        choice(self.faces, FACES, "faces")
-        choice(self.detector, ("hog", "mmod"), "detector")
         runtime.validate_actor_fields(self)
 
     def identity(self) -> dict:
@@ -171,7 +173,7 @@ def check_faces_extra() -> None:
 def run_align(cfg: AlignConfig) -> dict:
     """Align every photo of `cfg.images` into `cfg.out`; returns the manifest."""
     from jobs.image_inputs import plan_image_inputs
-    from jobs.sample import public_config
+    from jobs.config import public_config
     cfg.validate()
     check_faces_extra()
     src = storage.open_store(cfg.images, cfg.storage)
@@ -181,32 +183,13 @@ def run_align(cfg: AlignConfig) -> dict:
         print(f"[align] {why}: its rows become error records", flush=True)
     runtime.ensure_ray()
     actors = runtime.actors_for(dataclasses.replace(cfg, device="cpu"), len(inputs.plan))
-    kwargs = {"cfg": runtime.config_dict(cfg), "inputs": inputs}
+    kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs}
     identity = dict(cfg.identity(), input_rows=inputs.rows, input_parts=len(inputs.plan))
     return runtime.run_parts("align", out, inputs.plan, Aligner, kwargs, identity,
                              public_config(cfg), actors)
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("align", help="FFHQ-align the faces of photos (dlib landmarks; "
-                              "needs pip install 'gankit[faces]')")
-    p.add_argument("--images", required=True, help="input dataset URL (image + id columns)")
-    p.add_argument("--out", required=True, help="output URL: a local path or s3://...")
-    p.add_argument("--resolution", type=int, default=1024, help="aligned size (default 1024)")
-    p.add_argument("--faces", default="largest", choices=FACES,
-                   help="largest: one face per photo; all: one row per face")
-    p.add_argument("--upsample", type=int, default=1, help="detector upsamplings")
-    p.add_argument("--detector", default="hog", choices=("hog", "mmod"))
-    p.add_argument("--image-column", default="image")
-    p.add_argument("--id-column", default=None)
-    p.add_argument("--batch-size", type=int, default=64, help="photos per row group")
-    options.add_flags(p, ActorOptions)
-    p.add_argument("--storage", type=json.loads, default={}, help="fsspec options as JSON")
-    p.set_defaults(func=cmd_align)
-
-
-def cmd_align(args) -> None:
-    keys = ("images", "out", "resolution", "faces", "upsample", "detector", "image_column",
-            "id_column", "batch_size", "storage")
-    values = dict({k: getattr(args, k) for k in keys}, **options.values(args, ActorOptions))
-    run_align(runtime.config_from_dict(AlignConfig, values))
+    config.add_stage_command(subparsers, "align", "FFHQ-align the faces of photos (dlib "
+                             "landmarks; needs pip install 'gankit[faces]')", AlignConfig,
+                             "jobs.align:run_align")

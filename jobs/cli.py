@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    from jobs.config import HelpFormatter
+    for command in subparsers.choices.values():     # every help line ends with its default
+        command.formatter_class = HelpFormatter
     return parser
 
 

@@ -25,7 +25,7 @@ class CalibrateJobConfig:
     device: str = "cpu"
 
     def validate(self) -> None:
-        from jobs.runtime import choice, require
+        from jobs.config import choice, require
         require(bool(self.out), "out", "must be the output generator directory")
         require(self.bank_size >= 1000, "bank_size", f"must be >= 1000 (got {self.bank_size})")
         require(self.steps >= 1, "steps", f"must be >= 1 (got {self.steps})")

@@ -4,56 +4,16 @@ from __future__ import annotations
 
 import json
 
-from jobs import options
-from jobs.options import ActorOptions, ImageOptions
+from gankit.inversion import MODES
+
+from jobs import config
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("invert", help="invert real images into W / W+ (batched, resumable)")
-    p.add_argument("--model", default="toy", help="generator: 'toy' or a checkpoint path")
-    p.add_argument("--images", required=True, help="input dataset URL (image + image_id columns)")
-    p.add_argument("--out", required=True, help="output URL: a local path or s3://...")
-    p.add_argument("--space", default="w", help="w or wp (W+)")
-    add_mode_arguments(p)
-    p.add_argument("--steps", type=int, default=1000, help="optimisation steps per image "
-                   "(K refinement steps in hybrid; ignored in encode)")
-    p.add_argument("--feature-net", default=None,
-                   help="perceptual features: 'toy', NVIDIA's vgg16.pt, or a TorchScript file")
-    p.add_argument("--mse-weight", type=float, default=1.0)
-    p.add_argument("--perceptual-weight", type=float, default=1.0)
-    p.add_argument("--no-noise", action="store_true", help="do not optimise noise maps")
-    p.add_argument("--early-stop-loss", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save-noise", action="store_true", help="store the optimised noise maps")
-    p.add_argument("--keep-target", action="store_true", help="store the prepared input image")
-    p.add_argument("--image-column", default="image")
-    p.add_argument("--id-column", default=None)
-    p.add_argument("--batch-size", type=int, default=16, help="images optimised together")
-    options.add_flags(p, ActorOptions, ImageOptions)
-    p.add_argument("--storage", type=json.loads, default={}, help="fsspec options as JSON")
-    p.set_defaults(func=cmd_invert)
+    from jobs.invert import InvertConfig
+    config.add_stage_command(subparsers, "invert", "invert real images into W / W+ (batched, "
+                             "resumable)", InvertConfig, "jobs.invert:run_invert")
     register_eval(subparsers)
-
-
-def add_mode_arguments(p) -> None:
-    p.add_argument("--mode", default="optimize", choices=("optimize", "encode", "hybrid"),
-                   help="optimize: from w_avg; encode: the encoder's w+ (0 steps, needs "
-                   "--space wp); hybrid: the encoder's w+ refined by --steps steps")
-    p.add_argument("--encoder", default=None, help="W+ encoder for encode/hybrid: 'toy' or "
-                   "a native encoder directory (default 'toy' with the toy model)")
-
-
-def cmd_invert(args) -> None:
-    from jobs.invert import InvertConfig, run_invert
-    from jobs.runtime import config_from_dict
-    run_invert(config_from_dict(InvertConfig, dict(
-        model=args.model, images=args.images, out=args.out, space=args.space,
-        mode=args.mode, encoder=args.encoder, steps=args.steps, feature_net=args.feature_net, mse_weight=args.mse_weight,
-        perceptual_weight=args.perceptual_weight, optimize_noise=not args.no_noise,
-        early_stop_loss=args.early_stop_loss, seed=args.seed, save_noise=args.save_noise,
-        keep_target=args.keep_target, image_column=args.image_column,
-        id_column=args.id_column, batch_size=args.batch_size, storage=args.storage,
-        **options.values(args, ActorOptions, ImageOptions))))
 
 
 # ----------------------------------------------------------------------------------------
@@ -62,19 +22,25 @@ def cmd_invert(args) -> None:
 
 def register_eval(subparsers) -> None:
     p = subparsers.add_parser("eval-inversion", help="toy world: invert renders, edit one "
-                              "attribute, compare with the renderer's counterfactual")
+                              "attribute, compare with the renderer's counterfactual",
+                              formatter_class=config.HelpFormatter)
     p.add_argument("--boundary", required=True, help="a W boundary .npz (from `gankit fit`)")
     p.add_argument("--attribute", required=True, help="toy attribute the boundary edits")
     p.add_argument("--value", type=float, default=None,
                    help="counterfactual factor value (default: the top of its range)")
     p.add_argument("--strength", type=float, default=3.0, help="edit: move to this distance")
     p.add_argument("--n", type=int, default=16, help="faces (negatives for the attribute)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--space", default="w")
-    add_mode_arguments(p)
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--feature-net", default="toy")
-    p.add_argument("--mse-weight", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0, help="faces drawn from this seed")
+    p.add_argument("--space", default="w", choices=("w", "wp"), help="w, or wp (W+)")
+    p.add_argument("--mode", default="optimize", choices=MODES,
+                   help="optimize: from w_avg; encode: the encoder's w+ (0 steps, needs "
+                   "--space wp); hybrid: the encoder's w+ refined by --steps steps")
+    p.add_argument("--encoder", default=None, help="W+ encoder for encode/hybrid: 'toy' or "
+                   "a native encoder directory (default: 'toy')")
+    p.add_argument("--steps", type=int, default=200, help="optimisation steps per image")
+    p.add_argument("--feature-net", default="toy", help="perceptual features: 'toy', "
+                   "NVIDIA's vgg16.pt, a TorchScript or .pt2 file")
+    p.add_argument("--mse-weight", type=float, default=1.0, help="pixel MSE weight")
     p.add_argument("--perceptual-weight", type=float, default=1e-3,
                    help="toy features' squared distances are O(100): 1e-3 balances the MSE")
     p.add_argument("--out", default=None, help="write the figures as JSON here")

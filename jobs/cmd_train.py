@@ -69,7 +69,7 @@ class TrainEncoderConfig:
             self.train = EncoderTrainConfig()
 
     def validate(self) -> None:
-        from jobs.runtime import require
+        from jobs.config import require
         require(bool(self.run_dir), "run_dir", "must be a directory for the training state")
         require(bool(self.out), "out", "must be the output encoder directory")
         require(self.threads >= 1, "threads", f"must be >= 1 (got {self.threads})")

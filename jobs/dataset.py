@@ -38,23 +38,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 
-from jobs import options, runtime, storage
-from jobs.options import ActorOptions, ClassifierOptions, ImageOptions
-from jobs.runtime import ConfigError, PartWorker, require
-from jobs.sample import public_config
+from gankit.editing import MODES as EDIT_MODES
+from gankit.latents import SPACES
+from jobs import config, options, runtime, storage
+from jobs.config import ConfigError, layer_span, option, public_config, require
+from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
+from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, PartWriter, Store
 
 CARD, INFO = "README.md", "dataset_info.json"
 HF_IMAGE = {"_type": "Image"}          # the `datasets` Image feature (struct<bytes, path>)
 
 
-SHARED = (ActorOptions, ImageOptions, ClassifierOptions)
+SHARED = (ActorOptions, ImageOptions, ClassifierOptions, StorageOptions)
 
 
 def shared_options(cfg) -> dict:
@@ -69,24 +71,29 @@ def stage_precision(cfg) -> str:
 
 
 @dataclass
-class DatasetConfig(ActorOptions, ImageOptions, ClassifierOptions):
-    out: str = ""                      # output URL: samples/, data/, README.md, dataset_info.json
-    model: str = "toy"                 # generator: 'toy' or a checkpoint path
-    classifier: str = "toy"            # attribute classifier (logit per attribute)
-    count: int = 1000                  # rows sampled (before filters)
-    seed: int = 0                      # row i draws z from (seed, i); also the balance key
-    space: str = "w"                   # latents stored besides z: 'z', 'w', 'wp'
-    truncation: float = 1.0            # truncation psi
-    truncation_cutoff: Optional[int] = None
-    samples: Optional[str] = None      # reuse this sample dataset (image + logit_ columns)
-                                       # instead of sampling into <out>/samples
-    min_confidence: Optional[float] = None   # keep rows with every prob >= c or <= 1 - c
-    confidence_attributes: Optional[list] = None  # attributes min_confidence looks at (None = all)
-    balance: Optional[str] = None      # attribute to balance (equal positives and negatives)
-    rows_per_part: int = 1000          # sample rows per part (data part k <- samples part k)
-    micro_batch: int = 16              # rows per model call (rows depend on it)
-    batch_size: int = 256              # rows per actor step / Parquet row group
-    storage: dict = field(default_factory=dict)   # fsspec options for every URL
+class DatasetConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions):
+    out: str = option("", "output URL: samples/, data/, README.md, dataset_info.json",
+                      required=True)
+    model: str = option("toy", "generator: 'toy', a checkpoint path or package.module:factory")
+    classifier: str = option("toy", "attribute classifier (a logit per attribute)")
+    count: int = option(1000, "rows sampled (before filters)", required=True)
+    seed: int = option(0, "row i draws z from (seed, i); also the balance key")
+    space: str = option("w", "(labeled) latents stored beside z", choices=SPACES)
+    truncation: float = option(1.0, "truncation psi (1 = none)")
+    truncation_cutoff: Optional[int] = option(None, "truncate only the first N W+ layers "
+                                                    "(default: all)")
+    samples: Optional[str] = option(None, "(labeled) reuse this sample dataset (image and "
+                                          "logit_ columns) instead of sampling one")
+    min_confidence: Optional[float] = option(None, "(labeled) keep rows whose every "
+                                                   "probability is >= C or <= 1 - C")
+    confidence_attributes: Optional[list] = option(None, "(labeled) attributes "
+                                                         "--min-confidence looks at (default: "
+                                                         "all)")
+    balance: Optional[str] = option(None, "(labeled) equal positives and negatives for ATTR",
+                                    metavar="ATTR")
+    rows_per_part: int = option(1000, "sample rows per part (data part k <- samples part k)")
+    micro_batch: int = option(16, "rows per model call (rows depend on it)")
+    batch_size: int = option(256, "rows per actor step and Parquet row group (a memory knob)")
 
     def validate(self) -> None:
         require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
@@ -104,8 +111,7 @@ class DatasetConfig(ActorOptions, ImageOptions, ClassifierOptions):
                             truncation_cutoff=self.truncation_cutoff, images=True,
                             classifier=self.classifier, out=out,
                             rows_per_part=self.rows_per_part, micro_batch=self.micro_batch,
-                            batch_size=self.batch_size, storage=self.storage,
-                            **shared_options(self))
+                            batch_size=self.batch_size, **shared_options(self))
 
     def identity(self) -> dict:
         keys = ("min_confidence", "confidence_attributes", "balance")
@@ -555,23 +561,25 @@ def run_dataset(cfg: DatasetConfig) -> dict:
 
 
 @dataclass
-class PairsConfig(ActorOptions, ImageOptions, ClassifierOptions):
-    out: str = ""                      # output URL: samples/, edits/, data/, README.md
-    index: Optional[str] = None        # `gankit fit` output URL holding boundaries.json
-    boundaries: list = field(default_factory=list)  # names in the index ('w/smile') or .npz
-    strengths: list = field(default_factory=lambda: [-3.0, 3.0])  # per boundary
-    mode: str = "shift"                # 'shift' (move by t) or 'to_distance' (move to t)
-    layers: Optional[list] = None      # [start, stop): W+ layers a 'w' boundary edits
-    model: str = "toy"                 # generator (the one the boundaries were fitted on)
-    classifier: str = "toy"            # probabilities before and after
-    count: int = 100                   # samples; rows = count x boundaries x strengths
-    seed: int = 0                      # row i draws z from (seed, i)
-    truncation: float = 1.0
-    truncation_cutoff: Optional[int] = None
-    rows_per_part: int = 250           # samples per part
-    micro_batch: int = 16
-    batch_size: int = 256
-    storage: dict = field(default_factory=dict)
+class PairsConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions):
+    out: str = option("", "output URL: samples/, edits/, data/, README.md", required=True)
+    index: Optional[str] = option(None, "(pairs) `gankit fit` output URL holding "
+                                        "boundaries.json")
+    boundaries: list = option([], "(pairs) names in the index (w/smile) or .npz paths")
+    strengths: list[float] = option([-3.0, 3.0], "(pairs) edit strengths, for every boundary")
+    mode: str = option("shift", "(pairs) shift: move by t; to_distance: move to t",
+                       choices=EDIT_MODES)
+    layers: Optional[list] = option(None, "(pairs) W+ layers [start, stop) a w boundary edits",
+                                    parse=layer_span, one_word=True, metavar="START-STOP")
+    model: str = option("toy", "generator (the one the boundaries were fitted on)")
+    classifier: str = option("toy", "classifier: probabilities before and after")
+    count: int = option(100, "samples; rows = count x boundaries x strengths")
+    seed: int = option(0, "row i draws z from (seed, i)")
+    truncation: float = option(1.0, "truncation psi (1 = none)")
+    truncation_cutoff: Optional[int] = option(None, "truncate only the first N W+ layers")
+    rows_per_part: int = option(250, "samples per part")
+    micro_batch: int = option(16, "rows per model call (rows depend on it)")
+    batch_size: int = option(256, "rows per actor step and Parquet row group")
 
     def validate(self) -> None:
         require(bool(self.classifier), "classifier", "must name a classifier (probabilities)")
@@ -586,8 +594,7 @@ class PairsConfig(ActorOptions, ImageOptions, ClassifierOptions):
                             truncation=self.truncation, truncation_cutoff=self.truncation_cutoff,
                             images=False, classifier=self.classifier, out=out,
                             rows_per_part=self.rows_per_part, micro_batch=self.micro_batch,
-                            batch_size=self.batch_size, storage=self.storage,
-                            **shared_options(self))
+                            batch_size=self.batch_size, **shared_options(self))
 
     def edit_config(self, latents: str, out: str):
         from jobs.edit import EditConfig
@@ -595,8 +602,7 @@ class PairsConfig(ActorOptions, ImageOptions, ClassifierOptions):
                           index=self.index, strengths=list(self.strengths), mode=self.mode,
                           layers=self.layers, keep_original=True, model=self.model,
                           classifier=self.classifier, micro_batch=self.micro_batch,
-                          batch_size=self.batch_size, storage=self.storage,
-                          **shared_options(self))
+                          batch_size=self.batch_size, **shared_options(self))
 
 
 def pair_stats(data: Store, names: list) -> list:
@@ -690,54 +696,20 @@ def run_pairs(cfg: PairsConfig) -> dict:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("dataset", help="labeled synthetic dataset, or (--pairs) paired "
-                              "edit dataset, with a dataset card")
-    p.add_argument("--out", required=True, help="output URL: a local path or s3://...")
-    p.add_argument("--model", default="toy", help="generator: 'toy' or a checkpoint path")
-    p.add_argument("--classifier", default="toy")
-    p.add_argument("--count", type=int, required=True, help="samples (before filters)")
-    p.add_argument("--seed", type=int, default=0, help="row i is drawn from (seed, i)")
-    p.add_argument("--truncation", type=float, default=1.0, help="truncation psi")
-    p.add_argument("--truncation-cutoff", type=int, default=None)
-    p.add_argument("--space", default="w", help="(labeled) latents stored besides z: z, w, wp")
-    p.add_argument("--samples", default=None, help="(labeled) reuse this sample dataset")
-    p.add_argument("--min-confidence", type=float, default=None,
-                   help="(labeled) keep rows whose every probability is >= C or <= 1-C")
-    p.add_argument("--confidence-attributes", nargs="+", default=None,
-                   help="(labeled) attributes --min-confidence looks at (default: all)")
-    p.add_argument("--balance", default=None, metavar="ATTR",
-                   help="(labeled) equal positives and negatives for ATTR")
+                              "edit dataset, with a dataset card",
+                              formatter_class=config.HelpFormatter)
     p.add_argument("--pairs", action="store_true", help="write the paired edit dataset")
-    p.add_argument("--index", default=None, help="(pairs) `gankit fit` output URL")
-    p.add_argument("--boundaries", nargs="+", default=[], help="(pairs) w/smile ... or .npz")
-    p.add_argument("--strengths", nargs="+", type=float, default=[-3.0, 3.0])
-    p.add_argument("--mode", default="shift", help="(pairs) shift or to_distance")
-    p.add_argument("--layers", default=None, metavar="START-STOP", help="(pairs) W+ layers")
-    p.add_argument("--rows-per-part", type=int, default=None,
-                   help="samples per part (default 1000, pairs 250)")
-    p.add_argument("--micro-batch", type=int, default=16)
-    p.add_argument("--batch-size", type=int, default=256)
-    options.add_flags(p, *SHARED)
-    p.add_argument("--storage", type=json.loads, default={}, help="fsspec options as JSON")
+    config.add_flags(p, DatasetConfig, unset=("count", "rows_per_part"))
+    config.add_flags(p, PairsConfig, skip={f.name for f in dataclasses.fields(DatasetConfig)})
     p.set_defaults(func=cmd_dataset)
 
 
 def cmd_dataset(args) -> None:
-    from jobs.cmd_pipeline import _span
-    from jobs.runtime import config_from_dict
-    shared = dict(out=args.out, model=args.model, classifier=args.classifier, count=args.count,
-                  seed=args.seed, truncation=args.truncation,
-                  truncation_cutoff=args.truncation_cutoff, micro_batch=args.micro_batch,
-                  batch_size=args.batch_size, storage=args.storage, **shared_options(args))
-    if args.rows_per_part is not None:
-        shared["rows_per_part"] = args.rows_per_part
+    """Flags left unset take the chosen product's defaults (count, rows per part)."""
     if args.pairs:
-        run_pairs(config_from_dict(PairsConfig, dict(
-            shared, index=args.index, boundaries=args.boundaries, strengths=args.strengths,
-            mode=args.mode, layers=_span(args.layers))))
+        run_pairs(config.from_args(PairsConfig, args))
     else:
-        run_dataset(config_from_dict(DatasetConfig, dict(
-            shared, space=args.space, samples=args.samples, min_confidence=args.min_confidence,
-            confidence_attributes=args.confidence_attributes, balance=args.balance)))
+        run_dataset(config.from_args(DatasetConfig, args))
 
 
 __all__ = ["DatasetConfig", "PairsConfig", "run_dataset", "run_pairs", "keep_mask",

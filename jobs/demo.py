@@ -56,7 +56,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from jobs.runtime import require
+from jobs.config import require
 
 # (target, [conditions]) pairs correlated in the toy world (gankit/toyfaces.py)
 PAIRS = [["eyeglasses", ["old"]], ["old", ["eyeglasses"]], ["blond_hair", ["dark_skin"]],

@@ -33,45 +33,53 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import dataclass
 from functools import partial
-from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 
-from jobs import options, runtime, storage
+from gankit.editing import MODES
+from jobs import config, options, runtime, storage
+from jobs.config import ConfigError, layer_span, option, public_config, require
 from jobs.cpu_pool import CpuPool, StepWriter, gather
-from jobs.options import ActorOptions, ClassifierOptions, ImageOptions
+from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
 from jobs.rendering import load_models, render_and_label, setup_device
-from jobs.runtime import ConfigError, PartWorker, choice, require
-from jobs.sample import public_config
+from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, PartWriter, Store
-
-MODES = ("shift", "to_distance")
 
 
 @dataclass
-class EditConfig(ActorOptions, ImageOptions, ClassifierOptions):
-    latents: str = ""                  # latents dataset URL: id + z and/or w | wp
-    out: str = ""                      # output URL
-    boundaries: list = field(default_factory=list)  # names in the index ('w/smile') or .npz
-                                                    # paths/URLs; empty = every indexed one
-    index: Optional[str] = None        # fit output URL holding boundaries.json (for names)
-    strengths: list = field(default_factory=lambda: [-3.0, 0.0, 3.0])  # per boundary
-    mode: str = "shift"                # 'shift' (move by t) or 'to_distance' (move to t)
-    layers: Optional[list] = None      # [start, stop): W+ layers a 'w' boundary edits
-    count: Optional[int] = None        # edit only the first `count` input rows
-    keep_original: bool = False        # add the unedited image as column `original`
-    keep_input: bool = False           # add the latents' `target` image as column `input`
-    stored_noise: bool = True          # render with the latents' `noise` maps when present
-    model: str = "toy"                 # generator (the one the latents were sampled from)
-    classifier: Optional[str] = "toy"  # rescoring classifier; None = no logit columns
-    truncation: Optional[float] = None  # psi for mapping edited z; None = the sample job's
-    truncation_cutoff: Optional[int] = None  # with `truncation`: W+ layers truncated
-    micro_batch: int = 16              # edits per model call (outputs depend on it)
-    batch_size: int = 256              # edits per actor step / Parquet row group
-    storage: dict = field(default_factory=dict)  # fsspec options for every URL
+class EditConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions):
+    latents: str = option("", "latents dataset URL: an id column and z and/or w | wp "
+                              "(a sample or invert output)", required=True)
+    out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
+    boundaries: list = option([], "names in the index (w/smile) or .npz paths / URLs "
+                                  "(a config file may leave it empty: every indexed one)",
+                              required=True)
+    index: Optional[str] = option(None, "fit output URL holding boundaries.json (for names)")
+    strengths: list[float] = option([-3.0, 0.0, 3.0], "edit strengths, for every boundary")
+    mode: str = option("shift", "shift: move by t; to_distance: move to signed distance t",
+                       choices=MODES)
+    layers: Optional[list] = option(None, "W+ layers [start, stop) a w boundary edits "
+                                          "(default: all)", parse=layer_span, one_word=True,
+                                    metavar="START-STOP")
+    count: Optional[int] = option(None, "edit the first N input rows only")
+    keep_original: bool = option(False, "add the unedited image as column `original`")
+    keep_input: bool = option(False, "add the inverted image (the latents' `target` column) "
+                                     "as column `input`")
+    stored_noise: bool = option(True, "render with the latents' `noise` maps where they hold "
+                                      "them (--no-stored-noise: G's const noise)")
+    model: str = option("toy", "generator: the one the latents come from")
+    classifier: Optional[str] = option("toy", "rescoring classifier ('' = none: no logit "
+                                              "columns)", parse=lambda text: text or None)
+    truncation: Optional[float] = option(None, "psi for mapping edited z (default: the "
+                                               "sample job's)")
+    truncation_cutoff: Optional[int] = option(None, "with --truncation: the W+ layers "
+                                                    "truncated")
+    micro_batch: int = option(16, "edits per model call (outputs depend on it)")
+    batch_size: int = option(256, "edits per actor step and Parquet row group (a memory knob)")
 
     def validate(self) -> None:
         require(bool(self.latents), "latents", "must be the URL of a sample dataset")
@@ -81,7 +89,6 @@ class EditConfig(ActorOptions, ImageOptions, ClassifierOptions):
         require(len(self.strengths) > 0 and all(isinstance(t, (int, float)) and
                 np.isfinite(t) for t in self.strengths), "strengths",
                 f"must be a non-empty list of finite numbers (got {self.strengths!r})")
-        choice(self.mode, MODES, "mode")
         require(self.layers is None or (len(self.layers) == 2 and
                 0 <= self.layers[0] < self.layers[1]), "layers",
                 f"must be [start, stop] with 0 <= start < stop (got {self.layers!r})")
@@ -408,7 +415,7 @@ def run_edit(cfg: EditConfig) -> dict:
     runtime.ensure_ray()
     actors = runtime.actors_for(cfg, len(plan))
     precision = runtime.job_precision(cfg.precision, actors)
-    kwargs = {"cfg": runtime.config_dict(cfg), "boundaries": boundaries,
+    kwargs = {"cfg": config.config_dict(cfg), "boundaries": boundaries,
               "inputs": {str(k): v for k, v in inputs.items()}, "truncation": truncation,
               "id_name": id_name, "device": actors.device, "cpus": actors.num_cpus}
     identity = {"latents": cfg.latents, "boundaries": [n for n, _ in boundaries],

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -29,36 +29,49 @@ import pyarrow as pa
 
 from gankit.data import field_shape, latent_dim
 from jobs import storage
-from jobs.runtime import ConfigError, choice, require
-from jobs.sample import public_config
+from gankit.boundaries import SELECTIONS, SOLVERS
+from jobs.config import ConfigError, check_choices, layer_span, option, public_config, require
+from jobs.options import StorageOptions
 
 INDEX = "boundaries.json"
 
 
+def condition(text: str) -> list:
+    """'TARGET:A,B' (a flag's word) -> [target, [a, b]]."""
+    target, _, conds = text.partition(":")
+    if not conds:
+        raise ValueError(f"--condition {text!r} must be TARGET:A[,B...]")
+    return [target, conds.split(",")]
+
+
 @dataclass
-class FitConfig:
-    samples: str = ""                  # sample dataset URL (latents + logit_<attr> columns)
-    out: str = ""                      # output URL (boundaries/ and boundaries.json)
-    attributes: Optional[list] = None  # attributes to fit; None = every logit_<attr> column
-    spaces: list = field(default_factory=lambda: ["z", "w"])  # 'z', 'w' and/or 'wp'
-    wp_layers: list = field(default_factory=list)  # W+ layer ranges [[start, stop], ...]
-                                                   # fitted when 'wp' is in spaces
-    selection: str = "extremes"        # 'extremes' (InterFaceGAN) or 'threshold' (every sample,
-                                       # labelled logit > 0)
-    fraction: float = 0.02             # extremes: keep the top and bottom fraction by score ...
-    count: Optional[int] = None        # ... or this many at each end (overrides fraction)
-    val_fraction: float = 0.3          # share of the kept samples held out for validation
-    seed: int = 0                      # train/validation split seed
-    solver: str = "auto"               # gankit.boundaries solver: auto, newton, liblinear, svc
-    conditions: list = field(default_factory=list)  # [[target, [cond, ...]], ...]
-    storage: dict = field(default_factory=dict)     # fsspec options for both URLs
+class FitConfig(StorageOptions):
+    samples: str = option("", "sample dataset URL (latents + logit_<attr> columns)",
+                          required=True)
+    out: str = option("", "output URL (boundaries/ and boundaries.json)", required=True)
+    attributes: Optional[list] = option(None, "attributes to fit (default: every logit_<attr> "
+                                              "column)")
+    spaces: list = option(["z", "w"], "latent spaces to fit in", choices=("z", "w", "wp"))
+    wp_layers: list = option([], "W+ layer ranges fitted when spaces has wp, e.g. 0-4 4-8",
+                             parse=layer_span, metavar="START-STOP")
+    selection: str = option("extremes", "extremes: InterFaceGAN's top and bottom by score; "
+                                        "threshold: every sample, labelled logit > 0",
+                            choices=SELECTIONS)
+    fraction: float = option(0.02, "extremes: the top and bottom share kept by score ...")
+    count: Optional[int] = option(None, "... or this many at each end (overrides fraction)")
+    val_fraction: float = option(0.3, "share of the kept samples held out for validation")
+    seed: int = option(0, "train/validation split seed")
+    solver: str = option("auto", "linear classifier: auto picks by selection and size "
+                                 "(BENCHMARKS.md)", choices=SOLVERS)
+    conditions: list = option([], "conditional boundary of TARGET on A, B (repeatable)",
+                              parse=condition, repeat=True, flag="condition",
+                              metavar="TARGET:A[,B...]")
 
     def validate(self) -> None:
+        check_choices(self)
         require(bool(self.samples), "samples", "must be the URL of a sample dataset")
         require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
         require(len(self.spaces) > 0, "spaces", "must list at least one of z, w, wp")
-        for s in self.spaces:
-            choice(s, ("z", "w", "wp"), "spaces")
         if "wp" in self.spaces:
             require(len(self.wp_layers) > 0, "wp_layers",
                     "must list W+ layer ranges [[start, stop], ...] when spaces has 'wp'")
@@ -66,14 +79,10 @@ class FitConfig:
             require(isinstance(r, (list, tuple)) and len(r) == 2 and all(isinstance(v, int)
                     for v in r) and 0 <= r[0] < r[1], "wp_layers",
                     f"entries must be [start, stop] with 0 <= start < stop (got {r!r})")
-        from gankit.boundaries import SELECTIONS
-        choice(self.selection, SELECTIONS, "selection")
         require(0 < self.fraction <= 0.5, "fraction", f"must be in (0, 0.5] (got {self.fraction})")
         require(self.count is None or self.count >= 2, "count", f"must be >= 2 (got {self.count})")
         require(0 < self.val_fraction < 1, "val_fraction",
                 f"must be in (0, 1) (got {self.val_fraction})")
-        from gankit.boundaries import SOLVERS
-        choice(self.solver, SOLVERS, "solver")
         for c in self.conditions:
             require(isinstance(c, (list, tuple)) and len(c) == 2 and isinstance(c[0], str)
                     and isinstance(c[1], (list, tuple)) and len(c[1]) > 0, "conditions",

@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from jobs import runtime, storage
+from jobs import config, runtime, storage
 from jobs.storage import PartSpec, Store
 
 ID_NAMES = ("sample_id", "image_id")     # the id column when none is configured, in order
@@ -55,13 +55,13 @@ def pick_id_column(schema: pa.Schema, configured: Optional[str], url: str) -> st
     """The configured id column, else the first of ID_NAMES the dataset has."""
     if configured:
         if configured not in schema.names:
-            raise runtime.ConfigError("id_column", f"{configured!r} is not a column of {url} "
+            raise config.ConfigError("id_column", f"{configured!r} is not a column of {url} "
                                       f"(columns: {', '.join(schema.names)})")
         return configured
     for name in ID_NAMES:
         if name in schema.names:
             return name
-    raise runtime.ConfigError("id_column", f"is needed: {url} has neither 'sample_id' nor "
+    raise config.ConfigError("id_column", f"is needed: {url} has neither 'sample_id' nor "
                               f"'image_id' (columns: {', '.join(schema.names)})")
 
 
@@ -117,7 +117,7 @@ def plan_image_inputs(src: Store, image_column: str, id_column: Optional[str], u
         first = next(iter(footers.values()))
         if isinstance(first, str):
             raise ValueError(first)
-        raise runtime.ConfigError("image_column", f"{image_column!r} is not a column of {url} "
+        raise config.ConfigError("image_column", f"{image_column!r} is not a column of {url} "
                                   f"(columns: {', '.join(first.schema.names)})")
     reference = usable[0].schema
     id_name = pick_id_column(reference, id_column, url)

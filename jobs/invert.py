@@ -34,59 +34,64 @@ encoder (modes encode/hybrid) runs on the same aligned batches, so its outputs a
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 
-from jobs import options, runtime, storage
+from jobs import config, options, runtime, storage
 from jobs.cpu_pool import CpuPool, StepWriter, gather
 from jobs.image_inputs import ImageInputs, conform, plan_image_inputs, write_bad_file
-from jobs.options import ActorOptions, ImageOptions
+from gankit.data import latent_column
+from gankit.inversion import MODES
+from jobs.config import option, public_config, require
+from jobs.options import ActorOptions, ImageOptions, StorageOptions
 from jobs.rendering import load_models, setup_device
-from jobs.runtime import PartWorker, choice, require
-from jobs.sample import latent_array, public_config
+from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, PartWriter, Store
 
 METRICS = ("mse", "psnr", "ssim", "perceptual", "loss")
 
 
 @dataclass
-class InvertConfig(ActorOptions, ImageOptions):
-    images: str = ""                   # input dataset URL (a directory of Parquet files)
-    out: str = ""                      # output URL
-    model: str = "toy"                 # generator: 'toy' or a checkpoint path
-    space: str = "w"                   # 'w' or 'wp' (W+)
-    mode: str = "optimize"             # 'optimize' (from w_avg), 'encode' (encoder only, 0
-                                       # steps, needs space 'wp'), 'hybrid' (encoder output
-                                       # refined by `steps` steps; in 'w' from its layer mean)
-    encoder: Optional[str] = None      # 'toy' or a native encoder directory; None = 'toy'
-                                       # for the toy model (required otherwise) in encode/hybrid
-    steps: int = 1000                  # optimisation steps per image (NVIDIA: 1000)
-    feature_net: Optional[str] = None  # 'toy', NVIDIA's vgg16.pt, any TorchScript file,
-                                       # None = pixel MSE only
-    mse_weight: float = 1.0            # pixel MSE weight
-    perceptual_weight: float = 1.0     # feature distance weight
-    optimize_noise: bool = True        # optimise per-image noise maps
-    noise_reg_weight: float = 1e5      # noise autocorrelation penalty (NVIDIA's)
-    lr: float = 0.1                    # Adam's initial learning rate
-    early_stop_loss: Optional[float] = None  # freeze an image once its loss is below this
-    seed: int = 0                      # image at global row i draws from (seed, i)
-    save_noise: bool = False           # store the optimised noise maps
-    keep_target: bool = False          # store the prepared input image beside the result
-    image_column: str = "image"        # struct {bytes, path} column holding PNG/JPEG bytes
-    id_column: Optional[str] = None    # None = 'sample_id' if present, else 'image_id'
-    max_aspect: float = 2.0            # more elongated images become error records
-    batch_size: int = 16               # images optimised together (part of the identity)
-    storage: dict = field(default_factory=dict)  # fsspec options for both URLs
+class InvertConfig(ActorOptions, ImageOptions, StorageOptions):
+    images: str = option("", "input dataset URL: a directory of Parquet files with an image "
+                             "and an id column", required=True)
+    out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
+    model: str = option("toy", "generator: 'toy', a checkpoint path or package.module:factory")
+    space: str = option("w", "w, or wp (W+)", choices=("w", "wp"))
+    mode: str = option("optimize", "optimize: from w_avg; encode: the encoder's w+ (0 steps, "
+                                   "needs --space wp); hybrid: the encoder's w+ refined by "
+                                   "--steps steps (in w from its layer mean)", choices=MODES)
+    encoder: Optional[str] = option(None, "W+ encoder for encode / hybrid: 'toy' or a native "
+                                          "encoder directory (default: 'toy' with the toy "
+                                          "model, required otherwise)")
+    steps: int = option(1000, "optimisation steps per image, NVIDIA's count (hybrid: the "
+                              "refinement steps; encode ignores it)")
+    feature_net: Optional[str] = option(None, "perceptual features: 'toy', NVIDIA's vgg16.pt, "
+                                              "a TorchScript or .pt2 file (default: none, "
+                                              "pixel MSE only)")
+    mse_weight: float = option(1.0, "pixel MSE weight")
+    perceptual_weight: float = option(1.0, "feature distance weight")
+    optimize_noise: bool = option(True, "optimise per-image noise maps", flag="noise")
+    noise_reg_weight: float = option(1e5, "noise autocorrelation penalty (NVIDIA's)")
+    lr: float = option(0.1, "Adam's initial learning rate")
+    early_stop_loss: Optional[float] = option(None, "freeze an image once its loss is below "
+                                                    "this")
+    seed: int = option(0, "the image at row i draws from (seed, i)")
+    save_noise: bool = option(False, "store the optimised noise maps")
+    keep_target: bool = option(False, "store the prepared input image beside the result")
+    image_column: str = option("image", "struct {bytes, path} column of PNG, JPEG or WebP bytes")
+    id_column: Optional[str] = option(None, "id column (default: sample_id if present, else "
+                                            "image_id)")
+    max_aspect: float = option(2.0, "more elongated images become error records")
+    batch_size: int = option(16, "images optimised together (part of the identity)")
 
     def validate(self) -> None:
         require(bool(self.images), "images", "must be the URL of an image dataset")
         require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
         require(bool(self.model), "model", "must name a generator ('toy' or a path)")
-        choice(self.space, ("w", "wp"), "space")
-        choice(self.mode, ("optimize", "encode", "hybrid"), "mode")
         require(self.mode != "encode" or self.space == "wp", "space",
                 "must be 'wp' with mode 'encode': the encoder outputs W+ latents (use mode "
                 "'hybrid' to start a W optimisation from their layer mean)")
@@ -282,12 +287,12 @@ class Inverter(PartWorker):
         cols = {self.id_column: pa.array(ids, type=schema.field(self.id_column).type),
                 "reconstruction": image_column(gather(recon)),
                 "steps": pa.array(res.steps.numpy().astype(np.int32))}
-        cols["w" if self.cfg.space == "w" else "wp"] = latent_array(
+        cols["w" if self.cfg.space == "w" else "wp"] = latent_column(
             ws[:, 0] if self.cfg.space == "w" else ws.reshape(n, -1))
         if self.cfg.save_noise:
             noise = np.concatenate([x.cpu().numpy().reshape(n, -1) for x in res.noises], 1) \
                 if res.noises else np.zeros((n, schema.field("noise").type.list_size), np.float32)
-            cols["noise"] = latent_array(noise)
+            cols["noise"] = latent_column(noise)
         if target is not None:
             cols["target"] = image_column(gather(target))
         for m in METRICS:
@@ -319,7 +324,7 @@ def run_invert(cfg: InvertConfig) -> dict:
     runtime.ensure_ray()
     actors = runtime.actors_for(cfg, len(inputs.plan))
     precision = runtime.job_precision(cfg.precision, actors)
-    kwargs = {"cfg": runtime.config_dict(cfg), "inputs": inputs, "device": actors.device,
+    kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs, "device": actors.device,
               "cpus": actors.num_cpus}
     identity = dict(cfg.identity(precision), input_rows=inputs.rows,
                     input_parts=len(inputs.plan))

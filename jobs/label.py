@@ -16,36 +16,40 @@ Decoding runs on `cpus_per_worker` threads, a step ahead of the classifier (jobs
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 
-from jobs import options, runtime, storage
+from jobs import config, options, runtime, storage
 from jobs.cpu_pool import CpuPool, StepWriter, gather
-from jobs.options import ActorOptions, ClassifierOptions
+from jobs.options import ActorOptions, ClassifierOptions, StorageOptions
 from jobs.rendering import classify, setup_device
-from jobs.runtime import PartWorker, require
-from jobs.sample import public_config
+from jobs.runtime import PartWorker
+from jobs.config import option, require
+from jobs.config import public_config
 from jobs.image_inputs import (ImageInputs, conform, decode_rows, first_resolution,
                                plan_image_inputs, write_bad_file)
 from jobs.storage import PartSpec, PartWriter, Store
 
 
 @dataclass
-class LabelConfig(ActorOptions, ClassifierOptions):
-    images: str = ""                   # input dataset URL (a directory of Parquet files)
-    out: str = ""                      # output URL
-    classifier: str = "toy"            # 'toy', a .pt/.safetensors file or 'package.module:factory'
-    image_column: str = "image"        # struct {bytes, path} column: PNG, JPEG or WebP bytes
-    id_column: Optional[str] = None    # None = 'sample_id' if present, else 'image_id'
-    resolution: Optional[int] = None   # required image size; None = the first good image's
-    keep_columns: Optional[list] = None  # input columns copied to the output; None = all
-                                         # but the image column
-    micro_batch: int = 16              # rows per model call (outputs depend on it)
-    batch_size: int = 256              # rows per actor step / Parquet row group
-    storage: dict = field(default_factory=dict)  # fsspec options for both URLs
+class LabelConfig(ActorOptions, ClassifierOptions, StorageOptions):
+    images: str = option("", "input dataset URL: a directory of Parquet files with an image "
+                             "column", required=True)
+    out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
+    classifier: str = option("toy", "'toy', a .pt / .pt2 / .safetensors file or "
+                                    "package.module:factory")
+    image_column: str = option("image", "struct {bytes, path} column of PNG, JPEG or WebP bytes")
+    id_column: Optional[str] = option(None, "id column (default: sample_id if present, else "
+                                            "image_id)")
+    resolution: Optional[int] = option(None, "required image size (default: the first good "
+                                             "image's)")
+    keep_columns: Optional[list] = option(None, "input columns copied to the output (default: "
+                                                "all but the image column)")
+    micro_batch: int = option(16, "rows per model call (outputs depend on it)")
+    batch_size: int = option(256, "rows per actor step and Parquet row group (a memory knob)")
 
     def validate(self) -> None:
         require(bool(self.images), "images", "must be the URL of an image dataset")
@@ -202,7 +206,7 @@ def run_label(cfg: LabelConfig) -> dict:
     inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images,
                                cfg.keep_columns)
     missing = [n for n in cfg.keep_columns or [] if n not in inputs.schema.names]
-    runtime.require(not missing, "keep_columns",
+    config.require(not missing, "keep_columns",
                     f"{missing} are not columns of {cfg.images}")
     good = {k: p for k, p in inputs.parts.items() if k not in inputs.bad}
     resolution = cfg.resolution or first_resolution(src, good, cfg.image_column)
@@ -211,7 +215,7 @@ def run_label(cfg: LabelConfig) -> dict:
     runtime.ensure_ray()
     actors = runtime.actors_for(cfg, len(inputs.plan))
     precision = runtime.job_precision(cfg.precision, actors)
-    kwargs = {"cfg": runtime.config_dict(cfg), "inputs": inputs, "resolution": resolution,
+    kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs, "resolution": resolution,
               "device": actors.device, "cpus": actors.num_cpus}
     identity = dict(cfg.identity(precision), resolution=resolution, input_rows=inputs.rows,
                     input_parts=len(inputs.plan))

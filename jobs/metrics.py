@@ -21,38 +21,43 @@ whatever the worker count. Parts resume like every other stage.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 
-from jobs import options, runtime, storage
-from jobs.options import ActorOptions
+from jobs import config, options, runtime, storage
+from jobs.config import option, public_config, require
+from jobs.options import ActorOptions, StorageOptions
 from jobs.rendering import load_models, setup_device
-from jobs.runtime import PartWorker, choice, require
-from jobs.sample import public_config
+from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, PartWriter
 
 PPL_SCHEMA = pa.schema([pa.field("path", pa.int64()), pa.field("distance", pa.float64())])
 
 
 @dataclass
-class MetricsConfig(ActorOptions):
-    out: str = ""                      # output URL: ppl_<space>/ parts and metrics.json
-    samples: str = ""                  # separability: sample dataset URL ('' = skip)
-    separability_rows: Optional[int] = None  # rows read from samples (None = all; paper 200K)
-    keep_fraction: float = 0.5         # per attribute, the most confident share kept
-    model: str = "toy"                 # PPL generator: 'toy' or a checkpoint path
-    feature_net: str = "toy"           # PPL distance: 'toy', NVIDIA's vgg16.pt, TorchScript
-    ppl_paths: int = 0                 # paths per space (paper: 100K); 0 = skip PPL
-    ppl_spaces: list = field(default_factory=lambda: ["z", "w"])
-    sampling: str = "full"             # 'full' (t ~ U(0, 1)) or 'end' (t = 0)
-    epsilon: float = 1e-4
-    seed: int = 0                      # paths and the separability SVM splits
-    micro_batch: int = 64              # paths per model call (part of the job's identity)
-    rows_per_part: int = 1024          # paths per part: a multiple of micro_batch
-    storage: dict = field(default_factory=dict)  # fsspec options for every URL
+class MetricsConfig(ActorOptions, StorageOptions):
+    out: str = option("", "output URL: metrics.json and ppl_<space>/ parts", required=True)
+    samples: str = option("", "separability: a sample dataset with z, w and logit_* columns "
+                              "(default: skip separability)")
+    separability_rows: Optional[int] = option(None, "rows read from --samples (default: all; "
+                                                    "the paper's 200,000)")
+    keep_fraction: float = option(0.5, "separability: per attribute, the most confident "
+                                       "share kept")
+    model: str = option("toy", "PPL generator: 'toy', a checkpoint path or "
+                               "package.module:factory")
+    feature_net: str = option("toy", "PPL distance: 'toy', NVIDIA's vgg16.pt, a TorchScript "
+                                     "or .pt2 file")
+    ppl_paths: int = option(0, "PPL paths per space (the paper's 100,000; 0 = skip PPL)")
+    ppl_spaces: list = option(["z", "w"], "PPL spaces", choices=("z", "w"))
+    sampling: str = option("full", "PPL path ends: full (t ~ U(0, 1)) or end (t = 0)",
+                           choices=("full", "end"))
+    epsilon: float = option(1e-4, "PPL step along the path")
+    seed: int = option(0, "PPL paths and the separability SVM splits")
+    micro_batch: int = option(64, "paths per model call (part of the job's identity)")
+    rows_per_part: int = option(1024, "paths per part: a multiple of micro_batch")
 
     def validate(self) -> None:
         require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
@@ -63,9 +68,6 @@ class MetricsConfig(ActorOptions):
         require(0 < self.keep_fraction <= 1, "keep_fraction", "must be in (0, 1]")
         require(self.ppl_paths >= 0, "ppl_paths", f"must be >= 0 (got {self.ppl_paths})")
         require(len(self.ppl_spaces) > 0, "ppl_spaces", "must list z and/or w")
-        for s in self.ppl_spaces:
-            choice(s, ("z", "w"), "ppl_spaces")
-        choice(self.sampling, ("full", "end"), "sampling")
         require(self.epsilon > 0, "epsilon", f"must be > 0 (got {self.epsilon})")
         require(self.seed >= 0, "seed", f"must be >= 0 (got {self.seed})")
         require(self.rows_per_part >= 1 and self.rows_per_part % self.micro_batch == 0,
@@ -166,7 +168,7 @@ def path_lengths(cfg: MetricsConfig, space: str) -> dict:
     plan = storage.part_ranges(cfg.ppl_paths, cfg.rows_per_part)
     actors = runtime.actors_for(cfg, len(plan))
     runtime.job_precision(cfg.ppl_precision(), actors)
-    kwargs = {"cfg": runtime.config_dict(cfg), "space": space, "device": actors.device,
+    kwargs = {"cfg": config.config_dict(cfg), "space": space, "device": actors.device,
               "cpus": actors.num_cpus}
     runtime.run_parts(f"ppl_{space}", out, plan, PathLengths, kwargs, cfg.ppl_identity(space),
                       public_config(cfg), actors)
@@ -198,29 +200,8 @@ def run_metrics(cfg: MetricsConfig) -> dict:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("metrics", help="separability and PPL, Z vs W (sharded PPL)")
-    p.add_argument("--out", required=True, help="output URL (metrics.json, ppl_<space>/)")
-    p.add_argument("--samples", default="", help="sample dataset with z, w, logit_* columns")
-    p.add_argument("--separability-rows", type=int, default=None)
-    p.add_argument("--model", default="toy")
-    p.add_argument("--feature-net", default="toy",
-                   help="PPL distance: 'toy', NVIDIA's vgg16.pt, or a TorchScript file")
-    p.add_argument("--ppl-paths", type=int, default=0, help="paths per space (paper: 100000)")
-    p.add_argument("--ppl-spaces", nargs="+", default=["z", "w"])
-    p.add_argument("--sampling", default="full", help="full or end")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rows-per-part", type=int, default=1024)
-    options.add_flags(p, ActorOptions)
-    p.add_argument("--storage", type=json.loads, default={}, help="fsspec options as JSON")
-    p.set_defaults(func=cmd_metrics)
-
-
-def cmd_metrics(a) -> None:
-    run_metrics(runtime.config_from_dict(MetricsConfig, dict(
-        out=a.out, samples=a.samples, separability_rows=a.separability_rows, model=a.model,
-        feature_net=a.feature_net, ppl_paths=a.ppl_paths, ppl_spaces=a.ppl_spaces,
-        sampling=a.sampling, seed=a.seed, rows_per_part=a.rows_per_part, storage=a.storage,
-        **options.values(a, ActorOptions))))
+    config.add_stage_command(subparsers, "metrics", "separability and PPL, Z vs W (sharded "
+                             "PPL)", MetricsConfig, "jobs.metrics:run_metrics")
 
 
 __all__ = ["MetricsConfig", "run_metrics", "sample_latents"]

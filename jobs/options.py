@@ -1,30 +1,25 @@
-"""Options the part jobs share, each declared once.
+"""Option groups the stage configs share, each option declared once (jobs.config.option).
 
-A field of `ActorOptions`, `ImageOptions` or `ClassifierOptions` holds its default, its
-help line and its choices; the command-line flags (`add_flags`), the validation (`validate`) and what joins a
-job's identity (`identity`) are derived from that one declaration. A stage's config inherits
-the groups it uses:
+A stage's config inherits the groups it uses; the flags, the YAML keys and the checks of
+enumerated values come from jobs.config, the rules between fields from `validate` here, and
+what joins a job's identity from `identity`:
 
     @dataclass
-    class SampleConfig(ActorOptions, ImageOptions, ClassifierOptions):
+    class SampleConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions):
         ...
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from gankit.images import IMAGE_FORMATS
 from gankit.precision import PRECISIONS
+from jobs.config import check_choices, option, require
 
 DEVICES = ("auto", "cuda", "cpu")
-
-
-def option(default, help: str, choices: Optional[tuple] = None):
-    """A dataclass field with its help line and, for enumerated options, its choices."""
-    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass
@@ -36,11 +31,11 @@ class ActorOptions:
                                      "threads); 0 = a GPU actor takes its node's CPUs per "
                                      "GPU less one, a CPU actor one")
     device: str = option("auto", "auto (GPU actors when the cluster has GPUs), cuda or cpu",
-                         DEVICES)
+                         choices=DEVICES)
     precision: str = option("auto", "model precision: auto (fp16 on a GPU, fp32 on a CPU), "
                                     "fp32 (bit-exact), tf32, bf16, fp16 (the generator's "
                                     "top blocks in half precision, NVIDIA's semantics)",
-                            PRECISIONS)
+                            choices=PRECISIONS)
     part_attempts: int = option(3, "times a part may be started in one run: a part whose "
                                    "worker dies every time (a crashing native library, a "
                                    "poison row) then stops the job, naming it")
@@ -49,45 +44,39 @@ class ActorOptions:
 @dataclass
 class ImageOptions:
     """How a job stores the images it renders."""
-    image_format: str = option("png", "stored image format (png is lossless)", IMAGE_FORMATS)
+    image_format: str = option("png", "stored image format (png is lossless)",
+                               choices=IMAGE_FORMATS)
     image_quality: int = option(95, "JPEG / WebP quality, 1-100 (png ignores it)")
     image_size: Optional[int] = option(None, "store an antialiased downscale to this many "
                                              "pixels a side (default: the generator's size)")
 
 
 @dataclass
+class StorageOptions:
+    """How a job reaches its object store."""
+    storage: dict = option({}, "fsspec options as JSON for every URL of the job, e.g. "
+                               "'{\"endpoint_url\": \"http://...\"}'", parse=json.loads)
+
+
+@dataclass
 class ClassifierOptions:
     """How a job feeds its attribute classifier."""
     classifier_input: Optional[dict] = option(
-        None, "the classifier's input, overriding its sidecar JSON: {input_size, mean, std}")
+        None, "the classifier's input as JSON, overriding its sidecar: {input_size, mean, std}",
+        parse=json.loads)
 
 
 def values(source, *groups) -> dict:
-    """{field: value} of the groups' options, read from a config or parsed arguments."""
+    """{field: value} of the groups' options, read from a config."""
     return {f.name: getattr(source, f.name) for group in groups
             for f in dataclasses.fields(group)}
 
 
-def add_flags(parser, *groups) -> None:
-    """One `--flag-name` per option of the groups, with its default, help and choices."""
-    for f in (f for group in groups for f in dataclasses.fields(group)):
-        default = f.default
-        kind = {"int": int, "Optional[int]": int, "Optional[dict]": json.loads}.get(f.type, str)
-        choices = f.metadata.get("choices")
-        shown = "" if default is None else f" (default: {default})"
-        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default,
-                            choices=choices, help=f.metadata["help"] + shown)
-
-
 def validate(cfg) -> None:
-    """Check every shared option `cfg` has; a bad one raises ConfigError naming the field."""
-    from jobs.runtime import ConfigError, choice, require
-    for group in (ActorOptions, ImageOptions):
-        if not isinstance(cfg, group):
-            continue
-        for f in dataclasses.fields(group):
-            if f.metadata.get("choices"):
-                choice(getattr(cfg, f.name), f.metadata["choices"], f.name)
+    """Check the shared options `cfg` has (and every enumerated field of it); a bad one
+    raises ConfigError naming the field."""
+    from jobs.config import ConfigError
+    check_choices(cfg)
     if isinstance(cfg, ActorOptions):
         require(cfg.workers >= 0, "workers", f"must be >= 0 (got {cfg.workers})")
         require(cfg.cpus_per_worker >= 0, "cpus_per_worker",

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from jobs import options
 from jobs.options import ActorOptions
-from jobs.runtime import ConfigError, choice, config_from_dict, require
+from jobs.config import ConfigError, choice, config_from_dict, require
 
 STAGES = ("sample", "fit", "heldout", "invert", "edit", "report")
 WIRED = {"sample": ("out",), "fit": ("samples", "out"), "heldout": ("out",),

@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 
 from jobs import storage
-from jobs.runtime import require
+from jobs.config import require
 
 
 @dataclass

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import typing
 import uuid
 from dataclasses import dataclass
 from typing import Optional
@@ -29,32 +28,8 @@ from typing import Optional
 import numpy as np
 
 from jobs import storage
+from jobs.config import ConfigError, require
 from jobs.storage import PartSpec, RunRecord, Store
-
-# ----------------------------------------------------------------------------------------
-# Typed configs
-
-
-class ConfigError(ValueError):
-    """A bad config value: the message names the field ("sample.space must be ...")."""
-
-    def __init__(self, field: str, problem: str):
-        self.field, self.problem = field, problem
-        super().__init__(f"{field} {problem}")
-
-    def within(self, prefix: str) -> "ConfigError":
-        return ConfigError(f"{prefix}.{self.field}" if prefix else self.field, self.problem)
-
-
-def require(ok: bool, field: str, problem: str) -> None:
-    if not ok:
-        raise ConfigError(field, problem)
-
-
-def choice(value, options, field: str) -> None:
-    require(value in options, field,
-            f"must be one of {', '.join(map(str, options))} (got {value!r})")
-
 
 def validate_actor_fields(cfg) -> None:
     """The fields every part job's actors share: micro_batch and batch_size (where the job
@@ -64,65 +39,6 @@ def validate_actor_fields(cfg) -> None:
         if hasattr(cfg, name):
             require(getattr(cfg, name) >= 1, name, f"must be >= 1 (got {getattr(cfg, name)})")
     options.validate(cfg)
-
-
-def _type_ok(value, hint) -> bool:
-    origin = typing.get_origin(hint)
-    if hint is typing.Any:
-        return True
-    if origin is typing.Union:
-        return any(_type_ok(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin in (list, tuple) or hint in (list, tuple):
-        return isinstance(value, (list, tuple))
-    if origin is dict or hint is dict:
-        return isinstance(value, dict)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True
-
-
-def _type_name(hint) -> str:
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-             list: "a list", dict: "a mapping"}
-    if typing.get_origin(hint) is typing.Union:
-        return " or ".join("null" if h is type(None) else _type_name(h)
-                           for h in typing.get_args(hint))
-    return names.get(typing.get_origin(hint) or hint, str(hint))
-
-
-def config_from_dict(cls, data: dict, prefix: str = ""):
-    """Build a config dataclass from a mapping; unknown keys and wrongly typed values fail
-    with a sentence naming the field (`prefix.field`); then the config validates itself."""
-    where = f"{prefix}." if prefix else ""
-    if not isinstance(data, dict):
-        raise ConfigError(prefix or cls.__name__, f"must be a mapping (got {data!r})")
-    hints = typing.get_type_hints(cls)
-    own = list(vars(cls).get("__annotations__", {}))   # the stage's fields, then the shared
-    known = own + [f.name for f in dataclasses.fields(cls) if f.name not in own]
-    for key, value in data.items():
-        if key not in known:
-            raise ConfigError(f"{where}{key}", f"is not a known field (known: {', '.join(known)})")
-        if float in (hints[key], *typing.get_args(hints[key])) and isinstance(value, int) \
-                and not isinstance(value, bool):
-            data = dict(data, **{key: float(value)})
-        elif not _type_ok(value, hints[key]):
-            raise ConfigError(f"{where}{key}", f"must be {_type_name(hints[key])} (got {value!r})")
-    cfg = cls(**data)
-    try:
-        cfg.validate()
-    except ConfigError as e:
-        raise e.within(prefix) from None
-    return cfg
-
-
-def config_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
 
 
 # ----------------------------------------------------------------------------------------

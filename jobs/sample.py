@@ -27,46 +27,47 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 
-from jobs import options, runtime, storage
+from gankit.data import latent_column
+from gankit.latents import SPACES
+from jobs import config, options, runtime, storage
+from jobs.config import ConfigError, option, require
 from jobs.cpu_pool import CpuPool, StepWriter, gather
-from jobs.options import ActorOptions, ClassifierOptions, ImageOptions
+from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
 from jobs.rendering import load_models, render_and_label, setup_device
-from jobs.runtime import ConfigError, PartWorker, choice, require
+from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, PartWriter
 
-SPACES = ("z", "w", "wp")
-
-
 @dataclass
-class SampleConfig(ActorOptions, ImageOptions, ClassifierOptions):
-    model: str = "toy"                 # generator: 'toy' or a checkpoint path
-    count: int = 1000                  # rows: sample_id 0 .. count-1
-    seed: int = 0                      # row i draws z from a generator seeded by (seed, i)
-    space: str = "w"                   # latents stored besides z: 'z' (none), 'w', 'wp' (W+)
-    truncation: float = 1.0            # truncation psi (1 = no truncation)
-    truncation_cutoff: Optional[int] = None  # truncate only the first N W+ layers (None = all)
-    images: bool = False               # render and store images (image_format, ...)
-    classifier: Optional[str] = None   # add logit_<attr> columns: 'toy', a .pt/.safetensors
-                                       # file or 'package.module:factory'
-    out: str = ""                      # output URL: a local path or s3://bucket/prefix
-    rows_per_part: int = 1000          # rows per part file; fixed row ranges per part
-    micro_batch: int = 16              # rows per model call; outputs depend on it, so it
-                                       # is part of the job's identity
-    batch_size: int = 256              # rows per actor step and Parquet row group (memory
-                                       # knob; rows do not depend on it)
-    storage: dict = field(default_factory=dict)  # fsspec options for `out` (endpoint_url...)
+class SampleConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions):
+    model: str = option("toy", "generator: 'toy', a checkpoint path or package.module:factory")
+    count: int = option(1000, "rows: sample_id 0 .. count-1", required=True)
+    seed: int = option(0, "row i draws z from a generator seeded by (seed, i)")
+    space: str = option("w", "latents stored beside z: z (none), w or wp (W+)",
+                        choices=SPACES)
+    truncation: float = option(1.0, "truncation psi (1 = none)")
+    truncation_cutoff: Optional[int] = option(None, "truncate only the first N W+ layers "
+                                                    "(default: all)")
+    images: bool = option(False, "render and store the images (--image-format, "
+                                 "--image-quality, --image-size)")
+    classifier: Optional[str] = option(None, "add logit_<attr> columns: 'toy', a .pt / .pt2 / "
+                                             ".safetensors file or package.module:factory")
+    out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
+    rows_per_part: int = option(1000, "rows per part file (fixed row ranges per part)")
+    micro_batch: int = option(16, "rows per model call; rows depend on it, so it is part of "
+                                  "the job's identity")
+    batch_size: int = option(256, "rows per actor step and Parquet row group (a memory knob; "
+                                  "rows do not depend on it)")
 
     def validate(self) -> None:
         require(bool(self.model), "model", "must name a generator ('toy' or a path)")
         require(self.count >= 1, "count", f"must be >= 1 (got {self.count})")
         require(self.seed >= 0, "seed", f"must be >= 0 (got {self.seed})")
-        choice(self.space, SPACES, "space")
         require(math.isfinite(self.truncation), "truncation", "must be a finite number")
         require(self.truncation_cutoff is None or self.truncation_cutoff >= 1,
                 "truncation_cutoff", f"must be >= 1 or null (got {self.truncation_cutoff})")
@@ -80,15 +81,6 @@ class SampleConfig(ActorOptions, ImageOptions, ClassifierOptions):
                 "classifier", "rows_per_part", "micro_batch")
         ident = {k: getattr(self, k) for k in keys}
         return dict(ident, **options.identity(self, precision, self.images))
-
-
-def public_config(cfg) -> dict:
-    """The config as recorded in manifests: storage secrets redacted."""
-    d = runtime.config_dict(cfg)
-    if d.get("storage"):
-        d["storage"] = {k: ("***" if any(s in k.lower() for s in ("key", "secret", "token"))
-                            else v) for k, v in d["storage"].items()}
-    return d
 
 
 # ----------------------------------------------------------------------------------------
@@ -178,11 +170,11 @@ class Sampler(PartWorker):
         """ws_all [n, num_ws, w_dim]; images: the pool's futures of encoded bytes."""
         from gankit.data import image_column
         cfg = self.cfg
-        cols = {"sample_id": pa.array(ids), "z": latent_array(z)}
+        cols = {"sample_id": pa.array(ids), "z": latent_column(z)}
         if cfg.space == "w":
-            cols["w"] = latent_array(ws_all[:, 0])
+            cols["w"] = latent_column(ws_all[:, 0])
         elif cfg.space == "wp":
-            cols["wp"] = latent_array(ws_all.reshape(len(ids), -1))
+            cols["wp"] = latent_column(ws_all.reshape(len(ids), -1))
         if "image" in self.schema.names:
             cols["image"] = image_column(gather(images))
         if logits:
@@ -190,11 +182,6 @@ class Sampler(PartWorker):
             for j, a in enumerate(self.C.attribute_names):
                 cols[f"logit_{a}"] = pa.array(logits[:, j].astype(np.float32))
         return pa.Table.from_arrays([cols[f.name] for f in self.schema], schema=self.schema)
-
-
-def latent_array(x: np.ndarray) -> pa.FixedSizeListArray:
-    from gankit.data import latent_column
-    return latent_column(np.ascontiguousarray(x, dtype=np.float32))
 
 
 # ----------------------------------------------------------------------------------------
@@ -212,9 +199,9 @@ def run_sample(cfg: SampleConfig) -> dict:
     plan = storage.part_ranges(cfg.count, cfg.rows_per_part)
     actors = runtime.actors_for(cfg, len(plan))
     precision = runtime.job_precision(cfg.precision, actors)
-    kwargs = {"cfg": runtime.config_dict(cfg), "device": actors.device, "cpus": actors.num_cpus}
+    kwargs = {"cfg": config.config_dict(cfg), "device": actors.device, "cpus": actors.num_cpus}
     return runtime.run_parts("sample", out, plan, Sampler, kwargs, cfg.identity(precision),
-                             public_config(cfg), actors)
+                             config.public_config(cfg), actors)
 
 
 __all__ = ["SampleConfig", "Sampler", "run_sample", "sample_schema", "ConfigError"]

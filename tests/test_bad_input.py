@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from jobs import storage
-from jobs.runtime import ConfigError
+from jobs.config import ConfigError
 
 pytestmark = pytest.mark.integration
 

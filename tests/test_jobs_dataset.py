@@ -150,7 +150,7 @@ def test_sampling_does_not_depend_on_workers_or_batch_size(labeled, tmp_path):
 
 def test_bad_filter_config_names_the_field(labeled, tmp_path):
     from jobs.dataset import run_dataset
-    from jobs.runtime import ConfigError
+    from jobs.config import ConfigError
     src, _ = labeled
     with pytest.raises(ConfigError, match="min_confidence"):
         run_dataset(base_config(tmp_path / "x", min_confidence=0.3))

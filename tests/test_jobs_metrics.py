@@ -12,7 +12,7 @@ from gankit.perceptual import load_feature_net
 from gankit.zoo import load_generator
 from jobs import storage
 from jobs.metrics import MetricsConfig, run_metrics, sample_latents
-from jobs.runtime import ConfigError
+from jobs.config import ConfigError
 from jobs.sample import SampleConfig, run_sample
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs import storage
-from jobs.runtime import ConfigError, config_from_dict, plan_actors, require
+from jobs.runtime import plan_actors
+from jobs.config import ConfigError, config_from_dict, require
 
 pytestmark = pytest.mark.integration
 

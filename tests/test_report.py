@@ -336,7 +336,7 @@ def test_inversion_runs_become_a_table(tiny):
 
 
 def test_bad_inversion_file_fails_with_the_field_name(tiny, tmp_path):
-    from jobs.runtime import ConfigError
+    from jobs.config import ConfigError
     root, _, _ = tiny
     (tmp_path / "x.json").write_text('{"hello": 1}')
     with pytest.raises(ConfigError, match="inversion"):

@@ -11,7 +11,8 @@ import torch
 
 from jobs import storage
 from jobs.cpu_pool import CpuPool, StepWriter, gather
-from jobs.runtime import ConfigError, PartWorker, config_from_dict
+from jobs.runtime import PartWorker
+from jobs.config import ConfigError, config_from_dict
 from jobs.sample import SampleConfig, run_sample
 
 MAGIC = {"png": b"\x89PNG", "jpeg": b"\xff\xd8\xff", "webp": b"RIFF"}
