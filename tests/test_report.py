@@ -458,8 +458,10 @@ def test_warnings_for_a_tiny_selection_near_chance_and_few_samples():
     block = page[page.index("class='warn'"):page.index("id='contents'")]
     assert all(html_text(w) in block for w in warns)
     # chance is the larger side's share: 0.95 on a 95/5 split is no skill at all
-    assert K.boundary_caveats("b", [950, 50], 0.95)[0].startswith("b: val accuracy 0.950")
-    assert K.boundary_caveats("b", [950, 50], 0.99) == []
+    assert K.boundary_caveats("b", [9500, 500], 0.95) == [
+        "b: val accuracy 0.950 is near chance (0.950, always guessing the larger side): the "
+        "boundary barely separates the attribute."]
+    assert K.boundary_caveats("b", [9500, 500], 0.99) == []
     assert R.caveats(reader_report(boundaries=[], separability=None)) == []
 
 
