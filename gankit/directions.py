@@ -15,7 +15,9 @@ sigma * std_k on a range of layers.
 
 Annotation: edit K samples by +-sigma * std along each direction, classify both, and report
 each classifier attribute's mean change of probability; a direction whose largest change
-exceeds a threshold is named after it, e.g. "smile+ (0.41)".
+exceeds a threshold is named after it, e.g. "smile+ (0.41)". Each name goes to one direction
+only (the one that changes it most), and a direction whose renders blow out at +-sigma
+(pixels far outside [-1, 1]) is not named: the classifier scores the blow-out there.
 """
 from __future__ import annotations
 
@@ -150,6 +152,7 @@ class AnnotateConfig:
     sigma: float = 3.0             # edit = +-sigma * std along the direction
     layers: Layers = "all"         # ws range the edit applies to
     threshold: float = 0.2         # min |mean change of probability| to name a direction
+    max_clipped: float = 0.25      # max share of pixels outside [-1, 1] at the ends to name it
     seed: int = 0
     batch_size: int = 64
 
@@ -184,21 +187,66 @@ def direction_name(delta: np.ndarray, names: Sequence[str], threshold: float) ->
     return f"unnamed (top: {label} {abs(delta[a]):.2f})"
 
 
+def unique_names(deltas: np.ndarray, names: Sequence[str], threshold: float,
+                 usable: Optional[Sequence[bool]] = None) -> list:
+    """deltas [K, A] -> K names, each label (attribute and sign) given to one direction
+    only: strongest (direction, attribute) changes first, so a label goes to the direction
+    that moves it most and a weaker one takes its next label above threshold, if any.
+    Directions not `usable` (blown-out images) and those left without a label are
+    'unnamed (...)'."""
+    deltas = np.asarray(deltas, dtype=np.float64)                       # [K, A]
+    usable = [True] * len(deltas) if usable is None else list(usable)
+    label = lambda k, a: f"{names[a]}{'+' if deltas[k, a] > 0 else '-'}"  # noqa: E731
+    got, taken = {}, set()
+    for k, a in sorted(np.ndindex(*deltas.shape), key=lambda ka: -abs(deltas[ka])):
+        if abs(deltas[k, a]) < threshold:
+            break
+        if usable[k] and k not in got and label(k, a) not in taken:
+            got[k] = a
+            taken.add(label(k, a))
+    out = []
+    for k, row in enumerate(deltas):
+        top = int(np.argmax(np.abs(row)))
+        if k in got:
+            out.append(f"{label(k, got[k])} ({abs(row[got[k]]):.2f})")
+        elif not usable[k]:
+            out.append(f"unnamed (images blow out; top: {label(k, top)} {abs(row[top]):.2f})")
+        else:
+            out.append(f"unnamed (top: {label(k, top)} {abs(row[top]):.2f})")
+    return out
+
+
+def clipped_share(G, ws: torch.Tensor, direction, scale: float, cfg: AnnotateConfig,
+                  n: int = 8) -> float:
+    """Share of pixels outside [-1, 1] in the renders at both ends (+-sigma * scale) of
+    the first n samples: a blown-out image is what the classifier scores there, not a
+    face with the attribute changed."""
+    s = cfg.sigma * float(scale)
+    with torch.no_grad():
+        ends = [G.synthesis(edit_ws(ws[:n], direction, t, cfg.layers), noise_mode="const")
+                for t in (s, -s)]                                       # 2 x [n, C, H, W]
+    return float(torch.cat(ends).abs().gt(1.0).float().mean())
+
+
 def annotate(G, classifier, vectors: np.ndarray, scales: np.ndarray,
              cfg: AnnotateConfig = AnnotateConfig()) -> list:
-    """One dict per direction: name, the attribute it moves most, and every attribute's
-    mean change of probability (ordered as classifier.attribute_names)."""
+    """One dict per direction: a unique name (unique_names), the attribute it moves most,
+    every attribute's mean change of probability (ordered as classifier.attribute_names)
+    and the share of clipped pixels at the sweep's ends."""
     from gankit.latents import map_to_w, sample_z
     names = list(classifier.attribute_names)
     ws = map_to_w(G, sample_z(cfg.seed, range(cfg.k), G.z_dim))            # [K, L, D]
+    deltas = np.stack([rescore_direction(G, classifier, ws, d, scale, cfg)
+                       for d, scale in zip(vectors, scales)])           # [K, A]
+    clipped = [clipped_share(G, ws, d, scale, cfg) for d, scale in zip(vectors, scales)]
+    labels = unique_names(deltas, names, cfg.threshold,
+                          [c <= cfg.max_clipped for c in clipped])
     out = []
-    for d, scale in zip(vectors, scales):
-        delta = rescore_direction(G, classifier, ws, d, scale, cfg)
+    for delta, name, clip in zip(deltas, labels, clipped):
         a = int(np.argmax(np.abs(delta)))
-        out.append({"name": direction_name(delta, names, cfg.threshold),
-                    "named": bool(abs(delta[a]) >= cfg.threshold),
+        out.append({"name": name, "named": not name.startswith("unnamed"),
                     "top_attribute": names[a], "top_change": float(delta[a]),
-                    "changes": {n: float(v) for n, v in zip(names, delta)}})
+                    "clipped": clip, "changes": {n: float(v) for n, v in zip(names, delta)}})
     return out
 
 

@@ -62,7 +62,7 @@ def cmd_eval(args) -> None:
         cfg, args.n, args.seed, args.strength,
         load_feature_net(args.feature_net) if args.feature_net else None, args.value, encoder=E)
     text = json.dumps(figures, indent=2)
-    print(text)
+    print(json.dumps({k: v for k, v in figures.items() if k != "examples"}, indent=2))
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
@@ -127,7 +127,16 @@ def eval_inversion(G, classifier, boundary, attribute: str, cfg, n: int = 16, se
             "cf_others_kept": float((pred_cf[:, others] == truth[:, others]).mean()),
             "edit_mse": float(pixel_mse(x_edit, x_cf).mean()), "edit_feature": dist,
             "recon_mse": float(inv.mse.mean()), "recon_psnr": float(inv.psnr.mean()),
-            "recon_feature": recon_feature(inv, x, feature_net)}
+            "recon_feature": recon_feature(inv, x, feature_net),
+            "examples": examples([("input", x), ("reconstruction", inv.reconstruction),
+                                  ("edited", x_edit), ("counterfactual", x_cf)])}
+
+
+def examples(columns: list, faces: int = 4) -> dict:
+    """The first faces of each column, packed for the report's inversion rows."""
+    from gankit.images import to_uint8
+    from gankit.report import pack_examples
+    return pack_examples([(name, to_uint8(x[:faces].detach())) for name, x in columns])
 
 
 def recon_feature(inv, x, feature_net):

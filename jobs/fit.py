@@ -21,6 +21,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -194,7 +195,8 @@ def fit_all(cfg: FitConfig, latents: dict, scores: np.ndarray, attributes: list,
                              val_fraction=cfg.val_fraction, seed=cfg.seed,
                              solver=cfg.solver, layers=layers)
             plain[attr] = b
-            entries.append(save_entry(out, b, space_name, attr, []))
+            entry = save_entry(out, b, space_name, attr, [])
+            entries.append(add_caveats(entry, cfg, per_side(cfg, b, scores[:, j])))
             val = b.metrics.get("val_accuracy")
             print(f"[fit] {space_name}/{attr}: val_accuracy "
                   f"{'n/a (no validation split)' if val is None else format(val, '.3f')}", flush=True)
@@ -202,6 +204,25 @@ def fit_all(cfg: FitConfig, latents: dict, scores: np.ndarray, attributes: list,
             b = condition_boundary(plain[target], [plain[c] for c in conds])
             entries.append(save_entry(out, b, space_name, target, list(conds)))
     return entries
+
+
+def per_side(cfg: FitConfig, boundary, scores: np.ndarray) -> list:
+    """[positives, negatives] the boundary was fitted and validated on."""
+    if cfg.selection == "extremes":
+        k = boundary.metrics["n_selected"] // 2          # the same count at both ends
+        return [k, k]
+    positive = int((scores > boundary.metrics.get("threshold", 0.0)).sum())
+    return [positive, int(len(scores)) - positive]
+
+
+def add_caveats(entry: dict, cfg: FitConfig, sides: list) -> dict:
+    """entry + n_per_side and warnings (gankit.caveats), each also warned on the console:
+    a val accuracy on a few rows, or near chance, reads like a good one otherwise."""
+    from gankit.caveats import CaveatWarning, boundary_caveats
+    found = boundary_caveats(entry["name"], sides, entry["val_accuracy"], cfg.val_fraction)
+    for sentence in found:
+        warnings.warn(sentence, CaveatWarning, stacklevel=2)
+    return dict(entry, n_per_side=sides, warnings=found)
 
 
 def save_entry(out, boundary, space_name: str, attr: str, conds: list) -> dict:

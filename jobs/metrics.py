@@ -21,6 +21,7 @@ whatever the worker count. Parts resume like every other stage.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -191,12 +192,23 @@ def run_metrics(cfg: MetricsConfig) -> dict:
         runtime.ensure_ray()
         result["ppl"] = {s: path_lengths(cfg, s) for s in cfg.ppl_spaces}
     result["config"] = public_config(cfg)
+    result["warnings"] = few_samples(result)
     out.write_json("metrics.json", result)
     for key in ("separability", "ppl"):
         for space, v in (result[key] or {}).items():
             runtime.log(f"[metrics] {key} {space}: " + json.dumps(
                 {k: v[k] for k in ("score", "mean", "mean_filtered") if k in v}))
     return result
+
+
+def few_samples(result: dict) -> list:
+    """gankit.caveats' sentences for separability and PPL on too few samples, each also
+    warned on the console (a score of 1.000 from 50 samples looks like a perfect one)."""
+    from gankit.caveats import CaveatWarning, ppl_caveats, separability_caveats
+    found = separability_caveats(result["separability"]) + ppl_caveats(result["ppl"])
+    for sentence in found:
+        warnings.warn(sentence, CaveatWarning, stacklevel=2)
+    return found
 
 
 def register(subparsers) -> None:

@@ -19,6 +19,8 @@ Optional sections, each computed in the driver on one device (all small):
 """
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -80,7 +82,28 @@ class ReportConfig:
 def boundary_rows(index: dict) -> list:
     keys = ("name", "attribute", "space", "conditions", "val_accuracy", "all_accuracy",
             "n_train", "path")
-    return [{k: e.get(k) for k in keys} for e in index["boundaries"]]
+    return [{**{k: e.get(k) for k in keys}, "n_val": (e.get("metrics") or {}).get("n_val"),
+             "n_per_side": e.get("n_per_side")} for e in index["boundaries"]]
+
+
+def fit_settings(index: dict) -> dict:
+    """What the report's text says about the fit: the samples and how they were selected."""
+    cfg = index.get("config") or {}
+    keys = ("selection", "fraction", "count", "val_fraction", "spaces")
+    return {"samples": index.get("samples"), **{k: cfg.get(k) for k in keys}}
+
+
+def same_dataset(a: str, b: str, options: dict) -> bool:
+    """Two dataset URLs name the same rows: the same place, or the same recorded identity
+    (a copy of the fit's samples is still the fit's samples)."""
+    norm = lambda u: os.path.abspath(u) if "://" not in u else u.rstrip("/")  # noqa: E731
+    if not a or not b:
+        return False
+    if norm(a) == norm(b):
+        return True
+    ident = [(storage.read_manifest(storage.open_store(u, options)) or {}).get("identity")
+             for u in (a, b)]
+    return ident[0] is not None and ident[0] == ident[1]
 
 
 def cosine_section(cfg: ReportConfig, index: dict) -> dict:
@@ -245,30 +268,42 @@ def pair_rows(edits: dict) -> list:
     return rows
 
 
+def strength_label(t: float) -> str:
+    return "0" if t == 0 else f"{t:+g}"
+
+
+def row_label(sample_id: int, entry: dict) -> str:
+    """'#12 plain' or '#12 | old+yaw' (the conditions the edit keeps)."""
+    conds = entry.get("conditions") or []
+    return f"#{sample_id} " + ("| " + "+".join(conds) if conds else "plain")
+
+
 def grid_figures(cells: dict, originals: dict, entries: list, ids: list) -> dict:
     """{'grid_<attr>': PNG}: rows = sample x (plain, conditional...), columns = original
-    then every strength in increasing order."""
+    then every strength in increasing order, both labelled on the image."""
     from gankit.images import encode_png
-    from gankit.report import edit_grid
+    from gankit.report import labelled_grid
     figs, captions = {}, {}
     for attr in dict.fromkeys(e["attribute"] for e in entries):
-        group = [e["name"] for e in entries if e["attribute"] == attr and e["name"] in cells]
+        group = [e for e in entries if e["attribute"] == attr and e["name"] in cells]
         if not group:
             continue
-        strengths = sorted({t for n in group for (_, t) in cells[n]})
-        rows = []
+        strengths = sorted({t for e in group for (_, t) in cells[e["name"]]})
+        with_original = all(i in originals for i in ids)
+        rows, labels = [], []
         for i in ids:
-            for n in group:
-                row = [originals[i]] if i in originals else []
-                row += [cells[n][(i, t)] for t in strengths if (i, t) in cells[n]]
-                if len(row) == len(strengths) + (i in originals):
-                    rows.append(row)
-        if rows and len({len(r) for r in rows}) == 1:
-            figs[f"grid_{attr}"] = encode_png(edit_grid(np.asarray(rows)), compress_level=6)
-            captions[f"grid_{attr}"] = (f"{attr}: rows = each sample along "
-                                        f"{', then '.join(group)}; columns = "
-                                        f"{'original, ' if originals else ''}distance "
-                                        f"{', '.join(f'{t:g}' for t in strengths)}")
+            for e in group:
+                row = [cells[e["name"]].get((i, t)) for t in strengths]
+                if all(c is not None for c in row):
+                    rows.append(([originals[i]] if with_original else []) + row)
+                    labels.append(row_label(i, e))
+        if rows:
+            cols = ["original"] * with_original + [strength_label(t) for t in strengths]
+            figs[f"grid_{attr}"] = encode_png(labelled_grid(np.asarray(rows), labels, cols),
+                                              compress_level=6)
+            captions[f"grid_{attr}"] = (f"{attr}: each sample along "
+                                        f"{', then '.join(e['name'] for e in group)}; columns: "
+                                        f"signed distance to the boundary in W")
     return figs, captions
 
 
@@ -395,14 +430,17 @@ SWEEP = (-3, -2, -1, 0, 1, 2, 3)   # direction grids' columns, in units of the d
 
 
 def direction_grid(G, result, k: int, seeds: int, seed: int) -> bytes:
-    """PNG: rows = `seeds` samples, columns = SWEEP * std along direction k."""
+    """PNG: rows = `seeds` samples, columns = SWEEP * std along direction k, labelled."""
     from gankit.directions import sweep_images
     from gankit.images import encode_png, to_uint8
-    from gankit.report import edit_grid
+    from gankit.report import labelled_grid
     images = to_uint8(sweep_images(G, result.vectors[k], result.std[k], SWEEP, seeds,
                                    result.layers, seed))                  # [S*T, H, W, 3]
-    cells = images.reshape(seeds, len(SWEEP), *images.shape[1:])
-    return encode_png(edit_grid(cells, 2 if images.shape[1] <= 64 else 1), compress_level=6)
+    cells = images.reshape(seeds, len(SWEEP), *images.shape[1:])        # [S, T, H, W, 3]
+    rows = [f"sample {i}" for i in range(seeds)]
+    cols = [f"{strength_label(t)} std" if t else "0" for t in SWEEP]
+    return encode_png(labelled_grid(cells, rows, cols, 2 if images.shape[1] <= 64 else 1),
+                      compress_level=6)
 
 
 def add_directions(cfg: ReportConfig, report: dict, G, C) -> tuple:
@@ -417,8 +455,7 @@ def add_directions(cfg: ReportConfig, report: dict, G, C) -> tuple:
         for k, entry in enumerate(entries):
             name = f"dir_{method}_{k:02d}"
             figs[name] = direction_grid(G, result, k, cfg.grid_seeds, 0)
-            captions[name] = (f"rows = {cfg.grid_seeds} samples, columns = "
-                              f"{', '.join(map(str, SWEEP))} std along the direction")
+            captions[name] = "samples moved along the direction, in units of its w std"
             entry.update(method=method, grid=name)
         report[key] = entries
     return figs, captions
@@ -438,6 +475,31 @@ def read_inversion(cfg: ReportConfig) -> list:
                     f"{url} is not a `gankit eval-inversion --out` result")
             runs.append(dict(run, source=url))
     return runs
+
+
+def inversion_figures(runs: list) -> tuple:
+    """{'inversion_<k>': PNG} for each run with example faces: input, reconstruction, edit
+    (and the renderer's counterfactual), one face per row."""
+    from gankit.images import encode_png
+    from gankit.report import labelled_grid, unpack_examples
+    figs, captions = {}, {}
+    for k, run in enumerate(runs):
+        if not run.get("examples"):
+            continue
+        cells = unpack_examples(run["examples"])                         # [N, C, H, W, 3]
+        scale = 3 if cells.shape[2] <= 64 else 1
+        figs[f"inversion_{k}"] = encode_png(labelled_grid(
+            cells, [f"face {i}" for i in range(len(cells))], run["examples"]["columns"],
+            scale), compress_level=6)
+        captions[f"inversion_{k}"] = (f"{run.get('mode', 'optimize')} "
+                                      f"{str(run.get('space')).upper()}: edited = moved to "
+                                      f"distance {_num(run.get('strength'))} of the "
+                                      f"{run.get('attribute')} boundary")
+    return figs, captions
+
+
+def _num(v) -> str:
+    return "?" if v is None else f"{v:+g}"
 
 
 def add_models_sections(cfg: ReportConfig, report: dict, attributes: list) -> tuple:
@@ -480,9 +542,11 @@ def add_edits(cfg: ReportConfig, report: dict, index: dict, attributes: list) ->
     found, strength = edit_logits(edits, cfg.edit_strength, attributes)
     require(bool(found), "edit_strength", f"no edit at |strength| {strength} in {cfg.edits}")
     ids = sorted({i for rows in found.values() for i in rows})
-    got_ids, before = sample_logits(edited_inputs(edits, cfg), cfg.storage, set(ids),
-                                    attributes)
-    report.update(edit_strength=strength, num_edited=len(got_ids))
+    latents = edited_inputs(edits, cfg)
+    got_ids, before = sample_logits(latents, cfg.storage, set(ids), attributes)
+    report.update(edit_strength=strength, num_edited=len(got_ids), edited_samples={
+        "url": latents, "heldout": not same_dataset(latents, index.get("samples"),
+                                                    cfg.storage)})
     entries = [e for e in index["boundaries"] if (e["name"], 1) in found]
     report.update(edit_sections(entries, found, got_ids, before, attributes))
     sweeps = pair_sweeps(edits, index, got_ids, before, attributes)
@@ -508,13 +572,16 @@ OPTIONAL_KEYS = ("correlation", "correlation_real", "correlation_true", "correla
 
 def run_report(cfg: ReportConfig) -> dict:
     """Build report.json, report.html and figures/*.png under cfg.out; returns the report."""
-    from gankit.report import correlation_matrix, probabilities, render_html
+    from gankit.caveats import CaveatWarning
+    from gankit.report import (caveats, correlation_matrix, gates, probabilities,
+                               render_html)
     from jobs.fit import load_index
     cfg.validate()
     index = load_index(cfg.fit, cfg.storage)
     attributes = list(index["attributes"])
     report = {"title": cfg.title, "format": "gankit.report", "version": 1,
               "attributes": attributes, "num_samples": index.get("num_samples"),
+              "fit": fit_settings(index),
               "boundaries": boundary_rows(index), "cosine": cosine_section(cfg, index)}
     latent = {**read_metrics(cfg), **{k: v for k, v in (cfg.latent_metrics or {}).items() if v}}
     for key in LATENT_KEYS:
@@ -529,11 +596,16 @@ def run_report(cfg: ReportConfig) -> dict:
         report["correlation"] = {"attributes": attributes, "rows": int(len(logits)),
                                  "matrix": correlation_matrix(probabilities(logits)).tolist()}
     report["inversion"] = read_inversion(cfg) or None
-    for more, more_captions in (add_models_sections(cfg, report, attributes), heatmaps(report)):
+    report["model"], report["classifier"] = model_specs(cfg)
+    for more, more_captions in (add_models_sections(cfg, report, attributes), heatmaps(report),
+                                inversion_figures(report["inversion"] or [])):
         figs.update(more)
         captions.update(more_captions)
     report["captions"] = captions
     report["figures"] = [f"figures/{n}.png" for n in sorted(figs)]
+    report["gates"], report["warnings"] = gates(report), caveats(report)
+    for sentence in report["warnings"]:
+        warnings.warn(sentence, CaveatWarning, stacklevel=2)
     write_outputs(cfg, report, figs, render_html)
     return report
 

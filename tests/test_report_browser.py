@@ -1,10 +1,11 @@
 """report.html in a real headless browser (Chromium, Debian's `chromium` package): every image
-loads. Skipped only when no Chromium binary is installed.
+loads and every contents link lands on a section. Skipped only when no Chromium is installed.
 
 The check: a copy of the page, beside it (so relative figure paths resolve the same), gets a
 script that, once the window has loaded, writes `loaded/total` images (complete with a
-natural width) into a data attribute of <body>; `chromium --headless --dump-dom` prints the
-DOM after the load, and the test reads the attribute back.
+natural width) and `resolved/total` in-page links (an element with the link's id exists)
+into data attributes of <body>; `chromium --headless --dump-dom` prints the DOM after the
+load, and the test reads the attributes back.
 """
 import os
 import re
@@ -22,23 +23,37 @@ PROBE = ("<script>window.addEventListener('load', function () {"
          "var im = Array.prototype.slice.call(document.images);"
          "var ok = im.filter(function (i) { return i.complete && i.naturalWidth > 0; });"
          "document.body.setAttribute('data-images', ok.length + '/' + im.length);"
+         "var a = Array.prototype.slice.call(document.querySelectorAll('a[href^=\"#\"]'));"
+         "var hit = a.filter(function (l) {"
+         " return document.getElementById(l.getAttribute('href').slice(1)) !== null; });"
+         "document.body.setAttribute('data-links', hit.length + '/' + a.length);"
          "});</script>")
+
+
+def probe(page_path) -> str:
+    """The DOM of the page at `page_path` after load, with the probe's attributes."""
+    path = os.path.join(os.path.dirname(page_path), "_browser_probe.html")
+    with open(page_path) as f:
+        page = f.read()
+    with open(path, "w") as f:
+        f.write(page.replace("</body>", PROBE + "</body>"))
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           "--allow-file-access-from-files", "--virtual-time-budget=10000", "--dump-dom",
+           "file://" + os.path.abspath(path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert "data-images=" in out.stdout, \
+        f"no probe result in Chromium's DOM (rc {out.returncode}): {out.stderr[-2000:]}"
+    return out.stdout
+
+
+def counted(dom: str, what: str) -> tuple:
+    m = re.search(rf'data-{what}="(\d+)/(\d+)"', dom)
+    return int(m.group(1)), int(m.group(2))
 
 
 def images_loaded(page_path) -> tuple:
     """(loaded, total) images of the page at `page_path`, as headless Chromium sees them."""
-    probe = os.path.join(os.path.dirname(page_path), "_browser_probe.html")
-    with open(page_path) as f:
-        page = f.read()
-    with open(probe, "w") as f:
-        f.write(page.replace("</body>", PROBE + "</body>"))
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-           "--allow-file-access-from-files", "--virtual-time-budget=10000", "--dump-dom",
-           "file://" + os.path.abspath(probe)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    m = re.search(r'data-images="(\d+)/(\d+)"', out.stdout)
-    assert m, f"no probe result in Chromium's DOM (rc {out.returncode}): {out.stderr[-2000:]}"
-    return int(m.group(1)), int(m.group(2))
+    return counted(probe(page_path), "images")
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +68,16 @@ def report_dir(tmp_path_factory):
     return root / "report", report
 
 
-def test_every_embedded_image_loads_in_chromium(report_dir):
+def test_every_embedded_image_loads_and_every_contents_link_lands(report_dir):
     out, report = report_dir
-    loaded, total = images_loaded(str(out / "report.html"))
+    dom = probe(str(out / "report.html"))
+    loaded, total = counted(dom, "images")
     assert total == len(report["figures"]) >= 6        # 3 correlations, cosine, 2 grids
     assert loaded == total
+    hit, links = counted(dom, "links")
+    assert links >= 6 and hit == links                  # summary + at least 5 sections
+    for section in ("summary", "contents", "boundaries", "correlation", "sefa", "pca"):
+        assert f'id="{section}"' in dom
 
 
 def test_figure_files_load_by_relative_path_and_a_missing_one_is_caught(report_dir):
