@@ -87,6 +87,29 @@ def latent_dim(schema: pa.Schema, name: str, url: str) -> int:
     return t.list_size
 
 
+def id_column_of(names: Sequence[str], configured: Optional[str] = None) -> Optional[str]:
+    """A dataset's id column: `configured` if it has it, else the first of ID_COLUMNS it has
+    (sample_id, then image_id); None when there is none."""
+    if configured:
+        return configured if configured in names else None
+    return next((n for n in ID_COLUMNS if n in names), None)
+
+
+def attribute_names(schema: pa.Schema) -> list:
+    """The attributes of a labeled dataset: its logit_<attr> columns, in order."""
+    return [n[len("logit_"):] for n in schema.names if n.startswith("logit_")]
+
+
+def noise_from_column(flat: np.ndarray, field: pa.Field) -> list:
+    """[n, sum r^2] stored noise maps -> per layer [n, 1, r, r] (the field's metadata lists
+    the layers' resolutions r)."""
+    maps, s = [], 0
+    for r in json.loads(field.metadata[b"resolutions"]):
+        maps.append(flat[:, s:s + r * r].reshape(-1, 1, r, r))
+        s += r * r
+    return maps
+
+
 def wplus_field(name: str, num_ws: int, w_dim: int) -> pa.Field:
     """Field for W+ latents [N, num_ws, w_dim] stored flattened, shape in the metadata."""
     if num_ws < 1 or w_dim < 1:

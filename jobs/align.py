@@ -33,7 +33,7 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from jobs import config, runtime, storage
+from jobs import config, options, runtime, storage
 from jobs.config import option, require
 from jobs.options import ActorOptions, StorageOptions
 from jobs.runtime import PartWorker
@@ -63,7 +63,7 @@ class AlignConfig(ActorOptions, StorageOptions):
         require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
         require(self.resolution >= 8, "resolution", f"must be >= 8 (got {self.resolution})")
         require(self.upsample >= 0, "upsample", f"must be >= 0 (got {self.upsample})")
-        runtime.validate_actor_fields(self)
+        options.validate(self)
 
     def identity(self) -> dict:
         keys = ("images", "resolution", "faces", "upsample", "detector", "image_column",

@@ -394,11 +394,11 @@ def finished(out: Store, identity: dict) -> Optional[dict]:
 
 def sample_source(src: Store, url: str, need: tuple) -> tuple:
     """(schema, attribute names, sample identity) of a sample dataset holding `need`."""
-    from jobs.fit import attributes_of
+    from gankit.data import attribute_names
     _, schema, _ = storage.dataset_rows(src)
     if schema is None:
         raise FileNotFoundError(f"no committed parts at {url}")
-    names = attributes_of(schema)
+    names = attribute_names(schema)
     missing = [c for c in need if c not in schema.names]
     if missing or not names:
         raise ConfigError("samples", f"{url} lacks {missing or 'logit_<attr> columns'}: sample "
@@ -655,13 +655,13 @@ def pairs_inputs(edits: Store, samples: Store) -> tuple:
 def run_pairs(cfg: PairsConfig) -> dict:
     """Sample, edit along each boundary at each strength and assemble the pairs under
     `cfg.out`; returns dataset_info."""
-    from jobs.edit import resolve_boundaries, run_edit
+    from jobs.boundary_index import fingerprint, resolve_boundaries
+    from jobs.edit import run_edit
     from jobs.sample import run_sample
     cfg.validate()
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     edit_cfg = cfg.edit_config(f"{out.url}/samples", f"{out.url}/edits")
-    boundaries = resolve_boundaries(edit_cfg)
-    from jobs.edit import fingerprint
+    boundaries = resolve_boundaries(edit_cfg.boundaries, edit_cfg.index, edit_cfg.storage)
     identity = {"kind": "pairs", "sample": cfg.sample_config("").identity(stage_precision(cfg)),
                 "boundaries": [n for n, _ in boundaries], "geometry": fingerprint(boundaries),
                 "strengths": list(cfg.strengths), "mode": cfg.mode, "layers": cfg.layers}

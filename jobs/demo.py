@@ -180,7 +180,7 @@ def inversion_runs(cfg: DemoConfig, index: dict) -> list:
     from gankit.perceptual import load_feature_net
     from jobs import storage
     from jobs.cmd_invert import eval_inversion
-    from jobs.edit import load_boundary
+    from jobs.boundary_index import load_boundary
     from jobs.rendering import load_models
     root = cfg.out.rstrip("/")
     store = storage.open_store(root)

@@ -30,8 +30,6 @@ the sample job's. Encoding and writing run on `cpus_per_worker` threads beside t
 """
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 from dataclasses import dataclass
 from functools import partial
@@ -42,6 +40,7 @@ import pyarrow as pa
 
 from gankit.editing import MODES
 from jobs import config, options, runtime, storage
+from jobs.boundary_index import fingerprint, resolve_boundaries
 from jobs.config import ConfigError, layer_span, option, public_config, require
 from jobs.cpu_pool import CpuPool, StepWriter, gather
 from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
@@ -94,45 +93,11 @@ class EditConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions):
                 f"must be [start, stop] with 0 <= start < stop (got {self.layers!r})")
         require(self.count is None or self.count >= 1, "count", f"must be >= 1 (got {self.count})")
         require(bool(self.model), "model", "must name a generator ('toy' or a path)")
-        runtime.validate_actor_fields(self)
+        options.validate(self)
 
 
 # ----------------------------------------------------------------------------------------
 # Boundaries (driver)
-
-
-def load_boundary(url: str, options: dict):
-    """A Boundary .npz from any fsspec URL (read as bytes: np.load never unpickles)."""
-    import fsspec
-    from gankit.boundaries import Boundary
-    fs, path = fsspec.core.url_to_fs(url, **storage.storage_options(url, options))
-    try:
-        data = fs.cat_file(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"boundary file not found: {url}") from None
-    return Boundary.load(io.BytesIO(data))
-
-
-def resolve_boundaries(cfg: EditConfig) -> list:
-    """[(name, Boundary)] in the order asked; names go through the index, paths are read."""
-    index, entries = None, {}
-    if cfg.index:
-        from jobs.fit import load_index
-        index = load_index(cfg.index, cfg.storage)
-        entries = {e["name"]: e for e in index["boundaries"]}
-    names = list(cfg.boundaries) or list(entries)
-    out = []
-    for name in names:
-        if name in entries:
-            url = f"{cfg.index.rstrip('/')}/{entries[name]['path']}"
-        elif str(name).endswith(".npz"):
-            url = str(name)
-        else:
-            known = ", ".join(entries) if entries else "no index given"
-            raise ConfigError("boundaries", f"has {name!r}, neither an indexed boundary "
-                              f"(known: {known}) nor a .npz path")
-        out.append((str(name), load_boundary(url, cfg.storage)))
-    return out
 
 
 def check_dims(boundaries: list, schema: pa.Schema, url: str) -> None:
@@ -166,25 +131,16 @@ def check_dims(boundaries: list, schema: pa.Schema, url: str) -> None:
                               f"boundary, but the latents of {url} are {want}-dim there")
 
 
-def fingerprint(boundaries: list) -> str:
-    """Digest of the boundaries' geometry: a rerun against refitted ones is another job."""
-    h = hashlib.sha256()
-    for name, b in boundaries:
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(b.normal, dtype=np.float32).tobytes())
-        h.update(np.float64(b.intercept).tobytes())
-    return h.hexdigest()[:16]
-
-
 # ----------------------------------------------------------------------------------------
 # Per-batch computation (actor)
 
 
 def id_column(schema: pa.Schema, url: str) -> str:
-    for name in ("sample_id", "image_id"):
-        if name in schema.names:
-            return name
-    raise ConfigError("latents", f"{url} has neither a sample_id nor an image_id column")
+    from gankit.data import id_column_of
+    name = id_column_of(schema.names)
+    if name is None:
+        raise ConfigError("latents", f"{url} has neither a sample_id nor an image_id column")
+    return name
 
 
 def edit_schema(names: list, keep_original: bool, id_name: str = "sample_id",
@@ -360,7 +316,7 @@ class Editor(PartWorker):
         if noise is None:
             return None
         import torch
-        from jobs.invert import noise_from_column
+        from gankit.data import noise_from_column
         flat = runtime.pad_rows(noise[s:s + m], m)                        # [m, sum r^2]
         return [torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
                 for x in noise_from_column(flat, self.noise_field)]
@@ -403,7 +359,7 @@ def run_edit(cfg: EditConfig) -> dict:
     runtime.check_model("classifier", cfg.classifier, "classifier")
     src = storage.open_store(cfg.latents, cfg.storage, must_exist=True)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
-    boundaries = resolve_boundaries(cfg)
+    boundaries = resolve_boundaries(cfg.boundaries, cfg.index, cfg.storage)
     require(len(boundaries) > 0, "boundaries", f"is empty and the index at {cfg.index} has none")
     inputs, plan = input_plan(src, cfg.count)
     schema = storage.part_footer(src, next(iter(inputs.values())))[0]

@@ -28,14 +28,12 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from gankit.data import field_shape, latent_dim
+from gankit.data import attribute_names, field_shape, latent_dim
 from jobs import storage
+from jobs.boundary_index import INDEX
 from gankit.boundaries import SELECTIONS, SOLVERS
 from jobs.config import ConfigError, check_choices, layer_span, option, public_config, require
 from jobs.options import StorageOptions
-
-INDEX = "boundaries.json"
-
 
 def condition(text: str) -> list:
     """'TARGET:A,B' (a flag's word) -> [target, [a, b]]."""
@@ -110,10 +108,6 @@ def parse_space(name: str) -> tuple:
 
 # ----------------------------------------------------------------------------------------
 # Streaming the needed columns into arrays
-
-
-def attributes_of(schema: pa.Schema) -> list:
-    return [n[len("logit_"):] for n in schema.names if n.startswith("logit_")]
 
 
 def column_plan(schema: pa.Schema, spaces: list, url: str) -> dict:
@@ -265,7 +259,7 @@ def run_fit(cfg: FitConfig) -> dict:
     _, schema, _ = storage.dataset_rows(src)
     if schema is None:
         raise FileNotFoundError(f"no committed parts at {cfg.samples}")
-    known = attributes_of(schema)
+    known = attribute_names(schema)
     attributes = list(cfg.attributes) if cfg.attributes else known
     require(len(attributes) > 0, "attributes",
             f"cannot default: {cfg.samples} has no logit_<attr> columns (sample with a classifier)")
@@ -295,12 +289,4 @@ def run_fit(cfg: FitConfig) -> dict:
     return index
 
 
-def load_index(url: str, options: Optional[dict] = None) -> dict:
-    store = storage.open_store(url, options)
-    try:
-        return store.read_json(INDEX)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no {INDEX} at {url} (run `gankit fit` first)") from None
-
-
-__all__ = ["FitConfig", "run_fit", "load_index", "INDEX"]
+__all__ = ["FitConfig", "run_fit"]

@@ -21,9 +21,6 @@ import pyarrow as pa
 from jobs import config, runtime, storage
 from jobs.storage import PartSpec, Store
 
-ID_NAMES = ("sample_id", "image_id")     # the id column when none is configured, in order
-
-
 @dataclass
 class ImageInputs:
     """What the driver found: the files, the reference schema and the unusable files."""
@@ -52,17 +49,16 @@ def input_parts(store: Store) -> dict:
 
 
 def pick_id_column(schema: pa.Schema, configured: Optional[str], url: str) -> str:
-    """The configured id column, else the first of ID_NAMES the dataset has."""
-    if configured:
-        if configured not in schema.names:
-            raise config.ConfigError("id_column", f"{configured!r} is not a column of {url} "
-                                      f"(columns: {', '.join(schema.names)})")
-        return configured
-    for name in ID_NAMES:
-        if name in schema.names:
-            return name
-    raise config.ConfigError("id_column", f"is needed: {url} has neither 'sample_id' nor "
-                              f"'image_id' (columns: {', '.join(schema.names)})")
+    """The configured id column, else sample_id, else image_id (gankit.data.id_column_of)."""
+    from gankit.data import id_column_of
+    name = id_column_of(schema.names, configured)
+    if name is None and configured:
+        raise config.ConfigError("id_column", f"{configured!r} is not a column of {url} "
+                                 f"(columns: {', '.join(schema.names)})")
+    if name is None:
+        raise config.ConfigError("id_column", f"is needed: {url} has neither 'sample_id' nor "
+                                 f"'image_id' (columns: {', '.join(schema.names)})")
+    return name
 
 
 def is_image_struct(t: pa.DataType) -> bool:

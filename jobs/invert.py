@@ -103,7 +103,7 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions):
                 "must be > 0 when no feature_net is given (the loss would be empty)")
         require(self.lr > 0, "lr", f"must be > 0 (got {self.lr})")
         require(self.max_aspect >= 1, "max_aspect", f"must be >= 1 (got {self.max_aspect})")
-        runtime.validate_actor_fields(self)
+        options.validate(self)
 
     def identity(self, precision: str) -> dict:
         keys = ("images", "model", "space", "steps", "feature_net", "mse_weight",
@@ -184,15 +184,6 @@ def invert_schema(cfg: InvertConfig, G, id_field: pa.Field) -> pa.Schema:
     meta = {"gankit.job": "invert", "gankit.resolution": str(G.img_resolution),
             "gankit.num_ws": str(G.num_ws), "gankit.space": cfg.space}
     return pa.schema(fields, metadata=meta)
-
-
-def noise_from_column(flat: np.ndarray, field: pa.Field) -> list:
-    """[n, sum r^2] stored noise -> per layer [n, 1, r, r] arrays (for gankit.inversion)."""
-    out, s = [], 0
-    for r in json.loads(field.metadata[b"resolutions"]):
-        out.append(flat[:, s:s + r * r].reshape(-1, 1, r, r))
-        s += r * r
-    return out
 
 
 class Inverter(PartWorker):
@@ -332,4 +323,4 @@ def run_invert(cfg: InvertConfig) -> dict:
                              public_config(cfg), actors)
 
 
-__all__ = ["InvertConfig", "Inverter", "run_invert", "invert_schema", "noise_from_column"]
+__all__ = ["InvertConfig", "Inverter", "run_invert", "invert_schema"]

@@ -57,7 +57,7 @@ class LabelConfig(ActorOptions, ClassifierOptions, StorageOptions):
         require(bool(self.classifier), "classifier", "must name a classifier")
         require(self.resolution is None or self.resolution >= 1, "resolution",
                 f"must be >= 1 or null (got {self.resolution})")
-        runtime.validate_actor_fields(self)
+        options.validate(self)
 
     def identity(self, precision: str) -> dict:
         keys = ("images", "classifier", "image_column", "id_column", "resolution",

@@ -74,7 +74,7 @@ class MetricsConfig(ActorOptions, StorageOptions):
         require(self.rows_per_part >= 1 and self.rows_per_part % self.micro_batch == 0,
                 "rows_per_part", f"must be a positive multiple of micro_batch "
                 f"({self.micro_batch}), got {self.rows_per_part}")
-        runtime.validate_actor_fields(self)
+        options.validate(self)
 
     def ppl_config(self, space: str):
         from gankit.metrics import PPLConfig

@@ -73,10 +73,13 @@ def values(source, *groups) -> dict:
 
 
 def validate(cfg) -> None:
-    """Check the shared options `cfg` has (and every enumerated field of it); a bad one
-    raises ConfigError naming the field."""
+    """Check the shared options `cfg` has, its batch sizes and every enumerated field of
+    it; a bad one raises ConfigError naming the field."""
     from jobs.config import ConfigError
     check_choices(cfg)
+    for name in ("micro_batch", "batch_size"):
+        if hasattr(cfg, name):
+            require(getattr(cfg, name) >= 1, name, f"must be >= 1 (got {getattr(cfg, name)})")
     if isinstance(cfg, ActorOptions):
         require(cfg.workers >= 0, "workers", f"must be >= 0 (got {cfg.workers})")
         require(cfg.cpus_per_worker >= 0, "cpus_per_worker",

@@ -109,7 +109,7 @@ def same_dataset(a: str, b: str, options: dict) -> bool:
 def cosine_section(cfg: ReportConfig, index: dict) -> dict:
     """{space: {attributes, matrix}} over the plain boundaries of each space."""
     from gankit.boundaries import cosine_matrix
-    from jobs.edit import load_boundary
+    from jobs.boundary_index import load_boundary
     out = {}
     for space in dict.fromkeys(e["space"] for e in index["boundaries"]):
         plain = [e for e in index["boundaries"] if e["space"] == space and not e["conditions"]]
@@ -575,7 +575,7 @@ def run_report(cfg: ReportConfig) -> dict:
     from gankit.caveats import CaveatWarning
     from gankit.report import (caveats, correlation_matrix, gates, probabilities,
                                render_html)
-    from jobs.fit import load_index
+    from jobs.boundary_index import load_index
     cfg.validate()
     index = load_index(cfg.fit, cfg.storage)
     attributes = list(index["attributes"])

@@ -73,7 +73,7 @@ class SampleConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions
                 "truncation_cutoff", f"must be >= 1 or null (got {self.truncation_cutoff})")
         require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
         require(self.rows_per_part >= 1, "rows_per_part", f"must be >= 1 (got {self.rows_per_part})")
-        runtime.validate_actor_fields(self)
+        options.validate(self)
 
     def identity(self, precision: str) -> dict:
         """The fields the rows depend on: a rerun must match them to resume."""

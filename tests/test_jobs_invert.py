@@ -94,7 +94,7 @@ def test_stored_noise_reproduces_the_reconstruction(inverted):
     from gankit import zoo
     from gankit.images import to_uint8
     from gankit.inversion import reconstruct
-    from jobs.invert import noise_from_column
+    from gankit.data import noise_from_column
     root, _ = inverted
     t = storage.read_table(str(root / "out"))
     G = zoo.load_generator("toy").eval()

@@ -1,5 +1,5 @@
-"""Ray plumbing shared by the stages: cluster start/connect, GPU detection, actor planning,
-typed config loading, and `run_parts`, the driver of every part-parallel job.
+"""The part job: `PartWorker`, the actor every part-parallel stage subclasses, and `run_parts`,
+the driver that plans, resumes and records it.
 
 Execution model of a part job (sample, label, edit):
 
@@ -22,123 +22,13 @@ import dataclasses
 import os
 import sys
 import uuid
-from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
 from jobs import storage
-from jobs.config import ConfigError, require
 from jobs.storage import PartSpec, RunRecord, Store
-
-def validate_actor_fields(cfg) -> None:
-    """The fields every part job's actors share: micro_batch and batch_size (where the job
-    has them) and the shared options of jobs.options (workers, device, precision, ...)."""
-    from jobs import options
-    for name in ("micro_batch", "batch_size"):
-        if hasattr(cfg, name):
-            require(getattr(cfg, name) >= 1, name, f"must be >= 1 (got {getattr(cfg, name)})")
-    options.validate(cfg)
-
-
-# ----------------------------------------------------------------------------------------
-# Cluster and devices
-
-
-def check_model(field: str, spec: Optional[str], kind: str) -> None:
-    """Fail in the driver, naming the field, when a model file is not there (the actors
-    would otherwise fail one by one). Entry points 'package.module:factory' are left to them."""
-    if not spec:
-        return
-    from gankit import zoo
-    if spec == "toy":
-        path = zoo.TOY_GENERATOR if kind == "generator" else zoo.TOY_CLASSIFIER
-        if not path.exists():
-            raise FileNotFoundError(f"{field}: the bundled toy {kind} is missing at {path}")
-    elif not os.path.exists(spec) and not (":" in spec and not spec.startswith("/")):
-        raise FileNotFoundError(f"{field}: no {kind} at {spec}")
-
-
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when this process sees a GPU, else 'cpu'."""
-    import torch
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def ensure_ray(num_cpus: Optional[int] = None) -> None:
-    """Connect to the cluster in RAY_ADDRESS (or the one this job was submitted to), or start
-    a local one with more logical CPUs than actors (actors holding every CPU hang Ray Data)."""
-    import ray
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
-        return
-    cpus = max(num_cpus or 0, os.cpu_count() or 1, 4)
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
-
-
-def cluster_resources() -> tuple:
-    """(CPUs, GPUs, CPUs per GPU) of the connected Ray cluster; the last is the smallest
-    over the nodes that have GPUs (0 when none has), so an actor that asks for it fits on
-    every GPU node."""
-    import ray
-    res = ray.cluster_resources()
-    per_gpu = [int(n["Resources"].get("CPU", 0) // n["Resources"]["GPU"]) for n in ray.nodes()
-               if n.get("Alive") and n["Resources"].get("GPU", 0) > 0]
-    return int(res.get("CPU", 0)), int(res.get("GPU", 0)), min(per_gpu, default=0)
-
-
-@dataclass
-class ActorPlan:
-    workers: int          # actors in the pool
-    num_gpus: float       # per actor
-    num_cpus: float       # per actor
-    device: str           # what the actor puts its models on ('cuda', 'cpu', or as asked)
-    attempts: int = 3     # starts of one part in one run before the job stops (ActorOptions)
-
-
-def plan_actors(workers: int, device: str, n_parts: int, cpus_per_worker: int = 0,
-                resources: Optional[tuple] = None) -> ActorPlan:
-    """GPU actors (num_gpus=1) when the cluster has GPUs and the device allows it; CPU actors
-    otherwise, never more than CPUs - 1 so Ray Data keeps a CPU for its own tasks. Each
-    actor takes `cpus_per_worker` CPUs (its codec threads; a CPU actor's torch threads);
-    0 = a GPU actor takes its node's CPUs per GPU less one (left to Ray Data's own tasks),
-    a CPU actor one. `resources` (CPUs, GPUs, CPUs per GPU) defaults to the cluster's."""
-    cpus, gpus, per_gpu = resources if resources is not None else cluster_resources()
-    if gpus > 0 and device in ("auto", "cuda"):
-        k = min(workers or gpus, gpus)
-        each = cpus_per_worker or max(1, per_gpu - 1)
-        return ActorPlan(max(1, min(k, n_parts)), 1, each, "cuda")
-    if device == "cuda":
-        raise ConfigError("device", "is 'cuda' but the Ray cluster has no GPUs")
-    each = cpus_per_worker or 1
-    cap = max(1, (cpus - 1) // each)
-    k = min(workers or cap, cap)
-    return ActorPlan(max(1, min(k, n_parts)), 0, each, "cpu")
-
-
-def actors_for(cfg, n_parts: int) -> ActorPlan:
-    """The actor plan of a stage config (options.ActorOptions) for `n_parts` parts."""
-    plan = plan_actors(cfg.workers, cfg.device, n_parts, cfg.cpus_per_worker)
-    return dataclasses.replace(plan, attempts=cfg.part_attempts)
-
-
-def job_precision(precision: str, actors: ActorPlan) -> str:
-    """The precision the actors will run at, resolved for their device. CPU actors are
-    checked here, so a precision they cannot run fails before any work; a GPU's abilities
-    are checked by each actor as it starts (the driver may have no GPU)."""
-    from gankit import precision as numerics
-    resolved = numerics.resolve(precision, actors.device)
-    if actors.device == "cpu":
-        try:
-            numerics.check(resolved, "cpu")
-        except ValueError as e:
-            raise ConfigError("precision", f"cannot run here: {e}") from None
-    return resolved
+from jobs.runtime.cluster import ActorPlan
+from jobs.runtime.faults import FAULT_ENV, poison_point
 
 
 def micro_batches(start: int, stop: int, size: int):
@@ -158,10 +48,6 @@ def pad_rows(x, size: int):
     if isinstance(x, torch.Tensor):
         return torch.cat([x, x.new_zeros((size - n, *x.shape[1:]))])
     return np.concatenate([x, np.zeros((size - n, *x.shape[1:]), dtype=x.dtype)])
-
-
-# ----------------------------------------------------------------------------------------
-# Part workers and the part-job driver
 
 
 class PartWorker:
@@ -278,38 +164,6 @@ def clear_attempts(out: Store) -> None:
         out.fs.rm(out.path(ATTEMPTS_DIR), recursive=True)
     except FileNotFoundError:
         pass
-
-
-# TEST-ONLY fault injection. With GANKIT_FAULT_EXIT_AFTER_BATCHES=N and GANKIT_FAULT_MARKER=
-# <path> in the driver's environment, the first worker process to write its N-th row group
-# creates <path> (exclusively, so this fires once per marker across all processes) and
-# exits with os._exit mid-part, as a preempted machine would. Never set them in production.
-# With GANKIT_FAULT_POISON_PART=<index>, every worker that starts that part exits at once.
-FAULT_ENV = ("GANKIT_FAULT_EXIT_AFTER_BATCHES", "GANKIT_FAULT_MARKER", "GANKIT_FAULT_POISON_PART")
-_fault_batches = 0
-
-
-def poison_point(index: int) -> None:
-    if os.environ.get("GANKIT_FAULT_POISON_PART") == str(index):
-        os._exit(13)
-
-
-def fault_point() -> None:
-    """Called by workers after each row group written (before the part commits)."""
-    global _fault_batches
-    after, marker = (os.environ.get(k) for k in FAULT_ENV[:2])
-    if not after or not marker:
-        return
-    _fault_batches += 1
-    if _fault_batches < int(after):
-        return
-    try:
-        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
-    os._exit(13)
 
 
 def worker_remote_args(actors: ActorPlan) -> dict:

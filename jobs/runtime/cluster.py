@@ -1,0 +1,107 @@
+"""The Ray cluster a job runs on: start or connect, its resources, and the plan of a job's
+actors (how many, GPU or CPU, CPUs each, at which precision)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+
+from jobs.config import ConfigError
+
+
+def check_model(field: str, spec: Optional[str], kind: str) -> None:
+    """Fail in the driver, naming the field, when a model file is not there (the actors
+    would otherwise fail one by one). Entry points 'package.module:factory' are left to them."""
+    if not spec:
+        return
+    from gankit import zoo
+    if spec == "toy":
+        path = zoo.TOY_GENERATOR if kind == "generator" else zoo.TOY_CLASSIFIER
+        if not path.exists():
+            raise FileNotFoundError(f"{field}: the bundled toy {kind} is missing at {path}")
+    elif not os.path.exists(spec) and not (":" in spec and not spec.startswith("/")):
+        raise FileNotFoundError(f"{field}: no {kind} at {spec}")
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when this process sees a GPU, else 'cpu'."""
+    import torch
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def ensure_ray(num_cpus: Optional[int] = None) -> None:
+    """Connect to the cluster in RAY_ADDRESS (or the one this job was submitted to), or start
+    a local one with more logical CPUs than actors (actors holding every CPU hang Ray Data)."""
+    import ray
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+        return
+    cpus = max(num_cpus or 0, os.cpu_count() or 1, 4)
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+
+
+def cluster_resources() -> tuple:
+    """(CPUs, GPUs, CPUs per GPU) of the connected Ray cluster; the last is the smallest
+    over the nodes that have GPUs (0 when none has), so an actor that asks for it fits on
+    every GPU node."""
+    import ray
+    res = ray.cluster_resources()
+    per_gpu = [int(n["Resources"].get("CPU", 0) // n["Resources"]["GPU"]) for n in ray.nodes()
+               if n.get("Alive") and n["Resources"].get("GPU", 0) > 0]
+    return int(res.get("CPU", 0)), int(res.get("GPU", 0)), min(per_gpu, default=0)
+
+
+@dataclass
+class ActorPlan:
+    workers: int          # actors in the pool
+    num_gpus: float       # per actor
+    num_cpus: float       # per actor
+    device: str           # what the actor puts its models on ('cuda', 'cpu', or as asked)
+    attempts: int = 3     # starts of one part in one run before the job stops (ActorOptions)
+
+
+def plan_actors(workers: int, device: str, n_parts: int, cpus_per_worker: int = 0,
+                resources: Optional[tuple] = None) -> ActorPlan:
+    """GPU actors (num_gpus=1) when the cluster has GPUs and the device allows it; CPU actors
+    otherwise, never more than CPUs - 1 so Ray Data keeps a CPU for its own tasks. Each
+    actor takes `cpus_per_worker` CPUs (its codec threads; a CPU actor's torch threads);
+    0 = a GPU actor takes its node's CPUs per GPU less one (left to Ray Data's own tasks),
+    a CPU actor one. `resources` (CPUs, GPUs, CPUs per GPU) defaults to the cluster's."""
+    cpus, gpus, per_gpu = resources if resources is not None else cluster_resources()
+    if gpus > 0 and device in ("auto", "cuda"):
+        k = min(workers or gpus, gpus)
+        each = cpus_per_worker or max(1, per_gpu - 1)
+        return ActorPlan(max(1, min(k, n_parts)), 1, each, "cuda")
+    if device == "cuda":
+        raise ConfigError("device", "is 'cuda' but the Ray cluster has no GPUs")
+    each = cpus_per_worker or 1
+    cap = max(1, (cpus - 1) // each)
+    k = min(workers or cap, cap)
+    return ActorPlan(max(1, min(k, n_parts)), 0, each, "cpu")
+
+
+def actors_for(cfg, n_parts: int) -> ActorPlan:
+    """The actor plan of a stage config (options.ActorOptions) for `n_parts` parts."""
+    plan = plan_actors(cfg.workers, cfg.device, n_parts, cfg.cpus_per_worker)
+    return dataclasses.replace(plan, attempts=cfg.part_attempts)
+
+
+def job_precision(precision: str, actors: ActorPlan) -> str:
+    """The precision the actors will run at, resolved for their device. CPU actors are
+    checked here, so a precision they cannot run fails before any work; a GPU's abilities
+    are checked by each actor as it starts (the driver may have no GPU)."""
+    from gankit import precision as numerics
+    resolved = numerics.resolve(precision, actors.device)
+    if actors.device == "cpu":
+        try:
+            numerics.check(resolved, "cpu")
+        except ValueError as e:
+            raise ConfigError("precision", f"cannot run here: {e}") from None
+    return resolved
