@@ -47,15 +47,16 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from gankit.logits import sigmoid
+
 
 # ----------------------------------------------------------------------------------------
 # Math
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
-    """Sigmoid, in float64 (logits of either sign, no overflow warnings)."""
-    x = np.asarray(logits, dtype=np.float64)
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+    """Sigmoid, in float64 (gankit.logits.sigmoid: no overflow for logits of either sign)."""
+    return sigmoid(logits)
 
 
 def edit_directions(before: np.ndarray, targets: Sequence[int]) -> np.ndarray:
