@@ -19,14 +19,14 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
+
+from gankit import atomic
 
 SPACES = ("z", "w", "wp")
 SOLVERS = ("auto", "newton", "liblinear", "svc")
@@ -93,15 +93,8 @@ class Boundary:
         if hasattr(path, "write"):
             np.savez(path, **arrays)
             return
-        path = os.fspath(path)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with atomic.replacing(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
 
     @classmethod
     def load(cls, path) -> "Boundary":

@@ -33,7 +33,6 @@ import math
 import os
 import pickle
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
@@ -44,6 +43,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save as safetensors_bytes
 
+from gankit import atomic
 from gankit import safe_pickle
 from gankit.models import ops
 from gankit.models import stylegan3 as sg3
@@ -100,10 +100,10 @@ def save_generator(G: Generator, path: PathLike, source: Optional[dict] = None) 
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in G.state_dict().items()}
     meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
-    _atomic_write(out / WEIGHTS_FILE, safetensors_bytes(tensors, metadata=meta))
+    atomic.write_bytes(out / WEIGHTS_FILE, safetensors_bytes(tensors, metadata=meta))
     config = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model": _model_name(G.cfg),
               "config": G.cfg.to_dict(), "source": source or {}}
-    _atomic_write(out / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
+    atomic.write_bytes(out / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
     return out
 
 
@@ -266,17 +266,6 @@ def _estimate_w_avg(G: Generator, n: int = 4096, seed: int = 0) -> None:
     """Mean of mapping(z) over `n` seeded z, as rosinality's `mean_latent` computes it."""
     z = torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed))
     G.mapping.w_avg.copy_(G.mapping(z, None)[:, 0].mean(dim=0))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ----------------------------------------------------------------------------------------

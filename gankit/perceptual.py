@@ -78,12 +78,12 @@ def load_feature_net(spec: str, device: str = "cpu") -> FeatureNet:
     """'toy' (bundled classifier features), 'lpips:PATH' or a file named vgg16*.pt (NVIDIA's
     LPIPS), 'script:PATH' or any other TorchScript or `.pt2` PATH (a feature extractor)."""
     from gankit import zoo
-    if spec == "toy":
+    kind, path = zoo.parse_spec(spec)
+    if kind == "toy":
         return ClassifierFeatures(zoo.load_classifier("toy", device)).eval().requires_grad_(False)
-    kind, _, path = spec.partition(":") if spec.startswith(("lpips:", "script:")) else ("", "", spec)
     if not os.path.exists(path):
         raise FileNotFoundError(f"feature net not found: {path}")
     module = zoo.load_program(path, device).eval()
-    lpips = kind == "lpips" or (kind == "" and is_lpips_file(path))
+    lpips = kind == "lpips" or (kind in ("file", "entry") and is_lpips_file(path))
     net = LPIPSVGG16(module) if lpips else ScriptedFeatures(module)
     return net.to(device).eval().requires_grad_(False)

@@ -16,6 +16,7 @@ import importlib
 import json
 import os
 from pathlib import Path
+from typing import Optional
 
 import torch
 from torch import nn
@@ -37,8 +38,37 @@ def entry_point(spec: str):
     return getattr(importlib.import_module(module_name), factory)
 
 
+FEATURE_KINDS = ("lpips", "script")     # feature nets: 'lpips:PATH', 'script:PATH'
+TOY_FILES = {"generator": TOY_GENERATOR, "classifier": TOY_CLASSIFIER, "encoder": TOY_ENCODER}
+
+
+def parse_spec(spec: str) -> tuple:
+    """The model-spec grammar, in one place: -> (kind, value) with kind 'toy', 'entry'
+    ('package.module:factory'), 'lpips' / 'script' (a feature net's 'KIND:PATH') or 'file'."""
+    if spec == "toy":
+        return "toy", spec
+    kind, _, rest = spec.partition(":")
+    if kind in FEATURE_KINDS and rest:
+        return kind, rest
+    if is_entry_point(spec):
+        return "entry", spec
+    return "file", spec
+
+
 def is_entry_point(spec: str) -> bool:
     return ":" in spec and not os.path.exists(spec) and "://" not in spec
+
+
+def missing(spec: str, kind: str) -> Optional[str]:
+    """Why the model `spec` names cannot be there (a missing file), else None; entry points
+    are checked when imported."""
+    form, value = parse_spec(spec)
+    if form == "toy":
+        path = TOY_FILES.get(kind, TOY_CLASSIFIER)
+        return None if path.exists() else f"the bundled toy {kind} is missing at {path}"
+    if form != "entry" and not os.path.exists(value):
+        return f"no {kind} at {value}"
+    return None
 
 
 def load_generator(spec: str, device: str = "cpu") -> nn.Module:

@@ -57,10 +57,10 @@ def register(subparsers) -> None:
 
 
 def cmd_calibrate(args) -> None:
-    from jobs.cmd_train import _device
+    from jobs.runtime import resolve_device
     cfg = CalibrateJobConfig(args.generator, args.classifier, args.data_labels, args.out,
                              args.target_joint, args.bank_size, args.steps, args.moment_weight,
-                             args.cell_weight, args.seed, _device(args))
+                             args.cell_weight, args.seed, resolve_device(args.device or "auto"))
     print(json.dumps(run_calibrate(cfg), indent=2))
 
 

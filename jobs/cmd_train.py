@@ -80,8 +80,8 @@ class TrainEncoderConfig:
 
 
 def _device(args) -> str:
-    import torch
-    return args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from jobs.runtime import resolve_device
+    return resolve_device(args.device or "auto")
 
 
 def train_classifier(args) -> None:

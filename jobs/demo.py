@@ -179,7 +179,7 @@ def inversion_runs(cfg: DemoConfig, index: dict) -> list:
     from gankit.inversion import InversionConfig
     from gankit.perceptual import load_feature_net
     from jobs import storage
-    from jobs.cmd_invert import eval_inversion
+    from gankit.toy_eval import eval_inversion
     from jobs.boundary_index import load_boundary
     from jobs.rendering import load_models
     root = cfg.out.rstrip("/")

@@ -301,12 +301,8 @@ def run_invert(cfg: InvertConfig) -> dict:
     """Invert every image of `cfg.images` into `cfg.out`; returns the manifest."""
     cfg.validate()
     runtime.check_model("model", cfg.model, "generator")
-    if cfg.feature_net and cfg.feature_net != "toy":
-        path = cfg.feature_net.split(":", 1)[1] if cfg.feature_net.startswith(
-            ("lpips:", "script:")) else cfg.feature_net
-        runtime.check_model("feature_net", path, "feature net")
-    if cfg.encoder_spec() not in (None, "toy"):
-        runtime.check_model("encoder", cfg.encoder_spec(), "encoder")
+    runtime.check_model("feature_net", cfg.feature_net, "feature net")
+    runtime.check_model("encoder", cfg.encoder_spec(), "encoder")
     src = storage.open_store(cfg.images, cfg.storage)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images, keep=[])

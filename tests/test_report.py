@@ -237,7 +237,7 @@ def tiny(tmp_path_factory):
     from gankit import zoo
     from gankit.boundaries import Boundary
     from gankit.inversion import InversionConfig
-    from jobs.cmd_invert import eval_inversion
+    from gankit.toy_eval import eval_inversion
     root = tmp_path_factory.mktemp("tiny_report")
     make_tiny_report(root, out=str(root / "warmup"))       # samples + fit only once
     G, C = zoo.load_generator("toy").eval(), zoo.load_classifier("toy").eval()

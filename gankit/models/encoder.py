@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -22,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gankit import atomic
 from gankit.models.config import WidthsConfig
 
 FORMAT_NAME = "gankit.encoder"
@@ -115,14 +115,11 @@ def save_encoder(E: WPlusEncoder, path: Union[str, Path], source: dict = None) -
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in E.state_dict().items()}
-    tmp = out / (WEIGHTS_FILE + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": FORMAT_NAME})
-    os.replace(tmp, out / WEIGHTS_FILE)
+    with atomic.replacing(out / WEIGHTS_FILE) as tmp:
+        save_file(tensors, tmp, metadata={"format": FORMAT_NAME})
     config = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
               "config": E.cfg.to_dict(), "source": source or {}}
-    tmp = out / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    os.replace(tmp, out / CONFIG_FILE)
+    atomic.write_bytes(out / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
     return out
 
 

@@ -33,6 +33,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from gankit import atomic
 from gankit.models.encoder import WPlusEncoder, new_encoder
 
 CHECKPOINT = "training.pt"
@@ -194,9 +195,8 @@ def save_state(path: str, E, opt, sampler: torch.Generator, step: int, cfg, log:
              "sampler": sampler.get_state(), "step": torch.tensor(step),
              "config": {k: v for k, v in asdict(cfg).items() if k != "max_minutes"},
              "log": log, "sums": sums}
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic.replacing(path) as tmp:
+        torch.save(state, tmp)
 
 
 def train_encoder(G, cfg: EncoderTrainConfig, run_dir: str, feature_net=None,

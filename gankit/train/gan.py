@@ -33,6 +33,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from gankit import atomic
 from gankit.models.stylegan2 import Discriminator, Generator, GeneratorConfig
 
 
@@ -249,9 +250,8 @@ def moment_distance(prob: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -
 
 def save_training_state(trainer: GanTrainer, path: str) -> None:
     """Atomic: a killed run leaves the previous checkpoint intact."""
-    tmp = path + ".tmp"
-    torch.save({"config": _config_dict(trainer.cfg), "state": trainer.state_dict()}, tmp)
-    os.replace(tmp, path)
+    with atomic.replacing(path) as tmp:
+        torch.save({"config": _config_dict(trainer.cfg), "state": trainer.state_dict()}, tmp)
 
 
 def load_training_state(trainer: GanTrainer, path: str) -> None:

@@ -14,15 +14,10 @@ from jobs.config import ConfigError
 def check_model(field: str, spec: Optional[str], kind: str) -> None:
     """Fail in the driver, naming the field, when a model file is not there (the actors
     would otherwise fail one by one). Entry points 'package.module:factory' are left to them."""
-    if not spec:
-        return
     from gankit import zoo
-    if spec == "toy":
-        path = zoo.TOY_GENERATOR if kind == "generator" else zoo.TOY_CLASSIFIER
-        if not path.exists():
-            raise FileNotFoundError(f"{field}: the bundled toy {kind} is missing at {path}")
-    elif not os.path.exists(spec) and not (":" in spec and not spec.startswith("/")):
-        raise FileNotFoundError(f"{field}: no {kind} at {spec}")
+    problem = zoo.missing(spec, kind) if spec else None
+    if problem:
+        raise FileNotFoundError(f"{field}: {problem}")
 
 
 def resolve_device(device: str) -> str:
