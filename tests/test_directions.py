@@ -92,7 +92,8 @@ def test_annotation_finds_planted_directions_and_respects_layers():
     G, C = LinearGenerator(), ProbeClassifier()
     e = np.eye(6)
     vectors = np.stack([e[1], -e[0], e[4]])                          # b+, a-, nothing
-    cfg = D.AnnotateConfig(k=32, sigma=1.0, threshold=0.2)
+    # the linear generator's "images" are its latents, not pixels in [-1, 1]: no clip check
+    cfg = D.AnnotateConfig(k=32, sigma=1.0, threshold=0.2, max_clipped=1.0)
     ann = D.annotate(G, C, vectors, np.ones(3), cfg)
     assert ann[0]["name"].startswith("b+") and ann[0]["named"]
     assert ann[1]["name"].startswith("a-") and ann[1]["top_change"] < -0.2
