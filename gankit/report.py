@@ -528,9 +528,21 @@ def _sweep_table(pairs: list) -> str:
 
 def pair_passes(row: dict, min_flip: float = 0.9, max_changed: float = 0.1) -> bool:
     """The conditional-editing criterion on one {flip_rate, condition_changed} row."""
+    return not pair_failure(row, min_flip, max_changed)
+
+
+def pair_failure(row: dict, min_flip: float = 0.9, max_changed: float = 0.1) -> str:
+    """Why a {flip_rate, condition_changed} row fails the conditional-editing criterion, in
+    a few words ('' when it passes)."""
     fr, cc = row["flip_rate"], row["condition_changed"]
-    return (fr["conditional"] >= min_flip and cc["conditional"] < max_changed
-            and cc["conditional"] < cc["plain"])
+    if fr["conditional"] < min_flip:
+        return f"the target flips for {fr['conditional']:.3f} < {min_flip:g} of the samples"
+    if cc["conditional"] >= max_changed:
+        return f"the condition still changes for {cc['conditional']:.3f} >= {max_changed:g}"
+    if cc["conditional"] >= cc["plain"]:
+        return (f"the condition changes no less than with the plain boundary "
+                f"({cc['conditional']:.3f} vs {cc['plain']:.3f})")
+    return ""
 
 
 def _latent_section(report: dict) -> str:

@@ -1,24 +1,20 @@
 """Shared fixtures: ONE local Ray cluster and ONE S3-protocol server per pytest session,
-plus tiny models written to files (the jobs load models by path, like users do).
+each started only by the tests that need it, plus tiny models written to files (the jobs load
+models by path, like users do). Plain helpers live in tests/helpers.py.
 
-Order matters: the S3 server's endpoint and keys are put in the environment *before*
-ray.init, so every Ray worker process inherits them (in-process mocks would be invisible to
-workers; this server is real, on loopback).
+The S3 server is real, on loopback: its endpoint and keys go in this process's environment
+(for the driver's reads) and, as `s3_options`, into the jobs' `storage` options, which is how
+Ray workers in other processes reach it (as they would a user's bucket).
 """
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 
+from helpers import ATTRIBUTES, free_port, tiny_classifier_module, tiny_generator
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +38,13 @@ def s3_server():
 
 
 @pytest.fixture(scope="session")
+def s3_options(s3_server) -> dict:
+    """fsspec options that reach the session's S3 server from any process."""
+    return {"endpoint_url": s3_server["AWS_ENDPOINT_URL"], "key": "testing",
+            "secret": "testing", "client_kwargs": {"region_name": "us-east-1"}}
+
+
+@pytest.fixture(scope="session")
 def s3_bucket(s3_server):
     import s3fs
     fs = s3fs.S3FileSystem(skip_instance_cache=True)
@@ -50,60 +53,15 @@ def s3_bucket(s3_server):
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(s3_server):
+def ray_cluster():
     """The session's Ray cluster: 4 logical CPUs (more than the actors), no dashboard."""
     import ray
     if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {k: v for k, v in s3_server.items()}})
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     from ray.data import DataContext
     DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()
-
-
-# ----------------------------------------------------------------------------------------
-# Tiny models on disk
-
-
-def tiny_generator_config(resolution: int = 8):
-    """8px: ~0.2 ms/row on one CPU thread; 32px (wider): ~1.4 ms/row."""
-    from gankit.models.stylegan2 import GeneratorConfig, MappingConfig, SynthesisConfig
-    base, top = (64, 16) if resolution <= 8 else (1024, 32)
-    return GeneratorConfig(z_dim=16, w_dim=16, img_resolution=resolution,
-                           synthesis=SynthesisConfig(channel_base=base, channel_max=top),
-                           mapping=MappingConfig(num_layers=2))
-
-
-def tiny_generator(seed: int = 0, resolution: int = 8):
-    import torch
-    from gankit.models.stylegan2 import Generator
-    torch.manual_seed(seed)
-    G = Generator(tiny_generator_config(resolution)).eval()
-    with torch.no_grad():
-        G.mapping.w_avg.normal_(0, 0.5)   # non-zero so truncation shows
-    return G
-
-
-ATTRIBUTES = ["smile", "age", "glasses"]
-
-
-def tiny_classifier_module(seed: int = 0):
-    """A small scripted-able classifier: images [N,3,H,W] -> logits [N,3]."""
-    import torch
-    from torch import nn
-
-    class Tiny(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3, padding=1)
-            self.head = nn.Linear(4, len(ATTRIBUTES))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.head(torch.relu(self.conv(x)).mean(dim=[2, 3]))
-
-    torch.manual_seed(seed)
-    return Tiny().eval()
 
 
 @pytest.fixture(scope="session")

@@ -381,7 +381,7 @@ def test_absurd_native_configs_are_refused_before_allocating(tmp_path, change, m
     """A native config.json is data: absurd sizes used to allocate (or divide by zero)."""
     import json
 
-    from conftest import tiny_generator
+    from helpers import tiny_generator
     from gankit.checkpoints import CheckpointError, load_generator, save_generator
     folder = tmp_path / "g"
     save_generator(tiny_generator(), folder)
@@ -401,7 +401,7 @@ def test_a_safetensors_file_with_a_lying_header_is_one_sentence(tmp_path, capsys
     """The header length claims 10^12 bytes: was a SafetensorError traceback."""
     import struct
 
-    from conftest import tiny_generator
+    from helpers import tiny_generator
     from gankit.checkpoints import save_generator
     from jobs.cli import main
     folder = tmp_path / "g"
@@ -439,7 +439,7 @@ def test_a_recursion_bomb_pickle_is_one_sentence(tmp_path):
     import threading
 
     import nvidia_fixture as nf
-    from conftest import tiny_generator
+    from helpers import tiny_generator
     from gankit.checkpoints import CheckpointError, load_generator
     snap = nf.snapshot(tiny_generator())
     node = snap["G_ema"].child("mapping")

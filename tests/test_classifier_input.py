@@ -10,7 +10,7 @@ from torch import nn
 from gankit import zoo
 from gankit.classifier_input import ClassifierInput, validate_input_spec
 from gankit.models.classifier import AttributeClassifier
-from conftest import tiny_generator
+from helpers import tiny_generator
 
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 NAMES = ["smile", "age"]

@@ -22,7 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture
 def ray_head():
-    from conftest import free_port
+    from helpers import free_port
     from ray.job_submission import JobSubmissionClient
     ports = {name: free_port() for name in ("port", "dashboard-port", "ray-client-server-port",
                                             "dashboard-agent-listen-port")}

@@ -108,7 +108,7 @@ def test_demo_config_runs_as_a_pipeline_config(demo_run):
 
 def test_pipeline_report_stage_on_mixed_spaces(ray_cluster, model_files, tmp_path):
     """The pipeline calls run_report with its wiring; Z, W and W+ boundaries, shift mode."""
-    from conftest import ATTRIBUTES
+    from helpers import ATTRIBUTES
     from jobs.pipeline import PipelineConfig, run_pipeline
     root = tmp_path / "root"
     cfg = PipelineConfig(

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import tiny_classifier_module, tiny_generator
+from helpers import tiny_classifier_module, tiny_generator
 from gankit import directions as D
 from linear_generator import LinearGenerator
 

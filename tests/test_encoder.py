@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_generator
+from helpers import tiny_generator
 from gankit.models.encoder import (EncoderConfig, WPlusEncoder, check_compatible, load_encoder,
                                    new_encoder, save_encoder)
 from gankit.train.encoder import (EncoderTrainConfig, PairPool, generate_pairs,

@@ -233,13 +233,14 @@ def test_store_stopped_mid_job_fails_in_bounded_time_naming_the_url(ray_cluster,
     job has committed a part: the job fails, within a bound, with an error naming the
     store's URL; it does not hang, and the parts committed before stay readable later."""
     from moto.server import ThreadedMotoServer
-    from conftest import free_port
+    from helpers import free_port
     import s3fs
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    opts = {"endpoint_url": endpoint, "config_kwargs": {"connect_timeout": 2,
+    opts = {"endpoint_url": endpoint, "key": "testing", "secret": "testing",
+            "client_kwargs": {"region_name": "us-east-1"}, "config_kwargs": {"connect_timeout": 2,
             "read_timeout": 5, "retries": {"max_attempts": 2}}}
     s3fs.S3FileSystem(skip_instance_cache=True, **opts).mkdir("faulty")
     url = "s3://faulty/out"

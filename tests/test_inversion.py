@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import tiny_generator
+from helpers import tiny_generator
 from gankit.inversion import InversionConfig, invert, psnr, reconstruct, ssim
 from gankit.perceptual import ScriptedFeatures, load_feature_net
 

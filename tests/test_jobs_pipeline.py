@@ -33,7 +33,7 @@ def test_label_turns_bad_rows_into_error_records(ray_cluster, model_files, tmp_p
     from gankit.images import encode_png
     from jobs.label import LabelConfig, run_label
     from jobs.sample import SampleConfig, run_sample
-    from conftest import ATTRIBUTES
+    from helpers import ATTRIBUTES
     ref = tmp_path / "sampled"
     run_sample(SampleConfig(model=model_files["model"], classifier=model_files["classifier"],
                             count=40, seed=3, space="z", images=True, rows_per_part=20,
@@ -125,7 +125,7 @@ def test_fit_writes_every_boundary_and_the_index(pipeline_run):
 
 def test_edit_rows_and_rescoring(pipeline_run):
     from gankit.images import decode_image
-    from conftest import ATTRIBUTES
+    from helpers import ATTRIBUTES
     root, results, _ = pipeline_run
     edits = storage.read_table(str(root / "edits"))
     assert results["edit"]["rows"] == edits.num_rows == 6 * 4 * 3

@@ -99,7 +99,7 @@ def test_killed_driver_then_rerun_gives_the_uninterrupted_rows(ray_cluster, mode
     """`gankit sample` in a subprocess (a second driver on the session cluster), killed with
     SIGKILL once a few parts are committed; the rerun keeps those and computes the rest."""
     big = tmp_path / "g32"                  # a slower 32px generator so the kill lands mid-job
-    from conftest import tiny_generator_config
+    from helpers import tiny_generator_config
     from gankit.checkpoints import save_generator
     from gankit.models.stylegan2 import Generator
     import torch

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import tiny_classifier_module, tiny_generator
+from helpers import tiny_classifier_module, tiny_generator
 from gankit import metrics
 from gankit.latents import sample_z
 from linear_generator import LinearGenerator

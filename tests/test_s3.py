@@ -1,5 +1,6 @@
 """sample -> fit -> edit against a real S3-protocol server (moto, on loopback), written and
-read by Ray workers in other processes: they reach it through the AWS_* environment."""
+read by Ray workers in other processes: they reach it through the jobs' `storage` options,
+as they would a user's bucket (the driver here also has the AWS_* environment)."""
 import json
 import uuid
 
@@ -11,12 +12,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.s3]
 
 
 @pytest.fixture(scope="module")
-def s3_run(ray_cluster, s3_bucket, model_files, tmp_path_factory):
+def s3_run(ray_cluster, s3_bucket, s3_options, model_files, tmp_path_factory):
     import yaml
     from jobs.pipeline import load_config, run_pipeline
     root = f"s3://{s3_bucket}/runs/{uuid.uuid4().hex[:8]}"
     cfg = {"root": root, "stages": ["sample", "fit", "edit"], "model": model_files["model"],
            "classifier": model_files["classifier"], "device": "cpu", "workers": 2,
+           "storage": s3_options,
            "sample": {"count": 300, "seed": 5, "space": "w", "images": True,
                       "rows_per_part": 75, "micro_batch": 8},
            "fit": {"spaces": ["z", "w"], "fraction": 0.1, "conditions": [["smile", ["age"]]]},
@@ -66,7 +68,7 @@ def test_lost_s3_part_is_recomputed_alone_and_identically(s3_run):
     assert storage.read_table(f"{root}/samples").equals(before)
 
 
-def test_missing_bucket_fails_before_any_work(ray_cluster, model_files):
+def test_missing_bucket_fails_before_any_work(ray_cluster, s3_server, model_files):
     from jobs.sample import SampleConfig, run_sample
     with pytest.raises(storage.StoreError, match=r"the bucket of s3://no-bucket-here/x does "
                                                  r"not exist"):

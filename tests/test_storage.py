@@ -114,7 +114,7 @@ def test_missing_dataset_is_named(tmp_path):
 
 @pytest.mark.s3
 def test_unreachable_s3_endpoint_fails_fast_naming_the_url(monkeypatch):
-    from conftest import free_port
+    from helpers import free_port
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nobody listens
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
