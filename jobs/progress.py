@@ -1,0 +1,157 @@
+"""Live progress of a part job, across all its actors and within parts.
+
+Workers count the rows they write (`written`, called by storage.PartWriter for every row
+group of a part) and send the counts to a small named actor of the run, without waiting for
+a reply. The driver polls that actor once a second and shows rows done out of rows planned,
+rows per second and the time left: a redrawn bar on a terminal, and a log line every
+`LINE_EVERY_S` seconds elsewhere (a log file, a submitted Ray job).
+
+Everything here is best effort: progress never fails or slows a job.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from typing import Optional
+
+log = logging.getLogger("gankit")
+
+LINE_EVERY_S = 30.0           # a non-terminal gets one progress line this often
+POLL_S = 1.0
+
+
+# ----------------------------------------------------------------------------------------
+# Worker side
+
+
+_current = {"run": None, "index": None, "actor": None}
+
+
+def begin_part(run: str, index: int) -> None:
+    """Called by the worker before it computes part `index` of run `run`."""
+    if _current["run"] != run:
+        _current["actor"] = None
+    _current.update(run=run, index=index)
+
+
+def written(name: str, rows: int) -> None:
+    """Rows of a row group just written under `name` (error records are not progress)."""
+    if _current["run"] is None or not name.startswith("part-"):
+        return
+    try:
+        if _current["actor"] is None:
+            import ray
+            _current["actor"] = ray.get_actor(actor_name(_current["run"]))
+        _current["actor"].add.remote(_current["index"], rows)
+    except Exception:        # no counter (a job run without one): progress is best effort
+        _current["run"] = None
+
+
+def actor_name(run: str) -> str:
+    return f"gankit-progress-{run}"
+
+
+# ----------------------------------------------------------------------------------------
+# The counter
+
+
+class Counter:
+    """Rows written per part, for parts not yet committed (a Ray actor)."""
+
+    def __init__(self):
+        self.rows = {}
+
+    def add(self, index: int, rows: int) -> None:
+        self.rows[index] = self.rows.get(index, 0) + rows
+
+    def snapshot(self) -> dict:
+        return dict(self.rows)
+
+
+# ----------------------------------------------------------------------------------------
+# Driver side
+
+
+class Progress:
+    """Rows done of a part job: committed parts count in full, parts in flight as their
+    actors report. Use as a context manager around the job's loop; call `committed(k)`."""
+
+    def __init__(self, job: str, run: str, rows_by_part: dict, done_rows: int = 0):
+        self.job, self.run, self.rows_by_part = job, run, dict(rows_by_part)
+        self.total = done_rows + sum(self.rows_by_part.values())
+        self.done, self.start_done = done_rows, done_rows
+        self.finished: set = set()
+        self.counter = self.thread = self.bar = None
+        self.stop = threading.Event()
+
+    def __enter__(self) -> "Progress":
+        try:
+            import ray
+            self.counter = ray.remote(num_cpus=0)(Counter).options(
+                name=actor_name(self.run)).remote()
+        except Exception:
+            return self
+        self.t0 = self.last_line = time.time()
+        if sys.stderr.isatty() and log.isEnabledFor(logging.INFO):
+            from tqdm import tqdm
+            self.bar = tqdm(total=self.total, initial=self.done, unit="row", desc=self.job,
+                            dynamic_ncols=True, smoothing=0.1, leave=False)
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+        return self
+
+    def committed(self, index: int) -> None:
+        self.finished.add(index)
+
+    def _poll(self) -> None:
+        import ray
+        while not self.stop.wait(POLL_S):
+            try:
+                live = ray.get(self.counter.snapshot.remote(), timeout=5)
+            except Exception:
+                continue
+            self.show(live)
+
+    def show(self, live: dict) -> None:
+        done = self.start_done + sum(self.rows_by_part[k] for k in self.finished) + sum(
+            min(n, self.rows_by_part.get(k, 0)) for k, n in live.items()
+            if k not in self.finished)
+        self.done = min(done, self.total)
+        if self.bar is not None:
+            self.bar.update(self.done - self.bar.n)
+        elif time.time() - self.last_line >= LINE_EVERY_S:
+            self.last_line = time.time()
+            log.info(self.line())
+
+    def line(self) -> str:
+        elapsed = max(time.time() - self.t0, 1e-9)
+        rate = (self.done - self.start_done) / elapsed
+        left = (self.total - self.done) / rate if rate > 0 else None
+        eta = f", about {format_seconds(left)} left" if left is not None else ""
+        return (f"[{self.job}] {self.done:,}/{self.total:,} rows "
+                f"({100 * self.done / max(self.total, 1):.0f}%), {rate:,.1f} rows/s{eta}")
+
+    def __exit__(self, *exc) -> bool:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+        if self.bar is not None:
+            self.bar.close()
+        if self.counter is not None:
+            try:
+                import ray
+                ray.kill(self.counter)
+            except Exception:
+                pass
+        return False
+
+
+def format_seconds(s: Optional[float]) -> str:
+    s = int(round(s or 0))
+    if s < 90:
+        return f"{s} s"
+    if s < 5400:
+        return f"{s // 60} min"
+    return f"{s / 3600:.1f} h"
