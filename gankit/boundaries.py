@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 SPACES = ("z", "w", "wp")
-SOLVERS = ("auto", "newton", "liblinear", "svc")
+SOLVERS = ("auto", "newton", "liblinear", "logistic", "svc")
 SELECTIONS = ("extremes", "threshold")  # InterFaceGAN's top/bottom by rank, or every sample
 NEWTON_MAX_DIM = 2048      # 'auto' uses Newton up to this many dims (its Hessian is D x D)
 MIN_RESIDUAL = 1e-3        # conditional_normal refuses primals closer than this to span(C)
@@ -235,6 +235,17 @@ def _solve_liblinear(X: np.ndarray, y: np.ndarray, C: float) -> tuple:
     return w, float(model.intercept_[0]) - float(w @ mu)
 
 
+def _solve_logistic(X: np.ndarray, y: np.ndarray, C: float) -> tuple:
+    """sklearn LogisticRegression (L-BFGS, intercept unregularised), on centred latents: the
+    logistic loss's normal, not a hinge loss's. Centring keeps the intercept small so L-BFGS
+    is not slowed by a badly scaled coordinate."""
+    from sklearn.linear_model import LogisticRegression
+    mu = _column_mean(X)
+    model = LogisticRegression(C=C, max_iter=1000).fit(X - mu, y)
+    w = model.coef_[0].astype(np.float64)
+    return w, float(model.intercept_[0]) - float(w @ mu)
+
+
 def _solve_newton(X: np.ndarray, y: np.ndarray, C: float, device: str = "cpu",
                   tol: float = 1e-6, max_iter: int = 100) -> tuple:
     """min_w,b 0.5 |w|^2 + C sum_i max(0, 1 - y_i (x_i.w + b))^2, b unregularised (as in SVC).
@@ -384,7 +395,7 @@ def _cpu_threads(device: torch.device, work: int):
         torch.set_num_threads(threads)
 
 
-def _resolve_solver(solver: str, dim: int) -> str:
+def resolve_solver(solver: str, n_train: int, dim: int) -> str:
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if solver != "auto":
@@ -397,6 +408,8 @@ def _fit_linear(X: np.ndarray, y: np.ndarray, solver: str, C: float, device: str
         return _solve_svc(X, y, C)
     if solver == "liblinear":
         return _solve_liblinear(X, y, C)
+    if solver == "logistic":
+        return _solve_logistic(X, y, C)
     return _solve_newton(X, y, C, device)
 
 
@@ -511,7 +524,6 @@ def fit_boundary(latents: np.ndarray, scores: np.ndarray, attribute: str, space:
         raise ValueError(f"latents have {len(flat)} rows but scores have {len(scores)}")
     if C <= 0:
         raise ValueError(f"C must be > 0, got {C}")
-    solver = _resolve_solver(solver, flat.shape[1])
     try:
         sel = _select(scores, fraction, count, val_fraction, seed, selection, threshold)
     except ValueError as e:
@@ -519,6 +531,7 @@ def fit_boundary(latents: np.ndarray, scores: np.ndarray, attribute: str, space:
     X = np.asarray(flat[sel.train], dtype=np.float32)                   # [n_train, D]
     if not np.all(np.isfinite(X)):
         raise ValueError("latents contain NaN or inf")
+    solver = resolve_solver(solver, len(X), X.shape[1])
 
     w, b = _fit_linear(X, sel.y, solver, C, device)
     norm = float(np.linalg.norm(w))
