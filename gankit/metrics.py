@@ -7,6 +7,8 @@ from typing import Optional, Callable
 import numpy as np
 import torch
 
+from gankit.logits import sigmoid
+
 
 def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     """Frechet distance between Gaussians fitted to two feature sets [N, F]:
@@ -261,7 +263,6 @@ def toy_correlations(G, classifier, n: int = 2000, seed: int = 0,
                                             G.img_resolution)).to(_device(G))
         with torch.no_grad():
             real.append(classifier(images).float().cpu().numpy())
-    sigmoid = lambda x: 1 / (1 + np.exp(-x))
     return {"attribute_names": list(classifier.attribute_names),
             "generated": correlation_matrix(sigmoid(logits)),
             "real": correlation_matrix(sigmoid(np.concatenate(real))),

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from gankit.images import make_grid, save_png, to_uint8, upscale
+from gankit.logits import sigmoid
 from gankit.metrics import frechet_distance
 from gankit.train.classifier import predict_logits
 from gankit.train.toy import attribute_names, render_dataset
@@ -51,7 +52,7 @@ def classifier_gate(classifier, n: int) -> dict:
 def generator_gates(G, classifier, n: int, true_rates: np.ndarray) -> dict:
     images, w = generate(G, n, seed=1)
     logits = predict_logits(classifier, images)                    # [n, A]
-    prob = 1 / (1 + np.exp(-logits))
+    prob = sigmoid(logits)                                          # [n, A] float64
     rates = (prob > 0.5).mean(axis=0)
     confident = np.maximum(prob, 1 - prob) >= 0.9                   # [n, A]
     return {
