@@ -7,10 +7,13 @@ unit normal. What gankit does differently, and why:
 - The intercept is KEPT: the signed distance d(x) = x.n + intercept is what `edit(...,
   mode='to_distance')` and the accuracies use; dropping it moves the decision surface through the
   origin, which is not where the attribute flips (W, for example, is centred on w_avg, not 0).
-- Fitting is a primal solver, not libsvm's dual: `solver='newton'` (the default through 'auto')
-  is a finite Newton method for the L2-loss linear SVM (Keerthi & DeCoste, JMLR 2005) in torch,
-  with the intercept unregularised as in SVC; 'liblinear' is sklearn's LinearSVC; 'svc' is the
-  InterFaceGAN reference, kept for comparisons. See benchmarks/bench_fit.py.
+- The solver is chosen for speed at equal accuracy ('auto', see `resolve_solver`): sklearn's
+  LinearSVC ('liblinear') on the near-separable extremes, LogisticRegression ('logistic') on
+  every sample of the isotropic Z, and our own finite Newton method for the L2-loss linear
+  SVM ('newton', Keerthi & DeCoste, JMLR 2005, in torch, intercept unregularised as in SVC)
+  on every sample of the badly conditioned W / W+, where first-order solvers are slow.
+  'svc' is the InterFaceGAN reference, SVC(kernel='linear') on the raw latents, exactly.
+  benchmarks/bench_fit.py measures them side by side; BENCHMARKS.md has the table.
 - Conditional boundaries are computed with a rank-revealing projection, so near-collinear
   conditions do not break it (InterFaceGAN's closed form solves with a singular C C^T there).
 """
@@ -252,8 +255,8 @@ def _solve_newton(X: np.ndarray, y: np.ndarray, C: float, device: str = "cpu",
 
     Finite Newton: with A = the samples inside the margin, the generalised Hessian is
     diag(1,..,1,0) + 2C [X_A 1]^T [X_A 1]; an exact line search on the piecewise quadratic
-    follows each step; the iteration ends when the active set is the optimum's (4-30 steps in
-    our runs). The Hessian is updated only for the rows that enter or leave A, so after the
+    follows each step; the iteration ends when the active set is the optimum's (a few dozen
+    steps at most). The Hessian is updated only for the rows that enter or leave A, so after the
     first step an iteration costs about two passes over X. X stays float32 (Hessian blocks on
     centred rows are computed in float32 and accumulated in float64). Runs on `device`; on a
     CPU shared with other busy processes, set torch.set_num_threads(1) (as Ray does in tasks):
@@ -383,7 +386,8 @@ class _NewtonSVM:
 def _cpu_threads(device: torch.device, work: int):
     """Run small CPU work (< SMALL_WORK multiply-adds) on one torch thread, restored after.
     There a parallel region costs more than it saves, and on a CPU shared with other busy
-    processes every one can stall for a scheduler time slice (measured: 10x slower fits)."""
+    processes every one can stall for a scheduler time slice (BENCHMARKS.md, "Boundary
+    fitting", has what that cost)."""
     threads = torch.get_num_threads()
     if device.type != "cpu" or work >= SMALL_WORK or threads == 1:
         yield
@@ -395,11 +399,24 @@ def _cpu_threads(device: torch.device, work: int):
         torch.set_num_threads(threads)
 
 
-def resolve_solver(solver: str, n_train: int, dim: int) -> str:
+def resolve_solver(solver: str, selection: str, space: str, dim: int) -> str:
+    """The solver 'auto' stands for, from benchmarks/bench_fit.py (BENCHMARKS.md): all reach
+    the same accuracy, so it picks the fastest for the selection and the space.
+
+    extremes           near-separable classes, few active constraints: liblinear.
+    threshold in Z     every sample, classes overlap; Z is N(0, I), so L-BFGS on the
+                       logistic loss needs few steps: logistic.
+    threshold in W/W+  the same overlap, but W is far from isotropic (a condition number in
+                       the thousands): first-order solvers crawl where Newton steps do not.
+                       newton, while its D x D Hessian is affordable (NEWTON_MAX_DIM)."""
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if solver != "auto":
         return solver
+    if selection == "extremes":
+        return "liblinear"
+    if space == "z":
+        return "logistic"
     return "newton" if dim <= NEWTON_MAX_DIM else "liblinear"
 
 
@@ -514,8 +531,9 @@ def fit_boundary(latents: np.ndarray, scores: np.ndarray, attribute: str, space:
     every sample and remaining_accuracy on the samples not selected, labelled
     score > threshold (0 for logits; pass 0.5 for probabilities). InterFaceGAN's
     "remaining" accuracy labels by the midrange (max + min) / 2 of the scores instead.
-    solver: 'auto' (= 'newton' up to NEWTON_MAX_DIM dims, else 'liblinear'), 'newton',
-    'liblinear' or 'svc'; C: the SVM's penalty; device: where 'newton' runs.
+    solver: 'auto' (the fastest for the selection and space: see `resolve_solver`), 'newton'
+    (ours), 'liblinear' (LinearSVC), 'logistic' (LogisticRegression) or 'svc' (InterFaceGAN's
+    SVC(kernel='linear'), exactly); C: the penalty; device: where 'newton' runs.
     """
     start = time.perf_counter()
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -524,6 +542,7 @@ def fit_boundary(latents: np.ndarray, scores: np.ndarray, attribute: str, space:
         raise ValueError(f"latents have {len(flat)} rows but scores have {len(scores)}")
     if C <= 0:
         raise ValueError(f"C must be > 0, got {C}")
+    solver = resolve_solver(solver, selection, space, flat.shape[1])
     try:
         sel = _select(scores, fraction, count, val_fraction, seed, selection, threshold)
     except ValueError as e:
@@ -531,7 +550,6 @@ def fit_boundary(latents: np.ndarray, scores: np.ndarray, attribute: str, space:
     X = np.asarray(flat[sel.train], dtype=np.float32)                   # [n_train, D]
     if not np.all(np.isfinite(X)):
         raise ValueError("latents contain NaN or inf")
-    solver = resolve_solver(solver, len(X), X.shape[1])
 
     w, b = _fit_linear(X, sel.y, solver, C, device)
     norm = float(np.linalg.norm(w))
