@@ -64,22 +64,20 @@ def read_samples(url: str, attribute: str) -> dict:
     return spaces, table.column(f"logit_{attribute}").to_numpy().astype(np.float64)
 
 
-def cases(args) -> list:
-    """(name, x, scores, hidden or None, fit keywords)."""
-    out = []
+def cases(args):
+    """Yields (name, x, scores, hidden or None, fit keywords), one data set at a time."""
     for space in ([] if args.skip_synthetic else ["z", "w"]):
         w_like = space == "w"
         x, s, h = make_data(args.toy_n, args.dim, 0.25, -0.84, args.seed, w_like)
-        out.append((f"toy-like {space}", x, s, h, dict(selection="threshold", space=space)))
+        yield f"toy-like {space}", x, s, h, dict(selection="threshold", space=space)
         x, s, h = make_data(args.n, args.dim, 1.0, 0.0, args.seed + 1, w_like)
-        out.append((f"extremes {space}", x, s, h,
-                    dict(selection="extremes", fraction=args.fraction, space=space)))
-        out.append((f"all {space}", x, s, h, dict(selection="threshold", space=space)))
+        yield f"extremes {space}", x, s, h, dict(selection="extremes", fraction=args.fraction,
+                                                 space=space)
+        yield f"all {space}", x, s, h, dict(selection="threshold", space=space)
     if args.samples:
         spaces, s = read_samples(args.samples, args.attribute)
-        out += [(f"real {k}", x, s, None, dict(selection="threshold", space=k))
-                for k, x in spaces.items()]
-    return out
+        for k, x in spaces.items():
+            yield f"real {k}", x, s, None, dict(selection="threshold", space=k)
 
 
 def selected(n: int, kw: dict) -> int:
@@ -107,7 +105,7 @@ def fmt(v, digits=4):
 
 def print_row(name: str, x, hidden, kw: dict, solver: str, b, secs: float, ref) -> None:
     m = b.metrics
-    auto = resolve_solver("auto", kw["selection"], kw["space"], x.shape[1])
+    auto = resolve_solver("auto", kw["selection"], kw["space"], m["n_train"], x.shape[1])
     cos_hidden = None if hidden is None else float(b.normal @ hidden)
     print(f"| {name} | {x.shape[0]}x{x.shape[1]} | {m['n_train']}+{m['n_val']} | {solver}"
           f"{' (auto)' if solver == auto else ''} | {secs:.2f} | {fmt(m['train_accuracy'])} "

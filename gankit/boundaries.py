@@ -9,7 +9,7 @@ unit normal. What gankit does differently, and why:
   origin, which is not where the attribute flips (W, for example, is centred on w_avg, not 0).
 - The solver is chosen for speed at equal accuracy ('auto', see `resolve_solver`): sklearn's
   LinearSVC ('liblinear') on the near-separable extremes, LogisticRegression ('logistic') on
-  every sample of the isotropic Z, and our own finite Newton method for the L2-loss linear
+  every sample of a large fit in the isotropic Z, and our own finite Newton method for the L2-loss linear
   SVM ('newton', Keerthi & DeCoste, JMLR 2005, in torch, intercept unregularised as in SVC)
   on every sample of the badly conditioned W / W+, where first-order solvers are slow.
   'svc' is the InterFaceGAN reference, SVC(kernel='linear') on the raw latents, exactly.
@@ -35,6 +35,7 @@ SPACES = ("z", "w", "wp")
 SOLVERS = ("auto", "newton", "liblinear", "logistic", "svc")
 SELECTIONS = ("extremes", "threshold")  # InterFaceGAN's top/bottom by rank, or every sample
 NEWTON_MAX_DIM = 2048      # 'auto' uses Newton up to this many dims (its Hessian is D x D)
+NEWTON_MAX_WORK_Z = 2 ** 32  # ... and in Z up to this many n_train * D^2 (one Hessian build)
 MIN_RESIDUAL = 1e-3        # conditional_normal refuses primals closer than this to span(C)
 FORMAT_VERSION = 1         # version of the .npz layout written by Boundary.save
 SMALL_WORK = 2 ** 28       # multiply-adds below which the Newton solver uses one CPU thread
@@ -399,13 +400,14 @@ def _cpu_threads(device: torch.device, work: int):
         torch.set_num_threads(threads)
 
 
-def resolve_solver(solver: str, selection: str, space: str, dim: int) -> str:
+def resolve_solver(solver: str, selection: str, space: str, n_train: int, dim: int) -> str:
     """The solver 'auto' stands for, from benchmarks/bench_fit.py (BENCHMARKS.md): all reach
-    the same accuracy, so it picks the fastest for the selection and the space.
+    the same accuracy, so it picks the fastest for the selection, the space and the size.
 
     extremes           near-separable classes, few active constraints: liblinear.
     threshold in Z     every sample, classes overlap; Z is N(0, I), so L-BFGS on the
-                       logistic loss needs few steps: logistic.
+                       logistic loss needs few steps: logistic, unless one Newton Hessian
+                       (n_train * D^2) is small enough to be cheaper (NEWTON_MAX_WORK_Z).
     threshold in W/W+  the same overlap, but W is far from isotropic (a condition number in
                        the thousands): first-order solvers crawl where Newton steps do not.
                        newton, while its D x D Hessian is affordable (NEWTON_MAX_DIM)."""
@@ -413,11 +415,11 @@ def resolve_solver(solver: str, selection: str, space: str, dim: int) -> str:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if solver != "auto":
         return solver
-    if selection == "extremes":
+    if selection == "extremes" or dim > NEWTON_MAX_DIM:
         return "liblinear"
-    if space == "z":
+    if space == "z" and n_train * dim ** 2 > NEWTON_MAX_WORK_Z:
         return "logistic"
-    return "newton" if dim <= NEWTON_MAX_DIM else "liblinear"
+    return "newton"
 
 
 def _fit_linear(X: np.ndarray, y: np.ndarray, solver: str, C: float, device: str) -> tuple:
@@ -542,7 +544,8 @@ def fit_boundary(latents: np.ndarray, scores: np.ndarray, attribute: str, space:
         raise ValueError(f"latents have {len(flat)} rows but scores have {len(scores)}")
     if C <= 0:
         raise ValueError(f"C must be > 0, got {C}")
-    solver = resolve_solver(solver, selection, space, flat.shape[1])
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     try:
         sel = _select(scores, fraction, count, val_fraction, seed, selection, threshold)
     except ValueError as e:
@@ -550,6 +553,7 @@ def fit_boundary(latents: np.ndarray, scores: np.ndarray, attribute: str, space:
     X = np.asarray(flat[sel.train], dtype=np.float32)                   # [n_train, D]
     if not np.all(np.isfinite(X)):
         raise ValueError("latents contain NaN or inf")
+    solver = resolve_solver(solver, selection, space, len(X), X.shape[1])
 
     w, b = _fit_linear(X, sel.y, solver, C, device)
     norm = float(np.linalg.norm(w))
