@@ -108,6 +108,7 @@ def test_auto_picks_the_solver_by_selection_and_space():
     assert resolve_solver("auto", "extremes", "w", 14000, 512) == "liblinear"
     assert resolve_solver("auto", "threshold", "z", 140000, 512) == "logistic"
     assert resolve_solver("auto", "threshold", "z", 14000, 128) == "newton"    # small: Newton
+    assert resolve_solver("auto", "threshold", "z", 14000, 512) == "logistic"
     assert resolve_solver("auto", "threshold", "w", 140000, 512) == "newton"
     assert resolve_solver("auto", "threshold", "wp", 1000, NEWTON_MAX_DIM + 1) == "liblinear"
     assert resolve_solver("svc", "threshold", "z", 140000, 512) == "svc"     # explicit: kept
