@@ -1,18 +1,20 @@
 """Boundary fitting: every solver of gankit.boundaries side by side, on the selections users run.
 
-Cases (synthetic latents x ~ N(0, I) [N, D], score = x.n_hidden + offset + noise * N(0, 1)):
+Cases, each on Z-like latents x ~ N(0, I) [N, D] and on W-like ones (the toy W's covariance
+shape, see make_data), score = x.n_hidden + offset + noise * N(0, 1):
 
     toy-like     --toy-n samples (20K), low noise, a 20% positive rate, selection 'threshold'
                  (every sample, labelled score > 0): what `gankit demo` fits.
     extremes     InterFaceGAN: --n samples, the top and bottom --fraction (2%), noise 1.0.
     all          the same --n samples, selection 'threshold' (every sample).
-    real-z/-w    with --samples URL: a gankit sample dataset's z and w and its
+    real z / w   with --samples URL: a local gankit sample dataset's z and w and its
                  logit_<--attribute> column, selection 'threshold'.
 
 Every solver fits the same arrays in the same run (the machines are shared and noisy, so
 only ratios mean much); 'svc' only where at most --svc-max samples are selected. Prints one
-markdown table: fit seconds (selection + split + solver), train / val / all-sample accuracy, cosine to the hidden normal and to the case's reference
-normal (svc where it ran, else liblinear), and what solver='auto' picks for the case.
+markdown table: fit seconds (selection + split + solver), train / val / all-sample accuracy,
+cosine to the hidden normal and to the case's reference normal (svc where it ran, else the
+first solver's), and '(auto)' on the solver that solver='auto' picks for the case.
 
     nice -n 10 python benchmarks/bench_fit.py --n 200000
     nice -n 10 python benchmarks/bench_fit.py --samples demo_out/samples --skip-synthetic

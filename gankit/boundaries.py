@@ -9,11 +9,12 @@ unit normal. What gankit does differently, and why:
   origin, which is not where the attribute flips (W, for example, is centred on w_avg, not 0).
 - The solver is chosen for speed at equal accuracy ('auto', see `resolve_solver`): sklearn's
   LinearSVC ('liblinear') on the near-separable extremes, LogisticRegression ('logistic') on
-  every sample of a large fit in the isotropic Z, and our own finite Newton method for the L2-loss linear
-  SVM ('newton', Keerthi & DeCoste, JMLR 2005, in torch, intercept unregularised as in SVC)
-  on every sample of the badly conditioned W / W+, where first-order solvers are slow.
-  'svc' is the InterFaceGAN reference, SVC(kernel='linear') on the raw latents, exactly.
-  benchmarks/bench_fit.py measures them side by side; BENCHMARKS.md has the table.
+  every sample of a large fit in the isotropic Z, and our own finite Newton method for the
+  L2-loss linear SVM ('newton': Keerthi & DeCoste, JMLR 2005, in torch, intercept
+  unregularised as in SVC) on every sample of the badly conditioned W / W+, where
+  first-order solvers crawl. 'svc' is the InterFaceGAN reference, SVC(kernel='linear') on
+  the raw latents, exactly. benchmarks/bench_fit.py measures them side by side
+  (BENCHMARKS.md has the table).
 - Conditional boundaries are computed with a rank-revealing projection, so near-collinear
   conditions do not break it (InterFaceGAN's closed form solves with a singular C C^T there).
 """
