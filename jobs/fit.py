@@ -48,7 +48,7 @@ class FitConfig:
     count: Optional[int] = None        # ... or this many at each end (overrides fraction)
     val_fraction: float = 0.3          # share of the kept samples held out for validation
     seed: int = 0                      # train/validation split seed
-    solver: str = "auto"               # auto (by selection, size), newton, liblinear, logistic, svc
+    solver: str = "auto"               # gankit.boundaries solver: auto, newton, liblinear, svc
     conditions: list = field(default_factory=list)  # [[target, [cond, ...]], ...]
     storage: dict = field(default_factory=dict)     # fsspec options for both URLs
 
