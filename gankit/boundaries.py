@@ -7,10 +7,14 @@ unit normal. What gankit does differently, and why:
 - The intercept is KEPT: the signed distance d(x) = x.n + intercept is what `edit(...,
   mode='to_distance')` and the accuracies use; dropping it moves the decision surface through the
   origin, which is not where the attribute flips (W, for example, is centred on w_avg, not 0).
-- Fitting is a primal solver, not libsvm's dual: `solver='newton'` (the default through 'auto')
-  is a finite Newton method for the L2-loss linear SVM (Keerthi & DeCoste, JMLR 2005) in torch,
-  with the intercept unregularised as in SVC; 'liblinear' is sklearn's LinearSVC; 'svc' is the
-  InterFaceGAN reference, kept for comparisons. See benchmarks/bench_fit.py.
+- The solver is chosen for speed at equal accuracy ('auto', see `resolve_solver`): sklearn's
+  LinearSVC ('liblinear') on the near-separable extremes, LogisticRegression ('logistic') on
+  every sample of a large fit in the isotropic Z, and our own finite Newton method for the
+  L2-loss linear SVM ('newton': Keerthi & DeCoste, JMLR 2005, in torch, intercept
+  unregularised as in SVC) on every sample of the badly conditioned W / W+, where
+  first-order solvers crawl. 'svc' is the InterFaceGAN reference, SVC(kernel='linear') on
+  the raw latents, exactly. benchmarks/bench_fit.py measures them side by side
+  (BENCHMARKS.md has the table).
 - Conditional boundaries are computed with a rank-revealing projection, so near-collinear
   conditions do not break it (InterFaceGAN's closed form solves with a singular C C^T there).
 """
@@ -29,9 +33,10 @@ import torch
 from gankit import atomic
 
 SPACES = ("z", "w", "wp")
-SOLVERS = ("auto", "newton", "liblinear", "svc")
+SOLVERS = ("auto", "newton", "liblinear", "logistic", "svc")
 SELECTIONS = ("extremes", "threshold")  # InterFaceGAN's top/bottom by rank, or every sample
 NEWTON_MAX_DIM = 2048      # 'auto' uses Newton up to this many dims (its Hessian is D x D)
+NEWTON_MAX_WORK_Z = 2 ** 30  # ... and in Z up to this many n_train * D^2 (one Hessian build)
 MIN_RESIDUAL = 1e-3        # conditional_normal refuses primals closer than this to span(C)
 FORMAT_VERSION = 1         # version of the .npz layout written by Boundary.save
 SMALL_WORK = 2 ** 28       # multiply-adds below which the Newton solver uses one CPU thread
@@ -228,14 +233,25 @@ def _solve_liblinear(X: np.ndarray, y: np.ndarray, C: float) -> tuple:
     return w, float(model.intercept_[0]) - float(w @ mu)
 
 
+def _solve_logistic(X: np.ndarray, y: np.ndarray, C: float) -> tuple:
+    """sklearn LogisticRegression (L-BFGS, intercept unregularised), on centred latents: the
+    logistic loss's normal, not a hinge loss's. Centring keeps the intercept small so L-BFGS
+    is not slowed by a badly scaled coordinate."""
+    from sklearn.linear_model import LogisticRegression
+    mu = _column_mean(X)
+    model = LogisticRegression(C=C, max_iter=1000).fit(X - mu, y)
+    w = model.coef_[0].astype(np.float64)
+    return w, float(model.intercept_[0]) - float(w @ mu)
+
+
 def _solve_newton(X: np.ndarray, y: np.ndarray, C: float, device: str = "cpu",
                   tol: float = 1e-6, max_iter: int = 100) -> tuple:
     """min_w,b 0.5 |w|^2 + C sum_i max(0, 1 - y_i (x_i.w + b))^2, b unregularised (as in SVC).
 
     Finite Newton: with A = the samples inside the margin, the generalised Hessian is
     diag(1,..,1,0) + 2C [X_A 1]^T [X_A 1]; an exact line search on the piecewise quadratic
-    follows each step; the iteration ends when the active set is the optimum's (4-30 steps in
-    our runs). The Hessian is updated only for the rows that enter or leave A, so after the
+    follows each step; the iteration ends when the active set is the optimum's (a few dozen
+    steps at most). The Hessian is updated only for the rows that enter or leave A, so after the
     first step an iteration costs about two passes over X. X stays float32 (Hessian blocks on
     centred rows are computed in float32 and accumulated in float64). Runs on `device`; on a
     CPU shared with other busy processes, set torch.set_num_threads(1) (as Ray does in tasks):
@@ -365,7 +381,8 @@ class _NewtonSVM:
 def _cpu_threads(device: torch.device, work: int):
     """Run small CPU work (< SMALL_WORK multiply-adds) on one torch thread, restored after.
     There a parallel region costs more than it saves, and on a CPU shared with other busy
-    processes every one can stall for a scheduler time slice (measured: 10x slower fits)."""
+    processes every one can stall for a scheduler time slice (BENCHMARKS.md, "Boundary
+    fitting", has what that cost)."""
     threads = torch.get_num_threads()
     if device.type != "cpu" or work >= SMALL_WORK or threads == 1:
         yield
@@ -377,12 +394,26 @@ def _cpu_threads(device: torch.device, work: int):
         torch.set_num_threads(threads)
 
 
-def _resolve_solver(solver: str, dim: int) -> str:
+def resolve_solver(solver: str, selection: str, space: str, n_train: int, dim: int) -> str:
+    """The solver 'auto' stands for, from benchmarks/bench_fit.py (BENCHMARKS.md): all reach
+    the same accuracy, so it picks the fastest for the selection, the space and the size.
+
+    extremes           near-separable classes, few active constraints: liblinear.
+    threshold in Z     every sample, classes overlap; Z is N(0, I), so L-BFGS on the
+                       logistic loss needs few steps: logistic, unless one Newton Hessian
+                       (n_train * D^2) is small enough to be cheaper (NEWTON_MAX_WORK_Z).
+    threshold in W/W+  the same overlap, but W is far from isotropic (a condition number in
+                       the thousands): first-order solvers crawl where Newton steps do not.
+                       newton, while its D x D Hessian is affordable (NEWTON_MAX_DIM)."""
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if solver != "auto":
         return solver
-    return "newton" if dim <= NEWTON_MAX_DIM else "liblinear"
+    if selection == "extremes" or dim > NEWTON_MAX_DIM:
+        return "liblinear"
+    if space == "z" and n_train * dim ** 2 > NEWTON_MAX_WORK_Z:
+        return "logistic"
+    return "newton"
 
 
 def _fit_linear(X: np.ndarray, y: np.ndarray, solver: str, C: float, device: str) -> tuple:
@@ -390,6 +421,8 @@ def _fit_linear(X: np.ndarray, y: np.ndarray, solver: str, C: float, device: str
         return _solve_svc(X, y, C)
     if solver == "liblinear":
         return _solve_liblinear(X, y, C)
+    if solver == "logistic":
+        return _solve_logistic(X, y, C)
     return _solve_newton(X, y, C, device)
 
 
@@ -494,8 +527,9 @@ def fit_boundary(latents: np.ndarray, scores: np.ndarray, attribute: str, space:
     every sample and remaining_accuracy on the samples not selected, labelled
     score > threshold (0 for logits; pass 0.5 for probabilities). InterFaceGAN's
     "remaining" accuracy labels by the midrange (max + min) / 2 of the scores instead.
-    solver: 'auto' (= 'newton' up to NEWTON_MAX_DIM dims, else 'liblinear'), 'newton',
-    'liblinear' or 'svc'; C: the SVM's penalty; device: where 'newton' runs.
+    solver: 'auto' (the fastest for the selection and space: see `resolve_solver`), 'newton'
+    (ours), 'liblinear' (LinearSVC), 'logistic' (LogisticRegression) or 'svc' (InterFaceGAN's
+    SVC(kernel='linear'), exactly); C: the penalty; device: where 'newton' runs.
     """
     start = time.perf_counter()
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -504,7 +538,8 @@ def fit_boundary(latents: np.ndarray, scores: np.ndarray, attribute: str, space:
         raise ValueError(f"latents have {len(flat)} rows but scores have {len(scores)}")
     if C <= 0:
         raise ValueError(f"C must be > 0, got {C}")
-    solver = _resolve_solver(solver, flat.shape[1])
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     try:
         sel = _select(scores, fraction, count, val_fraction, seed, selection, threshold)
     except ValueError as e:
@@ -512,6 +547,7 @@ def fit_boundary(latents: np.ndarray, scores: np.ndarray, attribute: str, space:
     X = np.asarray(flat[sel.train], dtype=np.float32)                   # [n_train, D]
     if not np.all(np.isfinite(X)):
         raise ValueError("latents contain NaN or inf")
+    solver = resolve_solver(solver, selection, space, len(X), X.shape[1])
 
     w, b = _fit_linear(X, sel.y, solver, C, device)
     norm = float(np.linalg.norm(w))

@@ -102,8 +102,8 @@ def learning_rate(cfg: InversionConfig, step: int) -> float:
 
 def w_noise_strength(cfg: InversionConfig, step: int, w_std: float) -> float:
     """NVIDIA's w noise: exploration around w_avg, so 'optimize' only. A hybrid starts at an
-    encoder's estimate, which the noise would only knock off (measured on 8 toy renders,
-    40 steps: 1 dB lower PSNR with it)."""
+    encoder's estimate, which the noise would only knock off (BENCHMARKS.md, "Encoder and
+    hybrid inversion", has the PSNR it cost)."""
     if cfg.mode != "optimize":
         return 0.0
     t = step / max(cfg.steps, 1)

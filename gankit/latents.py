@@ -35,9 +35,8 @@ def sample_z(seed: int, rows: Union[np.ndarray, range], z_dim: int) -> np.ndarra
     [0, i, 0, 0]: a stream that depends on (seed, i) only. The counter's lowest word advances
     inside the row, so rows never overlap (a row would need 2**64 blocks to reach the next).
     Resetting one bit generator's state per row is bit-identical to building a fresh
-    `Philox(key=seed, counter=[0, i, 0, 0])` (tested) and about 2x faster: 8-10 us per
-    512-dim row on one core, i.e. ~10 s for 1M x 512 (measured on the 2-core dev machine;
-    `default_rng([seed, i])` per row costs ~13 us).
+    `Philox(key=seed, counter=[0, i, 0, 0])` (tested) and cheaper, since no generator
+    object is built per row (BENCHMARKS.md, "Drawing z per row", has the figures).
     """
     if not 0 <= int(seed) < 2 ** 64:
         raise ValueError(f"seed must be in [0, 2**64), got {seed}")

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from gankit.boundaries import (Boundary, _solve_liblinear, _solve_newton, condition_boundary,
-                               conditional_normal, cosine_matrix, fit_boundary, flatten_wp,
+from gankit.boundaries import (NEWTON_MAX_DIM, Boundary, _select, _solve_liblinear,
+                               _solve_newton, condition_boundary, conditional_normal,
+                               cosine_matrix, fit_boundary, flatten_wp, resolve_solver,
                                select_extremes)
 
 
@@ -81,11 +82,63 @@ def test_fast_solvers_agree_with_svc_on_extremes():
     normal = unit(rng.standard_normal(32))
     scores = x @ normal + 0.3 * rng.standard_normal(20000)   # noisy: not separable overall
     ref = fit_boundary(x, scores, "age", "z", fraction=0.02, solver="svc")
-    for solver in ("newton", "liblinear"):
+    for solver in ("newton", "liblinear", "auto"):
         fast = fit_boundary(x, scores, "age", "z", fraction=0.02, solver=solver)
         assert float(fast.normal @ ref.normal) > 0.99, solver
         assert abs(fast.metrics["val_accuracy"] - ref.metrics["val_accuracy"]) < 0.02
     assert ref.metrics["n_train"] == 560 and ref.metrics["n_val"] == 240
+
+
+def test_svc_is_interfacegans_fit_exactly():
+    # solver='svc' must stay InterFaceGAN's SVC(kernel='linear') on the raw selected latents:
+    # the same normal as fitting sklearn by hand on the same train rows.
+    from sklearn.svm import SVC
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5000, 16)).astype(np.float32)
+    scores = x @ unit(rng.standard_normal(16)) + 0.5 * rng.standard_normal(5000)
+    b = fit_boundary(x, scores, "age", "z", fraction=0.02, solver="svc", seed=7)
+    sel = _select(scores, 0.02, None, 0.3, 7, "extremes", 0.0)
+    ref = SVC(kernel="linear").fit(x[sel.train], sel.y)
+    norm = np.linalg.norm(ref.coef_[0])
+    np.testing.assert_allclose(b.normal, ref.coef_[0] / norm, rtol=1e-5, atol=1e-6)
+    assert abs(b.intercept - ref.intercept_[0] / norm) < 1e-5 and b.metrics["solver"] == "svc"
+
+
+def test_auto_picks_the_solver_by_selection_and_space():
+    assert resolve_solver("auto", "extremes", "w", 14000, 512) == "liblinear"
+    assert resolve_solver("auto", "threshold", "z", 140000, 512) == "logistic"
+    assert resolve_solver("auto", "threshold", "z", 14000, 128) == "newton"    # small: Newton
+    assert resolve_solver("auto", "threshold", "z", 14000, 512) == "logistic"
+    assert resolve_solver("auto", "threshold", "w", 140000, 512) == "newton"
+    assert resolve_solver("auto", "threshold", "wp", 1000, NEWTON_MAX_DIM + 1) == "liblinear"
+    assert resolve_solver("svc", "threshold", "z", 140000, 512) == "svc"     # explicit: kept
+    with pytest.raises(ValueError, match="solver must be one of"):
+        resolve_solver("sgd", "threshold", "z", 10, 2)
+    x, scores, _ = separable_data()
+    b = fit_boundary(x, scores + np.random.default_rng(0).standard_normal(len(x)), "a", "w",
+                     selection="threshold")
+    assert b.metrics["solver"] == "newton"
+
+
+@pytest.mark.parametrize("space", ["z", "w"])
+def test_every_solver_agrees_on_all_samples(space):
+    # Every sample (selection 'threshold'), overlapping classes, off-centre and anisotropic
+    # like W: the logistic loss's normal and the two squared-hinge solvers' must agree.
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((8000, 24)) * np.linspace(3, 0.3, 24) + 1.5).astype(np.float32)
+    normal = unit(rng.standard_normal(24))
+    scores = (x - 1.5) @ normal + 0.5 * rng.standard_normal(8000)
+    fits = {s: fit_boundary(x, scores, "a", space, selection="threshold", solver=s)
+            for s in ("newton", "liblinear", "logistic")}
+    ref = fits["newton"]
+    for solver, b in fits.items():
+        assert float(b.normal @ ref.normal) > 0.999, solver
+        assert abs(b.intercept - ref.intercept) < 0.05, solver
+        assert abs(b.metrics["val_accuracy"] - ref.metrics["val_accuracy"]) < 0.01, solver
+        assert b.metrics["solver"] == solver
+    auto = fit_boundary(x, scores, "a", space, selection="threshold")
+    assert auto.metrics["solver"] == "newton"               # a small fit: Newton in Z too
+    assert float(auto.normal @ ref.normal) > 0.999
 
 
 def test_newton_matches_liblinear_objective_optimum_on_overlapping_classes():

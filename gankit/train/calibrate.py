@@ -2,13 +2,12 @@
 classifier's label distribution on generated images comes as close to the data's as the
 generator can draw.
 
-A generator can draw good images in the wrong proportions. The toy model, after its
-attribute-linearity term, generates dark skin 0.16 too often and draws eyeglasses on a
-light-skinned or blond face for 1 sample in 60,000 (a missing mode, seen as a label
-correlation of 0.41). Shifting W does not fix the proportions: the two attributes' normals
-have cosine 0.72, and a minimum-norm shift along the normals left a gap of 0.09 after moving
-the samples by 4.9 (W's radius is 7.7). Drawing the images
-it makes in other proportions does. This module
+A generator can draw good images in the wrong proportions, and can miss a mode (a label
+combination it almost never draws, seen as a spurious label correlation). Shifting W along
+the boundary normals does not fix the proportions when those normals are far from
+orthogonal: the shift needed is a large move of every sample. Drawing the images it makes
+in other proportions does (MODELS.md, "Calibrating the attribute rates", has what the toy
+model showed and what each alternative left). This module
 
 1. draws a bank of N latents w = f(z) and labels y = C(g(w)) > 0 (f the mapping network, g
    the synthesis network, C the classifier);
@@ -31,7 +30,7 @@ it makes in other proportions does. This module
 The synthesis network is not touched, so a w the new mapping draws on the bank's support is
 rendered exactly as before: the attributes' surfaces in W (hence linear separability) and any
 encoder trained for g are kept. Only where in W the samples fall changes. After step 1
-nothing needs an image, so step 3 runs at about 80 steps per second on a CPU.
+nothing needs an image, so step 3 is cheap next to rendering (its speed is in MODELS.md).
 """
 from __future__ import annotations
 

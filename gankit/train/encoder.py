@@ -6,8 +6,8 @@ encoder learns exactly what inversion needs (an image G can make -> the w+ that 
 Or pairs come from a samples dataset written by `gankit sample --space wp --images`
 (`pairs_from_table`): then the pool is that fixed set.
 
-The pool: rendering is the expensive part on a CPU (a G forward costs ~6x an encoder
-forward + backward at 32px), so pairs live in a pool of `pool_size` and every step replaces
+The pool: rendering is the expensive part on a CPU (a G forward costs several times an
+encoder forward + backward at 32px; MODELS.md, "Toy encoder"), so pairs live in a pool of `pool_size` and every step replaces
 `refresh` of them with fresh ones (and samples its batch from the whole pool): each pair is
 seen about batch_size * pool_size / (refresh * pool_size) = batch_size / refresh times.
 
@@ -50,7 +50,8 @@ class EncoderTrainConfig:
     style_mixing: float = 0.9      # probability a pair mixes two w's (StyleGAN2's 0.9)
     truncation: float = 1.0        # psi of the generated pairs (1 = none)
     latent_weight: float = 1.0     # MSE on w+
-    pixel_weight: float = 10.0     # pixel MSE through the frozen G (its MSE is ~0.05: x10)
+    pixel_weight: float = 10.0     # pixel MSE through the frozen G (small next to the w+ MSE,
+                                   # so weighted up; MODELS.md, "Toy encoder")
     feature_weight: float = 1e-3   # feature distance through G (toy features are O(100))
     image_every: int = 2           # image-space loss every this many steps (0 = never)
     image_batch: int = 16          # rows of the batch that get the image-space loss

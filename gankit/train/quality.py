@@ -1,7 +1,7 @@
 """Quality gates of the bundled toy model, measured the same way every time.
 
-`python -m gankit.train.quality` (or `gankit eval-toy`) prints a JSON report and writes the
-sample grid and truncation sweep PNGs. MODELS.md records its output.
+`python -m gankit.train.quality` (there is no `gankit` subcommand for it) prints a JSON report
+and writes the sample grid and truncation sweep PNGs. MODELS.md records its output.
 """
 from __future__ import annotations
 
