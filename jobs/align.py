@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass
 from typing import Optional
 
@@ -38,6 +39,8 @@ from jobs.config import option, require
 from jobs.options import ActorOptions, StorageOptions
 from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, PartWriter, Store
+
+log = logging.getLogger("gankit")
 
 FACES = ("largest", "all")
 
@@ -180,7 +183,7 @@ def run_align(cfg: AlignConfig) -> dict:
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images, keep=[])
     for why in inputs.bad.values():
-        print(f"[align] {why}: its rows become error records", flush=True)
+        log.info(f"[align] {why}: its rows become error records")
     runtime.ensure_ray()
     actors = runtime.actors_for(dataclasses.replace(cfg, device="cpu"), len(inputs.plan))
     kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs}

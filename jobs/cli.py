@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     from jobs.config import HelpFormatter
     for command in subparsers.choices.values():     # every help line ends with its default
         command.formatter_class = HelpFormatter
+        talk = command.add_mutually_exclusive_group()
+        talk.add_argument("--quiet", action="store_true",
+                          help="only warnings and errors (no progress, no start/done lines)")
+        talk.add_argument("--verbose", action="store_true",
+                          help="gankit's details and all of Ray's output on the console")
     return parser
 
 
@@ -49,8 +54,10 @@ def version() -> str:
 
 
 def main(argv=None) -> int:
+    from jobs import console
     from jobs.runtime import WorkerFailed
     args = build_parser().parse_args(argv)
+    console.command_line("quiet" if args.quiet else "verbose" if args.verbose else "normal")
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()                  # a closed pipe shows here, not at exit
@@ -63,7 +70,9 @@ def main(argv=None) -> int:
     except (ValueError, OSError, WorkerFailed) as e:
         # bad input, an unreachable store, a full or read-only disk (OSError names the file),
         # a worker's failure: one clear sentence, no traceback
-        print(f"gankit {args.command}: error: {e}", file=sys.stderr)
+        where = console.ray_log_folder() if isinstance(e, WorkerFailed) else None
+        more = f" (Ray's logs: {where})" if where else ""
+        print(f"gankit {args.command}: error: {e}{more}", file=sys.stderr)
         return 2
 
 

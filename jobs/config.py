@@ -107,8 +107,8 @@ def _argument(f: dataclasses.Field, hint) -> dict:
         kw["metavar"] = meta["metavar"]
     if base is bool:
         return dict(kw, action=argparse.BooleanOptionalAction)
-    if meta.get("choices"):
-        kw["choices"] = meta["choices"]
+    if meta.get("choices"):          # shown, and checked by check_choices: one sentence
+        kw.setdefault("metavar", "{" + ",".join(map(str, meta["choices"])) + "}")
     parse = meta.get("parse")
     if base is list and not meta.get("one_word"):
         kw["type"] = parse or _item_type(hint)
@@ -165,8 +165,9 @@ class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if (action.option_strings and "default" not in text
-                and default not in (None, False, "", [], {}, argparse.SUPPRESS)):
+        empty = default is None or default is False or default in ("", [], {})
+        if (action.option_strings and not action.required and "default" not in text
+                and not empty and default is not argparse.SUPPRESS):
             shown = " ".join(map(str, default)) if isinstance(default, list) else default
             text += f" (default: {shown})"
         return text

@@ -26,11 +26,14 @@ summary the demo prints says in one line why each failing gate fails.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
 
 from jobs.config import require
+
+log = logging.getLogger("gankit")
 
 # (target, [conditions]) pairs correlated in the toy world (gankit/toyfaces.py)
 PAIRS = [["eyeglasses", ["old"]], ["old", ["eyeglasses"]], ["blond_hair", ["dark_skin"]],
@@ -217,13 +220,6 @@ def summary(report: dict) -> str:
     return "\n".join(lines)
 
 
-def quiet_ray_data() -> None:
-    """The stages print one line per committed part; Ray Data's own progress log repeats
-    every few seconds on a non-interactive terminal, so the demo turns it off."""
-    from ray.data import DataContext
-    DataContext.get_current().enable_progress_bars = False
-
-
 def run_demo(cfg: DemoConfig) -> dict:
     """Run the demo into cfg.out; returns the report dict (report['summary'] is printed)."""
     from jobs import runtime
@@ -232,21 +228,20 @@ def run_demo(cfg: DemoConfig) -> dict:
     cfg.validate()
     t0 = time.time()
     runtime.ensure_ray(num_cpus=cfg.workers + 2)
-    quiet_ray_data()
     pipe = pipeline_config(cfg)
     write_config(cfg, pipe)
     index = run_pipeline(pipe)["fit"]
-    print(f"[demo] sampled and fitted in {time.time() - t0:.0f} s", flush=True)
+    log.info(f"[demo] sampled and fitted in {time.time() - t0:.0f} s")
     run_heldout_and_edit(cfg, index)
-    print(f"[demo] held-out edits done at {time.time() - t0:.0f} s", flush=True)
+    log.info(f"[demo] held-out edits done at {time.time() - t0:.0f} s")
     t1 = time.time()
     latent = latent_metrics(cfg)
-    print(f"[demo] separability, PPL and directions in {time.time() - t1:.0f} s", flush=True)
+    log.info(f"[demo] separability, PPL and directions in {time.time() - t1:.0f} s")
     root = cfg.out.rstrip("/")
     if cfg.inversion_faces:
         t1 = time.time()
         inversion_runs(cfg, index)
-        print(f"[demo] inversion per mode in {time.time() - t1:.0f} s", flush=True)
+        log.info(f"[demo] inversion per mode in {time.time() - t1:.0f} s")
     report = run_report(ReportConfig(fit=f"{root}/fit", edits=f"{root}/edits",
                                      samples=f"{root}/samples", out=f"{root}/report",
                                      edit_strength=cfg.edit_strength,
@@ -258,9 +253,9 @@ def run_demo(cfg: DemoConfig) -> dict:
                                      if cfg.inversion_faces else []))
     report["summary"] = summary(report)
     rewrite_with_summary(root, report)
-    print(report["summary"], flush=True)
-    print(f"[demo] done in {time.time() - t0:.0f} s; open "
-          f"{os.path.join(root, 'report', 'report.html')}", flush=True)
+    print(report["summary"])
+    log.info(f"[demo] done in {time.time() - t0:.0f} s; open "
+             f"{os.path.join(root, 'report', 'report.html')}")
     return report
 
 

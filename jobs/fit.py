@@ -18,6 +18,7 @@ W+ layer ranges use the space name 'wp<start>-<stop>' (layers start..stop-1).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
@@ -34,6 +35,8 @@ from jobs.boundary_index import INDEX
 from gankit.boundaries import SELECTIONS, SOLVERS
 from jobs.config import ConfigError, check_choices, layer_span, option, public_config, require
 from jobs.options import StorageOptions
+
+log = logging.getLogger("gankit")
 
 def condition(text: str) -> list:
     """'TARGET:A,B' (a flag's word) -> [target, [a, b]]."""
@@ -192,8 +195,8 @@ def fit_all(cfg: FitConfig, latents: dict, scores: np.ndarray, attributes: list,
             entry = save_entry(out, b, space_name, attr, [])
             entries.append(add_caveats(entry, cfg, per_side(cfg, b, scores[:, j])))
             val = b.metrics.get("val_accuracy")
-            print(f"[fit] {space_name}/{attr}: val_accuracy "
-                  f"{'n/a (no validation split)' if val is None else format(val, '.3f')}", flush=True)
+            log.info(f"[fit] {space_name}/{attr}: val_accuracy "
+                     f"{'n/a (no validation split)' if val is None else format(val, '.3f')}")
         for target, conds in cfg.conditions:
             b = condition_boundary(plain[target], [plain[c] for c in conds])
             entries.append(save_entry(out, b, space_name, target, list(conds)))
@@ -273,19 +276,19 @@ def run_fit(cfg: FitConfig) -> dict:
     identity = fit_identity(cfg, src, attributes)
     done = previous_fit(out, identity)
     if done is not None:
-        print(f"[fit] {cfg.out} already holds these {len(done['boundaries'])} boundaries; "
-              f"nothing to do", flush=True)
+        log.info(f"[fit] {cfg.out} already holds these {len(done['boundaries'])} boundaries; "
+                 f"nothing to do")
         return done
     plan = column_plan(schema, space_names(cfg), cfg.samples)
     latents, scores = load_arrays(src, plan, attributes)
-    print(f"[fit] {len(scores)} samples, {len(attributes)} attributes, spaces "
-          f"{', '.join(latents)}", flush=True)
+    log.info(f"[fit] {len(scores)} samples, {len(attributes)} attributes, spaces "
+             f"{', '.join(latents)}")
     entries = fit_all(cfg, latents, scores, attributes, out)
     index = {"format": "gankit.boundaries", "version": 1, "samples": cfg.samples,
              "num_samples": int(len(scores)), "attributes": attributes,
              "identity": identity, "config": public_config(cfg), "boundaries": entries}
     out.write_json(INDEX, index)
-    print(f"[fit] wrote {len(entries)} boundaries and {INDEX} to {cfg.out}", flush=True)
+    log.info(f"[fit] wrote {len(entries)} boundaries and {INDEX} to {cfg.out}")
     return index
 
 

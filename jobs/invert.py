@@ -34,6 +34,7 @@ encoder (modes encode/hybrid) runs on the same aligned batches, so its outputs a
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Optional
 
@@ -50,6 +51,8 @@ from jobs.options import ActorOptions, ImageOptions, StorageOptions
 from jobs.rendering import load_models, setup_device
 from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, PartWriter, Store
+
+log = logging.getLogger("gankit")
 
 METRICS = ("mse", "psnr", "ssim", "perceptual", "loss")
 
@@ -307,7 +310,7 @@ def run_invert(cfg: InvertConfig) -> dict:
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images, keep=[])
     for k, why in inputs.bad.items():
-        print(f"[invert] {why}: its rows become error records", flush=True)
+        log.info(f"[invert] {why}: its rows become error records")
     runtime.ensure_ray()
     actors = runtime.actors_for(cfg, len(inputs.plan))
     precision = runtime.job_precision(cfg.precision, actors)

@@ -16,6 +16,7 @@ Decoding runs on `cpus_per_worker` threads, a step ahead of the classifier (jobs
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Optional
 
@@ -32,6 +33,8 @@ from jobs.config import public_config
 from jobs.image_inputs import (ImageInputs, conform, decode_rows, first_resolution,
                                plan_image_inputs, write_bad_file)
 from jobs.storage import PartSpec, PartWriter, Store
+
+log = logging.getLogger("gankit")
 
 
 @dataclass
@@ -211,7 +214,7 @@ def run_label(cfg: LabelConfig) -> dict:
     good = {k: p for k, p in inputs.parts.items() if k not in inputs.bad}
     resolution = cfg.resolution or first_resolution(src, good, cfg.image_column)
     for k, why in inputs.bad.items():
-        print(f"[label] {why}: its rows become error records", flush=True)
+        log.info(f"[label] {why}: its rows become error records")
     runtime.ensure_ray()
     actors = runtime.actors_for(cfg, len(inputs.plan))
     precision = runtime.job_precision(cfg.precision, actors)

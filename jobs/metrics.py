@@ -125,7 +125,7 @@ def separability(cfg: MetricsConfig) -> dict:
     """{z: ..., w: ...}: gankit.metrics.linear_separability on the same rows in both spaces."""
     from gankit.metrics import linear_separability
     z, w, logits, names = sample_latents(cfg.samples, cfg.separability_rows, cfg.storage)
-    runtime.log(f"[metrics] separability on {len(z)} samples, {len(names)} attributes")
+    runtime.log.info(f"[metrics] separability on {len(z)} samples, {len(names)} attributes")
     return {s: linear_separability(x, logits, cfg.keep_fraction, cfg.seed, names)
             for s, x in (("z", z), ("w", w))}
 
@@ -196,7 +196,7 @@ def run_metrics(cfg: MetricsConfig) -> dict:
     out.write_json("metrics.json", result)
     for key in ("separability", "ppl"):
         for space, v in (result[key] or {}).items():
-            runtime.log(f"[metrics] {key} {space}: " + json.dumps(
+            runtime.log.info(f"[metrics] {key} {space}: " + json.dumps(
                 {k: v[k] for k in ("score", "mean", "mean_filtered") if k in v}))
     return result
 

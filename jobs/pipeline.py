@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 
 from jobs import options
 from jobs.options import ActorOptions
 from jobs.config import ConfigError, choice, config_from_dict, require
+
+log = logging.getLogger("gankit")
 
 STAGES = ("sample", "fit", "heldout", "invert", "edit", "report")
 WIRED = {"sample": ("out",), "fit": ("samples", "out"), "heldout": ("out",),
@@ -163,7 +166,7 @@ def run_report_stage(cfg: PipelineConfig) -> object:
     try:
         from jobs import report
     except ImportError as e:
-        print(f"[pipeline] report skipped: jobs.report is not available ({e})", flush=True)
+        log.info(f"[pipeline] report skipped: jobs.report is not available ({e})")
         return None
     wiring = {"samples": cfg.url("sample"), "boundaries": cfg.url("fit"),
               "fit": cfg.url("fit"), "index": cfg.url("fit"), "edits": cfg.url("edit"),
@@ -192,7 +195,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     for stage in STAGES:
         if stage not in cfg.stages:
             continue
-        print(f"[pipeline] stage {stage} -> {cfg.url(stage)}", flush=True)
+        log.info(f"[pipeline] stage {stage} -> {cfg.url(stage)}")
         if stage == "report":
             results[stage] = run_report_stage(cfg)
         else:

@@ -19,6 +19,7 @@ Optional sections, each computed in the driver on one device (all small):
 """
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ import numpy as np
 
 from jobs import storage
 from jobs.config import require
+
+log = logging.getLogger("gankit")
 
 
 @dataclass
@@ -616,8 +619,7 @@ def write_outputs(cfg: ReportConfig, report: dict, figs: dict, render_html) -> N
         out.write_bytes(f"figures/{name}.png", png)
     out.write_json("report.json", report)
     out.write_bytes("report.html", render_html(report, figs).encode())
-    print(f"[report] wrote report.json, report.html and {len(figs)} figures to {cfg.out}",
-          flush=True)
+    log.info(f"[report] wrote report.json, report.html and {len(figs)} figures to {cfg.out}")
 
 
 # ----------------------------------------------------------------------------------------

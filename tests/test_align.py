@@ -82,7 +82,7 @@ def test_align_all_faces_from_the_command_line(ray_cluster, photos, tmp_path, ca
     assert rows[0]["quad"][1] < rows[1]["quad"][1]                     # the face is higher up
     assert main(["align", "--images", str(only), "--out", str(out), "--resolution", str(R),
                  "--faces", "all"]) == 0
-    assert "1 already committed, 0 to compute" in capsys.readouterr().out   # resumes
+    assert "1 already committed, 0 to compute" in capsys.readouterr().err   # resumes
 
 
 def test_bad_config_is_one_sentence(tmp_path, capsys):

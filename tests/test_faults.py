@@ -96,7 +96,7 @@ def test_damaged_committed_parts_are_set_aside_and_recomputed_on_rerun(
     part[4].write_bytes(b"")                                  # emptied
     capsys.readouterr()
     manifest = run_sample(cfg(model_files, out, workers=1))
-    said = [ln for ln in capsys.readouterr().out.splitlines() if "_damaged/" in ln]
+    said = [ln for ln in capsys.readouterr().err.splitlines() if "_damaged/" in ln]
     assert len(said) == 4, said
     assert "part-00001.parquet cannot be read" in said[0]
     assert "part-00002.parquet differs from the part the manifest recorded" in said[1]

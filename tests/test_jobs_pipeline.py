@@ -158,7 +158,7 @@ def test_rerunning_a_finished_pipeline_computes_nothing(pipeline_run, capsys):
     assert again["sample"]["runs"][-1]["computed"] == []
     assert again["edit"]["runs"][-1]["computed"] == []
     assert again["fit"] == results["fit"]
-    assert "nothing to do" in capsys.readouterr().out
+    assert "nothing to do" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("change, message", [

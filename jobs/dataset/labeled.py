@@ -3,6 +3,7 @@ docstring)."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Optional
 
@@ -20,6 +21,8 @@ from jobs.dataset.card import fmt, schema_rows, write_card
 from jobs.dataset.common import (cpu_actors, finished, hf_metadata, logit_matrix, part_plan,
                                  sample_source, scan_logits, shared_options, stage_precision,
                                  with_paths)
+
+log = logging.getLogger("gankit")
 
 
 @dataclass
@@ -170,7 +173,7 @@ def run_dataset(cfg: DatasetConfig) -> dict:
     identity = dict(cfg.identity(), sample=sample_ident)    # what the rows depend on
     done = finished(out, identity)
     if done is not None:
-        print(f"[dataset] {cfg.out} is complete ({done['stats']['rows']} rows); nothing to do")
+        log.info(f"[dataset] {cfg.out} is complete ({done['stats']['rows']} rows); nothing to do")
         return done
     if not cfg.samples:
         from jobs.sample import run_sample
@@ -183,7 +186,7 @@ def run_dataset(cfg: DatasetConfig) -> dict:
                        cfg.confidence_attributes, cfg.balance)
     stats = filter_stats(ids, probs, names, rule)
     if cfg.balance and stats["rows"] == 0:
-        print(f"[dataset] warning: balance {cfg.balance!r} keeps no rows (one class is empty)")
+        log.warning(f"[dataset] warning: balance {cfg.balance!r} keeps no rows (one class is empty)")
     parts, plan = part_plan(src)
     kwargs = {"src": src, "inputs": {str(k): v for k, v in parts.items()},
               "schema": labeled_schema(schema, names), "names": names, "rule": rule,
@@ -196,5 +199,5 @@ def run_dataset(cfg: DatasetConfig) -> dict:
             "config": public_config(cfg), "attributes": names, "rule": rule, "stats": stats,
             "schema": schema_rows(kwargs["schema"])}
     write_card(out, info, labeled_card(cfg, stats, sample_ident))
-    print(f"[dataset] wrote {stats['rows']} of {stats['sampled']} rows and the card to {cfg.out}")
+    log.info(f"[dataset] wrote {stats['rows']} of {stats['sampled']} rows and the card to {cfg.out}")
     return info

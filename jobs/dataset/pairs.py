@@ -3,6 +3,7 @@ docstring)."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Optional
 
@@ -19,6 +20,8 @@ from jobs.storage import PartSpec, PartWriter, Store
 from jobs.dataset.card import fmt, schema_rows, write_card
 from jobs.dataset.common import (cpu_actors, finished, hf_metadata, logit_matrix, part_plan,
                                  sample_source, shared_options, stage_precision, with_paths)
+
+log = logging.getLogger("gankit")
 
 
 @dataclass
@@ -197,7 +200,7 @@ def run_pairs(cfg: PairsConfig) -> dict:
                 "strengths": list(cfg.strengths), "mode": cfg.mode, "layers": cfg.layers}
     done = finished(out, identity)
     if done is not None:
-        print(f"[dataset] {cfg.out} is complete ({done['rows']} pairs); nothing to do")
+        log.info(f"[dataset] {cfg.out} is complete ({done['rows']} pairs); nothing to do")
         return done
     run_sample(cfg.sample_config(f"{out.url}/samples"))
     run_edit(edit_cfg)
@@ -216,5 +219,5 @@ def run_pairs(cfg: PairsConfig) -> dict:
             "config": public_config(cfg), "attributes": names, "rows": manifest["rows"],
             "edits": stats, "schema": schema_rows(kwargs["schema"])}
     write_card(out, info, pairs_card(cfg, manifest["rows"], stats, sample_ident))
-    print(f"[dataset] wrote {manifest['rows']} pairs and the card to {cfg.out}")
+    log.info(f"[dataset] wrote {manifest['rows']} pairs and the card to {cfg.out}")
     return info

@@ -3,6 +3,7 @@ actors (how many, GPU or CPU, CPUs each, at which precision)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -34,12 +35,16 @@ def ensure_ray(num_cpus: Optional[int] = None) -> None:
     import ray
     if ray.is_initialized():
         return
+    from jobs import console
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    quiet = {"log_to_driver": console.verbose(),
+             "logging_level": logging.DEBUG if console.verbose() else logging.WARNING}
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
-        return
-    cpus = max(num_cpus or 0, os.cpu_count() or 1, 4)
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+        context = ray.init(address=os.environ["RAY_ADDRESS"], **quiet)
+    else:
+        cpus = max(num_cpus or 0, os.cpu_count() or 1, 4)
+        context = ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
+    console.after_ray_init(context.address_info.get("session_dir"))
 
 
 def cluster_resources() -> tuple:

@@ -19,16 +19,18 @@ Rows never travel through the driver, so its memory stays flat whatever the row 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
-import sys
 import uuid
 
 import numpy as np
 
-from jobs import storage
+from jobs import progress, storage
 from jobs.storage import PartSpec, RunRecord, Store
 from jobs.runtime.cluster import ActorPlan
 from jobs.runtime.faults import FAULT_ENV, poison_point
+
+log = logging.getLogger("gankit")
 
 
 def micro_batches(start: int, stop: int, size: int):
@@ -91,6 +93,7 @@ class PartWorker:
 
     def start(self, spec: PartSpec, run: str, attempts: int) -> None:
         """Count this start of the part; past `attempts` starts its workers all died on it."""
+        progress.begin_part(run, spec.index)
         starts = start_attempt(self.out, run, spec.index)
         if starts > attempts:
             raise PartFailed(f"part {spec.index:05d}: its worker died on each of its "
@@ -186,8 +189,6 @@ def run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict,
 
 def _run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict,
                identity: dict, config: dict, actors: ActorPlan) -> dict:
-    import ray
-
     old = storage.check_identity(out, job, identity)
     removed = out.remove_temporaries()
     clear_attempts(out)
@@ -195,46 +196,20 @@ def _run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict
     committed = {k: p for k, p in out.list_parts().items() if k in wanted}
     committed, set_aside = storage.set_aside_damaged(out, committed, old)
     for sentence in set_aside:
-        print(f"[{job}] {sentence}", flush=True)
+        log.warning(f"[{job}] {sentence}")
     missing = [p for p in plan if p.index not in committed]
     run = RunRecord(reused=sorted(committed), computed=[p.index for p in missing])
     metas = storage.footer_metas(out, committed)
     runs = (old or {}).get("runs", []) + [run]
-    schema = None
-    if committed:
-        schema = storage.part_footer(out, next(iter(committed.values())))[0]
+    schema = storage.part_footer(out, next(iter(committed.values())))[0] if committed else None
     storage.write_manifest(out, job, identity, config, plan, metas, schema, runs, False)
     note = f", removed {removed} temporary files" if removed else ""
-    print(f"[{job}] {out.url}: {len(plan)} parts, {len(committed)} already committed, "
-          f"{len(missing)} to compute on {min(actors.workers, len(missing))} "
-          f"{'GPU' if actors.num_gpus else 'CPU'} actor(s){note}", flush=True)
+    log.info(f"[{job}] {out.url}: {len(plan)} parts, {len(committed)} already committed, "
+             f"{len(missing)} to compute on {min(actors.workers, len(missing))} "
+             f"{'GPU' if actors.num_gpus else 'CPU'} actor(s){note}")
     if missing:
-        actors = dataclasses.replace(actors, workers=min(actors.workers, len(missing)))
-        run_token = uuid.uuid4().hex      # names this run's start markers (start_attempt)
-        items = [{"index": p.index, "start": p.start, "stop": p.stop, "run": run_token,
-                  "attempts": actors.attempts} for p in missing]
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = ds.map_batches(
-            worker_cls, fn_constructor_kwargs=dict(worker_kwargs, out=out), batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=actors.workers),
-            **worker_remote_args(actors))
-        done = len(committed)
-        try:
-            for reply in ds.iter_batches(batch_size=1, batch_format="numpy",
-                                         prefetch_batches=0):
-                k = int(reply["index"][0])
-                metas[k] = {"rows": int(reply["rows"][0]), "errors": int(reply["errors"][0]),
-                            "bytes": int(reply["bytes"][0]),
-                            "footer_sha256": str(reply["footer_sha256"][0])}
-                done += 1
-                print(f"[{job}] part {k:05d} committed: {metas[k]['rows']} rows, "
-                      f"{metas[k]['errors']} errors ({done}/{len(plan)} parts)", flush=True)
-        except Exception as e:
-            if isinstance(e, (KeyboardInterrupt, SystemExit)):
-                raise
-            raise WorkerFailed(f"{job} job writing to {out.url} failed in a worker: "
-                               f"{root_cause(e)} ({done}/{len(plan)} parts committed; "
-                               f"a rerun computes only the others)") from e
+        compute_parts(job, out, plan, missing, worker_cls, dict(worker_kwargs, out=out),
+                      actors, metas)
     if schema is None and metas:
         first = out.list_parts()
         schema = storage.part_footer(out, next(iter(first.values())))[0] if first else None
@@ -243,9 +218,42 @@ def _run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict
     run.finished = storage.now()
     manifest = storage.write_manifest(out, job, identity, config, plan, metas, schema, runs,
                                       True)
-    print(f"[{job}] done: {manifest['rows']} rows, {manifest['errors']} errors in "
-          f"{len(manifest['parts'])} parts at {out.url}", flush=True)
+    log.info(f"[{job}] done: {manifest['rows']} rows, {manifest['errors']} errors in "
+             f"{len(manifest['parts'])} parts at {out.url}")
     return manifest
+
+
+def compute_parts(job: str, out: Store, plan: list, missing: list, worker_cls, kwargs: dict,
+                  actors: ActorPlan, metas: dict) -> None:
+    """Run the missing parts on an actor pool; each reply's footer record goes in `metas`.
+    A worker's failure stops the job with one sentence (WorkerFailed)."""
+    import ray
+    actors = dataclasses.replace(actors, workers=min(actors.workers, len(missing)))
+    run_token = uuid.uuid4().hex      # names this run's start markers and progress counter
+    items = [{"index": p.index, "start": p.start, "stop": p.stop, "run": run_token,
+              "attempts": actors.attempts} for p in missing]
+    ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        worker_cls, fn_constructor_kwargs=kwargs, batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=actors.workers), **worker_remote_args(actors))
+    done = len(plan) - len(missing)
+    rows = {p.index: p.rows for p in missing}
+    try:
+        with progress.Progress(job, run_token, rows, sum(metas[k]["rows"] for k in metas)) as bar:
+            for reply in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=0):
+                k = int(reply["index"][0])
+                metas[k] = {"rows": int(reply["rows"][0]), "errors": int(reply["errors"][0]),
+                            "bytes": int(reply["bytes"][0]),
+                            "footer_sha256": str(reply["footer_sha256"][0])}
+                bar.committed(k)
+                done += 1
+                log.debug(f"[{job}] part {k:05d} committed: {metas[k]['rows']} rows, "
+                          f"{metas[k]['errors']} errors ({done}/{len(plan)} parts)")
+    except Exception as e:
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise WorkerFailed(f"{job} job writing to {out.url} failed in a worker: "
+                           f"{root_cause(e)} ({done}/{len(plan)} parts committed; "
+                           f"a rerun computes only the others)") from e
 
 
 class PartFailed(RuntimeError):
@@ -281,6 +289,3 @@ def root_cause(e: BaseException) -> str:
     lines = [ln for ln in str(e).splitlines() if ln.strip()]
     return f"{type(e).__name__}: {lines[-1].strip() if lines else ''}"[:500]
 
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)

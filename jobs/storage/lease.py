@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -9,6 +10,8 @@ import uuid
 from typing import Optional
 
 from jobs.storage.store import Store, StoreError, temporary_beside
+
+log = logging.getLogger("gankit")
 
 
 LEASE = "_lease.json"
@@ -158,8 +161,8 @@ class JobLease:
             try:
                 self._remove_if(lambda current: current.get("token") == self.token)
             except Exception as e:   # an unreachable store must not hide the job's own error
-                print(f"[lease] could not remove {self.store.path(LEASE)} ({type(e).__name__}); "
-                      f"it goes stale in {LEASE_TTL_S:.0f} s", file=sys.stderr, flush=True)
+                log.warning(f"[lease] could not remove {self.store.path(LEASE)} ({type(e).__name__}); "
+                            f"it goes stale in {LEASE_TTL_S:.0f} s", file=sys.stderr)
 
     def __enter__(self):
         return self.acquire()

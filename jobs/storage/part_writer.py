@@ -8,6 +8,7 @@ import tempfile
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs import progress
 from jobs.storage.store import PART_META_KEY, Store, temporary_beside
 
 
@@ -82,6 +83,7 @@ class PartWriter:
             self.writer = parquet_writer(self.upload or self.tmp, self.schema)
         self.writer.write_table(table.cast(self.schema) if table.schema != self.schema else table)
         self.rows += table.num_rows
+        progress.written(self.name, table.num_rows)
 
     def commit(self, meta: dict) -> None:
         """Close with `meta` ({index, start, stop, errors, ...}) in the footer and publish."""
