@@ -66,12 +66,27 @@ def after_ray_init(session_dir: Optional[str]) -> None:
         return
     for name in RAY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_ray_data_console()
     from ray.data import DataContext
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+    from ray.util.debug import log_once
+    log_once("ray_data_progress_manager_disabled")    # its "bars disabled" warning: spent
     if _state.get("divert") and session_dir:
         divert_native_stderr(os.path.join(session_dir, "logs", "gankit-driver-native.log"))
+
+
+def quiet_ray_data_console() -> None:
+    """Ray Data re-applies its logging config (DEBUG to its file, INFO to the console) for
+    every dataset it runs; keep its console handler at WARNING, its file as it is. Best
+    effort: the config is Ray Data's internal default."""
+    try:
+        from ray.data._internal import logging as ray_data_logging
+        ray_data_logging.DEFAULT_CONFIG["handlers"]["console"]["level"] = "WARNING"
+        ray_data_logging.configure_logging()
+    except Exception:
+        pass
 
 
 def divert_native_stderr(path: str) -> None:
