@@ -180,11 +180,15 @@ def worker_remote_args(actors: ActorPlan) -> dict:
 
 def run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict,
               identity: dict, config: dict, actors: ActorPlan) -> dict:
-    """Compute the parts of `plan` not yet committed at `out`; returns the manifest.
+    """Compute the parts of `plan` not yet committed at `out`; returns the manifest, as a
+    JobResult (a dict that also opens the output).
     Holds the output's lease (storage.JobLease) throughout: a second job writing to the
     same location at the same time fails fast with storage.LeaseHeld."""
+    from jobs.result import JobResult
     with storage.JobLease(out, job):
-        return _run_parts(job, out, plan, worker_cls, worker_kwargs, identity, config, actors)
+        manifest = _run_parts(job, out, plan, worker_cls, worker_kwargs, identity, config,
+                              actors)
+    return JobResult(manifest, out.url, out.options)
 
 
 def _run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict,
