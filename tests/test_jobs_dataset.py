@@ -64,11 +64,18 @@ def test_labeled_rows_schema_and_card(labeled):
     # Image columns are declared to `datasets` in the schema metadata
     hf = json.loads(pq.read_schema(out / "data" / "part-00000.parquet").metadata[b"huggingface"])
     assert hf["info"]["features"]["image"] == {"_type": "Image"}
+    for a in names:                                 # labels are ClassLabels: 0 = not a, 1 = a
+        assert hf["info"]["features"][f"label_{a}"] == {"_type": "ClassLabel",
+                                                        "names": [f"not {a}", a]}
     # the card and dataset_info reflect the rows actually written
     saved = json.loads((out / "dataset_info.json").read_text())
     assert saved["stats"]["rows"] == saved["stats"]["sampled"] == COUNT
     card = (out / "README.md").read_text()
-    assert card.startswith("---\nconfigs:") and "path: data/*.parquet" in card
+    header = card.split("---\n")[1]                  # the Hugging Face card's YAML header
+    assert "license: other" in header and "path: data/*.parquet" in header
+    assert "size_categories:" in header and "task_categories:" in header
+    assert str(out) not in card                     # relative paths: true wherever it is copied
+    assert "## Limitations" in card
     assert f"| sampled | {COUNT} |" in card and f"| in the dataset | {COUNT} |" in card
     for a in names:
         pos = int(t.column(f"label_{a}").to_numpy().sum())

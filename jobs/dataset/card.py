@@ -1,11 +1,10 @@
 """The dataset card: README.md with a Hugging Face header, and dataset_info.json."""
 from __future__ import annotations
 
-
 import pyarrow as pa
 
-from jobs.storage import Store
 from jobs.dataset.common import CARD, INFO
+from jobs.storage import Store
 
 
 def schema_rows(schema: pa.Schema) -> list:
@@ -31,17 +30,44 @@ def schema_rows(schema: pa.Schema) -> list:
     return rows
 
 
+LIMITATIONS = (
+    "## Limitations\n\n"
+    "- Every image is generated: the dataset shows what the generator draws, with its "
+    "biases and its gaps (attribute combinations it rarely or never draws), not the world.\n"
+    "- Labels are a classifier's, not ground truth: `prob_` is its sigmoid output and "
+    "`label_` thresholds it at 0.5; near 0.5 the label is a guess (`min_confidence` filters "
+    "such rows).\n"
+    "- The images' license follows the generator's weights and their training data: check "
+    "them before you publish or train on this dataset.\n")
+
+
+def front_matter(info: dict) -> str:
+    """The Hugging Face card header: license, task, size and the loader's data files."""
+    rows = info.get("rows") or 0
+    size = next(name for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"),
+                                         (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                                         (float("inf"), "n>1M")) if rows < limit)
+    return ("---\n"
+            f"license: {info.get('license', 'other')}\n"
+            f"pretty_name: {info.get('pretty_name', 'gankit synthetic dataset')}\n"
+            f"size_categories:\n- {size}\n"
+            f"task_categories:\n- {info.get('task', 'image-classification')}\n"
+            "tags:\n- synthetic\n- gan\n- gankit\n"
+            "configs:\n- config_name: default\n  data_files:\n  - split: train\n"
+            "    path: data/*.parquet\n---\n")
+
+
 def write_card(out: Store, info: dict, body: str) -> None:
-    """README.md (YAML front matter for the Hub loader + `body`) and dataset_info.json."""
-    front = ("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n"
-             "    path: data/*.parquet\ntags:\n- synthetic\n- gankit\n---\n")
+    """README.md (a Hugging Face dataset card: header, `body`, schema, loading, limitations)
+    and dataset_info.json. Paths in the card are relative to the dataset's folder, so the
+    card stays true wherever the folder is copied or uploaded."""
     schema = "\n".join(f"| `{n}` | `{t}` | {m} |" for n, t, m in info["schema"])
-    loading = ("## Loading\n\n```python\nfrom datasets import load_dataset\n"
-               f"ds = load_dataset(\"parquet\", data_files=\"{out.url}/data/*.parquet\", "
-               "split=\"train\")\n\nimport pandas as pd\n"
-               f"df = pd.read_parquet(\"{out.url}/data\")\n```\n")
-    text = (front + body + "\n## Schema\n\n| column | type | meaning |\n| --- | --- | --- |\n"
-            + schema + "\n\n" + loading)
+    loading = ("## Loading\n\nFrom this folder (or its copy on the Hub: pass the repository "
+               "id instead of the path):\n\n```python\nfrom datasets import load_dataset\n"
+               "ds = load_dataset(\"path/to/this/folder\", split=\"train\")\n\n"
+               "import pandas as pd\ndf = pd.read_parquet(\"path/to/this/folder/data\")\n```\n")
+    text = (front_matter(info) + body + "\n## Schema\n\n| column | type | meaning |\n"
+            "| --- | --- | --- |\n" + schema + "\n\n" + loading + "\n" + LIMITATIONS)
     out.write_json(INFO, info)
     out.write_bytes(CARD, text.encode())
 

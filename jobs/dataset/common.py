@@ -33,11 +33,14 @@ def stage_precision(cfg) -> str:
     return numerics.resolve(cfg.precision, runtime.resolve_device(cfg.device))
 
 
-def hf_metadata(image_columns: list) -> dict:
-    """Schema metadata telling `datasets` which struct<bytes, path> columns are Images (the
-    other columns' features it infers from the Arrow types)."""
-    return {b"huggingface": json.dumps({"info": {"features": {
-        c: HF_IMAGE for c in image_columns}}}).encode()}
+def hf_metadata(image_columns: list, labels: tuple = ()) -> dict:
+    """Schema metadata telling `datasets` which struct<bytes, path> columns are Images and
+    which label_<a> columns are ClassLabels ('not <a>' = 0, '<a>' = 1); the other columns'
+    features it infers from the Arrow types."""
+    features = {c: HF_IMAGE for c in image_columns}
+    features.update({f"label_{a}": {"_type": "ClassLabel", "names": [f"not {a}", a]}
+                     for a in labels})
+    return {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
 
 
 def logit_matrix(table: pa.Table, names: list) -> np.ndarray:

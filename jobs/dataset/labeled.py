@@ -46,6 +46,8 @@ class DatasetConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOption
                                                          "all)")
     balance: Optional[str] = option(None, "(labeled) equal positives and negatives for ATTR",
                                     metavar="ATTR")
+    license: str = option("other", "the card's license field: the generator's weights and "
+                                   "their data decide what it may be")
     rows_per_part: int = option(1000, "sample rows per part (data part k <- samples part k)")
     micro_batch: int = option(16, "rows per model call (rows depend on it)")
     batch_size: int = option(256, "rows per actor step and Parquet row group (a memory knob)")
@@ -83,7 +85,7 @@ def labeled_schema(samples: pa.Schema, names: list) -> pa.Schema:
                    pa.field(f"label_{a}", pa.int8())]
     meta = {k: v for k, v in (storage.strip_part_metadata(samples).metadata or {}).items()}
     meta.update({b"gankit.job": b"dataset", b"gankit.attributes": json.dumps(names).encode()})
-    meta.update(hf_metadata(["image"]))
+    meta.update(hf_metadata(["image"], tuple(names)))
     return pa.schema(fields, metadata=meta)
 
 
@@ -197,7 +199,9 @@ def run_dataset(cfg: DatasetConfig) -> dict:
     assert manifest["rows"] == stats["rows"], (manifest["rows"], stats["rows"])
     info = {"kind": "labeled", "identity": json.loads(json.dumps(identity, default=str)),
             "config": public_config(cfg), "attributes": names, "rule": rule, "stats": stats,
-            "schema": schema_rows(kwargs["schema"])}
+            "schema": schema_rows(kwargs["schema"]), "rows": stats["rows"],
+            "license": cfg.license, "task": "image-classification",
+            "pretty_name": f"labeled synthetic faces of {sample_ident.get('model')}"}
     write_card(out, info, labeled_card(cfg, stats, sample_ident))
     log.info(f"[dataset] wrote {stats['rows']} of {stats['sampled']} rows and the card to {cfg.out}")
     return info

@@ -44,6 +44,8 @@ class PairsConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions)
     rows_per_part: int = option(250, "samples per part")
     micro_batch: int = option(16, "rows per model call (rows depend on it)")
     batch_size: int = option(256, "rows per actor step and Parquet row group")
+    license: str = option("other", "the card's license field: the generator's weights and "
+                                   "their data decide what it may be")
 
     def validate(self) -> None:
         require(bool(self.classifier), "classifier", "must name a classifier (probabilities)")
@@ -217,7 +219,9 @@ def run_pairs(cfg: PairsConfig) -> dict:
     stats = pair_stats(out.child("data"), names)
     info = {"kind": "pairs", "identity": json.loads(json.dumps(identity, default=str)),
             "config": public_config(cfg), "attributes": names, "rows": manifest["rows"],
-            "edits": stats, "schema": schema_rows(kwargs["schema"])}
+            "edits": stats, "schema": schema_rows(kwargs["schema"]),
+            "license": cfg.license, "task": "image-to-image",
+            "pretty_name": f"paired edits of {sample_ident.get('model')}"}
     write_card(out, info, pairs_card(cfg, manifest["rows"], stats, sample_ident))
     log.info(f"[dataset] wrote {manifest['rows']} pairs and the card to {cfg.out}")
     return info
