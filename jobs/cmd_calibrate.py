@@ -51,7 +51,7 @@ def register(subparsers) -> None:
                    help="weight of the label moment term (mean and covariance of the heads)")
     p.add_argument("--cell-weight", type=float, default=0.0,
                    help="weight of the KL term on label cells (keeps rare cells), 0 = off")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the bank and the refit")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     p.set_defaults(func=cmd_calibrate)
 

@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--classifier", default="toy",
                    help="classifier for the annotation ('toy', TorchScript, entry point); "
                         "'none' to skip the annotation")
-    p.add_argument("--method", default="sefa", choices=("sefa", "pca"))
+    p.add_argument("--method", default="sefa", choices=("sefa", "pca"),
+                   help="sefa: eigenvectors of the style affines' weights (closed form); "
+                   "pca: GANSpace's principal components of sampled w")
     p.add_argument("--top", type=int, default=10, help="directions kept")
     p.add_argument("--layers", default="all", help="'all' or ws range 'start:stop'")
     p.add_argument("--samples", type=int, default=10000,
@@ -25,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.2,
                    help="min mean change of probability to name a direction")
     p.add_argument("--grid-seeds", type=int, default=4, help="rows of each sweep grid")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="the samples' seed")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--out", required=True, help="output folder (local path or fsspec URL)")
     p.set_defaults(func=directions_command)
 

@@ -10,14 +10,14 @@ def register(subparsers) -> None:
     c = subparsers.add_parser("train-classifier", help="train the toy attribute classifier")
     c.add_argument("--out", required=True, help="output .safetensors path (config beside it)")
     c.add_argument("--images", type=int, default=60000, help="rendered training images")
-    c.add_argument("--steps", type=int, default=4000)
+    c.add_argument("--steps", type=int, default=4000, help="optimiser steps")
     c.set_defaults(func=train_classifier)
     g = subparsers.add_parser("train-gan", help="train the toy StyleGAN2 (resumable)")
     g.add_argument("--run-dir", required=True, help="training state, grids; rerun to resume")
     g.add_argument("--images", type=int, default=200000, help="rendered real images")
     g.add_argument("--kimg", type=float, default=3000, help="stop after this many kimg")
     g.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after")
-    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--batch-size", type=int, default=64, help="images per step")
     g.add_argument("--export", default=None, help="write G_ema in the native format here")
     g.add_argument("--linear-attr-weight", type=float, default=0.0,
                    help="attribute-linearity term through the toy classifier (MODELS.md), 0 = off")
@@ -34,20 +34,23 @@ def register(subparsers) -> None:
                    "--space wp` dataset URL instead of generating them on the fly")
     e.add_argument("--feature-net", default="toy", help="image-space feature loss net "
                    "('toy', vgg16.pt, TorchScript) or 'none'")
-    # None: EncoderTrainConfig's default (not imported here: `gankit --help` stays torch-free)
-    e.add_argument("--steps", type=int, default=None)
-    e.add_argument("--batch-size", type=int, default=None)
-    e.add_argument("--lr", type=float, default=None)
-    e.add_argument("--pool-size", type=int, default=None)
-    e.add_argument("--refresh", type=int, default=None,
-                   help="fresh pairs per step")
-    e.add_argument("--image-every", type=int, default=None,
+    from gankit.train.encoder import EncoderTrainConfig
+    trained = EncoderTrainConfig()      # the defaults, shown in --help
+    e.add_argument("--steps", type=int, default=trained.steps, help="optimiser steps")
+    e.add_argument("--batch-size", type=int, default=trained.batch_size, help="pairs per step")
+    e.add_argument("--lr", type=float, default=trained.lr,
+                   help="Adam's learning rate (cosine decay)")
+    e.add_argument("--pool-size", type=int, default=trained.pool_size,
+                   help="pairs held; a multiple of --refresh")
+    e.add_argument("--refresh", type=int, default=trained.refresh,
+                   help="fresh pairs per step (0: a fixed pool, e.g. from --samples)")
+    e.add_argument("--image-every", type=int, default=trained.image_every,
                    help="image-space loss every N steps (0 = latent loss only)")
     e.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after")
     e.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     e.set_defaults(func=train_encoder)
     for p in (c, g, e):
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=int, default=0, help="seeds the data and the weights")
         p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
 
 

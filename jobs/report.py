@@ -631,15 +631,18 @@ def register(subparsers) -> None:
     r.add_argument("--fit", required=True, help="fit output URL (boundaries.json)")
     r.add_argument("--edits", default="", help="edit output URL")
     r.add_argument("--samples", default="", help="sample dataset URL (correlation)")
-    r.add_argument("--out", required=True)
-    r.add_argument("--edit-strength", type=float, default=None)
-    r.add_argument("--grid-samples", type=int, default=4)
+    r.add_argument("--out", required=True, help="output folder: report.json, report.html, "
+                   "figures/")
+    r.add_argument("--edit-strength", type=float, default=None,
+                   help="the edit strength the report scores (default: the largest edited)")
+    r.add_argument("--grid-samples", type=int, default=4, help="samples (rows) per edit grid")
     r.add_argument("--model", default=None, help="generator (default: the samples' model)")
     r.add_argument("--classifier", default=None,
                    help="classifier (default: the samples' classifier)")
     r.add_argument("--real", default="", help="real images for the correlation: 'toy' "
                    "renders or a Parquet URL with an image column")
-    r.add_argument("--real-rows", type=int, default=2000)
+    r.add_argument("--real-rows", type=int, default=2000,
+                   help="real images read for the correlation section")
     r.add_argument("--directions", type=int, default=0,
                    help="top SeFa and GANSpace PCA directions, annotated, with grids")
     r.add_argument("--metrics", default="", help="a `gankit metrics --out` URL "
