@@ -42,7 +42,8 @@ import pyarrow as pa
 
 from jobs import config, options, runtime, storage
 from jobs.cpu_pool import CpuPool, StepWriter, gather
-from jobs.image_inputs import ImageInputs, conform, plan_image_inputs, write_bad_file
+from jobs.image_inputs import (ImageInputOptions, ImageInputs, conform, no_bytes_reason,
+                               part_tables, plan_image_inputs, write_bad_file)
 from gankit.data import latent_column
 from gankit.inversion import MODES
 from jobs.config import option, public_config, require
@@ -55,9 +56,10 @@ METRICS = ("mse", "psnr", "ssim", "perceptual", "loss")
 
 
 @dataclass
-class InvertConfig(ActorOptions, ImageOptions, StorageOptions):
-    images: str = option("", "input dataset URL: a directory of Parquet files with an image "
-                             "and an id column", required=True)
+class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions):
+    images: str = option("", "input URL: a directory of Parquet files with an image and an "
+                             "id column, a folder of images, a glob or a .txt list of image "
+                             "URLs", required=True)
     out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
     model: str = option("toy", "generator: 'toy', a checkpoint path or package.module:factory")
     space: str = option("w", "w, or wp (W+)", choices=("w", "wp"))
@@ -143,7 +145,7 @@ def prepare_rows(items: list, resolution: int, max_aspect: float) -> tuple:
     for j, item in enumerate(items):
         data = (item or {}).get("bytes")
         if not data:
-            bad[j] = "no image bytes"
+            bad[j] = no_bytes_reason(item)
             continue
         try:
             good.append(fit_to_resolution(decode_image(data), resolution, max_aspect))
@@ -218,21 +220,22 @@ class Inverter(PartWorker):
             return write_bad_file(self.out, self.src, path, spec, schema, self.id_column,
                                   "invert", self.inputs.bad[spec.index])
         read = pa.schema([id_field, self.inputs.schema.field(self.cfg.image_column)])
-        pf = storage.open_parquet(self.src, path)
         errors, start = [], spec.start
+        tables = part_tables(self.src, self.inputs, spec, self.cfg.image_column, read.names,
+                             self.cfg.batch_size)
         with PartWriter(self.out, storage.part_name(spec.index), schema) as w, \
                 StepWriter(w) as steps:
-            for batch in pf.iter_batches(batch_size=self.cfg.batch_size, columns=read.names):
-                table = conform(pa.Table.from_batches([batch]), read)   # an int64 image_id
+            for table in tables:
+                n = table.num_rows
+                table = conform(table, read)                            # an int64 image_id
                 table, errs = self.invert_batch(table, start, schema)   # becomes a string
                 errors += errs
-                start += batch.num_rows
+                start += n
                 steps.put(table)
             steps.finish()
             runtime.commit_errors(self.out, spec, errors)
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": len(errors)})
-        pf.close()
         return {"rows": w.rows, "errors": len(errors)}
 
     def invert_batch(self, table: pa.Table, start: int, schema: pa.Schema) -> tuple:
@@ -305,7 +308,8 @@ def run_invert(cfg: InvertConfig) -> dict:
     runtime.check_model("encoder", cfg.encoder_spec(), "encoder")
     src = storage.open_store(cfg.images, cfg.storage)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
-    inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images, keep=[])
+    inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images, keep=[],
+                               out=out, images_per_part=cfg.images_per_part)
     for k, why in inputs.bad.items():
         print(f"[invert] {why}: its rows become error records", flush=True)
     runtime.ensure_ray()
@@ -314,7 +318,7 @@ def run_invert(cfg: InvertConfig) -> dict:
     kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs, "device": actors.device,
               "cpus": actors.num_cpus}
     identity = dict(cfg.identity(precision), input_rows=inputs.rows,
-                    input_parts=len(inputs.plan))
+                    input_parts=len(inputs.plan), **inputs.identity())
     return runtime.run_parts("invert", out, inputs.plan, Inverter, kwargs, identity,
                              public_config(cfg), actors)
 
