@@ -15,6 +15,8 @@ Input: Parquet files with an image column (struct {bytes, path}, PNG or JPEG) an
     mse, psnr, ssim, perceptual, loss  float32 per image (gankit.inversion's definitions;
                     perceptual is null without a feature net)
     steps           int32 optimisation steps run (fewer with early stop; 0 in 'encode')
+    identity_similarity, identity_distance  float32, with `identity_metric` (--identity):
+                    the reconstruction against the input (gankit.identity); NaN: no face
 
 The columns `w`/`wp` + the id are what `gankit edit` reads, so "invert then edit" works.
 Note: edit renders with G's const noise; the stored `noise` reproduces the reconstruction.
@@ -53,6 +55,7 @@ from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, PartWriter, Store
 
 METRICS = ("mse", "psnr", "ssim", "perceptual", "loss")
+IDENTITY = ("identity_similarity", "identity_distance")   # gankit.identity; NaN: no face
 
 
 @dataclass
@@ -84,6 +87,10 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
     seed: int = option(0, "the image at row i draws from (seed, i)")
     save_noise: bool = option(False, "store the optimised noise maps")
     keep_target: bool = option(False, "store the prepared input image beside the result")
+    identity_metric: bool = option(False, "identity_similarity / identity_distance of each "
+                                          "reconstruction to its input (dlib's face "
+                                          "descriptors; needs pip install 'gankit[faces]')",
+                                   flag="identity")
     image_column: str = option("image", "struct {bytes, path} column of PNG, JPEG or WebP bytes")
     id_column: Optional[str] = option(None, "id column (default: sample_id if present, else "
                                             "image_id)")
@@ -115,6 +122,8 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
         ident = {k: getattr(self, k) for k in keys}
         if self.mode != "optimize":   # added later: outputs of the optimize mode still resume
             ident.update(mode=self.mode, encoder=self.encoder_spec())
+        if self.identity_metric:
+            ident["identity_metric"] = True
         return dict(ident, **options.identity(self, precision))
 
     def encoder_spec(self) -> Optional[str]:
@@ -183,6 +192,8 @@ def invert_schema(cfg: InvertConfig, G, id_field: pa.Field) -> pa.Schema:
     if cfg.keep_target:
         fields.append(pa.field("target", IMAGE_TYPE))
     fields += [pa.field(m, pa.float32()) for m in METRICS] + [pa.field("steps", pa.int32())]
+    if cfg.identity_metric:
+        fields += [pa.field(m, pa.float32()) for m in IDENTITY]
     meta = {"gankit.job": "invert", "gankit.resolution": str(G.img_resolution),
             "gankit.num_ws": str(G.num_ws), "gankit.space": cfg.space}
     return pa.schema(fields, metadata=meta)
@@ -271,10 +282,20 @@ class Inverter(PartWorker):
         from gankit.images import from_uint8
         recon = self.stored(res.reconstruction)
         target = self.stored(from_uint8(u8)) if self.cfg.keep_target else None
-        return lambda: self.finish_table(schema, ids, res, recon, target)
+        scores = self.identity_scores(u8, res.reconstruction) \
+            if self.cfg.identity_metric else {}
+        return lambda: self.finish_table(schema, ids, res, recon, target, scores)
+
+    def identity_scores(self, u8: np.ndarray, reconstruction) -> dict:
+        """{column: [n] float32} of each reconstruction against its input's face."""
+        from gankit.identity import identity_scores, reference_faces
+        from gankit.images import to_uint8
+        reference, landmarks = reference_faces(u8)                     # [n, 128]
+        scores = identity_scores(reference, landmarks, to_uint8(reconstruction))
+        return dict(zip(IDENTITY, scores))
 
     def finish_table(self, schema: pa.Schema, ids: list, res, recon: list,
-                     target: Optional[list]) -> pa.Table:
+                     target: Optional[list], scores: dict) -> pa.Table:
         from gankit.data import image_column
         n = len(ids)
         ws = res.ws.cpu().numpy()                                       # [n, num_ws, w_dim]
@@ -293,6 +314,7 @@ class Inverter(PartWorker):
             v = getattr(res, m)
             cols[m] = pa.array(v.cpu().numpy().astype(np.float32)) if v is not None \
                 else pa.nulls(n, pa.float32())
+        cols.update({m: pa.array(v, pa.float32(), from_pandas=False) for m, v in scores.items()})
         return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
 
 
@@ -306,6 +328,9 @@ def run_invert(cfg: InvertConfig) -> dict:
     runtime.check_model("model", cfg.model, "generator")
     runtime.check_model("feature_net", cfg.feature_net, "feature net")
     runtime.check_model("encoder", cfg.encoder_spec(), "encoder")
+    if cfg.identity_metric:
+        from jobs.align import check_faces_extra
+        check_faces_extra()
     src = storage.open_store(cfg.images, cfg.storage)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images, keep=[],

@@ -11,7 +11,6 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from gankit.data import image_column
 from gankit.images import decode_image
 from jobs import storage
 from jobs.image_inputs import LISTING, no_bytes_reason, part_tables, plan_image_inputs
