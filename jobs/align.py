@@ -1,7 +1,8 @@
 """The align stage: FFHQ-align the faces of real photos (gankit.faces) on CPU actors.
 
 Input: a dataset of Parquet files with an image column (struct {bytes, path}) and an id
-column (`sample_id`, else `image_id`), checked and read as the label stage does
+column (`sample_id`, else `image_id`), or image files (a folder, a glob, a .txt list of
+URLs; ids from their relative paths), checked and read as the label stage does
 (jobs.image_inputs; file j = part j, an unusable file's rows become error records).
 Output part k <- input part k, one row per aligned face:
 
@@ -36,6 +37,7 @@ import pyarrow as pa
 
 from jobs import config, options, runtime, storage
 from jobs.config import option, require
+from jobs.image_inputs import ImageInputOptions
 from jobs.options import ActorOptions, StorageOptions
 from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, PartWriter, Store
@@ -46,9 +48,10 @@ FACES = ("largest", "all")
 
 
 @dataclass
-class AlignConfig(ActorOptions, StorageOptions):
-    images: str = option("", "input dataset URL: a directory of Parquet files with an image "
-                             "and an id column", required=True)
+class AlignConfig(ActorOptions, StorageOptions, ImageInputOptions):
+    images: str = option("", "input URL: a directory of Parquet files with an image and an "
+                             "id column, a folder of photos, a glob or a .txt list of photo "
+                             "URLs", required=True)
     out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
     resolution: int = option(1024, "aligned size: the generator's (FFHQ: 1024)")
     faces: str = option("largest", "largest: one face per photo; all: one row per face",
@@ -131,28 +134,31 @@ class Aligner(PartWorker):
         faces.dlib_model("landmarks")
 
     def write_part(self, spec: PartSpec) -> dict:
-        from jobs.image_inputs import write_bad_file
+        from jobs.image_inputs import part_tables, write_bad_file
         path, schema, errors = self.inputs.parts[spec.index], out_schema(), []
         if spec.index in self.inputs.bad:               # an unusable file: records, no rows
             return write_bad_file(self.out, self.src, path, spec, schema,
                                   self.inputs.id_column, "align", self.inputs.bad[spec.index])
-        pf = storage.open_parquet(self.src, path)
         columns = [self.inputs.id_column, self.cfg.image_column]
+        tables = part_tables(self.src, self.inputs, spec, self.cfg.image_column, columns,
+                             self.cfg.batch_size)
         with PartWriter(self.out, storage.part_name(spec.index), schema) as w:
-            for batch in pf.iter_batches(batch_size=self.cfg.batch_size, columns=columns):
-                w.write(self.align_batch(batch, schema, errors))
+            for table in tables:
+                w.write(self.align_batch(table.select(columns), schema, errors))
                 runtime.fault_point()                               # test-only fault injection
             runtime.commit_errors(self.out, spec, errors)
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": len(errors)})
-        pf.close()
         return {"rows": w.rows, "errors": len(errors)}
 
-    def align_batch(self, batch: pa.RecordBatch, schema: pa.Schema, errors: list) -> pa.Table:
+    def align_batch(self, batch: pa.Table, schema: pa.Schema, errors: list) -> pa.Table:
+        from jobs.image_inputs import no_bytes_reason
         ids = [str(i) for i in batch.column(0).to_pylist()]
         rows = []
         for photo_id, item in zip(ids, batch.column(1).to_pylist()):
             found, reason = align_photo(photo_id, (item or {}).get("bytes"), self.cfg)
+            if reason is not None and not (item or {}).get("bytes"):
+                reason = no_bytes_reason(item)
             rows += found
             if reason is not None:
                 errors.append({"id": photo_id, "stage": "align", "reason": reason})
@@ -181,13 +187,15 @@ def run_align(cfg: AlignConfig) -> dict:
     check_faces_extra()
     src = storage.open_store(cfg.images, cfg.storage)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
-    inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images, keep=[])
+    inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images, keep=[],
+                               out=out, images_per_part=cfg.images_per_part)
     for why in inputs.bad.values():
         log.info(f"[align] {why}: its rows become error records")
     runtime.ensure_ray()
     actors = runtime.actors_for(dataclasses.replace(cfg, device="cpu"), len(inputs.plan))
     kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs}
-    identity = dict(cfg.identity(), input_rows=inputs.rows, input_parts=len(inputs.plan))
+    identity = dict(cfg.identity(), input_rows=inputs.rows, input_parts=len(inputs.plan),
+                    **inputs.identity())
     return runtime.run_parts("align", out, inputs.plan, Aligner, kwargs, identity,
                              public_config(cfg), actors)
 

@@ -15,6 +15,9 @@ one row per (sample, boundary, strength), sample-major, in the order given:
     original   struct<bytes: binary, path: string>  the unedited latent's (keep_original)
     input      struct<bytes: binary, path: string>  the inverted image (keep_input: the
                                                      latents' `target` column)
+    identity_similarity, identity_distance  float32 (identity_metric, --identity): the
+               edit's face against the reconstruction's at the input's landmarks
+               (gankit.identity); NaN where the input shows no face
 
 Latents: a 'z' boundary edits z, which is then mapped with the sample job's truncation; 'w'
 and 'wp' boundaries edit the sample's W+ codes (built from its w or wp column, or from z
@@ -68,6 +71,11 @@ class EditConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions):
     keep_original: bool = option(False, "add the unedited image as column `original`")
     keep_input: bool = option(False, "add the inverted image (the latents' `target` column) "
                                      "as column `input`")
+    identity_metric: bool = option(False, "identity_similarity / identity_distance of each "
+                                          "edit to the latents' reconstruction (an invert "
+                                          "output; dlib's face descriptors at the input's "
+                                          "landmarks; needs pip install 'gankit[faces]')",
+                                   flag="identity")
     stored_noise: bool = option(True, "render with the latents' `noise` maps where they hold "
                                       "them (--no-stored-noise: G's const noise)")
     model: str = option("toy", "generator: the one the latents come from")
@@ -144,7 +152,8 @@ def id_column(schema: pa.Schema, url: str) -> str:
 
 
 def edit_schema(names: list, keep_original: bool, id_name: str = "sample_id",
-                keep_input: bool = False) -> pa.Schema:
+                keep_input: bool = False, identity: bool = False) -> pa.Schema:
+    from jobs.invert import IDENTITY
     from gankit.data import ID_COLUMNS, IMAGE_TYPE
     fields = [pa.field(id_name, ID_COLUMNS[id_name]), pa.field("boundary", pa.string()),
               pa.field("strength", pa.float32()), pa.field("image", IMAGE_TYPE)]
@@ -153,6 +162,8 @@ def edit_schema(names: list, keep_original: bool, id_name: str = "sample_id",
         fields.append(pa.field("original", IMAGE_TYPE))
     if keep_input:
         fields.append(pa.field("input", IMAGE_TYPE))
+    if identity:
+        fields += [pa.field(m, pa.float32()) for m in IDENTITY]
     return pa.schema(fields, metadata={"gankit.job": "edit",
                                        "gankit.attributes": json.dumps(names)})
 
@@ -177,7 +188,7 @@ class Editor(PartWorker):
         self.names = list(self.C.attribute_names) if self.C is not None else []
         self.id_name = id_name
         self.schema = edit_schema(self.names, self.cfg.keep_original, id_name,
-                                  self.cfg.keep_input)
+                                  self.cfg.keep_input, self.cfg.identity_metric)
 
     def read_rows(self, spec: PartSpec) -> tuple:
         """(ids [n], z [n, z_dim] or None, base ws [n, num_ws, w_dim], extras) of part
@@ -187,7 +198,8 @@ class Editor(PartWorker):
         from gankit.latents import to_ws
         pf = storage.open_parquet(self.src, self.inputs[spec.index])
         wanted = [self.id_name, "z", "w", "wp", "noise" if self.cfg.stored_noise else None,
-                  "target" if self.cfg.keep_input else None]
+                  "target" if self.cfg.keep_input or self.cfg.identity_metric else None,
+                  "reconstruction" if self.cfg.identity_metric else None]
         cols = [c for c in wanted if c and c in pf.schema_arrow.names]
         t = pf.read(columns=cols).slice(0, spec.rows)
         pf.close()
@@ -197,6 +209,9 @@ class Editor(PartWorker):
             extras["noise"] = latents_from_column(t.column("noise"))
         if self.cfg.keep_input:
             extras["input"] = t.column("target").combine_chunks()
+        for name in ("reconstruction", "target"):
+            if self.cfg.identity_metric and name in cols:
+                extras[name] = t.column(name).combine_chunks()
         ids = t.column(self.id_name).to_numpy(zero_copy_only=False)
         z = latents_from_column(t.column("z")) if "z" in cols else None
         if "wp" in cols:
@@ -244,7 +259,7 @@ class Editor(PartWorker):
         errors = [(str(i), "edit", "latent contains NaN or inf") for i in ids[~good]]
         runtime.commit_errors(self.out, spec, errors)
         keep = np.nonzero(good)[0]
-        extras = {k: (v.take(pa.array(keep)) if k == "input" else v[keep])
+        extras = {k: (v.take(pa.array(keep)) if isinstance(v, pa.Array) else v[keep])
                   for k, v in extras.items()}
         return ids[keep], (z[keep] if z is not None else None), ws[keep], extras, len(errors)
 
@@ -256,6 +271,8 @@ class Editor(PartWorker):
         step = max(1, -(-self.cfg.batch_size // m)) * m
         originals = self.render(ws, noise)[0] if self.cfg.keep_original else None
         strengths = np.asarray(self.cfg.strengths, dtype=np.float64)
+        if self.cfg.identity_metric:
+            extras["faces"] = reference_faces(extras)
         with PartWriter(self.out, storage.part_name(spec.index), self.schema) as w, \
                 StepWriter(w) as steps:
             for s in range(0, total, step):
@@ -285,6 +302,8 @@ class Editor(PartWorker):
             cols["original"] = image_column([kept[r] for r in rows])
         if "input" in extras:
             cols["input"] = extras["input"].take(pa.array(rows))
+        if "faces" in extras:
+            cols.update(edit_identity(extras["faces"], rows, cols["image"]))
         return pa.Table.from_arrays([cols[f.name] for f in self.schema], schema=self.schema)
 
     def fits(self, m: int) -> bool:
@@ -324,6 +343,32 @@ class Editor(PartWorker):
 
 # ----------------------------------------------------------------------------------------
 # Driver
+
+
+def decoded(column: pa.Array) -> list:
+    from gankit.images import decode_image
+    return [decode_image(item["bytes"]) for item in column.to_pylist()]
+
+
+def reference_faces(extras: dict) -> tuple:
+    """(descriptors [n, 128], landmarks, side) of each row's reconstruction, at landmarks
+    found on its input (`target`) when it is there, else on the reconstruction."""
+    from gankit.identity import descriptors_at, reference_faces as found_on
+    recon = decoded(extras["reconstruction"])                          # n x [S, S, 3]
+    source = decoded(extras["target"]) if "target" in extras else recon
+    landmarks = found_on(np.stack(source))[1] if source else []
+    side = source[0].shape[0] if source else 1
+    return descriptors_at(recon, landmarks, side), landmarks, side
+
+
+def edit_identity(faces: tuple, rows: np.ndarray, images: pa.Array) -> dict:
+    """{identity_similarity, identity_distance}: each edit against its row's reference."""
+    from gankit.identity import identity_scores
+    from jobs.invert import IDENTITY
+    reference, landmarks, side = faces
+    scores = identity_scores(reference[rows], [landmarks[r] for r in rows], decoded(images),
+                             side)
+    return {m: pa.array(v, pa.float32()) for m, v in zip(IDENTITY, scores)}
 
 
 def input_plan(src: Store, count: Optional[int]) -> tuple:
@@ -367,6 +412,11 @@ def run_edit(cfg: EditConfig) -> dict:
     id_name = id_column(schema, cfg.latents)
     require(not cfg.keep_input or "target" in schema.names, "keep_input",
             f"needs a `target` image column in {cfg.latents} (gankit invert --keep-target)")
+    require(not cfg.identity_metric or "reconstruction" in schema.names, "identity_metric",
+            f"needs the `reconstruction` column of an invert output in {cfg.latents}")
+    if cfg.identity_metric:
+        from jobs.align import check_faces_extra
+        check_faces_extra()
     truncation = sample_truncation(src, cfg)
     runtime.ensure_ray()
     actors = runtime.actors_for(cfg, len(plan))
@@ -382,7 +432,8 @@ def run_edit(cfg: EditConfig) -> dict:
                 "micro_batch": cfg.micro_batch}
     # added later, so they join the identity only when on: older outputs still resume
     identity.update({k: True for k, on in (("keep_input", cfg.keep_input), ("stored_noise",
-                     cfg.stored_noise and "noise" in schema.names)) if on})
+                     cfg.stored_noise and "noise" in schema.names),
+                     ("identity_metric", cfg.identity_metric)) if on})
     identity.update(options.identity(cfg, precision))
     return runtime.run_parts("edit", out, plan, Editor, kwargs, identity, public_config(cfg),
                              actors)

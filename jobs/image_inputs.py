@@ -1,6 +1,17 @@
-"""The image datasets that label and invert read: their files, id column and schema checks.
+"""The image datasets that label, invert and align read: their files, id column and schema
+checks, and folders or lists of image files.
 
-An image dataset is a directory of Parquet files (a gankit dataset's `part-XXXXX.parquet`, or
+An image dataset is either image files or Parquet. Image files: a folder (every file under
+it, recursively, but hidden and `_` names), a glob (`s3://bucket/faces/*.jpg`), or a text
+file of URLs or paths (`.txt`, one a line, `#` comments; a relative path is relative to the
+list's folder). Their listing is sorted and split into parts of `images_per_part` images;
+ids are relative paths (to the folder, to the glob's fixed prefix, to the list entries'
+common folder). The listing is written to `_inputs.json` in the output location on the first
+run and read back by every rerun, so files added later never shift the parts. Workers read
+the files' bytes (fsspec) into the same table a Parquet input gives: the id (`image_id`)
+and the image struct. A file that is no image becomes an error record when it is decoded.
+
+Parquet: a directory of Parquet files (a gankit dataset's `part-XXXXX.parquet`, or
 any `*.parquet` in name order) with an id column and an image column (a struct {bytes, path}
 of PNG, JPEG or WebP bytes). Output part k covers input file k.
 
@@ -12,40 +23,224 @@ file fails before any work, in one sentence naming the first file's problem.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import posixpath
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import pyarrow as pa
 
 from jobs import config, runtime, storage
+from jobs.config import option, require
 from jobs.storage import PartSpec, Store
+
+LISTING = "_inputs.json"           # the sorted listing of an image-file input, in the output
+GLOB_CHARS = "*?["
+
+
+@dataclass
+class ImageInputOptions:
+    """How a job splits an input of image files (a folder, a glob, a list) into parts."""
+    images_per_part: int = option(256, "images per part when the input is image files (a "
+                                       "folder, a glob or a .txt list)")
+
 
 @dataclass
 class ImageInputs:
     """What the driver found: the files, the reference schema and the unusable files."""
-    parts: dict                  # {index: path}
-    schema: pa.Schema            # of the first usable file
-    plan: list                   # [PartSpec]: row ranges from the footers
+    parts: dict                  # {index: path}: Parquet files, or the listing's first id
+    schema: pa.Schema            # of the first usable file (image files: id + image)
+    plan: list                   # [PartSpec]: row ranges from the footers or the listing
     rows: int
     id_column: str
     bad: dict = field(default_factory=dict)    # {index: why the file cannot be used}
+    files: list = field(default_factory=list)  # image files: [[id, url]] sorted by id
+    listing_sha256: Optional[str] = None       # image files: the listing's fingerprint
+    images_per_part: Optional[int] = None      # image files: the parts' size
+
+    def identity(self) -> dict:
+        """What the input adds to a job's identity (image files only: Parquet outputs
+        written before image-file inputs existed still resume)."""
+        if not self.files:
+            return {}
+        return {"input_listing": self.listing_sha256, "images_per_part": self.images_per_part}
 
 
 def input_parts(store: Store) -> dict:
     """{index: path}: gankit part files, else every *.parquet file in name order."""
-    parts = store.list_parts()
-    if parts:
-        return parts
-    try:
-        names = sorted(p for p in store.fs.ls(store.root, detail=False)
-                       if p.endswith(".parquet")
-                       and not p.rsplit("/", 1)[-1].startswith((".", "_")))
-    except FileNotFoundError:
-        names = []
-    if not names:
+    parts = store.list_parts() or dict(enumerate(parquet_names(store)))
+    if not parts:
         raise FileNotFoundError(f"no Parquet files at {store.url}")
-    return dict(enumerate(names))
+    return parts
+
+
+def parquet_names(store: Store) -> list:
+    try:
+        return sorted(p for p in store.fs.ls(store.root, detail=False)
+                      if p.endswith(".parquet")
+                      and not p.rsplit("/", 1)[-1].startswith((".", "_")))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+# ----------------------------------------------------------------------------------------
+# Inputs of image files: a folder, a glob, a list
+
+
+def listing_kind(src: Store) -> Optional[str]:
+    """'list', 'glob' or 'folder' for an input of image files; None for Parquet."""
+    if src.root.endswith(".txt"):
+        return "list"
+    if any(c in src.root for c in GLOB_CHARS):
+        return "glob"
+    if src.list_parts() or parquet_names(src):
+        return None
+    return "folder"
+
+
+def hidden(relative: str) -> bool:
+    return any(s.startswith((".", "_")) for s in relative.split("/"))
+
+
+def list_files(src: Store, kind: str) -> list:
+    """[[id, url]] of the input's files, sorted by id (ids: relative paths)."""
+    fs = src.fs
+    if kind == "list":
+        return list_entries(src)
+    if kind == "glob":
+        base = src.root[:min(src.root.find(c) for c in GLOB_CHARS if c in src.root)]
+        base = base.rsplit("/", 1)[0]
+        found = [p for p, info in fs.glob(src.root, detail=True).items()
+                 if info.get("type") == "file"]
+    else:
+        base = src.root
+        found = fs.find(src.root) if fs.isdir(src.root) else []
+    pairs = {p[len(base):].lstrip("/"): fs.unstrip_protocol(p) for p in found}
+    return sorted([rel, url] for rel, url in pairs.items() if rel and not hidden(rel))
+
+
+def list_entries(src: Store) -> list:
+    """A .txt list's entries as [[id, url]]: ids relative to the entries' common folder."""
+    try:
+        text = src.fs.cat_file(src.root).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{src.url}: cannot read the list of images ({e})") from None
+    folder, urls = posixpath.dirname(src.root), set()
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "://" not in line and not line.startswith("/"):
+            line = posixpath.join(folder, line)     # relative to the list's folder
+        urls.add(line if "://" in line else src.fs.unstrip_protocol(line))
+    keys = {u: u.split("://", 1)[-1] for u in urls}
+    try:
+        common = posixpath.commonpath([posixpath.dirname(k) for k in keys.values()])
+    except ValueError:                  # local and remote entries mixed: keep whole paths
+        common = ""
+    return sorted([k[len(common):].lstrip("/"), u] for u, k in keys.items())
+
+
+def fixed_listing(src: Store, out: Optional[Store], kind: str, url: str) -> list:
+    """The listing of the first run at `out` (its LISTING), else a fresh one written there."""
+    if out is not None and out.exists(LISTING):
+        saved = out.read_json(LISTING)
+        if saved.get("images") != url:
+            raise ValueError(f"{out.url} holds the listing of {saved.get('images')}, this "
+                             f"job reads {url}: use another output location")
+        return saved["files"]
+    files = list_files(src, kind)
+    if not files:
+        raise FileNotFoundError(f"no Parquet files and no image files at {url}")
+    if out is not None:
+        out.write_json(LISTING, {"images": url, "kind": kind, "files": files})
+    return files
+
+
+def plan_file_inputs(files: list, image_column: str, id_column: Optional[str],
+                     images_per_part: int) -> ImageInputs:
+    """Parts of `images_per_part` files of a fixed listing; the table has id + image."""
+    from gankit.data import IMAGE_TYPE
+    require(images_per_part >= 1, "images_per_part", f"must be >= 1 (got {images_per_part})")
+    id_name = id_column or "image_id"
+    schema = pa.schema([pa.field(id_name, pa.string()), pa.field(image_column, IMAGE_TYPE)])
+    plan = storage.part_ranges(len(files), images_per_part)
+    digest = hashlib.sha256(json.dumps(files).encode()).hexdigest()
+    return ImageInputs({p.index: files[p.start][0] for p in plan}, schema, plan, len(files),
+                       id_name, files=files, listing_sha256=digest,
+                       images_per_part=images_per_part)
+
+
+def read_url(url: str, options: dict) -> Optional[bytes]:
+    """A file's bytes, or None when it cannot be read."""
+    import fsspec
+    try:
+        with fsspec.open(url, "rb", **storage.storage_options(url, options)) as f:
+            return f.read()
+    except (OSError, ValueError):
+        return None
+
+
+def url_options(url: str, src: Store) -> dict:
+    """The job's fsspec options for a URL on the input's filesystem, none for another."""
+    same = url.split("://", 1)[0] == src.fs.unstrip_protocol(src.root).split("://", 1)[0]
+    return src.options if same else {}
+
+
+def files_table(entries: list, schema: pa.Schema, src: Store) -> pa.Table:
+    """[[id, url]] -> a table of the ids and image structs read from the files. A file
+    that cannot be read keeps no bytes and its URL as path (its error record names it)."""
+    from gankit.data import image_column
+    data = [read_url(url, url_options(url, src)) for _, url in entries]
+    paths = [url if d is None else i for (i, url), d in zip(entries, data)]
+    return pa.Table.from_arrays([pa.array([i for i, _ in entries], pa.string()),
+                                 image_column(data, paths)], schema=schema)
+
+
+def fill_from_paths(src: Store, table: pa.Table, image_column: str) -> pa.Table:
+    """Rows whose image struct has a path but no bytes get the bytes of that path, relative
+    to the dataset's folder; a path that leaves it or cannot be read keeps no bytes."""
+    if image_column not in table.column_names:
+        return table
+    items = table.column(image_column).to_pylist()
+    if all((it or {}).get("bytes") or not (it or {}).get("path") for it in items):
+        return table
+    for it in items:
+        if it and not it.get("bytes") and it.get("path"):
+            try:
+                it["bytes"] = src.fs.cat_file(src.path(it["path"]))
+            except (OSError, ValueError):
+                pass
+    k = table.schema.get_field_index(image_column)
+    column = pa.array(items, type=table.schema.field(k).type)
+    return table.set_column(k, table.schema.field(k), column)
+
+
+def no_bytes_reason(item: Optional[dict]) -> str:
+    """Why an image struct holds no bytes."""
+    path = (item or {}).get("path")
+    if path and (item or {}).get("bytes") is None:
+        return f"no image bytes, and {path} cannot be read (paths are relative to the dataset)"
+    return "no image bytes"
+
+
+def part_tables(src: Store, inputs: ImageInputs, spec: PartSpec, image_column: str,
+                columns: list, batch_size: int) -> Iterator[pa.Table]:
+    """Input part `spec` as tables of `batch_size` rows (`columns` of a Parquet file, or
+    the id and image of image files), bytes filled in from paths where missing."""
+    if inputs.files:
+        for s in range(spec.start, spec.stop, batch_size):
+            entries = inputs.files[s:min(s + batch_size, spec.stop)]
+            yield files_table(entries, inputs.schema, src)
+        return
+    pf = storage.open_parquet(src, inputs.parts[spec.index])
+    try:
+        for batch in pf.iter_batches(batch_size=batch_size, columns=columns):
+            yield fill_from_paths(src, pa.Table.from_batches([batch]), image_column)
+    finally:
+        pf.close()
 
 
 def pick_id_column(schema: pa.Schema, configured: Optional[str], url: str) -> str:
@@ -98,9 +293,15 @@ def file_problem(schema: pa.Schema, image_column: str, columns: list,
 
 
 def plan_image_inputs(src: Store, image_column: str, id_column: Optional[str], url: str,
-                      keep: Optional[list] = None) -> ImageInputs:
-    """Check every file of the dataset at `src` from its footer. `keep`: columns the job
-    copies from each file (None: every column of the reference but the image)."""
+                      keep: Optional[list] = None, out: Optional[Store] = None,
+                      images_per_part: int = 256) -> ImageInputs:
+    """Image files: a fixed listing (kept in `out`) split into parts. Parquet: check every
+    file of the dataset at `src` from its footer. `keep`: columns the job copies from each
+    file (None: every column of the reference but the image)."""
+    kind = listing_kind(src)
+    if kind is not None:
+        files = fixed_listing(src, out, kind, url)
+        return plan_file_inputs(files, image_column, id_column, images_per_part)
     parts, footers = input_parts(src), {}
     for k, path in parts.items():
         try:
@@ -185,6 +386,24 @@ def first_resolution(store: Store, parts: dict, column: str) -> int:
     raise ValueError(f"{store.url}: no decodable square image in column {column!r}")
 
 
+def inputs_resolution(src: Store, inputs: ImageInputs, column: str) -> int:
+    """Size of the first decodable square image of the inputs, in part order."""
+    from gankit.images import decode_image
+    if not inputs.files:
+        good = {k: p for k, p in inputs.parts.items() if k not in inputs.bad}
+        return first_resolution(src, good, column)
+    for spec in inputs.plan:
+        for table in part_tables(src, inputs, spec, column, [column], 16):
+            for item in table.column(column).to_pylist():
+                try:
+                    img = decode_image(item.get("bytes"))
+                except (ValueError, AttributeError):
+                    continue
+                if img.shape[0] == img.shape[1]:
+                    return int(img.shape[0])
+    raise ValueError(f"{src.url}: no decodable square image among its files")
+
+
 def decode_rows(items: list, resolution: int) -> tuple:
     """Image structs -> (uint8 [n, R, R, 3] with zeros for bad rows, {row: reason})."""
     from gankit.images import decode_image
@@ -193,7 +412,7 @@ def decode_rows(items: list, resolution: int) -> tuple:
     for j, item in enumerate(items):
         data = (item or {}).get("bytes")
         if not data:
-            bad[j] = "no image bytes"
+            bad[j] = no_bytes_reason(item)
             continue
         try:
             img = decode_image(data)                                   # [H, W, 3] uint8

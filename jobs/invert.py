@@ -15,6 +15,8 @@ Input: Parquet files with an image column (struct {bytes, path}, PNG or JPEG) an
     mse, psnr, ssim, perceptual, loss  float32 per image (gankit.inversion's definitions;
                     perceptual is null without a feature net)
     steps           int32 optimisation steps run (fewer with early stop; 0 in 'encode')
+    identity_similarity, identity_distance  float32, with `identity_metric` (--identity):
+                    the reconstruction against the input (gankit.identity); NaN: no face
 
 The columns `w`/`wp` + the id are what `gankit edit` reads, so "invert then edit" works.
 Note: edit renders with G's const noise; the stored `noise` reproduces the reconstruction.
@@ -43,7 +45,8 @@ import pyarrow as pa
 
 from jobs import config, options, runtime, storage
 from jobs.cpu_pool import CpuPool, StepWriter, gather
-from jobs.image_inputs import ImageInputs, conform, plan_image_inputs, write_bad_file
+from jobs.image_inputs import (ImageInputOptions, ImageInputs, conform, no_bytes_reason,
+                               part_tables, plan_image_inputs, write_bad_file)
 from gankit.data import latent_column
 from gankit.inversion import MODES
 from jobs.config import option, public_config, require
@@ -55,12 +58,14 @@ from jobs.storage import PartSpec, PartWriter, Store
 log = logging.getLogger("gankit")
 
 METRICS = ("mse", "psnr", "ssim", "perceptual", "loss")
+IDENTITY = ("identity_similarity", "identity_distance")   # gankit.identity; NaN: no face
 
 
 @dataclass
-class InvertConfig(ActorOptions, ImageOptions, StorageOptions):
-    images: str = option("", "input dataset URL: a directory of Parquet files with an image "
-                             "and an id column", required=True)
+class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions):
+    images: str = option("", "input URL: a directory of Parquet files with an image and an "
+                             "id column, a folder of images, a glob or a .txt list of image "
+                             "URLs", required=True)
     out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
     model: str = option("toy", "generator: 'toy', a checkpoint path or package.module:factory")
     space: str = option("w", "w, or wp (W+)", choices=("w", "wp"))
@@ -85,6 +90,10 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions):
     seed: int = option(0, "the image at row i draws from (seed, i)")
     save_noise: bool = option(False, "store the optimised noise maps")
     keep_target: bool = option(False, "store the prepared input image beside the result")
+    identity_metric: bool = option(False, "identity_similarity / identity_distance of each "
+                                          "reconstruction to its input (dlib's face "
+                                          "descriptors; needs pip install 'gankit[faces]')",
+                                   flag="identity")
     image_column: str = option("image", "struct {bytes, path} column of PNG, JPEG or WebP bytes")
     id_column: Optional[str] = option(None, "id column (default: sample_id if present, else "
                                             "image_id)")
@@ -116,6 +125,8 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions):
         ident = {k: getattr(self, k) for k in keys}
         if self.mode != "optimize":   # added later: outputs of the optimize mode still resume
             ident.update(mode=self.mode, encoder=self.encoder_spec())
+        if self.identity_metric:
+            ident["identity_metric"] = True
         return dict(ident, **options.identity(self, precision))
 
     def encoder_spec(self) -> Optional[str]:
@@ -146,7 +157,7 @@ def prepare_rows(items: list, resolution: int, max_aspect: float) -> tuple:
     for j, item in enumerate(items):
         data = (item or {}).get("bytes")
         if not data:
-            bad[j] = "no image bytes"
+            bad[j] = no_bytes_reason(item)
             continue
         try:
             good.append(fit_to_resolution(decode_image(data), resolution, max_aspect))
@@ -184,6 +195,8 @@ def invert_schema(cfg: InvertConfig, G, id_field: pa.Field) -> pa.Schema:
     if cfg.keep_target:
         fields.append(pa.field("target", IMAGE_TYPE))
     fields += [pa.field(m, pa.float32()) for m in METRICS] + [pa.field("steps", pa.int32())]
+    if cfg.identity_metric:
+        fields += [pa.field(m, pa.float32()) for m in IDENTITY]
     meta = {"gankit.job": "invert", "gankit.resolution": str(G.img_resolution),
             "gankit.num_ws": str(G.num_ws), "gankit.space": cfg.space}
     return pa.schema(fields, metadata=meta)
@@ -221,21 +234,22 @@ class Inverter(PartWorker):
             return write_bad_file(self.out, self.src, path, spec, schema, self.id_column,
                                   "invert", self.inputs.bad[spec.index])
         read = pa.schema([id_field, self.inputs.schema.field(self.cfg.image_column)])
-        pf = storage.open_parquet(self.src, path)
         errors, start = [], spec.start
+        tables = part_tables(self.src, self.inputs, spec, self.cfg.image_column, read.names,
+                             self.cfg.batch_size)
         with PartWriter(self.out, storage.part_name(spec.index), schema) as w, \
                 StepWriter(w) as steps:
-            for batch in pf.iter_batches(batch_size=self.cfg.batch_size, columns=read.names):
-                table = conform(pa.Table.from_batches([batch]), read)   # an int64 image_id
+            for table in tables:
+                n = table.num_rows
+                table = conform(table, read)                            # an int64 image_id
                 table, errs = self.invert_batch(table, start, schema)   # becomes a string
                 errors += errs
-                start += batch.num_rows
+                start += n
                 steps.put(table)
             steps.finish()
             runtime.commit_errors(self.out, spec, errors)
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": len(errors)})
-        pf.close()
         return {"rows": w.rows, "errors": len(errors)}
 
     def invert_batch(self, table: pa.Table, start: int, schema: pa.Schema) -> tuple:
@@ -271,10 +285,20 @@ class Inverter(PartWorker):
         from gankit.images import from_uint8
         recon = self.stored(res.reconstruction)
         target = self.stored(from_uint8(u8)) if self.cfg.keep_target else None
-        return lambda: self.finish_table(schema, ids, res, recon, target)
+        scores = self.identity_scores(u8, res.reconstruction) \
+            if self.cfg.identity_metric else {}
+        return lambda: self.finish_table(schema, ids, res, recon, target, scores)
+
+    def identity_scores(self, u8: np.ndarray, reconstruction) -> dict:
+        """{column: [n] float32} of each reconstruction against its input's face."""
+        from gankit.identity import identity_scores, reference_faces
+        from gankit.images import to_uint8
+        reference, landmarks = reference_faces(u8)                     # [n, 128]
+        scores = identity_scores(reference, landmarks, to_uint8(reconstruction))
+        return dict(zip(IDENTITY, scores))
 
     def finish_table(self, schema: pa.Schema, ids: list, res, recon: list,
-                     target: Optional[list]) -> pa.Table:
+                     target: Optional[list], scores: dict) -> pa.Table:
         from gankit.data import image_column
         n = len(ids)
         ws = res.ws.cpu().numpy()                                       # [n, num_ws, w_dim]
@@ -293,6 +317,7 @@ class Inverter(PartWorker):
             v = getattr(res, m)
             cols[m] = pa.array(v.cpu().numpy().astype(np.float32)) if v is not None \
                 else pa.nulls(n, pa.float32())
+        cols.update({m: pa.array(v, pa.float32(), from_pandas=False) for m, v in scores.items()})
         return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
 
 
@@ -306,9 +331,13 @@ def run_invert(cfg: InvertConfig) -> dict:
     runtime.check_model("model", cfg.model, "generator")
     runtime.check_model("feature_net", cfg.feature_net, "feature net")
     runtime.check_model("encoder", cfg.encoder_spec(), "encoder")
+    if cfg.identity_metric:
+        from jobs.align import check_faces_extra
+        check_faces_extra()
     src = storage.open_store(cfg.images, cfg.storage)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
-    inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images, keep=[])
+    inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images, keep=[],
+                               out=out, images_per_part=cfg.images_per_part)
     for k, why in inputs.bad.items():
         log.info(f"[invert] {why}: its rows become error records")
     runtime.ensure_ray()
@@ -317,7 +346,7 @@ def run_invert(cfg: InvertConfig) -> dict:
     kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs, "device": actors.device,
               "cpus": actors.num_cpus}
     identity = dict(cfg.identity(precision), input_rows=inputs.rows,
-                    input_parts=len(inputs.plan))
+                    input_parts=len(inputs.plan), **inputs.identity())
     return runtime.run_parts("invert", out, inputs.plan, Inverter, kwargs, identity,
                              public_config(cfg), actors)
 

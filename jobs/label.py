@@ -3,7 +3,8 @@
 Input: a dataset of Parquet files with an image column (struct {bytes, path}; PNG, JPEG or
 WebP bytes)
 and an id column (`sample_id` or `image_id`): a gankit dataset (`part-XXXXX.parquet`) or
-any directory of `*.parquet` files (taken in name order, file j = part j).
+any directory of `*.parquet` files (taken in name order, file j = part j); or image files
+(a folder, a glob, a .txt list: jobs.image_inputs), `images_per_part` to a part.
 Output part k <- input part k: the id, the kept input columns, and `logit_<attr>` float32.
 
 Bad rows (no bytes, undecodable bytes, not RESOLUTION x RESOLUTION) are left out of the
@@ -30,17 +31,19 @@ from jobs.rendering import classify, setup_device
 from jobs.runtime import PartWorker
 from jobs.config import option, require
 from jobs.config import public_config
-from jobs.image_inputs import (ImageInputs, conform, decode_rows, first_resolution,
-                               plan_image_inputs, write_bad_file)
+from jobs.image_inputs import (ImageInputOptions, ImageInputs, conform, decode_rows,
+                               inputs_resolution, part_tables, plan_image_inputs,
+                               write_bad_file)
 from jobs.storage import PartSpec, PartWriter, Store
 
 log = logging.getLogger("gankit")
 
 
 @dataclass
-class LabelConfig(ActorOptions, ClassifierOptions, StorageOptions):
-    images: str = option("", "input dataset URL: a directory of Parquet files with an image "
-                             "column", required=True)
+class LabelConfig(ActorOptions, ClassifierOptions, StorageOptions, ImageInputOptions):
+    images: str = option("", "input URL: a directory of Parquet files with an image column, "
+                             "a folder of images, a glob or a .txt list of image URLs",
+                         required=True)
     out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
     classifier: str = option("toy", "'toy', a .pt / .pt2 / .safetensors file or "
                                     "package.module:factory")
@@ -109,13 +112,13 @@ class Labeler(PartWorker):
         if spec.index in self.inputs.bad:
             return write_bad_file(self.out, self.src, path, spec, schema, self.id_column,
                                   "label", self.inputs.bad[spec.index])
-        pf = storage.open_parquet(self.src, path)
         read = pa.schema([self.inputs.schema.field(f.name) for f in schema
                           if f.name in self.inputs.schema.names]
                          + [self.inputs.schema.field(self.cfg.image_column)])
         errors = []
-        decoding = (self.decode(conform(pa.Table.from_batches([batch]), read))  # part-aligned
-                    for batch in pf.iter_batches(batch_size=step, columns=read.names))
+        tables = part_tables(self.src, self.inputs, spec, self.cfg.image_column, read.names,
+                             step)
+        decoding = (self.decode(conform(table, read)) for table in tables)   # part-aligned
         with PartWriter(self.out, storage.part_name(spec.index), schema) as w, \
                 StepWriter(w) as steps:
             for table, chunks in one_ahead(decoding):
@@ -125,7 +128,6 @@ class Labeler(PartWorker):
             runtime.commit_errors(self.out, spec, errors)
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": len(errors)})
-        pf.close()
         return {"rows": w.rows, "errors": len(errors)}
 
     def decode(self, table: pa.Table) -> tuple:
@@ -207,12 +209,11 @@ def run_label(cfg: LabelConfig) -> dict:
     src = storage.open_store(cfg.images, cfg.storage)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images,
-                               cfg.keep_columns)
+                               cfg.keep_columns, out, cfg.images_per_part)
     missing = [n for n in cfg.keep_columns or [] if n not in inputs.schema.names]
     config.require(not missing, "keep_columns",
                     f"{missing} are not columns of {cfg.images}")
-    good = {k: p for k, p in inputs.parts.items() if k not in inputs.bad}
-    resolution = cfg.resolution or first_resolution(src, good, cfg.image_column)
+    resolution = cfg.resolution or inputs_resolution(src, inputs, cfg.image_column)
     for k, why in inputs.bad.items():
         log.info(f"[label] {why}: its rows become error records")
     runtime.ensure_ray()
@@ -221,6 +222,6 @@ def run_label(cfg: LabelConfig) -> dict:
     kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs, "resolution": resolution,
               "device": actors.device, "cpus": actors.num_cpus}
     identity = dict(cfg.identity(precision), resolution=resolution, input_rows=inputs.rows,
-                    input_parts=len(inputs.plan))
+                    input_parts=len(inputs.plan), **inputs.identity())
     return runtime.run_parts("label", out, inputs.plan, Labeler, kwargs, identity,
                              public_config(cfg), actors)

@@ -16,6 +16,10 @@ or JSON config.
     edit:   {strengths: [-3, 0, 3], count: 16}      # boundaries: default all W ones
     report: {}                        # passed to jobs.report when it is installed
 
+Photos to edits: `stages: [align, invert, edit, report]` with `align: {images: FOLDER}`
+aligns the photos' faces (a folder, a glob, a .txt list or Parquet: jobs.image_inputs) at the
+generator's resolution into root/aligned/, which the invert stage reads.
+
 What the edit stage edits: `edit.latents` when the config sets it; else the `invert` stage's
 output when that stage runs (invert then edit: `invert: {images: s3://.../faces, space: wp,
 save_noise: true, keep_target: true}` and `edit: {keep_input: true}` give each real image,
@@ -41,11 +45,11 @@ from jobs.config import ConfigError, choice, config_from_dict, require
 
 log = logging.getLogger("gankit")
 
-STAGES = ("sample", "fit", "heldout", "invert", "edit", "report")
+STAGES = ("sample", "fit", "heldout", "align", "invert", "edit", "report")
 WIRED = {"sample": ("out",), "fit": ("samples", "out"), "heldout": ("out",),
-         "invert": ("out",), "edit": ("index", "out")}
+         "align": ("out",), "invert": ("out",), "edit": ("index", "out")}
 DEFAULT_STAGES = ("sample", "fit", "edit", "report")
-FOLDERS = {"sample": "samples", "edit": "edits", "invert": "inverted"}
+FOLDERS = {"sample": "samples", "edit": "edits", "invert": "inverted", "align": "aligned"}
 
 
 @dataclass
@@ -58,7 +62,9 @@ class PipelineConfig(ActorOptions):
     sample: dict = field(default_factory=dict)    # SampleConfig fields
     fit: dict = field(default_factory=dict)       # FitConfig fields
     heldout: dict = field(default_factory=dict)   # SampleConfig fields of fresh samples
-    invert: dict = field(default_factory=dict)    # InvertConfig fields (images: URL)
+    align: dict = field(default_factory=dict)     # AlignConfig fields (images: the photos)
+    invert: dict = field(default_factory=dict)    # InvertConfig fields (images: URL, or
+                                                  # the align stage's output when it runs)
     edit: dict = field(default_factory=dict)      # EditConfig fields
     report: dict = field(default_factory=dict)    # jobs.report's config fields
 
@@ -70,6 +76,8 @@ class PipelineConfig(ActorOptions):
         options.validate(self)
         require(not {"heldout", "invert"} <= set(self.stages), "stages",
                 "can hold heldout or invert, not both: the edit stage edits one of them")
+        require("align" not in self.stages or "invert" in self.stages, "stages",
+                "holds align without invert: the aligned faces feed the invert stage")
 
     def url(self, stage: str) -> str:
         return f"{self.root.rstrip('/')}/{FOLDERS.get(stage, stage)}"
@@ -151,14 +159,37 @@ def stage_configs(cfg: PipelineConfig) -> dict:
         fresh.update(seed=configs["sample"].seed + 1, out=cfg.url("heldout"))
         configs["heldout"] = config_from_dict(SampleConfig, _section(cfg, "heldout", fresh),
                                               "heldout")
+    if "align" in cfg.stages:
+        configs["align"] = align_config(cfg, actor)
     if "invert" in cfg.stages:
+        wired = {"images": cfg.url("align")} if "align" in cfg.stages else {}
+        if wired and "images" in cfg.invert:
+            raise ConfigError("invert.images", "is set by the pipeline to the align stage's "
+                              "output; remove it (align.images names the photos)")
         configs["invert"] = config_from_dict(InvertConfig, _section(cfg, "invert", dict(
-            actor, model=cfg.model, out=cfg.url("invert"))), "invert")
+            actor, model=cfg.model, out=cfg.url("invert"), **wired)), "invert")
     edit = _section(cfg, "edit", dict(actor, model=cfg.model, classifier=cfg.classifier,
                                       latents=cfg.edit_latents(), index=cfg.url("fit"),
                                       out=cfg.url("edit")))
     configs["edit"] = config_from_dict(EditConfig, edit, "edit")
     return configs
+
+
+def align_config(cfg: PipelineConfig, actor: dict):
+    """The align stage's config (its resolution: the section's, else the generator's, set
+    by run_pipeline: the aligned faces are what invert fits to G)."""
+    from jobs.align import AlignConfig
+    return config_from_dict(AlignConfig, _section(cfg, "align", dict(actor, out=cfg.url(
+        "align"))), "align")
+
+
+def at_generator_resolution(cfg: PipelineConfig, align):
+    """`align` at the generator's resolution unless the align section sets one."""
+    from gankit import zoo
+    if "resolution" in cfg.align:
+        return align
+    size = zoo.load_generator(cfg.model).img_resolution
+    return dataclasses.replace(align, resolution=int(size))
 
 
 def run_report_stage(cfg: PipelineConfig) -> object:
@@ -183,6 +214,7 @@ def run_report_stage(cfg: PipelineConfig) -> object:
 
 def run_pipeline(cfg: PipelineConfig) -> dict:
     """Run the configured stages in order; returns {stage: its result}."""
+    from jobs.align import run_align
     from jobs.edit import run_edit
     from jobs.fit import run_fit
     from jobs.invert import run_invert
@@ -190,7 +222,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     cfg.validate()
     configs = stage_configs(cfg)
     runners = {"sample": run_sample, "fit": run_fit, "heldout": run_sample,
-               "invert": run_invert, "edit": run_edit}
+               "align": run_align, "invert": run_invert, "edit": run_edit}
     results = {}
     for stage in STAGES:
         if stage not in cfg.stages:
@@ -198,6 +230,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         log.info(f"[pipeline] stage {stage} -> {cfg.url(stage)}")
         if stage == "report":
             results[stage] = run_report_stage(cfg)
+        elif stage == "align":
+            results[stage] = run_align(at_generator_resolution(cfg, configs["align"]))
         else:
             results[stage] = runners[stage](configs[stage])
     return results
