@@ -119,7 +119,8 @@ def test_flags_reach_the_config():
 class OomWorker(PartWorker):
     """A stand-in for a GPU stage: model calls on more than 4 rows run out of memory."""
 
-    def __init__(self, micro_batch: int):
+    def __init__(self, micro_batch: int, out):
+        super().__init__(out)
         self.cfg = type("Cfg", (), {"micro_batch": micro_batch})()
 
     def fits(self, m: int) -> bool:
@@ -131,11 +132,12 @@ class OomWorker(PartWorker):
         self.fits(self.cfg.micro_batch)
 
 
-def test_out_of_memory_names_micro_batch_and_the_size_that_fit():
+def test_out_of_memory_names_micro_batch_and_the_size_that_fit(tmp_path):
     from jobs.runtime import PartFailed
-    batch = {"index": np.array([3]), "start": np.array([0]), "stop": np.array([10])}
+    batch = {"index": np.array([3]), "start": np.array([0]), "stop": np.array([10]),
+             "run": np.array(["run"]), "attempts": np.array([3])}
     with pytest.raises(PartFailed) as e:
-        OomWorker(32)(batch)
+        OomWorker(32, storage.open_store(str(tmp_path), create=True))(batch)
     msg = str(e.value)
     assert "part 00003" in msg and "micro_batch=32" in msg
     assert "micro_batch=4 fits: rerun with --micro-batch 4" in msg
