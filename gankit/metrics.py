@@ -210,6 +210,7 @@ def ppl_distances(G, distance_fn: Callable, cfg: PPLConfig,
     if rows.step != 1 or not 0 <= rows.start <= rows.stop <= cfg.n:
         raise ValueError(f"rows must be a contiguous range inside [0, {cfg.n}), got {rows}")
     z0, z1, t = ppl_endpoints(cfg, G.z_dim, rows)
+    resolution = G.img_resolution if cfg.crop else None
     out = []
     for s in range(0, len(rows), cfg.batch_size):
         b = slice(s, s + cfg.batch_size)
@@ -217,7 +218,7 @@ def ppl_distances(G, distance_fn: Callable, cfg: PPLConfig,
         paths = range(rows.start + s, rows.start + s + len(ws_a))
         noises = path_noises(G, cfg.seed, paths) if cfg.noise == "random" else None
         with torch.no_grad():
-            images = [ppl_view(_synthesize(G, ws, noises), G.img_resolution, cfg.crop)
+            images = [ppl_view(_synthesize(G, ws, noises), resolution, cfg.crop)
                       for ws in (ws_a, ws_b)]                           # both ends, same noise
             d = distance_fn(*images)                                     # [B]
         out.append(d.double().cpu().numpy() / cfg.epsilon ** 2)
@@ -251,7 +252,7 @@ def ppl_crop(images: torch.Tensor) -> torch.Tensor:
     return images[:, :, c * 3: c * 7, c * 2: c * 6]
 
 
-def ppl_view(images: torch.Tensor, resolution: int, crop: bool) -> torch.Tensor:
+def ppl_view(images: torch.Tensor, resolution: Optional[int], crop: bool) -> torch.Tensor:
     """What the feature net sees. Without crop: the rendered images (an LPIPS net
     downsamples them to 256 itself). With crop: NVIDIA's sampler, the crop, then a box
     downsample by G's resolution // 256: the crop of a 1024 px face reaches VGG at 128 px."""
