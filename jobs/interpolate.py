@@ -201,6 +201,12 @@ def write_figure(cfg: FigureOptions, name: str, cells: np.ndarray, rows: list, c
     return f"{cfg.out.rstrip('/')}/{name}.png"
 
 
+def path_frames(cells: np.ndarray) -> np.ndarray:
+    """Grid rows [P, T, H, W, 3] -> one walk through every source [P * (T - 1) + 1, H, W, 3]:
+    a row's first image is the previous row's last, shown once."""
+    return np.concatenate([cells[0]] + [row[1:] for row in cells[1:]])
+
+
 def animation(frames: np.ndarray, fmt: str, frame_ms: int) -> bytes:
     """uint8 frames [T, H, W, 3] -> an endlessly looping GIF or WebP (Pillow, no other
     dependency)."""
@@ -237,7 +243,7 @@ def run_interpolate(cfg: InterpolateConfig) -> dict:
         from jobs import storage as st
         name = f"interpolate.{cfg.animation}"
         st.open_store(cfg.out, cfg.storage, create=True).write_bytes(
-            name, animation(images, cfg.animation, cfg.frame_ms))
+            name, animation(path_frames(cells), cfg.animation, cfg.frame_ms))
         doc["animation"] = f"{cfg.out.rstrip('/')}/{name}"
     print(f"wrote {doc['grid']}" + (f" and {doc['animation']}" if "animation" in doc else ""))
     return doc
