@@ -17,7 +17,7 @@ from gankit.images import to_uint8
 from gankit.latents import interpolation_path, latents_in_space, mix_layers, sample_z
 from gankit.report import labelled_grid
 from jobs.cli import main
-from jobs.interpolate import InterpolateConfig, StyleMixConfig, run_interpolate, run_style_mix
+from jobs.interpolate import InterpolateConfig, run_interpolate
 
 
 def test_interpolation_path_ends_are_the_inputs():
