@@ -245,7 +245,8 @@ def path_noises(G, seed: int, paths: range) -> Optional[list]:
 
 def ppl_crop(images: torch.Tensor) -> torch.Tensor:
     """NVIDIA's PPL face crop (`crop=True`): rows [3H/8, 7H/8), columns [2W/8, 6W/8) of a
-    square image, in units of H // 8 as its sampler computes them. [N, C, H, H] -> [N, C, H/2, H/2]"""
+    square image, in units of H // 8 as its sampler computes them.
+    [N, C, H, H] -> [N, C, H/2, H/2]"""
     if images.shape[2] != images.shape[3]:
         raise ValueError(f"PPL crop needs square images, got {list(images.shape[2:])}")
     c = images.shape[2] // 8

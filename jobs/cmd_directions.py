@@ -78,7 +78,8 @@ def directions_command(args: argparse.Namespace) -> int:
     _write(f"{out}/directions.npy", buf.getvalue())
     grids = write_grids(G, result, out, args.grid_seeds, args.seed)
     doc = result.to_json()
-    doc.update(torgb=args.torgb, model=args.model, classifier=args.classifier, strengths=list(STRENGTHS),
+    doc.update(torgb=args.torgb, model=args.model, classifier=args.classifier,
+               strengths=list(STRENGTHS),
                vectors="directions.npy")
     for entry, path in zip(doc["directions"], grids):
         entry["grid"] = path.rsplit("/", 1)[-1]

@@ -61,7 +61,8 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions):
     out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
     model: str = option("toy", "generator: 'toy', a checkpoint path or package.module:factory")
     space: str = option("w", "w, or wp (W+)", choices=("w", "wp"))
-    mode: str = option("optimize", "optimize: from w_avg (the loss: --loss); encode: the encoder's w+ (0 steps, "
+    mode: str = option("optimize", "optimize: from w_avg (the loss: --loss); encode: the "
+                                   "encoder's w+ (0 steps, "
                                    "needs --space wp); hybrid: the encoder's w+ refined by "
                                    "--steps steps (in w from its layer mean)", choices=MODES)
     encoder: Optional[str] = option(None, "W+ encoder for encode / hybrid: 'toy' or a native "
