@@ -78,20 +78,38 @@ def parse_layers(text: str, num_ws: int) -> tuple:
 # SeFa
 
 
-def sefa_matrix(G, layers: Layers = "all") -> torch.Tensor:
-    """A: the chosen layers' affine weights (weight * weight_gain), stacked along rows and
-    row-normalised: float64 [sum C_in, w_dim]."""
+SEFA_TORGB = ("last", "all")
+
+
+def sefa_affines(G, layers: Layers = "all", torgb: str = "last") -> list:
+    """The style affines SeFa factorises, [(ws_index, name, layer)] in range `layers`.
+    torgb='last' is genforce/sefa's rule (`factorize_weight`): on a skip generator it takes
+    layer i's convolution for ws index i, and the output (last) torgb for the last index, so
+    the intermediate torgbs, which share a ws index with the next block's conv0, are left out.
+    torgb='all' adds them. A StyleGAN3 generator's own list is used as it is."""
+    if torgb not in SEFA_TORGB:
+        raise ValueError(f"torgb must be one of {SEFA_TORGB}, got {torgb!r}")
     start, stop = layer_range(layers, G.num_ws)
+    affines = style_affines(G)
+    if torgb == "last" and not hasattr(G.synthesis, "style_affines"):
+        torgbs = [i for i, a in enumerate(affines) if a[1].endswith(".torgb")]
+        affines = [a for i, a in enumerate(affines) if i not in torgbs[:-1]]
+    return [a for a in affines if start <= a[0] < stop]
+
+
+def sefa_matrix(G, layers: Layers = "all", torgb: str = "last") -> torch.Tensor:
+    """A: the chosen affines' weights (weight * weight_gain, see sefa_affines), stacked along
+    rows and row-normalised: float64 [sum C_in, w_dim]."""
     rows = [fc.weight.detach().double() * fc.weight_gain                # [C_in, w_dim]
-            for idx, _, fc in style_affines(G) if start <= idx < stop]
+            for _, _, fc in sefa_affines(G, layers, torgb)]
     A = torch.cat(rows, dim=0)
     return A / A.norm(dim=1, keepdim=True)
 
 
-def sefa(G, layers: Layers = "all", top: Optional[int] = None) -> tuple:
+def sefa(G, layers: Layers = "all", top: Optional[int] = None, torgb: str = "last") -> tuple:
     """SeFa directions: eigenvalues [K] (descending) and unit eigenvectors [K, w_dim] of
     A^T A, from a symmetric eigen-solver."""
-    A = sefa_matrix(G, layers).cpu()                                       # [R, w_dim]
+    A = sefa_matrix(G, layers, torgb).cpu()                                # [R, w_dim]
     values, vectors = torch.linalg.eigh(A.T @ A)                           # ascending
     order = torch.argsort(values, descending=True)[:top]
     return values[order].numpy(), vectors[:, order].T.contiguous().numpy()
@@ -271,6 +289,7 @@ class DirectionsConfig:
     method: str = "sefa"           # 'sefa' (closed form) or 'pca' (GANSpace)
     top: int = 10                  # directions kept
     layers: Layers = "all"         # SeFa: affines used; both: layers the edits apply to
+    torgb: str = "last"            # SeFa: 'last' torgb only (genforce/sefa) or 'all' of them
     n_samples: int = 10000         # w samples for PCA and for every direction's std
     seed: int = 0
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
@@ -299,7 +318,7 @@ def find_directions(G, classifier=None, cfg: DirectionsConfig = DirectionsConfig
     layers = layer_range(cfg.layers, G.num_ws)
     w = sample_w(G, cfg.n_samples, cfg.seed)                               # [N, w_dim]
     if cfg.method == "sefa":
-        values, vectors = sefa(G, layers, cfg.top)
+        values, vectors = sefa(G, layers, cfg.top, cfg.torgb)
     else:
         vectors, std, _ = pca(w, cfg.top)
         values = std ** 2

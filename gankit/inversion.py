@@ -18,6 +18,11 @@ cosine ramp-down over the last 25%, w noise 0.05 * w_std ramped quadratically to
 first 75%, noise regularisation 1e5 (multi-scale autocorrelation), noise maps renormalised to
 zero mean and unit variance after every step.
 
+Losses: 'mse+perceptual' (the default) sums mse_weight * pixel MSE and perceptual_weight *
+the feature-net distance, starting from G's tracked w_avg: NVIDIA's schedule with an extra
+pixel term. 'nvidia' is NVIDIA's projector itself: the feature-net distance alone (LPIPS with
+its vgg16.pt) from the mean of `w_avg_samples` mapped z drawn as its projector draws them.
+
 Modes: 'optimize' starts at w_avg (NVIDIA); 'encode' returns an encoder's output as it is
 (`init_ws`, 0 steps, G's const noise: what the encoder was trained with); 'hybrid' starts at
 the encoder's output and G's const noise maps and refines them for `steps` (K) steps, so
@@ -36,6 +41,7 @@ import torch.nn.functional as F
 
 SPACES = ("w", "wp")
 MODES = ("optimize", "encode", "hybrid")
+LOSSES = ("mse+perceptual", "nvidia")
 
 
 @dataclass
@@ -53,7 +59,8 @@ class InversionConfig:
     w_avg_samples: int = 10_000        # mapped z used to estimate w_std
     optimize_noise: bool = True        # optimise per-image noise maps (else G's const noise)
     noise_reg_weight: float = 1e5      # weight of the noise autocorrelation penalty
-    mse_weight: float = 1.0            # weight of the pixel MSE (NVIDIA's projector: 0)
+    loss: str = "mse+perceptual"       # or 'nvidia': perceptual only, from sampled w mean
+    mse_weight: float = 1.0            # weight of the pixel MSE ('nvidia' ignores it)
     perceptual_weight: float = 1.0     # weight of the feature-net distance (needs a net)
     early_stop_loss: Optional[float] = None  # freeze an image once its loss is below this
     seed: int = 0                      # image i's randomness comes from (seed, index_i)
@@ -63,6 +70,8 @@ class InversionConfig:
             raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.mode == "encode" and self.space != "wp":
             raise ValueError("mode 'encode' needs space 'wp': the encoder outputs W+ latents "
                              "(use 'hybrid' to start a W optimisation from their layer mean)")
@@ -127,14 +136,20 @@ def per_image_randn(gens: list, shape: tuple, device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def w_stats(G, samples: int = 10_000, seed: int = 123) -> tuple:
-    """(w_avg [w_dim], w_std scalar): the tracked w_avg, std from `samples` mapped z.
-    w_std = sqrt(mean_i ||w_i - w_avg||^2), as NVIDIA's projector."""
+def w_stats(G, samples: int = 10_000, seed: int = 123, sampled_mean: bool = False) -> tuple:
+    """(w_avg [w_dim], w_std scalar) from `samples` mapped z; w_std = sqrt(mean_i ||w_i -
+    w_avg||^2), as NVIDIA's projector. w_avg is G's tracked w_avg, or with `sampled_mean`
+    the mean of the mapped samples, z drawn by numpy's RandomState(seed) as NVIDIA's
+    projector draws them (loss 'nvidia')."""
     device = G.mapping.w_avg.device
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    z = torch.randn([samples, G.z_dim], generator=gen).to(device)
+    if sampled_mean:
+        z = torch.from_numpy(np.random.RandomState(seed).randn(samples, G.z_dim)).float()
+    else:
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        z = torch.randn([samples, G.z_dim], generator=gen)
+    z = z.to(device)                                                         # [S, z_dim]
     w = torch.cat([G.mapping(zc, None)[:, 0] for zc in z.split(2048)])      # [S, w_dim]
-    w_avg = G.mapping.w_avg.detach().clone()
+    w_avg = w.mean(0) if sampled_mean else G.mapping.w_avg.detach().clone()
     return w_avg, float(((w - w_avg).square().sum() / samples).sqrt())
 
 
@@ -239,8 +254,12 @@ def synthesize(G, w_opt: torch.Tensor, noises: Optional[list]) -> torch.Tensor:
 
 
 def reconstruction_loss(cfg: InversionConfig, images, targets, feature_net, target_features):
-    """(loss [B], perceptual [B] or None): mse_weight * MSE + perceptual_weight * dist."""
-    loss = cfg.mse_weight * pixel_mse(images, targets) if cfg.mse_weight else 0
+    """(loss [B], perceptual [B] or None): mse_weight * MSE + perceptual_weight * dist, or
+    with loss 'nvidia' the distance alone."""
+    mse_weight = 0 if cfg.loss == "nvidia" else cfg.mse_weight
+    loss = mse_weight * pixel_mse(images, targets) if mse_weight else 0
+    if cfg.loss == "nvidia" and feature_net is None:
+        raise ValueError("loss 'nvidia' needs a feature net (NVIDIA's LPIPS vgg16.pt)")
     dist = None
     if feature_net is not None:
         dist = feature_net.distance(feature_net.features(images), target_features)
@@ -248,6 +267,17 @@ def reconstruction_loss(cfg: InversionConfig, images, targets, feature_net, targ
     if not torch.is_tensor(loss):
         raise ValueError("the loss is empty: set mse_weight > 0 or give a feature net")
     return loss, dist
+
+
+def start_stats(G, cfg: InversionConfig, steps: int, w_std: Optional[float]) -> tuple:
+    """(w_avg, w_std) the optimisation starts from: a given w_std skips the sampling, except
+    under loss 'nvidia', whose start is the sampled mean itself."""
+    if steps and cfg.loss == "nvidia":
+        w_avg, sampled_std = w_stats(G, cfg.w_avg_samples, sampled_mean=True)
+        return w_avg, sampled_std if w_std is None else w_std
+    if steps and w_std is None:
+        return w_stats(G, cfg.w_avg_samples)
+    return G.mapping.w_avg, w_std or 0.0
 
 
 def invert(G, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(),
@@ -268,8 +298,7 @@ def invert(G, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(),
     indices = list(range(B)) if indices is None else [int(i) for i in indices]
     G = G.requires_grad_(False)
     steps = 0 if cfg.mode == "encode" else cfg.steps
-    w_avg, est_std = w_stats(G, cfg.w_avg_samples) if w_std is None and steps else \
-        (G.mapping.w_avg, w_std or 0.0)
+    w_avg, est_std = start_stats(G, cfg, steps, w_std)
     gens = image_generators(cfg.seed, indices)
     targets = targets.to(torch.float32)
     target_features = None

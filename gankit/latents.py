@@ -173,3 +173,41 @@ def style_mix(ws_a, ws_b, crossover: int):
         raise ValueError(f"crossover must be in [0, {a_t.shape[1]}], got {crossover}")
     out = torch.cat([a_t[:, :crossover], b_t[:, crossover:].to(a_t.dtype)], dim=1)
     return _like(out, ws_a)
+
+
+def mix_layers(ws_row, ws_col, layers):
+    """StyleGAN's style-mixing figure: ws_row [N, L, D] with ws_col's styles on the ws
+    indices `layers` (the columns' source sets those layers, the rows' source the rest)."""
+    row_t, col_t = _to_torch(ws_row), _to_torch(ws_col).to(_to_torch(ws_row).dtype)
+    if row_t.ndim != 3 or row_t.shape != col_t.shape:
+        raise ValueError(f"ws_row and ws_col must be the same [N, L, D] shape, got "
+                         f"{list(row_t.shape)} and {list(col_t.shape)}")
+    layers = sorted(set(int(i) for i in layers))
+    if layers and not 0 <= layers[0] <= layers[-1] < row_t.shape[1]:
+        raise ValueError(f"layers must be ws indices in [0, {row_t.shape[1]}), got {layers}")
+    out = row_t.clone()
+    out[:, layers] = col_t[:, layers]
+    return _like(out, ws_row)
+
+
+def interpolation_path(a, b, steps: int, space: str) -> torch.Tensor:
+    """`steps` latents from a to b, ends included: t = 0, 1/(steps-1), ..., 1.
+    'z': slerp of the directions with the norms lerped, so the ends are a and b themselves
+    (latents.slerp alone returns unit vectors); 'w', 'wp': lerp. a, b: [D] or [L, D] ->
+    [steps, D] or [steps, L, D]."""
+    _check_space(space)
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2 (the two ends), got {steps}")
+    a_t = _to_torch(a).to(torch.float32)
+    b_t = _to_torch(b).to(torch.float32)
+    t = torch.linspace(0, 1, steps, dtype=torch.float64)
+    t = t.reshape(steps, *([1] * a_t.ndim))                            # [T, 1(, 1)]
+    a64, b64 = a_t[None].double(), b_t[None].double()                  # [1, (L,) D]
+    if space == "z":
+        norm = lerp(a64.norm(dim=-1, keepdim=True), b64.norm(dim=-1, keepdim=True), t)
+        path = slerp(a64, b64, t) * norm                                # [T, D]
+    else:
+        path = lerp(a64, b64, t)                                        # [T, (L,) D]
+    path = path.float()
+    path[0], path[-1] = a_t, b_t    # the ends bit-exact, so they render as the inputs do
+    return path

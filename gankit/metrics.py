@@ -31,10 +31,12 @@ def _device(G) -> torch.device:
     return next(G.parameters()).device
 
 
-def _synthesize(G, ws: torch.Tensor) -> torch.Tensor:
-    """ws [N, num_ws, w_dim] -> images [N, C, H, W]; const noise so noise adds no variation."""
+def _synthesize(G, ws: torch.Tensor, noises: Optional[list] = None) -> torch.Tensor:
+    """ws [N, num_ws, w_dim] -> images [N, C, H, W]: the given noise maps, else G's const
+    noise (no variation from noise)."""
+    kw = {"noises": noises} if noises is not None else {}
     with torch.no_grad():
-        return G.synthesis(ws.to(_device(G)), noise_mode="const")
+        return G.synthesis(ws.to(_device(G)), noise_mode="const", **kw)
 
 
 def _map(G, z) -> torch.Tensor:
@@ -148,6 +150,10 @@ def lpips_torchscript_features(path: str, device: str = "cpu") -> Callable:
     return features
 
 
+PPL_NOISE = ("random", "const")
+NOISE_STREAM = 1   # SeedSequence word that keeps a path's noise apart from its z draws
+
+
 @dataclass
 class PPLConfig:
     n: int = 2000                  # number of paths (the paper: 100K)
@@ -156,12 +162,17 @@ class PPLConfig:
     epsilon: float = 1e-4          # step along the path
     batch_size: int = 64
     seed: int = 0
+    crop: bool = False             # NVIDIA's ppl_zfull/wfull/zend/wend: the central face only
+    noise: str = "random"          # 'random': per-path noise maps (NVIDIA draws fresh noise
+                                   # per batch); 'const': G's noise_const buffers
 
     def check(self) -> None:
         if self.space not in ("z", "w"):
             raise ValueError(f"space must be 'z' or 'w', got {self.space!r}")
         if self.sampling not in ("full", "end"):
             raise ValueError(f"sampling must be 'full' or 'end', got {self.sampling!r}")
+        if self.noise not in PPL_NOISE:
+            raise ValueError(f"noise must be one of {PPL_NOISE}, got {self.noise!r}")
         if self.n < 1 or self.batch_size < 1 or not self.epsilon > 0:
             raise ValueError("n and batch_size must be >= 1 and epsilon > 0")
 
@@ -199,14 +210,61 @@ def ppl_distances(G, distance_fn: Callable, cfg: PPLConfig,
     if rows.step != 1 or not 0 <= rows.start <= rows.stop <= cfg.n:
         raise ValueError(f"rows must be a contiguous range inside [0, {cfg.n}), got {rows}")
     z0, z1, t = ppl_endpoints(cfg, G.z_dim, rows)
+    resolution = G.img_resolution if cfg.crop else None
     out = []
     for s in range(0, len(rows), cfg.batch_size):
         b = slice(s, s + cfg.batch_size)
         ws_a, ws_b = _path_ws(G, z0[b], z1[b], t[b], cfg)
+        paths = range(rows.start + s, rows.start + s + len(ws_a))
+        noises = path_noises(G, cfg.seed, paths) if cfg.noise == "random" else None
         with torch.no_grad():
-            d = distance_fn(_synthesize(G, ws_a), _synthesize(G, ws_b))  # [B]
+            images = [ppl_view(_synthesize(G, ws, noises), resolution, cfg.crop)
+                      for ws in (ws_a, ws_b)]                           # both ends, same noise
+            d = distance_fn(*images)                                     # [B]
         out.append(d.double().cpu().numpy() / cfg.epsilon ** 2)
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def path_noises(G, seed: int, paths: range) -> Optional[list]:
+    """Noise maps for a batch of paths, one [B, 1, r, r] per noise layer of G (None when G
+    has none). Path i draws from a torch generator on G's device seeded by (seed, i) only,
+    so a path sees the same noise whatever the batch or shard it falls in; both images of a
+    path share it, as both halves of NVIDIA's batch share its noise buffers."""
+    layers = getattr(G.synthesis, "noise_layers", lambda: [])()
+    if not layers:
+        return None
+    device = _device(G)
+    per_path = []
+    for i in paths:
+        key = np.random.SeedSequence([seed, i, NOISE_STREAM]).generate_state(1, np.uint64)[0]
+        gen = torch.Generator(device=device).manual_seed(int(key) >> 1)   # 63-bit seed
+        per_path.append([torch.randn([1, 1, l.resolution, l.resolution], generator=gen,
+                                     device=device) for l in layers])
+    return [torch.cat(maps) for maps in zip(*per_path)]                 # [B, 1, r, r] each
+
+
+def ppl_crop(images: torch.Tensor) -> torch.Tensor:
+    """NVIDIA's PPL face crop (`crop=True`): rows [3H/8, 7H/8), columns [2W/8, 6W/8) of a
+    square image, in units of H // 8 as its sampler computes them.
+    [N, C, H, H] -> [N, C, H/2, H/2]"""
+    if images.shape[2] != images.shape[3]:
+        raise ValueError(f"PPL crop needs square images, got {list(images.shape[2:])}")
+    c = images.shape[2] // 8
+    return images[:, :, c * 3: c * 7, c * 2: c * 6]
+
+
+def ppl_view(images: torch.Tensor, resolution: Optional[int], crop: bool) -> torch.Tensor:
+    """What the feature net sees. Without crop: the rendered images (an LPIPS net
+    downsamples them to 256 itself). With crop: NVIDIA's sampler, the crop, then a box
+    downsample by G's resolution // 256: the crop of a 1024 px face reaches VGG at 128 px."""
+    if not crop:
+        return images
+    x = ppl_crop(images)                                                 # [N, C, h, h]
+    factor = resolution // 256
+    if factor > 1:
+        n, ch, h, w = x.shape
+        x = x.reshape(n, ch, h // factor, factor, w // factor, factor).mean([3, 5])
+    return x
 
 
 def ppl_summary(d: np.ndarray, cfg: PPLConfig) -> dict:
@@ -217,17 +275,20 @@ def ppl_summary(d: np.ndarray, cfg: PPLConfig) -> dict:
     kept = d[(d >= lo) & (d <= hi)]
     return {"mean": float(d.mean()), "mean_filtered": float(kept.mean()),
             "median": float(np.median(d)), "n": int(len(d)), "space": cfg.space,
-            "sampling": cfg.sampling, "epsilon": cfg.epsilon}
+            "sampling": cfg.sampling, "epsilon": cfg.epsilon, "crop": cfg.crop,
+            "noise": cfg.noise}
 
 
 def perceptual_path_length(G, distance_fn: Callable, n: int = 2000, space: str = "z",
                            sampling: str = "full", epsilon: float = 1e-4,
-                           batch_size: int = 64, seed: int = 0) -> dict:
+                           batch_size: int = 64, seed: int = 0, crop: bool = False,
+                           noise: str = "random") -> dict:
     """StyleGAN perceptual path length over n paths in one process (see ppl_summary).
     `distance_fn(images_a, images_b) -> [N]`, e.g. feature_distance(classifier.features).
+    NVIDIA's published numbers: crop=True, noise='random', LPIPS-VGG16, n=50,000.
     jobs/metrics.py shards the same paths over actors."""
     cfg = PPLConfig(n=n, space=space, sampling=sampling, epsilon=epsilon,
-                    batch_size=batch_size, seed=seed)
+                    batch_size=batch_size, seed=seed, crop=crop, noise=noise)
     return ppl_summary(ppl_distances(G, distance_fn, cfg), cfg)
 
 

@@ -20,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "pca: GANSpace's principal components of sampled w")
     p.add_argument("--top", type=int, default=10, help="directions kept")
     p.add_argument("--layers", default="all", help="'all' or ws range 'start:stop'")
+    p.add_argument("--torgb", default="last", choices=("last", "all"),
+                   help="SeFa on a skip generator: the convolutions' affines plus the last "
+                        "torgb's (genforce/sefa's rule), or every torgb's too")
     p.add_argument("--samples", type=int, default=10000,
                    help="sampled w for PCA and for each direction's std")
     p.add_argument("--annotate-samples", type=int, default=64, help="K edited samples")
@@ -38,7 +41,7 @@ def _config(args: argparse.Namespace, num_ws: int):
     ann = AnnotateConfig(k=args.annotate_samples, sigma=args.sigma,
                          threshold=args.threshold, seed=args.seed)
     return DirectionsConfig(method=args.method, top=args.top,
-                            layers=parse_layers(args.layers, num_ws),
+                            layers=parse_layers(args.layers, num_ws), torgb=args.torgb,
                             n_samples=args.samples, seed=args.seed, annotate=ann)
 
 
@@ -77,7 +80,8 @@ def directions_command(args: argparse.Namespace) -> int:
     _write(f"{out}/directions.npy", buf.getvalue())
     grids = write_grids(G, result, out, args.grid_seeds, args.seed)
     doc = result.to_json()
-    doc.update(model=args.model, classifier=args.classifier, strengths=list(STRENGTHS),
+    doc.update(torgb=args.torgb, model=args.model, classifier=args.classifier,
+               strengths=list(STRENGTHS),
                vectors="directions.npy")
     for entry, path in zip(doc["directions"], grids):
         entry["grid"] = path.rsplit("/", 1)[-1]

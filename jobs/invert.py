@@ -48,7 +48,7 @@ from jobs.cpu_pool import CpuPool, StepWriter, gather
 from jobs.image_inputs import (ImageInputOptions, ImageInputs, conform, no_bytes_reason,
                                part_tables, plan_image_inputs, write_bad_file)
 from gankit.data import latent_column
-from gankit.inversion import MODES
+from gankit.inversion import LOSSES, MODES
 from jobs.config import option, public_config, require
 from jobs.options import ActorOptions, ImageOptions, StorageOptions
 from jobs.rendering import load_models, setup_device
@@ -69,7 +69,8 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
     out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
     model: str = option("toy", "generator: 'toy', a checkpoint path or package.module:factory")
     space: str = option("w", "w, or wp (W+)", choices=("w", "wp"))
-    mode: str = option("optimize", "optimize: from w_avg; encode: the encoder's w+ (0 steps, "
+    mode: str = option("optimize", "optimize: from w_avg (the loss: --loss); encode: the "
+                                   "encoder's w+ (0 steps, "
                                    "needs --space wp); hybrid: the encoder's w+ refined by "
                                    "--steps steps (in w from its layer mean)", choices=MODES)
     encoder: Optional[str] = option(None, "W+ encoder for encode / hybrid: 'toy' or a native "
@@ -80,7 +81,13 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
     feature_net: Optional[str] = option(None, "perceptual features: 'toy', NVIDIA's vgg16.pt, "
                                               "a TorchScript or .pt2 file (default: none, "
                                               "pixel MSE only)")
-    mse_weight: float = option(1.0, "pixel MSE weight")
+    loss: str = option("mse+perceptual", "mse+perceptual: mse_weight * pixel MSE + "
+                                         "perceptual_weight * feature distance from G's "
+                                         "w_avg (NVIDIA's schedule plus a pixel term); "
+                                         "nvidia: NVIDIA's projector, the feature distance "
+                                         "alone (give its vgg16.pt) from the mean of 10,000 "
+                                         "mapped z", choices=LOSSES)
+    mse_weight: float = option(1.0, "pixel MSE weight (loss mse+perceptual)")
     perceptual_weight: float = option(1.0, "feature distance weight")
     optimize_noise: bool = option(True, "optimise per-image noise maps", flag="noise")
     noise_reg_weight: float = option(1e5, "noise autocorrelation penalty (NVIDIA's)")
@@ -113,6 +120,8 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
         require(self.steps >= 0, "steps", f"must be >= 0 (got {self.steps})")
         require(self.mse_weight > 0 or bool(self.feature_net), "mse_weight",
                 "must be > 0 when no feature_net is given (the loss would be empty)")
+        require(self.loss != "nvidia" or bool(self.feature_net), "feature_net",
+                "must be given with loss 'nvidia' (NVIDIA's LPIPS vgg16.pt)")
         require(self.lr > 0, "lr", f"must be > 0 (got {self.lr})")
         require(self.max_aspect >= 1, "max_aspect", f"must be >= 1 (got {self.max_aspect})")
         options.validate(self)
@@ -127,6 +136,8 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
             ident.update(mode=self.mode, encoder=self.encoder_spec())
         if self.identity_metric:
             ident["identity_metric"] = True
+        if self.loss != "mse+perceptual":   # likewise
+            ident["loss"] = self.loss
         return dict(ident, **options.identity(self, precision))
 
     def encoder_spec(self) -> Optional[str]:
@@ -140,7 +151,7 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
         return InversionConfig(space=self.space, mode=self.mode, steps=self.steps, lr=self.lr,
                                optimize_noise=self.optimize_noise,
                                noise_reg_weight=self.noise_reg_weight,
-                               mse_weight=self.mse_weight,
+                               loss=self.loss, mse_weight=self.mse_weight,
                                perceptual_weight=self.perceptual_weight,
                                early_stop_loss=self.early_stop_loss, seed=self.seed)
 
@@ -221,7 +232,8 @@ class Inverter(PartWorker):
         self.net = load_feature_net(self.cfg.feature_net, self.device) \
             if self.cfg.feature_net else None
         self.E = load_encoder_for(self.cfg, self.G, self.device)
-        self.w_std = w_stats(self.G, self.cfg.inversion().w_avg_samples)[1] \
+        self.w_std = w_stats(self.G, self.cfg.inversion().w_avg_samples,
+                             sampled_mean=self.cfg.loss == "nvidia")[1] \
             if self.cfg.mode != "encode" else None
 
     def write_part(self, spec: PartSpec) -> dict:

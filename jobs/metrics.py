@@ -56,6 +56,13 @@ class MetricsConfig(ActorOptions, StorageOptions):
     sampling: str = option("full", "PPL path ends: full (t ~ U(0, 1)) or end (t = 0)",
                            choices=("full", "end"))
     epsilon: float = option(1e-4, "PPL step along the path")
+    crop: bool = option(False, "PPL on the central face region, as NVIDIA's ppl_zfull, "
+                               "ppl_wfull, ppl_zend and ppl_wend (their published FFHQ "
+                               "numbers); its box downsample follows theirs")
+    noise: str = option("random", "PPL noise maps: random (NVIDIA's: fresh noise, here drawn "
+                                  "per path from (seed, path), so any sharding gives the same "
+                                  "values) or const (G's constant noise, as older gankit outputs)",
+                        choices=("random", "const"))
     seed: int = option(0, "PPL paths and the separability SVM splits")
     micro_batch: int = option(64, "paths per model call (part of the job's identity)")
     rows_per_part: int = option(1024, "paths per part: a multiple of micro_batch")
@@ -79,7 +86,8 @@ class MetricsConfig(ActorOptions, StorageOptions):
     def ppl_config(self, space: str):
         from gankit.metrics import PPLConfig
         return PPLConfig(n=self.ppl_paths, space=space, sampling=self.sampling,
-                         epsilon=self.epsilon, batch_size=self.micro_batch, seed=self.seed)
+                         epsilon=self.epsilon, batch_size=self.micro_batch, seed=self.seed,
+                         crop=self.crop, noise=self.noise)
 
     def ppl_precision(self) -> str:
         """'auto' means fp32 here on every device, as NVIDIA forces fp32 for PPL: a step of
@@ -90,6 +98,11 @@ class MetricsConfig(ActorOptions, StorageOptions):
         keys = ("model", "feature_net", "ppl_paths", "sampling", "epsilon", "seed",
                 "micro_batch", "rows_per_part")
         ident = {"space": space, **{k: getattr(self, k) for k in keys}}
+        # Outputs written before crop and noise existed used no crop and const noise: those
+        # values join the identity only when they differ, so such outputs resume under
+        # --noise const, and the new default (random noise) never mixes with them.
+        ident.update({"crop": True} if self.crop else {})
+        ident.update({"noise": self.noise} if self.noise != "const" else {})
         return dict(ident, **options.identity(self, self.ppl_precision()))
 
 

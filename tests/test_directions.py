@@ -34,7 +34,7 @@ def _matrix_by_hand(G, names) -> np.ndarray:
 
 def test_sefa_unit_orthogonal_sorted_and_equal_to_svd_of_A():
     G = tiny_generator()
-    values, vectors = D.sefa(G, "all")                              # [16], [16, 16]
+    values, vectors = D.sefa(G, "all", torgb="all")                 # [16], [16, 16]
     np.testing.assert_allclose(vectors @ vectors.T, np.eye(16), atol=1e-10)
     assert np.all(np.diff(values) <= 0)
     A = _matrix_by_hand(G, ["b4.conv1", "b4.torgb", "b8.conv0", "b8.conv1", "b8.torgb"])
@@ -49,11 +49,38 @@ def test_sefa_layer_range_selects_affines():
     G = tiny_generator()
     A = D.sefa_matrix(G, (2, 4))                  # ws 2..3: b8.conv1, b8.torgb (16 + 16 rows)
     np.testing.assert_allclose(A.numpy(), _matrix_by_hand(G, ["b8.conv1", "b8.torgb"]))
+    A = D.sefa_matrix(G, (1, 2))                  # ws 1: b8.conv0 only, b4.torgb left out
+    np.testing.assert_allclose(A.numpy(), _matrix_by_hand(G, ["b8.conv0"]))
+    A = D.sefa_matrix(G, (1, 2), torgb="all")
+    np.testing.assert_allclose(A.numpy(), _matrix_by_hand(G, ["b4.torgb", "b8.conv0"]))
     values, vectors = D.sefa(G, (2, 4), top=3)
     assert vectors.shape == (3, 16) and values.shape == (3,)
     with pytest.raises(ValueError, match="layers"):
         D.sefa(G, (3, 9))
     assert D.parse_layers("1:3", 4) == (1, 3) and D.parse_layers("all", 4) == (0, 4)
+
+
+def _genforce_layer_names(G) -> list:
+    """genforce/sefa's factorize_weight on a StyleGAN2, restated: for ws index i, layer i's
+    convolution (the convolutions numbered in forward order), except the last index, which
+    takes the output torgb."""
+    convs = [f"b{b.resolution}.{n}" for b in G.synthesis.blocks()
+             for n in ("conv0", "conv1") if hasattr(b, n)]
+    last = G.synthesis.blocks()[-1].resolution
+    return [convs[i] if i < G.num_ws - 1 else f"b{last}.torgb" for i in range(G.num_ws)]
+
+
+@pytest.mark.parametrize("resolution", [8, 32])
+def test_sefa_all_layers_follow_genforce_rule(resolution):
+    G = tiny_generator(resolution=resolution)
+    names = _genforce_layer_names(G)
+    assert len(names) == G.num_ws and len(set(names)) == G.num_ws
+    assert [name for _, name, _ in D.sefa_affines(G)] == names
+    np.testing.assert_allclose(D.sefa_matrix(G).numpy(), _matrix_by_hand(G, names))
+    every = [name for _, name, _ in D.sefa_affines(G, torgb="all")]
+    assert sum(n.endswith("torgb") for n in every) == len(G.synthesis.blocks())
+    with pytest.raises(ValueError, match="torgb"):
+        D.sefa_affines(G, torgb="some")
 
 
 def test_pca_orthonormal_variance_sorted_and_std_matches_projection():

@@ -134,6 +134,38 @@ def test_empty_loss_is_refused(G, targets):
         invert(G, targets[0], small_cfg(mse_weight=0.0))
 
 
+def test_nvidia_loss_is_perceptual_only_from_the_sampled_w_mean(G, targets, tmp_path):
+    import copy
+    import numpy as np
+    from gankit.inversion import w_stats
+    imgs, _ = targets
+    torch.manual_seed(3)
+    path = tmp_path / "features.pt"
+    torch.jit.script(TinyFeatures().eval()).save(str(path))
+    net = load_feature_net(str(path))
+    # the start: the mean of 500 mapped z drawn as NVIDIA's projector draws them
+    z = torch.from_numpy(np.random.RandomState(123).randn(500, G.z_dim)).float()
+    with torch.no_grad():
+        w_mean = G.mapping(z, None)[:, 0].mean(0)                     # [w_dim]
+    w_avg, _ = w_stats(G, 500, sampled_mean=True)
+    torch.testing.assert_close(w_avg, w_mean)
+    assert not torch.allclose(w_avg, G.mapping.w_avg)
+    # nvidia == mse weight 0 from a generator whose tracked w_avg is that mean
+    G2 = copy.deepcopy(G)
+    with torch.no_grad():
+        G2.mapping.w_avg.copy_(w_mean)
+    nv = invert(G, imgs, small_cfg(loss="nvidia", steps=10), feature_net=net, w_std=0.5)
+    ref = invert(G2, imgs, small_cfg(mse_weight=0.0, steps=10), feature_net=net, w_std=0.5)
+    torch.testing.assert_close(nv.ws, ref.ws)
+    torch.testing.assert_close(nv.loss, nv.perceptual)
+    with_mse = invert(G2, imgs, small_cfg(steps=10), feature_net=net, w_std=0.5)
+    assert not torch.allclose(with_mse.ws, ref.ws)
+    with pytest.raises(ValueError, match="nvidia"):
+        invert(G, imgs, small_cfg(loss="nvidia", steps=2))
+    with pytest.raises(ValueError, match="loss"):
+        small_cfg(loss="lpips").validate()
+
+
 def test_early_stop_freezes_each_image_on_its_own(G, targets):
     imgs, _ = targets
     cfg = small_cfg(steps=60, optimize_noise=False)

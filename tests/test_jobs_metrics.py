@@ -120,3 +120,12 @@ def test_report_takes_the_metrics(sharded, tmp_path):
     assert on_disk and report["ppl"] == on_disk
     assert report["separability"] is None
     assert "Separability and path length" in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_ppl_identity_keeps_older_outputs_apart(model_files, tmp_path):
+    """Older outputs used const noise and no crop: they match only --noise const."""
+    old = ppl_cfg(model_files, tmp_path, noise="const").ppl_identity("z")
+    assert "noise" not in old and "crop" not in old
+    assert ppl_cfg(model_files, tmp_path).ppl_identity("z")["noise"] == "random"
+    assert ppl_cfg(model_files, tmp_path, crop=True).ppl_identity("z")["crop"] is True
+    assert ppl_cfg(model_files, tmp_path, crop=True).ppl_config("z").crop

@@ -140,6 +140,59 @@ def test_ppl_rejects_bad_arguments():
         metrics.perceptual_path_length(LinearGenerator(), flat, n=4, space="wp")
     with pytest.raises(ValueError, match="sampling"):
         metrics.perceptual_path_length(LinearGenerator(), flat, n=4, sampling="mid")
+    with pytest.raises(ValueError, match="noise"):
+        metrics.perceptual_path_length(LinearGenerator(), flat, n=4, noise="fresh")
+
+
+def test_ppl_crop_is_nvidia_central_region():
+    import torch
+    images = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).reshape(2, 3, 16, 16)
+    crop = metrics.ppl_crop(images)                   # 16 px: c = 2, rows 6..13, cols 4..11
+    assert crop.shape == (2, 3, 8, 8)
+    assert torch.equal(crop, images[:, :, 6:14, 4:12])
+    assert crop[0, 0, 0, 0] == 6 * 16 + 4 and crop[0, 0, -1, -1] == 13 * 16 + 11
+    # a 512 px generator's crop (256 px) reaches the feature net box-downsampled by 2
+    big = torch.randn(1, 3, 512, 512)
+    view = metrics.ppl_view(big, 512, crop=True)
+    block = big[:, :, 192:194, 128:130].mean([2, 3])
+    assert view.shape == (1, 3, 128, 128)
+    torch.testing.assert_close(view[:, :, 0, 0], block)
+    assert metrics.ppl_view(big, 512, crop=False) is big
+    with pytest.raises(ValueError, match="square"):
+        metrics.ppl_crop(torch.zeros(1, 3, 16, 8))
+
+
+def _noisy_generator():
+    import torch
+    G = tiny_generator(resolution=8)
+    with torch.no_grad():
+        for layer in G.synthesis.noise_layers():
+            layer.noise_strength.fill_(0.5)           # noise changes the images
+    return G
+
+
+def test_ppl_random_noise_is_per_path_whatever_the_shards():
+    G, dist = _noisy_generator(), metrics.feature_distance(flat)
+    cfg = metrics.PPLConfig(n=12, space="w", batch_size=4, noise="random", seed=2)
+    whole = metrics.ppl_distances(G, dist, cfg)
+    # shards start at multiples of the batch size, as the job's parts do: same model calls
+    shards = np.concatenate([metrics.ppl_distances(G, dist, cfg, range(a, b))
+                             for a, b in ((0, 4), (4, 12))])
+    np.testing.assert_array_equal(shards, whole)
+    reversed_order = [metrics.ppl_distances(G, dist, cfg, range(a, b))
+                      for a, b in ((8, 12), (4, 8), (0, 4))]
+    np.testing.assert_array_equal(np.concatenate(reversed_order[::-1]), whole)
+    const = metrics.ppl_distances(G, dist, metrics.PPLConfig(**{**cfg.__dict__,
+                                                                 "noise": "const"}))
+    assert not np.allclose(const, whole)
+    a, b = metrics.path_noises(G, 2, range(3, 5)), metrics.path_noises(G, 2, range(4, 6))
+    assert [m.shape[0] for m in a] == [2] * len(G.synthesis.noise_layers())
+    assert all(torch_equal(x[1], y[0]) and not torch_equal(x[0], y[0]) for x, y in zip(a, b))
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+    return bool(torch.equal(a, b))
 
 
 # ----------------------------------------------------------------------------------------
