@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 SPACES = ("w", "wp")
 MODES = ("optimize", "encode", "hybrid")
+REPORT_EVERY = 25             # steps between on_step calls (each waits for the device)
 LOSSES = ("mse+perceptual", "nvidia")
 
 
@@ -283,8 +284,12 @@ def start_stats(G, cfg: InversionConfig, steps: int, w_std: Optional[float]) -> 
 def invert(G, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(),
            feature_net=None, init_ws: Optional[torch.Tensor] = None,
            indices: Optional[Sequence[int]] = None, w_std: Optional[float] = None,
-           record_history: bool = False) -> InversionResult:
+           record_history: bool = False,
+           on_step: Optional[Callable[[int, int, float], None]] = None) -> InversionResult:
     """Invert targets [B, 3, H, W] in [-1, 1] into G's W / W+ (+ noise), B problems at once.
+
+    `on_step(step, steps, loss)` is called every REPORT_EVERY steps and at the last one with
+    the batch's mean reconstruction loss (reading it waits for the device, so not every step).
 
     `indices` [B] name the images for their randomness (default 0..B-1): give global row
     numbers so that the result of an image does not depend on the batch it is in.
@@ -328,6 +333,8 @@ def invert(G, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(),
         per_image = rec + cfg.noise_reg_weight * reg                     # [B]
         if record_history:
             history.append(rec.detach().cpu())
+        if on_step is not None and (step % REPORT_EVERY == 0 or step == steps - 1):
+            on_step(step + 1, steps, float(rec.detach().mean()))
         if cfg.early_stop_loss is not None:   # freeze before this step's update
             active &= rec.detach() >= cfg.early_stop_loss
         steps_run += active.cpu().long()

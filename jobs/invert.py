@@ -43,7 +43,7 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from jobs import config, options, runtime, storage
+from jobs import config, options, progress, runtime, storage
 from jobs.cpu_pool import CpuPool, StepWriter, gather
 from jobs.image_inputs import (ImageInputOptions, ImageInputs, conform, no_bytes_reason,
                                part_tables, plan_image_inputs, write_bad_file)
@@ -281,7 +281,10 @@ class Inverter(PartWorker):
             with torch.no_grad():
                 init = self.E(x)                                        # [n, num_ws, w_dim]
         res = invert(self.G, x, self.cfg.inversion(), feature_net=self.net, init_ws=init,
-                     indices=[start + j for j in rows], w_std=self.w_std)
+                     indices=[start + j for j in rows], w_std=self.w_std,
+                     on_step=lambda step, steps, loss: progress.note(
+                         f"images {start}-{start + len(x) - 1} step {step}/{steps}, "
+                         f"loss {loss:.4f}"))
         return self.rows_table(schema, [ids[j] for j in rows], res, u8), errors
 
     def stored(self, images) -> list:

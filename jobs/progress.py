@@ -49,6 +49,20 @@ def written(name: str, rows: int) -> None:
         _current["run"] = None
 
 
+def note(text: str) -> None:
+    """A short status of the part in flight (e.g. an inversion's step and loss), shown
+    beside the progress; best effort like `written`."""
+    if _current["run"] is None:
+        return
+    try:
+        if _current["actor"] is None:
+            import ray
+            _current["actor"] = ray.get_actor(actor_name(_current["run"]))
+        _current["actor"].note.remote(_current["index"], text)
+    except Exception:
+        _current["run"] = None
+
+
 def actor_name(run: str) -> str:
     return f"gankit-progress-{run}"
 
@@ -61,13 +75,16 @@ class Counter:
     """Rows written per part, for parts not yet committed (a Ray actor)."""
 
     def __init__(self):
-        self.rows = {}
+        self.rows, self.last_note = {}, ""
 
     def add(self, index: int, rows: int) -> None:
         self.rows[index] = self.rows.get(index, 0) + rows
 
-    def snapshot(self) -> dict:
-        return dict(self.rows)
+    def note(self, index: int, text: str) -> None:
+        self.last_note = f"part {index:05d}: {text}"
+
+    def snapshot(self) -> tuple:
+        return dict(self.rows), self.last_note
 
 
 # ----------------------------------------------------------------------------------------
@@ -84,6 +101,7 @@ class Progress:
         self.done, self.start_done = done_rows, done_rows
         self.finished: set = set()
         self.counter = self.thread = self.bar = None
+        self.status = ""
         self.stop = threading.Event()
 
     def __enter__(self) -> "Progress":
@@ -109,7 +127,7 @@ class Progress:
         import ray
         while not self.stop.wait(POLL_S):
             try:
-                live = ray.get(self.counter.snapshot.remote(), timeout=5)
+                live, self.status = ray.get(self.counter.snapshot.remote(), timeout=5)
             except Exception:
                 continue
             self.show(live)
@@ -121,6 +139,8 @@ class Progress:
         self.done = min(done, self.total)
         if self.bar is not None:
             self.bar.update(self.done - self.bar.n)
+            if self.status:
+                self.bar.set_postfix_str(self.status, refresh=False)
         elif time.time() - self.last_line >= LINE_EVERY_S:
             self.last_line = time.time()
             log.info(self.line())
@@ -130,8 +150,10 @@ class Progress:
         rate = (self.done - self.start_done) / elapsed
         left = (self.total - self.done) / rate if rate > 0 else None
         eta = f", about {format_seconds(left)} left" if left is not None else ""
+        status = f"; {self.status}" if self.status else ""
         return (f"[{self.job}] {self.done:,}/{self.total:,} rows "
-                f"({100 * self.done / max(self.total, 1):.0f}%), {rate:,.1f} rows/s{eta}")
+                f"({100 * self.done / max(self.total, 1):.0f}%), {rate:,.1f} rows/s{eta}"
+                f"{status}")
 
     def __exit__(self, *exc) -> bool:
         self.stop.set()
