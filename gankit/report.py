@@ -506,6 +506,17 @@ def _edits_section(report: dict) -> str:
             ["target | conditions", "flip rate plain", "flip rate conditional",
              "conditions changed plain", "conditions changed conditional"], rows))
         out.append(_sweep_table(pairs))
+    identity = report.get("identity") or {}
+    if identity:
+        rows = [(name, v["similarity"], v["distance"], v["edits"])
+                for name, v in identity.items()]
+        out.append("<h3>Identity kept</h3><p>dlib's face descriptor of each edit at "
+                   f"&plusmn;{_fmt(report.get('edit_strength'))} against the reconstruction "
+                   "it was edited from: cosine similarity (1 = the same), and dlib's "
+                   "distance (below 0.6: the same person by dlib's rule), averaged over the "
+                   "edits whose input showed a face.</p>" + table_html(
+                       ["boundary", "identity similarity", "identity distance", "edits"],
+                       rows))
     return "".join(out)
 
 

@@ -123,9 +123,18 @@ def cosine_section(cfg: ReportConfig, index: dict) -> dict:
     return out
 
 
+def id_name(store) -> str:
+    """The id column of an edit or latents dataset: sample_id, or image_id (inversions)."""
+    from gankit.data import id_column_of
+    name = id_column_of(storage.dataset_rows(store)[1].names)
+    require(name is not None, "edits", f"{store.url} has neither a sample_id nor an image_id")
+    return name
+
+
 def edit_logits(edits, strength: Optional[float], attributes: list) -> tuple:
-    """({(boundary, sign): {sample_id: logits [A]}}, strength used) from the edit parts."""
-    cols = ["sample_id", "boundary", "strength"] + [f"logit_{a}" for a in attributes]
+    """({(boundary, sign): {id: logits [A]}}, strength used) from the edit parts."""
+    key = id_name(edits)
+    cols = [key, "boundary", "strength"] + [f"logit_{a}" for a in attributes]
     if strength is None:
         strength = max(float(np.abs(t.column("strength").to_numpy()).max())
                        for t in storage.iter_tables(edits, ["strength"]))
@@ -135,11 +144,11 @@ def edit_logits(edits, strength: Optional[float], attributes: list) -> tuple:
         keep = np.nonzero(np.isclose(np.abs(s), strength))[0]
         if not len(keep):
             continue
-        ids = t.column("sample_id").to_numpy()[keep]
+        ids = np.asarray(t.column(key).to_pylist(), dtype=object)[keep]
         names = np.asarray(t.column("boundary").to_pylist(), dtype=object)[keep]
         logits = np.stack([t.column(f"logit_{a}").to_numpy()[keep] for a in attributes], 1)
         for i, name, sign, row in zip(ids, names, np.sign(s[keep]), logits):
-            found.setdefault((name, int(sign)), {})[int(i)] = row
+            found.setdefault((name, int(sign)), {})[i] = row
     return found, strength
 
 
@@ -148,11 +157,12 @@ def sample_logits(url: str, options: dict, ids: Optional[set], attributes: list,
     """(ids [N], logits [N, A]) of the rows of `url` whose id is in `ids` (or the first
     `limit` rows), streamed."""
     store = storage.open_store(url, options, must_exist=True)
-    cols = ["sample_id"] + [f"logit_{a}" for a in attributes]
+    key = id_name(store)
+    cols = [key] + [f"logit_{a}" for a in attributes]
     got_ids, got = [], []
     n = 0
     for t in storage.iter_tables(store, cols):
-        i = t.column("sample_id").to_numpy()
+        i = np.asarray(t.column(key).to_pylist(), dtype=object)
         keep = np.isin(i, list(ids)) if ids is not None else np.arange(len(i)) < limit - n
         got_ids.append(i[keep])
         got.append(np.stack([t.column(f"logit_{a}").to_numpy()[keep] for a in attributes], 1))
@@ -162,24 +172,59 @@ def sample_logits(url: str, options: dict, ids: Optional[set], attributes: list,
     return np.concatenate(got_ids), np.concatenate(got)
 
 
+def before_logits(edits, latents: str, options: dict, ids: set, attributes: list) -> tuple:
+    """(ids, logits [N, A]) before the edit: the latents dataset's logit columns, or, for
+    latents without them (an inversion's), the edits' own renders at strength 0."""
+    store = storage.open_store(latents, options, must_exist=True)
+    if all(f"logit_{a}" in storage.dataset_rows(store)[1].names for a in attributes):
+        return sample_logits(latents, options, ids, attributes)
+    found, _ = edit_logits(edits, 0.0, attributes)
+    require(bool(found), "edits", f"{latents} has no logit columns, and {edits.url} has no "
+            f"edit at strength 0 to score the unedited images: edit with a strength of 0")
+    rows = next(iter(found.values()))
+    got = [i for i in sorted(rows) if i in ids]
+    return np.asarray(got, dtype=object), np.stack([rows[i] for i in got])
+
+
+def identity_rows(edits, strength: float) -> dict:
+    """{boundary: {similarity, distance, edits}}: identity of the edits at +-strength to
+    their reconstructions, averaged over the edits whose input showed a face (edits written
+    with --identity)."""
+    names = storage.dataset_rows(edits)[1].names
+    if "identity_similarity" not in names:
+        return {}
+    sums = {}
+    for t in storage.iter_tables(edits, ["boundary", "strength", "identity_similarity",
+                                         "identity_distance"]):
+        at = np.isclose(np.abs(t.column("strength").to_numpy()), strength)
+        sim = t.column("identity_similarity").to_numpy(zero_copy_only=False)
+        dist = t.column("identity_distance").to_numpy(zero_copy_only=False)
+        for name, a, b, keep in zip(t.column("boundary").to_pylist(), sim, dist, at):
+            if keep and np.isfinite(a):
+                s = sums.setdefault(name, [0.0, 0.0, 0])
+                s[0], s[1], s[2] = s[0] + a, s[1] + b, s[2] + 1
+    return {n: {"similarity": float(a / k), "distance": float(b / k), "edits": k}
+            for n, (a, b, k) in sums.items()}
+
+
 def grid_images(edits, boundaries: list, ids: list) -> tuple:
-    """({boundary: {(sample_id, strength): [H, W, 3]}}, {sample_id: original [H, W, 3]})."""
+    """({boundary: {(id, strength): [H, W, 3]}}, {id: original [H, W, 3]}); an inversion's
+    edits show its input image (`input`) as the original when they kept it."""
     from gankit.images import decode_image
-    schema = storage.dataset_rows(edits)[1]
-    cols = ["sample_id", "boundary", "strength", "image"]
-    if "original" in schema.names:
-        cols.append("original")
+    schema, key = storage.dataset_rows(edits)[1], id_name(edits)
+    first = next((c for c in ("original", "input") if c in schema.names), None)
+    cols = [key, "boundary", "strength", "image"] + ([first] if first else [])
     cells, originals = {}, {}
     for t in storage.iter_tables(edits, cols):
-        sid = t.column("sample_id").to_numpy()
-        for r in np.nonzero(np.isin(sid, ids))[0]:
+        sid = t.column(key).to_pylist()
+        for r in (r for r, i in enumerate(sid) if i in ids):
             name = t.column("boundary")[r].as_py()
             if name not in boundaries:
                 continue
-            key = (int(sid[r]), float(t.column("strength")[r].as_py()))
-            cells.setdefault(name, {})[key] = decode_image(t.column("image")[r].as_py()["bytes"])
-            if "original" in cols and int(sid[r]) not in originals:
-                originals[int(sid[r])] = decode_image(t.column("original")[r].as_py()["bytes"])
+            cell = (sid[r], float(t.column("strength")[r].as_py()))
+            cells.setdefault(name, {})[cell] = decode_image(t.column("image")[r].as_py()["bytes"])
+            if first and sid[r] not in originals:
+                originals[sid[r]] = decode_image(t.column(first)[r].as_py()["bytes"])
     return cells, originals
 
 
@@ -191,7 +236,7 @@ def edit_sections(entries: list, found: dict, ids: np.ndarray, before: np.ndarra
                   attributes: list) -> dict:
     """rescoring, label_changes, edits and pairs, for the boundaries that were edited."""
     from gankit import report as R
-    pos = {int(i): k for k, i in enumerate(ids)}
+    pos = {i: k for k, i in enumerate(ids)}
     out = {"rescoring": {}, "label_changes": {}, "edits": {}, "pairs": []}
     for kind in ("plain", "conditional"):
         group = [e for e in entries if bool(e["conditions"]) == (kind == "conditional")
@@ -546,7 +591,7 @@ def add_edits(cfg: ReportConfig, report: dict, index: dict, attributes: list) ->
     require(bool(found), "edit_strength", f"no edit at |strength| {strength} in {cfg.edits}")
     ids = sorted({i for rows in found.values() for i in rows})
     latents = edited_inputs(edits, cfg)
-    got_ids, before = sample_logits(latents, cfg.storage, set(ids), attributes)
+    got_ids, before = before_logits(edits, latents, cfg.storage, set(ids), attributes)
     report.update(edit_strength=strength, num_edited=len(got_ids), edited_samples={
         "url": latents, "heldout": not same_dataset(latents, index.get("samples"),
                                                     cfg.storage)})
@@ -555,7 +600,8 @@ def add_edits(cfg: ReportConfig, report: dict, index: dict, attributes: list) ->
     sweeps = pair_sweeps(edits, index, got_ids, before, attributes)
     for p in report["pairs"]:
         p["sweep"] = sweeps.get(pair_key(p), [])
-    grid_ids = [int(i) for i in got_ids[:cfg.grid_samples]]
+    report["identity"] = identity_rows(edits, strength)
+    grid_ids = list(got_ids[:cfg.grid_samples])
     cells, originals = grid_images(edits, [e["name"] for e in entries], grid_ids)
     return grid_figures(cells, originals, [e for e in entries if e["space"] == "w"]
                         or entries, grid_ids)

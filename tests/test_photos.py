@@ -3,6 +3,7 @@ align -> invert -> edit on a folder of photos (scikit-image's astronaut and coff
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ def test_pipeline_aligns_inverts_and_edits_a_folder_of_photos(ray_cluster, model
     (photos / "coffee.png").write_bytes(skimage_photo("coffee.png"))
     (photos / "junk.jpg").write_bytes(b"not a photo")
     root = tmp_path / "root"
-    cfg = {"root": str(root), "stages": ["sample", "fit", "align", "invert", "edit"],
+    cfg = {"root": str(root), "stages": ["sample", "fit", "align", "invert", "edit", "report"],
            "model": model_files["model32"], "classifier": model_files["classifier"],
            "device": "cpu", "workers": 1,
            "sample": {"count": 200, "space": "w", "rows_per_part": 100, "micro_batch": 8},
@@ -59,7 +60,8 @@ def test_pipeline_aligns_inverts_and_edits_a_folder_of_photos(ray_cluster, model
            "align": {"images": str(photos)},
            "invert": {"steps": 2, "keep_target": True, "identity_metric": True},
            "edit": {"boundaries": ["w/smile"], "strengths": [-2.0, 0.0, 2.0],
-                    "identity_metric": True, "micro_batch": 8}}
+                    "identity_metric": True, "micro_batch": 8, "keep_input": True},
+           "report": {"grid_samples": 1}}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     run_pipeline(load_config(str(tmp_path / "run.yaml")))
     aligned = storage.read_table(str(root / "aligned"))
@@ -72,3 +74,9 @@ def test_pipeline_aligns_inverts_and_edits_a_folder_of_photos(ray_cluster, model
     edits = storage.read_table(str(root / "edits"))
     assert edits.num_rows == 3
     assert np.isfinite(edits.column("identity_similarity").to_numpy()).all()
+    # the report reads the inversion's edits: before = the edits at strength 0, identity
+    report = json.loads((root / "report" / "report.json").read_text())
+    assert report["num_edited"] == 1 and report["edited_samples"]["heldout"]
+    kept = report["identity"]["w/smile"]
+    assert kept["edits"] == 2 and 0 < kept["similarity"] <= 1         # at -2 and +2
+    assert "Identity kept" in (root / "report" / "report.html").read_text()
