@@ -194,7 +194,7 @@ def test_label_dataset_level_problems_are_one_sentence(ray_cluster, model_files,
     with pytest.raises(ConfigError, match=r"^id_column is needed: .* has neither 'sample_id' "
                                           r"nor 'image_id'"):
         run_label(LabelConfig(out=str(tmp_path / "o4"), resolution=R, **base))
-    with pytest.raises(FileNotFoundError, match=r"no Parquet files at"):
+    with pytest.raises(FileNotFoundError, match=r"no Parquet files and no image files at"):
         run_label(LabelConfig(out=str(tmp_path / "o5"), resolution=R,
                               **dict(base, images=str(tmp_path / "nothing-here"))))
     assert not any((tmp_path / f"o{k}" / storage.MANIFEST).exists() for k in (2, 3, 4, 5))

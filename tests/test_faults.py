@@ -242,7 +242,9 @@ def test_store_stopped_mid_job_fails_in_bounded_time_naming_the_url(ray_cluster,
     opts = {"endpoint_url": endpoint, "key": "testing", "secret": "testing",
             "client_kwargs": {"region_name": "us-east-1"}, "config_kwargs": {"connect_timeout": 2,
             "read_timeout": 5, "retries": {"max_attempts": 2}}}
-    s3fs.S3FileSystem(skip_instance_cache=True, **opts).mkdir("faulty")
+    s3fs.S3FileSystem(skip_instance_cache=True, endpoint_url=endpoint, key="testing",
+                      secret="testing").mkdir("faulty")   # (a region would be sent as a
+                                                          # location constraint moto refuses)
     url = "s3://faulty/out"
     result = {}
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 import uuid
 from typing import Optional
@@ -161,8 +160,8 @@ class JobLease:
             try:
                 self._remove_if(lambda current: current.get("token") == self.token)
             except Exception as e:   # an unreachable store must not hide the job's own error
-                log.warning(f"[lease] could not remove {self.store.path(LEASE)} ({type(e).__name__}); "
-                            f"it goes stale in {LEASE_TTL_S:.0f} s", file=sys.stderr)
+                log.warning(f"[lease] could not remove {self.store.path(LEASE)} "
+                            f"({type(e).__name__}); it goes stale in {LEASE_TTL_S:.0f} s")
 
     def __enter__(self):
         return self.acquire()
