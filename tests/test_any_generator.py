@@ -217,3 +217,29 @@ def test_edit_refuses_w_boundaries_for_a_plain_generator(ray_cluster, generators
         run_edit(EditConfig(latents=str(tmp_path / "s"), boundaries=[str(path)],
                             out=str(tmp_path / "e"), model=generators["plain"],
                             classifier="", device="cpu"))
+
+
+def test_invert_with_a_class_binds_it_and_checks_it(generators):
+    from jobs.invert import InvertConfig, with_class
+    G = zoo.load_generator(generators["cond"])
+    bound = with_class(G, InvertConfig(images="x", out="y", model="m", class_index=3))
+    assert isinstance(bound, ClassConditioned) and bound.label == 3
+    with pytest.raises(ConfigError, match="^class index 7 is out of range for m"):
+        with_class(G, InvertConfig(images="x", out="y", model="m", class_index=7))
+    with pytest.raises(ConfigError, match="^class must be given"):
+        with_class(G, InvertConfig(images="x", out="y", model="m"))
+    with pytest.raises(ConfigError, match="^model must have a W to invert into"):
+        with_class(zoo.load_generator(generators["plain"]),
+                   InvertConfig(images="x", out="y", model="m", class_index=0))
+
+
+def test_labeled_dataset_carries_the_class_column(ray_cluster, generators, model_files,
+                                                  tmp_path):
+    from jobs.dataset import DatasetConfig, run_dataset
+    run_dataset(DatasetConfig(out=str(tmp_path / "d"), model=generators["cond"],
+                              classifier=model_files["classifier"], count=12, seed=5,
+                              classes=[0, 2], rows_per_part=6, micro_batch=4, device="cpu",
+                              workers=1))
+    t = rows(tmp_path / "d" / "data")
+    assert t.column("class").to_pylist() == \
+        sample_classes(5, t.column("sample_id").to_numpy(), [0, 2]).tolist()

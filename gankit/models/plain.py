@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,7 +33,7 @@ def one_hot(classes, c_dim: int, device=None) -> Optional[torch.Tensor]:
     """Class indices [N] -> one-hot labels c [N, c_dim] float32; None when c_dim is 0."""
     if not c_dim:
         return None
-    k = torch.as_tensor(classes, dtype=torch.int64, device=device).reshape(-1)   # [N]
+    k = torch.tensor(np.asarray(classes, dtype=np.int64).reshape(-1), device=device)  # [N]
     return nn.functional.one_hot(k, c_dim).to(torch.float32)                   # [N, c_dim]
 
 
