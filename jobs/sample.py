@@ -53,7 +53,8 @@ from jobs.storage import PartSpec, PartWriter
 
 @dataclass
 class SampleConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions, ClassOptions):
-    model: str = option("toy", "generator: 'toy', a checkpoint path or package.module:factory")
+    model: str = option("toy", "generator: 'toy', a checkpoint path, package.module:factory or "
+                               "script:PATH (a z -> image TorchScript / .pt2 program)")
     count: int = option(1000, "rows: sample_id 0 .. count-1", required=True)
     seed: int = option(0, "row i draws z from a generator seeded by (seed, i)")
     space: str = option("w", "latents stored beside z: z (none), w or wp (W+)",

@@ -38,7 +38,7 @@ def generators(tmp_path_factory):
             "bad": f"script:{root / 'bad.pt'}"}
 
 
-def rows(url) -> "pa.Table":
+def rows(url):
     from jobs import storage
     return storage.read_table(str(url)).sort_by("sample_id")
 
