@@ -54,6 +54,31 @@ def sample_z(seed: int, rows: Union[np.ndarray, range], z_dim: int) -> np.ndarra
     return z
 
 
+def sample_classes(seed: int, rows: Union[np.ndarray, range], choices) -> np.ndarray:
+    """Class labels for the given rows: int64 [len(rows)], row i uniform over `choices` (a
+    list of class indices; one item = every row that class).
+
+    Row i draws from Philox(key=seed, counter=[0, i, 1, 0]): z's stream for row i runs
+    through counters [k, i, 0, 0], so the class never shifts z, and a row's class depends
+    on (seed, i) only."""
+    choices = np.asarray(choices, dtype=np.int64).reshape(-1)           # [K]
+    if choices.size == 0:
+        raise ValueError("choices must hold at least one class index")
+    rows = _check_rows(rows)
+    if choices.size == 1:
+        return np.full(rows.size, choices[0], dtype=np.int64)
+    bit_gen = np.random.Philox(key=int(seed))
+    gen = np.random.Generator(bit_gen)
+    fresh = bit_gen.state
+    fresh["state"]["counter"][2] = 1
+    picks = np.empty(rows.size, dtype=np.int64)                          # [N]
+    for j, row in enumerate(rows.tolist()):
+        fresh["state"]["counter"][1] = row
+        bit_gen.state = fresh
+        picks[j] = gen.integers(choices.size)
+    return choices[picks]
+
+
 # ----------------------------------------------------------------------------------------
 # Mapping between spaces
 

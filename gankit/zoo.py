@@ -1,6 +1,11 @@
 """Resolve model specs to loaded models: the bundled toy world, files, or entry points.
 
-Generators: 'toy' (bundled), any checkpoint path gankit.checkpoints reads, or an entry point.
+Generators: 'toy' (bundled), any checkpoint path gankit.checkpoints reads, an entry point, or
+'script:PATH', a z -> image model as a TorchScript file or a `.pt2` program (the prefix says
+"code, not a checkpoint": a rosinality checkpoint is a `.pt` too). An entry point whose model
+has no `mapping` / `synthesis`, and every 'script:' model, is a plain z -> image generator
+(gankit.models.plain.ZImageGenerator: `z_dim`, optional `c_dim`, forward(z, c)); a sidecar
+`PATH.json` may give `z_dim` and `c_dim` when the file does not carry them.
 Classifiers: 'toy' (bundled), a TorchScript file (`.pt`/`.pth`/`.ts`), a `torch.export`
 program (`.pt2`, what torch recommends since 2.13 deprecates TorchScript), a native gankit
 classifier (`.safetensors` + `.json`), or a Python entry point 'package.module:factory'.
@@ -72,16 +77,37 @@ def missing(spec: str, kind: str) -> Optional[str]:
 
 
 def load_generator(spec: str, device: str = "cpu") -> nn.Module:
-    """'toy', a checkpoint path, or an entry point 'package.module:factory' returning a
-    module with StyleGAN's interface (z_dim, w_dim, num_ws, img_resolution, mapping,
-    synthesis), such as gankit.models.null:null_1024."""
+    """'toy', a checkpoint path, 'script:PATH' (a z -> image program), or an entry point
+    'package.module:factory' returning a module with StyleGAN's interface (z_dim, w_dim,
+    num_ws, img_resolution, mapping, synthesis; gankit.models.null:null_1024) or the plain
+    z -> image contract. Plain models come wrapped (ZImageGenerator, `has_w` False)."""
     from gankit.checkpoints import load_generator as load_checkpoint
-    if is_entry_point(spec):
-        return entry_point(spec)().to(device)
+    form, value = parse_spec(spec)
+    if form == "script":
+        return load_plain_program(value, device)
+    if form == "entry":
+        model = entry_point(spec)().to(device)
+        if hasattr(model, "mapping") and hasattr(model, "synthesis"):
+            return model
+        from gankit.models.plain import ZImageGenerator
+        return ZImageGenerator(model.eval(), spec)
     path = str(TOY_GENERATOR) if spec == "toy" else spec
     if spec == "toy" and not TOY_GENERATOR.exists():
         raise FileNotFoundError(f"the bundled toy generator is missing at {TOY_GENERATOR}")
     return load_checkpoint(path, device=device)
+
+
+def load_plain_program(path: str, device: str) -> nn.Module:
+    """A TorchScript / .pt2 z -> image generator, with `z_dim` / `c_dim` from the module or
+    from its sidecar `<path>.json` (which wins: an exported program keeps no attributes)."""
+    from gankit.models.plain import ZImageGenerator
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"generator not found: {path}")
+    sidecar, dims = path + ".json", {}
+    if os.path.exists(sidecar):
+        with open(sidecar) as f:
+            dims = {k: v for k, v in json.load(f).items() if k in ("z_dim", "c_dim")}
+    return ZImageGenerator(load_program(path, device).eval(), f"script:{path}", **dims)
 
 
 EXPORTED_SUFFIX = ".pt2"    # torch.export.save's files; any other model file is TorchScript

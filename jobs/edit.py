@@ -27,6 +27,11 @@ latents dataset like any other. Its optimised noise maps are used for every edit
 image (`stored_noise`), so strength 0 reproduces the stored reconstruction, and `keep_input`
 puts the real image beside each edit.
 
+Conditional generators: a latents dataset with a `class` column (a sample job's with
+`--class`) maps its z, original and edited, with each row's class, so a Z boundary, plain
+or conditional, edits within the class. A plain z -> image generator (no W) takes Z
+boundaries only.
+
 Synthesis uses noise_mode='const' (or the stored noise) and micro-batches of exactly
 `micro_batch` edits aligned to the part's first edit, so the output is deterministic like
 the sample job's. Encoding and writing run on `cpus_per_worker` threads beside the model.
@@ -36,6 +41,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import partial
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
@@ -44,6 +50,7 @@ import pyarrow as pa
 from gankit.editing import MODES
 from jobs import config, options, runtime, storage
 from jobs.boundary_index import fingerprint, resolve_boundaries
+from jobs.conditioning import generator_facts, needs_facts, one_hot_rows
 from jobs.config import ConfigError, layer_span, option, public_config, require
 from jobs.cpu_pool import CpuPool, StepWriter, gather
 from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
@@ -106,6 +113,20 @@ class EditConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions):
 
 # ----------------------------------------------------------------------------------------
 # Boundaries (driver)
+
+
+def check_generator(boundaries: list, schema: pa.Schema, G, cfg: EditConfig) -> None:
+    """ConfigError unless G can render these latents with these boundaries: a plain
+    z -> image model (no W) takes Z boundaries only, and a conditional one needs the
+    latents' `class` column for mapping z. G: the model, or its generator_facts."""
+    w_bounds = [n for n, b in boundaries if b.space != "z"]
+    require(getattr(G, "has_w", True) or not w_bounds, "boundaries",
+            f"has {w_bounds[0] if w_bounds else ''!r}, a W / W+ boundary, but {cfg.model} "
+            f"is a plain z -> image generator with no W: use Z boundaries")
+    maps_z = any(b.space == "z" for _, b in boundaries) or not {"w", "wp"} & set(schema.names)
+    require(not (getattr(G, "c_dim", 0) and maps_z) or "class" in schema.names, "latents",
+            f"needs a `class` column to map its z: {cfg.model} is conditional (sample with "
+            f"--class)")
 
 
 def check_dims(boundaries: list, schema: pa.Schema, url: str) -> None:
@@ -187,6 +208,7 @@ class Editor(PartWorker):
         self.pool = CpuPool(cpus)
         self.names = list(self.C.attribute_names) if self.C is not None else []
         self.id_name = id_name
+        self.c_dim = int(getattr(self.G, "c_dim", 0) or 0)
         self.schema = edit_schema(self.names, self.cfg.keep_original, id_name,
                                   self.cfg.keep_input, self.cfg.identity_metric)
 
@@ -197,13 +219,17 @@ class Editor(PartWorker):
         from gankit.data import latents_from_column
         from gankit.latents import to_ws
         pf = storage.open_parquet(self.src, self.inputs[spec.index])
-        wanted = [self.id_name, "z", "w", "wp", "noise" if self.cfg.stored_noise else None,
+        wanted = [self.id_name, "z", "w", "wp", "class" if self.c_dim else None,
+                  "noise" if self.cfg.stored_noise else None,
                   "target" if self.cfg.keep_input or self.cfg.identity_metric else None,
                   "reconstruction" if self.cfg.identity_metric else None]
         cols = [c for c in wanted if c and c in pf.schema_arrow.names]
         t = pf.read(columns=cols).slice(0, spec.rows)
         pf.close()
+        check_generator(self.boundaries, t.schema, self.G, self.cfg)
         extras = {}
+        if "class" in cols:
+            extras["class"] = t.column("class").to_numpy(zero_copy_only=False)
         if "noise" in cols:
             self.noise_field = t.schema.field("noise")
             extras["noise"] = latents_from_column(t.column("noise"))
@@ -220,22 +246,24 @@ class Editor(PartWorker):
         elif "w" in cols:
             ws = to_ws(self.G, latents_from_column(t.column("w")).copy(), "w").cpu()
         else:
-            ws = self.map_z(torch.from_numpy(z.copy())).cpu()
+            ws = self.map_z(torch.from_numpy(z.copy()), extras.get("class")).cpu()
         return ids, z, ws, extras
 
-    def map_z(self, z):
-        """z [n, z_dim] -> ws, in micro-batches of exactly micro_batch rows."""
+    def map_z(self, z, labels=None):
+        """z [n, z_dim] (+ classes [n]) -> ws, in micro-batches of exactly micro_batch."""
         import torch
         m, out = self.cfg.micro_batch, []
         with torch.no_grad():
             for s in range(0, len(z), m):
                 zb = runtime.pad_rows(z[s:s + m], m).to(self.device)
-                ws = self.G.mapping(zb, None, truncation_psi=self.psi,
+                cb = None if labels is None else one_hot_rows(
+                    runtime.pad_rows(labels[s:s + m], m), self.c_dim, self.device)
+                ws = self.G.mapping(zb, cb, truncation_psi=self.psi,
                                     truncation_cutoff=self.cutoff)
                 out.append(ws[:len(z[s:s + m])])
         return torch.cat(out)
 
-    def edited_ws(self, z, ws, rows, bidx, strengths):
+    def edited_ws(self, z, ws, rows, bidx, strengths, labels=None):
         """ws [k, num_ws, w_dim] of edits (row, boundary, strength) given as index arrays."""
         import torch
         from gankit.editing import edit
@@ -245,7 +273,7 @@ class Editor(PartWorker):
             b, t = self.boundaries[bi][1], strengths[sel]
             if b.space == "z":
                 ze = edit(torch.from_numpy(z[rows[sel]].copy()), b, t, self.cfg.mode)
-                out[sel] = self.map_z(ze).cpu()
+                out[sel] = self.map_z(ze, None if labels is None else labels[rows[sel]]).cpu()
             else:
                 layers = tuple(self.cfg.layers) if self.cfg.layers and b.space == "w" else None
                 out[sel] = edit(ws[rows[sel]], b, t, self.cfg.mode, layers)
@@ -278,7 +306,7 @@ class Editor(PartWorker):
             for s in range(0, total, step):
                 j = np.arange(s, min(s + step, total))   # edit index -> (row, boundary, t)
                 rows, bidx, tidx = j // (nb * ns), (j // ns) % nb, j % ns
-                e_ws = self.edited_ws(z, ws, rows, bidx, strengths[tidx])
+                e_ws = self.edited_ws(z, ws, rows, bidx, strengths[tidx], extras.get("class"))
                 images, logits = self.render(e_ws, None if noise is None else noise[rows])
                 steps.put(partial(self.table, ids, rows, bidx, strengths[tidx], images,
                                   logits, originals, extras))
@@ -409,6 +437,8 @@ def run_edit(cfg: EditConfig) -> dict:
     inputs, plan = input_plan(src, cfg.count)
     schema = storage.part_footer(src, next(iter(inputs.values())))[0]
     check_dims(boundaries, schema, cfg.latents)
+    if needs_facts(cfg.model, None):        # a program: check here, not in every actor
+        check_generator(boundaries, schema, SimpleNamespace(**generator_facts(cfg.model)), cfg)
     id_name = id_column(schema, cfg.latents)
     require(not cfg.keep_input or "target" in schema.names, "keep_input",
             f"needs a `target` image column in {cfg.latents} (gankit invert --keep-target)")

@@ -106,6 +106,9 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
                                             "image_id)")
     max_aspect: float = option(2.0, "more elongated images become error records")
     batch_size: int = option(16, "images optimised together (part of the identity)")
+    class_index: Optional[int] = option(None, "a conditional generator's class K: every image "
+                                              "is inverted with its label, starting at its "
+                                              "mean w", flag="class", metavar="K")
 
     def validate(self) -> None:
         require(bool(self.images), "images", "must be the URL of an image dataset")
@@ -124,6 +127,8 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
                 "must be given with loss 'nvidia' (NVIDIA's LPIPS vgg16.pt)")
         require(self.lr > 0, "lr", f"must be > 0 (got {self.lr})")
         require(self.max_aspect >= 1, "max_aspect", f"must be >= 1 (got {self.max_aspect})")
+        require(self.class_index is None or self.class_index >= 0, "class",
+                f"must be a class index >= 0 (got {self.class_index})")
         options.validate(self)
 
     def identity(self, precision: str) -> dict:
@@ -138,6 +143,8 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
             ident["identity_metric"] = True
         if self.loss != "mse+perceptual":   # likewise
             ident["loss"] = self.loss
+        if self.class_index is not None:
+            ident["class"] = self.class_index
         return dict(ident, **options.identity(self, precision))
 
     def encoder_spec(self) -> Optional[str]:
@@ -213,6 +220,24 @@ def invert_schema(cfg: InvertConfig, G, id_field: pa.Field) -> pa.Schema:
     return pa.schema(fields, metadata=meta)
 
 
+def invert_class(G, cfg: InvertConfig) -> Optional[int]:
+    """The class to invert with (None: G is unconditional); ConfigError when the class does
+    not fit G or G has no W to invert into. G: a model or its generator_facts."""
+    from jobs.conditioning import class_choices
+    require(getattr(G, "has_w", True), "model", f"must have a W to invert into: {cfg.model} "
+                                                f"is a plain z -> image generator")
+    k = None if cfg.class_index is None else [cfg.class_index]
+    choices = class_choices(k, getattr(G, "c_dim", 0), cfg.model)
+    return None if choices is None else choices[0]
+
+
+def with_class(G, cfg: InvertConfig):
+    """G bound to the configured class (a conditional G), else G itself."""
+    from gankit.models.plain import ClassConditioned
+    k = invert_class(G, cfg)
+    return G if k is None else ClassConditioned(G, k)
+
+
 class Inverter(PartWorker):
     """Ray Data callable: loads G (+ encoder) + feature net once, then inverts whole parts."""
 
@@ -227,7 +252,8 @@ class Inverter(PartWorker):
         self.inputs, self.id_column = inputs, inputs.id_column
         self.src = Store(self.cfg.images, self.cfg.storage, probe=False)
         self.device, self.precision = setup_device(device, self.cfg.precision, cpus)
-        self.G, _ = load_models(self.cfg.model, None, self.device, self.precision)
+        G, _ = load_models(self.cfg.model, None, self.device, self.precision)
+        self.G = with_class(G, self.cfg)
         self.pool = CpuPool(cpus)
         self.net = load_feature_net(self.cfg.feature_net, self.device) \
             if self.cfg.feature_net else None
@@ -346,6 +372,10 @@ def run_invert(cfg: InvertConfig) -> dict:
     runtime.check_model("model", cfg.model, "generator")
     runtime.check_model("feature_net", cfg.feature_net, "feature net")
     runtime.check_model("encoder", cfg.encoder_spec(), "encoder")
+    if cfg.class_index is not None:           # an out-of-range class fails here, not in actors
+        from types import SimpleNamespace
+        from jobs.conditioning import generator_facts
+        invert_class(SimpleNamespace(**generator_facts(cfg.model)), cfg)
     if cfg.identity_metric:
         from jobs.align import check_faces_extra
         check_faces_extra()

@@ -9,6 +9,7 @@ kind of device: a CPU and a GPU, or two GPU models, round differently; z never d
 
 Output schema (Parquet, one file per part):
     sample_id  int64
+    class      int64   a conditional generator's class of the row (`class`, from (seed, i))
     z          fixed_size_list<float32>[z_dim]
     w          fixed_size_list<float32>[w_dim]                (space 'w')
     wp         fixed_size_list<float32>[num_ws * w_dim]       (space 'wp', field metadata
@@ -20,6 +21,10 @@ Labels are computed on the stored 8-bit pixels (at `image_size` when images are 
 on the float render, so relabeling a PNG sample dataset reproduces its logits exactly; JPEG
 and WebP relabel within their coding noise.
 
+Generators: StyleGAN-family models (z -> w -> image), conditional ones with `class`
+(jobs.conditioning), and plain z -> image models (gankit.models.plain: no W, so space 'z'
+and truncation 1 only).
+
 The model renders step after step while a pool of `cpus_per_worker` threads encodes the
 previous steps' images and writes them (jobs.cpu_pool).
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
@@ -38,14 +44,17 @@ from gankit.latents import SPACES
 from jobs import config, options, runtime, storage
 from jobs.config import ConfigError, option, require
 from jobs.cpu_pool import CpuPool, StepWriter, gather
+from jobs.conditioning import (ClassOptions, check_space, class_choices, generator_facts,
+                               needs_facts, one_hot_rows, row_labels)
 from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
 from jobs.rendering import load_models, render_and_label, setup_device
 from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, PartWriter
 
 @dataclass
-class SampleConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions):
-    model: str = option("toy", "generator: 'toy', a checkpoint path or package.module:factory")
+class SampleConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions, ClassOptions):
+    model: str = option("toy", "generator: 'toy', a checkpoint path, package.module:factory or "
+                               "script:PATH (a z -> image TorchScript / .pt2 program)")
     count: int = option(1000, "rows: sample_id 0 .. count-1", required=True)
     seed: int = option(0, "row i draws z from a generator seeded by (seed, i)")
     space: str = option("w", "latents stored beside z: z (none), w or wp (W+)",
@@ -73,14 +82,24 @@ class SampleConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions
                 "truncation_cutoff", f"must be >= 1 or null (got {self.truncation_cutoff})")
         require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
         require(self.rows_per_part >= 1, "rows_per_part", f"must be >= 1 (got {self.rows_per_part})")
+        self.validate_classes()
         options.validate(self)
 
     def identity(self, precision: str) -> dict:
         """The fields the rows depend on: a rerun must match them to resume."""
         keys = ("model", "count", "seed", "space", "truncation", "truncation_cutoff", "images",
                 "classifier", "rows_per_part", "micro_batch")
-        ident = {k: getattr(self, k) for k in keys}
+        ident = dict({k: getattr(self, k) for k in keys}, **self.class_identity())
         return dict(ident, **options.identity(self, precision, self.images))
+
+    def check_model(self, G) -> Optional[list]:
+        """What G can do against the config (ConfigError): its W, its classes -> the class
+        indices rows draw from (None: unconditional)."""
+        check_space(G, self.space, self.model)
+        require(getattr(G, "has_w", True) or (self.truncation == 1 and
+                self.truncation_cutoff is None), "truncation", f"must be 1 for {self.model}: "
+                f"truncation applies in W, which a plain z -> image generator does not have")
+        return class_choices(self.classes, getattr(G, "c_dim", 0), self.model)
 
 
 # ----------------------------------------------------------------------------------------
@@ -89,8 +108,10 @@ class SampleConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions
 
 def sample_schema(cfg: SampleConfig, G, classifier) -> pa.Schema:
     from gankit.data import IMAGE_TYPE, wplus_field
-    fields = [pa.field("sample_id", pa.int64()),
-              pa.field("z", pa.list_(pa.float32(), G.z_dim))]
+    fields = [pa.field("sample_id", pa.int64())]
+    if getattr(G, "c_dim", 0):
+        fields.append(pa.field("class", pa.int64()))
+    fields.append(pa.field("z", pa.list_(pa.float32(), G.z_dim)))
     if cfg.space == "w":
         fields.append(pa.field("w", pa.list_(pa.float32(), G.w_dim)))
     elif cfg.space == "wp":
@@ -115,9 +136,7 @@ class Sampler(PartWorker):
         self.device, self.precision = setup_device(device, self.cfg.precision, cpus)
         self.G, self.C = load_models(self.cfg.model, self.cfg.classifier, self.device,
                                      self.precision, self.cfg.classifier_input)
-        if getattr(self.G, "c_dim", 0):
-            raise ValueError(f"{self.cfg.model}: conditional generators (c_dim="
-                             f"{self.G.c_dim}) are not supported by the sample job")
+        self.choices = self.cfg.check_model(self.G)
         self.schema = sample_schema(self.cfg, self.G, self.C)
         self.pool = CpuPool(cpus)
 
@@ -137,7 +156,9 @@ class Sampler(PartWorker):
     def fits(self, m: int) -> bool:
         """One model call on m rows (mapping, synthesis, classifier) runs on the device."""
         import torch
-        ws = self.G.mapping(torch.zeros([m, self.G.z_dim], device=self.device), None)
+        c = one_hot_rows(np.zeros(m, np.int64) if self.choices else None,
+                         self.G.c_dim, self.device)
+        ws = self.G.mapping(torch.zeros([m, self.G.z_dim], device=self.device), c)
         render_and_label(self.G, self.C, ws, precision=self.precision)
         return True
 
@@ -149,12 +170,15 @@ class Sampler(PartWorker):
         cfg, G, m = self.cfg, self.G, self.cfg.micro_batch
         ids = np.arange(start, stop, dtype=np.int64)                      # [n]
         z = sample_z(cfg.seed, ids, G.z_dim)                             # [n, z_dim] float32
+        labels = row_labels(cfg.seed, ids, self.choices)                 # [n] int64 or None
         ws_out, images, logits = [], [], []
         size = cfg.image_size if cfg.images else None
         with torch.no_grad():
             for s, e in runtime.micro_batches(start, stop, m):
                 zb = runtime.pad_rows(torch.from_numpy(z[s - start:e - start]), m)
-                ws = G.mapping(zb.to(self.device), None, truncation_psi=cfg.truncation,
+                cb = None if labels is None else one_hot_rows(
+                    runtime.pad_rows(labels[s - start:e - start], m), G.c_dim, self.device)
+                ws = G.mapping(zb.to(self.device), cb, truncation_psi=cfg.truncation,
                                truncation_cutoff=cfg.truncation_cutoff)  # [m, num_ws, w_dim]
                 n = e - s
                 ws_out.append(ws[:n].cpu().numpy())
@@ -164,13 +188,15 @@ class Sampler(PartWorker):
                         images += self.pool.encode(u8[:n], cfg.image_format, cfg.image_quality)
                     if l is not None:
                         logits.append(l[:n])
-        return lambda: self.table(ids, z, np.concatenate(ws_out), images, logits)
+        return lambda: self.table(ids, labels, z, np.concatenate(ws_out), images, logits)
 
-    def table(self, ids, z, ws_all, images: list, logits: list) -> pa.Table:
-        """ws_all [n, num_ws, w_dim]; images: the pool's futures of encoded bytes."""
+    def table(self, ids, labels, z, ws_all, images: list, logits: list) -> pa.Table:
+        """labels [n] or None; ws_all [n, num_ws, w_dim]; images: the pool's futures."""
         from gankit.data import image_column
         cfg = self.cfg
         cols = {"sample_id": pa.array(ids), "z": latent_column(z)}
+        if labels is not None:
+            cols["class"] = pa.array(labels, pa.int64())
         if cfg.space == "w":
             cols["w"] = latent_column(ws_all[:, 0])
         elif cfg.space == "wp":
@@ -194,6 +220,8 @@ def run_sample(cfg: SampleConfig) -> dict:
     cfg.validate()
     runtime.check_model("model", cfg.model, "generator")
     runtime.check_model("classifier", cfg.classifier, "classifier")
+    if needs_facts(cfg.model, cfg.classes):          # a bad class fails here, not in actors
+        cfg.check_model(SimpleNamespace(**generator_facts(cfg.model)))
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     runtime.ensure_ray()
     plan = storage.part_ranges(cfg.count, cfg.rows_per_part)

@@ -13,6 +13,7 @@ import pyarrow as pa
 from gankit.dataset_filters import decide_rule, filter_stats, keep_mask, labels, probabilities
 from gankit.latents import SPACES
 from jobs import runtime, storage
+from jobs.conditioning import ClassOptions
 from jobs.config import option, public_config, require
 from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
 from jobs.runtime import PartWorker
@@ -26,7 +27,8 @@ log = logging.getLogger("gankit")
 
 
 @dataclass
-class DatasetConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions):
+class DatasetConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions,
+                    ClassOptions):
     out: str = option("", "output URL: samples/, data/, README.md, dataset_info.json",
                       required=True)
     model: str = option("toy", "generator: 'toy', a checkpoint path or package.module:factory")
@@ -68,7 +70,8 @@ class DatasetConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOption
                             truncation_cutoff=self.truncation_cutoff, images=True,
                             classifier=self.classifier, out=out,
                             rows_per_part=self.rows_per_part, micro_batch=self.micro_batch,
-                            batch_size=self.batch_size, **shared_options(self))
+                            batch_size=self.batch_size, classes=self.classes,
+                            **shared_options(self))
 
     def identity(self) -> dict:
         keys = ("min_confidence", "confidence_attributes", "balance")
@@ -77,7 +80,7 @@ class DatasetConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOption
 
 def labeled_schema(samples: pa.Schema, names: list) -> pa.Schema:
     """Output schema of (a): ids, provenance, image, latents, logit/prob/label per attribute."""
-    latent = [samples.field(n) for n in ("z", "w", "wp") if n in samples.names]
+    latent = [samples.field(n) for n in ("class", "z", "w", "wp") if n in samples.names]
     fields = [samples.field("sample_id"), pa.field("seed", pa.int64()),
               pa.field("model", pa.string()), samples.field("image"), *latent]
     for a in names:
