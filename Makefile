@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean bench-scale gpu-bundle
+.PHONY: install demo test test-fast clean bench-scale gpu-bundle
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	RAY_AUTH_MODE=disabled $(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+# Everything but the tests marked slow (those that start Ray actors or run > ~5 s)
+test-fast: $(STAMP)
+	RAY_AUTH_MODE=disabled $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 # Real scale on this machine's CPU, quick: benchmarks/bench_scale.py (GPU: see gpu_check.sh)
 bench-scale: $(STAMP)

@@ -404,23 +404,33 @@ def inputs_resolution(src: Store, inputs: ImageInputs, column: str) -> int:
     raise ValueError(f"{src.url}: no decodable square image among its files")
 
 
+def decode_item(item, prepare=None) -> tuple:
+    """An image struct -> (uint8 [H, W, 3] passed through `prepare`, None), or (None, why
+    the row cannot be used): no bytes, undecodable, or refused by `prepare` (ValueError)."""
+    from gankit.images import decode_image
+    data = (item or {}).get("bytes")
+    if not data:
+        return None, no_bytes_reason(item)
+    try:
+        img = decode_image(data)                                       # [H, W, 3] uint8
+        return (prepare(img) if prepare else img), None
+    except ValueError as e:
+        return None, str(e)
+
+
 def decode_rows(items: list, resolution: int) -> tuple:
     """Image structs -> (uint8 [n, R, R, 3] with zeros for bad rows, {row: reason})."""
-    from gankit.images import decode_image
+    def exact(img):
+        if img.shape != (resolution, resolution, 3):
+            raise ValueError(f"image is {img.shape[0]}x{img.shape[1]}, expected "
+                             f"{resolution}x{resolution}")
+        return img
     out = np.zeros((len(items), resolution, resolution, 3), dtype=np.uint8)
     bad = {}
     for j, item in enumerate(items):
-        data = (item or {}).get("bytes")
-        if not data:
-            bad[j] = no_bytes_reason(item)
-            continue
-        try:
-            img = decode_image(data)                                   # [H, W, 3] uint8
-        except ValueError as e:
-            bad[j] = str(e)
-            continue
-        if img.shape != (resolution, resolution, 3):
-            bad[j] = f"image is {img.shape[0]}x{img.shape[1]}, expected {resolution}x{resolution}"
-            continue
-        out[j] = img
+        img, why = decode_item(item, exact)
+        if why:
+            bad[j] = why
+        else:
+            out[j] = img
     return out, bad

@@ -45,7 +45,7 @@ import pyarrow as pa
 
 from jobs import config, options, progress, runtime, storage
 from jobs.cpu_pool import CpuPool, StepWriter, gather
-from jobs.image_inputs import (ImageInputOptions, ImageInputs, conform, no_bytes_reason,
+from jobs.image_inputs import (ImageInputOptions, ImageInputs, conform, decode_item,
                                part_tables, plan_image_inputs, write_bad_file)
 from gankit.data import latent_column
 from gankit.inversion import LOSSES, MODES
@@ -169,19 +169,15 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
 
 def prepare_rows(items: list, resolution: int, max_aspect: float) -> tuple:
     """Image structs -> (uint8 [n_good, R, R, 3], good row positions, {row: reason})."""
-    from gankit.images import decode_image
     from gankit.inversion import fit_to_resolution
     good, rows, bad = [], [], {}
     for j, item in enumerate(items):
-        data = (item or {}).get("bytes")
-        if not data:
-            bad[j] = no_bytes_reason(item)
-            continue
-        try:
-            good.append(fit_to_resolution(decode_image(data), resolution, max_aspect))
+        img, why = decode_item(item, lambda x: fit_to_resolution(x, resolution, max_aspect))
+        if why:
+            bad[j] = why
+        else:
+            good.append(img)
             rows.append(j)
-        except ValueError as e:
-            bad[j] = str(e)
     u8 = np.stack(good) if good else np.zeros((0, resolution, resolution, 3), np.uint8)
     return u8, rows, bad
 

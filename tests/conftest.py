@@ -17,6 +17,14 @@ from helpers import ATTRIBUTES, free_port, tiny_classifier_module, tiny_generato
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """A test that uses the Ray cluster starts actors (seconds each on 2 cores): it is
+    `slow`, so `make test-fast` (-m "not slow") leaves it to `make test`."""
+    for item in items:
+        if "ray_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """moto's S3 server on 127.0.0.1; sets AWS_* so s3fs (driver and workers) talks to it."""

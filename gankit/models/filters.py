@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gankit.models.ops import upfirdn2d
+
 # ----------------------------------------------------------------------------------------
 # Filter design
 
@@ -80,33 +82,6 @@ def filter_size(f: Optional[torch.Tensor]) -> "tuple[int, int]":
     if f is None:
         return 1, 1
     return int(f.shape[-1]), int(f.shape[0])
-
-
-def upfirdn2d(x: torch.Tensor,                 # [N, C, H, W]
-              f: Optional[torch.Tensor],       # [k] separable, [k, k], or None (identity)
-              up: int = 1, down: int = 1,
-              padding: Sequence[int] = (0, 0, 0, 0),   # [x0, x1, y0, y1]; negative crops
-              gain: float = 1) -> torch.Tensor:
-    """Up-sample by zero insertion, pad, convolve with f (total gain `gain`), down-sample."""
-    N, C, H, W = x.shape
-    px0, px1, py0, py1 = padding
-    if up > 1:
-        x = x.reshape(N, C, H, 1, W, 1)
-        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
-        x = x.reshape(N, C, H * up, W * up)
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
-    if f is None:
-        f = torch.ones([1, 1], device=x.device)
-    # A separable filter applies the gain's square root once per axis.
-    f = (f * gain ** (f.ndim / 2)).to(x.dtype).flip(list(range(f.ndim)))  # convolution, not correlation
-    f = f[None, None].repeat([C, 1] + [1] * f.ndim)                   # [C, 1, k] or [C, 1, k, k]
-    if f.ndim == 4:
-        x = F.conv2d(x, f, groups=C)
-    else:  # rows first, then columns, in NVIDIA's order (same rounding)
-        x = F.conv2d(x, f.unsqueeze(2), groups=C)
-        x = F.conv2d(x, f.unsqueeze(3), groups=C)
-    return x[:, :, ::down, ::down]
 
 
 def filtered_lrelu(x: torch.Tensor,            # [N, C, H, W]

@@ -47,11 +47,12 @@ def setup_filter(f: Sequence[float]) -> torch.Tensor:
 
 
 def upfirdn2d(x: torch.Tensor,                 # [N, C, H, W]
-              f: torch.Tensor,                 # [k, k]
+              f: Optional[torch.Tensor],       # [k] separable, [k, k], or None (identity)
               up: int = 1, down: int = 1,
-              padding: Sequence[int] = (0, 0, 0, 0),   # [x0, x1, y0, y1]
+              padding: Sequence[int] = (0, 0, 0, 0),   # [x0, x1, y0, y1]; negative crops
               gain: float = 1) -> torch.Tensor:
-    """Upsample (zero insertion), pad, convolve with FIR filter, downsample."""
+    """Up-sample by zero insertion, pad, convolve with f (total gain `gain`), down-sample.
+    StyleGAN2 uses [k, k] filters; StyleGAN3's are separable [k] (or None)."""
     N, C, H, W = x.shape
     px0, px1, py0, py1 = padding
     if up > 1:
@@ -60,9 +61,16 @@ def upfirdn2d(x: torch.Tensor,                 # [N, C, H, W]
         x = x.reshape(N, C, H * up, W * up)
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
     x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
-    f = (f * gain).to(x.dtype).flip([0, 1])       # conv2d is correlation: flip to convolve
-    f = f[None, None].repeat(C, 1, 1, 1)           # [C, 1, k, k]
-    x = F.conv2d(x, f, groups=C)
+    if f is None:
+        f = torch.ones([1, 1], device=x.device)
+    # A separable filter applies the gain's square root once per axis.
+    f = (f * gain ** (f.ndim / 2)).to(x.dtype).flip(list(range(f.ndim)))  # convolution, not correlation
+    f = f[None, None].repeat([C, 1] + [1] * f.ndim)                   # [C, 1, k] or [C, 1, k, k]
+    if f.ndim == 4:
+        x = F.conv2d(x, f, groups=C)
+    else:  # rows first, then columns, in NVIDIA's order (same rounding)
+        x = F.conv2d(x, f.unsqueeze(2), groups=C)
+        x = F.conv2d(x, f.unsqueeze(3), groups=C)
     return x[:, :, ::down, ::down]
 
 

@@ -476,15 +476,18 @@ class SynthesisNetwork(nn.Module):
 
 
 class Generator(nn.Module):
-    """G(z, c) = synthesis(mapping(z, c)). Images are [N, C, H, W] in about [-1, 1]."""
+    """G(z, c) = synthesis(mapping(z, c)). Images are [N, C, H, W] in about [-1, 1].
+    StyleGAN3's Generator is this one with its own synthesis network (`synthesis_class`)."""
+
+    synthesis_class = SynthesisNetwork
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         self.cfg = cfg
         self.z_dim, self.c_dim, self.w_dim = cfg.z_dim, cfg.c_dim, cfg.w_dim
         self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
-        self.synthesis = SynthesisNetwork(cfg.w_dim, cfg.img_resolution, cfg.img_channels,
-                                          cfg.synthesis)
+        self.synthesis = self.synthesis_class(cfg.w_dim, cfg.img_resolution, cfg.img_channels,
+                                              cfg.synthesis)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.num_ws, cfg.mapping)
 

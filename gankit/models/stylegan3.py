@@ -30,10 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankit import precision as gk_precision
-from gankit.models import filters
+from gankit.models import filters, stylegan2
 from gankit.models.stylegan2 import (FP16_CONV_CLAMP_DEFAULT, MAX_PARAMETERS, MAX_RESOLUTION,
-                                     NUM_FP16_RES_DEFAULT, FullyConnectedLayer, MappingConfig,
-                                     MappingNetwork)
+                                     NUM_FP16_RES_DEFAULT, FullyConnectedLayer, MappingConfig)
 
 # ----------------------------------------------------------------------------------------
 # Configs
@@ -420,28 +419,9 @@ class SynthesisNetwork(nn.Module):
         return x.to(torch.float32)                                       # [N, C, R, R]
 
 
-class Generator(nn.Module):
-    """G(z, c) = synthesis(mapping(z, c)). Images are [N, C, H, W] in about [-1, 1]."""
+class Generator(stylegan2.Generator):
+    """G(z, c) = synthesis(mapping(z, c)): StyleGAN2's Generator with StyleGAN3's synthesis
+    network (no noise inputs: `noise_mode` is accepted and ignored)."""
 
     model_name = "stylegan3"
-
-    def __init__(self, cfg: GeneratorConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.z_dim, self.c_dim, self.w_dim = cfg.z_dim, cfg.c_dim, cfg.w_dim
-        self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
-        self.synthesis = SynthesisNetwork(cfg.w_dim, cfg.img_resolution, cfg.img_channels,
-                                          cfg.synthesis)
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.num_ws, cfg.mapping)
-
-    def set_precision(self, precision: str) -> "Generator":
-        """See SynthesisNetwork.set_precision; the mapping network always runs fp32."""
-        self.synthesis.set_precision(precision)
-        return self
-
-    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None,
-                truncation_psi: float = 1, truncation_cutoff: Optional[int] = None,
-                noise_mode: str = "const", fused_modconv: bool = False) -> torch.Tensor:
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
+    synthesis_class = SynthesisNetwork
