@@ -245,6 +245,7 @@ def test_cpu_actors_leave_a_cpu_free():
         plan_actors(0, "cuda", 10, resources=(4, 0, 0))
 
 
+@pytest.mark.slow
 def test_gpus_are_detected_from_the_cluster():
     """A separate driver with fake GPUs (ray.init(num_gpus=2)): the plan asks for GPU actors."""
     code = textwrap.dedent("""

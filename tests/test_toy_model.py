@@ -44,6 +44,7 @@ def test_truncation_zero_is_one_face(generator):
     assert np.abs(images.astype(int) - images[:1].astype(int)).max() <= 1
 
 
+@pytest.mark.slow
 def test_generated_rates_are_the_renders_rates(generator, classifier):
     """The rate gate on 2,000 samples: 0.05 plus three standard errors of a rate (0.034)."""
     images, _ = generate(generator, 2000, seed=11)
