@@ -117,11 +117,21 @@ def load_generator(path: PathLike, network: str = "G_ema", device: Union[str, to
     return _build(_read_bounded(path, network), str(path)).to(device)
 
 
-def convert_checkpoint(src: PathLike, dst: PathLike, network: str = "G_ema") -> Path:
-    """Read any supported checkpoint and write it in the native format."""
+def convert_checkpoint(src: PathLike, dst: PathLike, network: str = "G_ema",
+                       transform: Optional[tuple] = None) -> Path:
+    """Read any supported checkpoint and write it in the native format. `transform`
+    ((tx, ty), angle in degrees), StyleGAN3 only: every image the written model renders is
+    moved and rotated so (NVIDIA's gen_images.py --translate / --rotate); stored with it."""
     ck = _read_bounded(src, network)
     G = _build(ck, str(src))
+    if transform is not None:
+        if not hasattr(G.synthesis, "set_transform"):
+            raise CheckpointError(f"{src}: --translate / --rotate need a StyleGAN3 generator "
+                                  f"(its Fourier input is what they move)")
+        G.synthesis.set_transform(*transform)
     source = {"format": ck.fmt, "file": Path(src).name, "network": network, **ck.notes}
+    if transform is not None:
+        source["transform"] = {"translate": list(transform[0]), "angle": transform[1]}
     return save_generator(G, dst, source=source)
 
 

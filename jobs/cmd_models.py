@@ -21,6 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="output directory (config.json + model.safetensors)")
     p.add_argument("--network", default="G_ema", choices=NETWORKS,
                    help="which generator of a multi-network file (default G_ema)")
+    p.add_argument("--translate", type=float, nargs=2, metavar=("TX", "TY"), default=None,
+                   help="StyleGAN3: move every image the converted model renders by TX, TY "
+                        "(x right, y down; 1.0 = the image width), as NVIDIA's --translate")
+    p.add_argument("--rotate", type=float, default=None, metavar="DEGREES",
+                   help="StyleGAN3: rotate every image it renders (counter-clockwise)")
     p.set_defaults(func=convert_command)
 
 
@@ -49,6 +54,10 @@ def inspect_command(args: argparse.Namespace) -> int:
 def convert_command(args: argparse.Namespace) -> int:
     from gankit.checkpoints import convert_checkpoint
 
-    out = convert_checkpoint(args.input, args.output, network=args.network)
+    transform = None
+    if args.translate is not None or args.rotate is not None:
+        transform = (tuple(args.translate or (0.0, 0.0)), args.rotate or 0.0)
+    out = convert_checkpoint(args.input, args.output, network=args.network,
+                             transform=transform)
     print(f"wrote {out}")
     return 0

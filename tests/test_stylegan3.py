@@ -282,3 +282,22 @@ def test_perceptual_path_length_runs():
     out = metrics.perceptual_path_length(G, metrics.feature_distance(lambda x: x), n=4,
                                          batch_size=2, epsilon=1e-2)
     assert out["n"] == 4 and math.isfinite(out["mean"]) and out["mean"] > 0
+
+
+def test_convert_stores_a_user_transform(tmp_path, capsys):
+    """`gankit convert --translate --rotate` writes a StyleGAN3 model that renders every image
+    moved so; the same as set_transform on the loaded one. A StyleGAN2 is refused."""
+    from gankit.checkpoints import load_generator, save_generator
+    from jobs.cli import main
+    from helpers import tiny_generator
+    G = tiny_sg3("T")
+    src = save_generator(G, tmp_path / "sg3")
+    assert main(["convert", str(src), str(tmp_path / "moved"), "--translate", "0.25", "0",
+                 "--rotate", "30"]) == 0
+    moved = load_generator(tmp_path / "moved")
+    G.synthesis.set_transform((0.25, 0.0), 30.0)
+    torch.testing.assert_close(render(moved), render(G), rtol=0, atol=0)
+    assert not torch.allclose(render(moved), render(load_generator(src)))
+    sg2 = save_generator(tiny_generator(), tmp_path / "sg2")
+    assert main(["convert", str(sg2), str(tmp_path / "x"), "--rotate", "10"]) == 2
+    assert "need a StyleGAN3 generator" in capsys.readouterr().err
