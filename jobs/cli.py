@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "jobs.demo",            # demo
     "jobs.dataset",         # dataset (labeled synthetic, or --pairs)
     "jobs.align",           # align (FFHQ faces; the optional [faces] extra)
+    "jobs.paste_back",      # paste-back (edited faces into their photos)
     "jobs.interpolate",     # interpolate, style-mix (figures)
 ]
 

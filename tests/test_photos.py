@@ -80,3 +80,17 @@ def test_pipeline_aligns_inverts_and_edits_a_folder_of_photos(ray_cluster, model
     kept = report["identity"]["w/smile"]
     assert kept["edits"] == 2 and 0 < kept["similarity"] <= 1         # at -2 and +2
     assert "Identity kept" in (root / "report" / "report.html").read_text()
+    # and pasted back into the photo: its size, changed only around the face
+    from jobs.paste_back import PasteBackConfig, run_paste_back
+    summary = run_paste_back(PasteBackConfig(edits=str(root / "edits"),
+                                             aligned=str(root / "aligned"),
+                                             out=str(tmp_path / "pasted"), strengths=[2.0]))
+    assert summary == {"written": 1, "skipped": []}
+    photo = decode_image(skimage_photo("astronaut.png"))
+    pasted = decode_image((tmp_path / "pasted" / "astro__w_smile_+2.png").read_bytes())
+    assert pasted.shape == photo.shape
+    changed = np.abs(pasted.astype(int) - photo).max(axis=2) > 0        # [H, W]
+    quad = np.asarray(aligned.column("quad")[0].as_py()).reshape(4, 2)
+    ys, xs = np.nonzero(changed)
+    assert changed.any() and quad[:, 0].min() - 2 <= xs.min() and xs.max() <= quad[:, 0].max() + 2
+    assert quad[:, 1].min() - 2 <= ys.min() and ys.max() <= quad[:, 1].max() + 2
