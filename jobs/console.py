@@ -52,6 +52,22 @@ def command_line(verbosity: str) -> None:
     may be moved off the console (which a library caller's process is left alone)."""
     log.setLevel(LEVELS[verbosity])
     _state.update(verbosity=verbosity, divert=verbosity != "verbose")
+    show_caveats_as_lines()
+
+
+def show_caveats_as_lines() -> None:
+    """gankit's caveats (results that mean little) print as one 'warning:' line each,
+    not as Python's file:line and source text; other warnings keep Python's form."""
+    import warnings
+    from gankit.caveats import CaveatWarning
+    python_show = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, CaveatWarning):
+            log.warning(f"warning: {message}")
+        else:
+            python_show(message, category, filename, lineno, file, line)
+    warnings.showwarning = show
 
 
 def verbose() -> bool:

@@ -194,13 +194,16 @@ def fit_all(cfg: FitConfig, latents: dict, scores: np.ndarray, attributes: list,
             plain[attr] = b
             entry = save_entry(out, b, space_name, attr, [])
             entries.append(add_caveats(entry, cfg, per_side(cfg, b, scores[:, j])))
-            val = b.metrics.get("val_accuracy")
-            log.info(f"[fit] {space_name}/{attr}: val_accuracy "
-                     f"{'n/a (no validation split)' if val is None else format(val, '.3f')}")
+        log.info(f"[fit] {space_name}: val accuracy " + ", ".join(
+            f"{a} {format_accuracy(b.metrics.get('val_accuracy'))}" for a, b in plain.items()))
         for target, conds in cfg.conditions:
             b = condition_boundary(plain[target], [plain[c] for c in conds])
             entries.append(save_entry(out, b, space_name, target, list(conds)))
     return entries
+
+
+def format_accuracy(value: Optional[float]) -> str:
+    return "n/a (no validation split)" if value is None else f"{value:.3f}"
 
 
 def per_side(cfg: FitConfig, boundary, scores: np.ndarray) -> list:
