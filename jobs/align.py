@@ -181,8 +181,8 @@ def check_faces_extra() -> None:
 
 def run_align(cfg: AlignConfig) -> dict:
     """Align every photo of `cfg.images` into `cfg.out`; returns the manifest."""
-    from jobs.image_inputs import plan_image_inputs
     from jobs.config import public_config
+    from jobs.image_inputs import plan_image_inputs
     cfg.validate()
     check_faces_extra()
     src = storage.open_store(cfg.images, cfg.storage)

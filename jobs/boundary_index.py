@@ -25,6 +25,7 @@ def load_index(url: str, options: Optional[dict] = None) -> dict:
 def load_boundary(url: str, options: Optional[dict] = None):
     """A Boundary .npz from any fsspec URL (read as bytes: np.load never unpickles)."""
     import fsspec
+
     from gankit.boundaries import Boundary
     fs, path = fsspec.core.url_to_fs(url, **storage.storage_options(url, options))
     try:

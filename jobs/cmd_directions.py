@@ -67,6 +67,7 @@ def write_grids(G, result, out: str, seeds: int, seed: int) -> list:
 
 def directions_command(args: argparse.Namespace) -> int:
     import numpy as np
+
     from gankit import zoo
     from gankit.directions import find_directions
 

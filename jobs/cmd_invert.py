@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from gankit.inversion import MODES
-
 from jobs import config
 
 

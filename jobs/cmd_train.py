@@ -89,6 +89,7 @@ def _device(args) -> str:
 
 def train_classifier(args) -> None:
     import os
+
     from gankit.train.toy import build_classifier
     folder = os.path.dirname(os.path.abspath(args.out))
     try:                      # before minutes of training, not after: the result must land
@@ -137,7 +138,8 @@ def train_and_save(cfg: TrainEncoderConfig) -> dict:
     from gankit import zoo
     from gankit.models.encoder import save_encoder
     from gankit.perceptual import load_feature_net
-    from gankit.train.encoder import trained_steps, train_encoder as train
+    from gankit.train.encoder import train_encoder as train
+    from gankit.train.encoder import trained_steps
     G = zoo.load_generator(cfg.model, device=cfg.device).eval().requires_grad_(False)
     net = load_feature_net(cfg.feature_net, cfg.device) if cfg.feature_net else None
     fixed, train_cfg = None, cfg.train

@@ -20,8 +20,6 @@ import typing
 from typing import Callable, Optional
 
 
-
-
 class ConfigError(ValueError):
     """A config field has a bad value: one sentence naming the field."""
 

@@ -59,6 +59,7 @@ def show_caveats_as_lines() -> None:
     """gankit's caveats (results that mean little) print as one 'warning:' line each,
     not as Python's file:line and source text; other warnings keep Python's form."""
     import warnings
+
     from gankit.caveats import CaveatWarning
     python_show = warnings.showwarning
 

@@ -90,6 +90,7 @@ def write_config(cfg: DemoConfig, pipe) -> None:
     import dataclasses
 
     import yaml
+
     from jobs import storage
     text = ("# gankit demo: steps 1-2 as a pipeline config (`gankit run` this file)\n"
             + yaml.safe_dump(dataclasses.asdict(pipe), sort_keys=False)
@@ -155,8 +156,8 @@ def inversion_runs(cfg: DemoConfig, index: dict) -> list:
     from gankit import zoo
     from gankit.inversion import InversionConfig
     from gankit.perceptual import load_feature_net
-    from jobs import storage
     from gankit.toy_eval import eval_inversion
+    from jobs import storage
     from jobs.boundary_index import load_boundary
     from jobs.rendering import load_models
     root = cfg.out.rstrip("/")

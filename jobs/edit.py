@@ -174,8 +174,8 @@ def id_column(schema: pa.Schema, url: str) -> str:
 
 def edit_schema(names: list, keep_original: bool, id_name: str = "sample_id",
                 keep_input: bool = False, identity: bool = False) -> pa.Schema:
-    from jobs.invert import IDENTITY
     from gankit.data import ID_COLUMNS, IMAGE_TYPE
+    from jobs.invert import IDENTITY
     fields = [pa.field(id_name, ID_COLUMNS[id_name]), pa.field("boundary", pa.string()),
               pa.field("strength", pa.float32()), pa.field("image", IMAGE_TYPE)]
     fields += [pa.field(f"logit_{a}", pa.float32()) for a in names]
@@ -216,6 +216,7 @@ class Editor(PartWorker):
         """(ids [n], z [n, z_dim] or None, base ws [n, num_ws, w_dim], extras) of part
         `spec`; extras: 'noise' [n, sum r^2] and 'input' (PNG structs) where used."""
         import torch
+
         from gankit.data import latents_from_column
         from gankit.latents import to_ws
         pf = storage.open_parquet(self.src, self.inputs[spec.index])
@@ -266,6 +267,7 @@ class Editor(PartWorker):
     def edited_ws(self, z, ws, rows, bidx, strengths, labels=None):
         """ws [k, num_ws, w_dim] of edits (row, boundary, strength) given as index arrays."""
         import torch
+
         from gankit.editing import edit
         out = torch.empty((len(rows), *ws.shape[1:]), dtype=torch.float32)
         for bi in np.unique(bidx):
@@ -363,6 +365,7 @@ class Editor(PartWorker):
         if noise is None:
             return None
         import torch
+
         from gankit.data import noise_from_column
         flat = runtime.pad_rows(noise[s:s + m], m)                        # [m, sum r^2]
         return [torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
@@ -381,7 +384,8 @@ def decoded(column: pa.Array) -> list:
 def reference_faces(extras: dict) -> tuple:
     """(descriptors [n, 128], landmarks, side) of each row's reconstruction, at landmarks
     found on its input (`target`) when it is there, else on the reconstruction."""
-    from gankit.identity import descriptors_at, reference_faces as found_on
+    from gankit.identity import descriptors_at
+    from gankit.identity import reference_faces as found_on
     recon = decoded(extras["reconstruction"])                          # n x [S, S, 3]
     source = decoded(extras["target"]) if "target" in extras else recon
     landmarks = found_on(np.stack(source))[1] if source else []

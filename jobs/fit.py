@@ -29,14 +29,15 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
+from gankit.boundaries import SELECTIONS, SOLVERS
 from gankit.data import attribute_names, field_shape, latent_dim
 from jobs import storage
 from jobs.boundary_index import INDEX
-from gankit.boundaries import SELECTIONS, SOLVERS
 from jobs.config import ConfigError, check_choices, layer_span, option, public_config, require
 from jobs.options import StorageOptions
 
 log = logging.getLogger("gankit")
+
 
 def condition(text: str) -> list:
     """'TARGET:A,B' (a flag's word) -> [target, [a, b]]."""

@@ -168,6 +168,7 @@ def sources(G, cfg: FigureOptions, seeds: list, ids: list, space: str) -> tuple:
 def render(G, latents, space: str) -> np.ndarray:
     """Latents in `space` -> uint8 images [N, H, W, 3], const noise, in chunks of 16."""
     import torch
+
     from gankit.images import to_uint8
     from gankit.latents import to_ws
     out = []
@@ -180,6 +181,7 @@ def render(G, latents, space: str) -> np.ndarray:
 
 def load(cfg: FigureOptions):
     import torch
+
     from gankit import zoo
     device = cfg.device if cfg.device != "auto" else \
         ("cuda" if torch.cuda.is_available() else "cpu")
@@ -211,6 +213,7 @@ def animation(frames: np.ndarray, fmt: str, frame_ms: int) -> bytes:
     """uint8 frames [T, H, W, 3] -> an endlessly looping GIF or WebP (Pillow, no other
     dependency)."""
     import io
+
     from PIL import Image
     images = [Image.fromarray(f) for f in frames]
     buf = io.BytesIO()

@@ -43,13 +43,13 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from jobs import config, options, progress, runtime, storage
-from jobs.cpu_pool import CpuPool, StepWriter, gather
-from jobs.image_inputs import (ImageInputOptions, ImageInputs, conform, decode_item,
-                               part_tables, plan_image_inputs, write_bad_file)
 from gankit.data import latent_column
 from gankit.inversion import LOSSES, MODES
+from jobs import config, options, progress, runtime, storage
 from jobs.config import option, public_config, require
+from jobs.cpu_pool import CpuPool, StepWriter, gather
+from jobs.image_inputs import (ImageInputOptions, ImageInputs, conform, decode_item, part_tables,
+                               plan_image_inputs, write_bad_file)
 from jobs.options import ActorOptions, ImageOptions, StorageOptions
 from jobs.rendering import load_models, setup_device
 from jobs.runtime import PartWorker
@@ -289,6 +289,7 @@ class Inverter(PartWorker):
     def invert_batch(self, table: pa.Table, start: int, schema: pa.Schema) -> tuple:
         """Rows [start, start + n) of the job -> (table of good rows, error records)."""
         import torch
+
         from gankit.images import from_uint8
         from gankit.inversion import invert
         items = table.column(self.cfg.image_column).to_pylist()
@@ -370,6 +371,7 @@ def run_invert(cfg: InvertConfig) -> dict:
     runtime.check_model("encoder", cfg.encoder_spec(), "encoder")
     if cfg.class_index is not None:           # an out-of-range class fails here, not in actors
         from types import SimpleNamespace
+
         from jobs.conditioning import generator_facts
         invert_class(SimpleNamespace(**generator_facts(cfg.model)), cfg)
     if cfg.identity_metric:

@@ -25,15 +25,13 @@ import numpy as np
 import pyarrow as pa
 
 from jobs import config, options, runtime, storage
+from jobs.config import option, public_config, require
 from jobs.cpu_pool import CpuPool, StepWriter, gather
+from jobs.image_inputs import (ImageInputOptions, ImageInputs, conform, decode_rows,
+                               inputs_resolution, part_tables, plan_image_inputs, write_bad_file)
 from jobs.options import ActorOptions, ClassifierOptions, StorageOptions
 from jobs.rendering import classify, setup_device
 from jobs.runtime import PartWorker
-from jobs.config import option, require
-from jobs.config import public_config
-from jobs.image_inputs import (ImageInputOptions, ImageInputs, conform, decode_rows,
-                               inputs_resolution, part_tables, plan_image_inputs,
-                               write_bad_file)
 from jobs.storage import PartSpec, PartWriter, Store
 
 log = logging.getLogger("gankit")

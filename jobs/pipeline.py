@@ -40,8 +40,8 @@ import os
 from dataclasses import dataclass, field
 
 from jobs import options
-from jobs.options import ActorOptions
 from jobs.config import ConfigError, choice, config_from_dict, require
+from jobs.options import ActorOptions
 
 log = logging.getLogger("gankit")
 

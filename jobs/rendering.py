@@ -40,6 +40,7 @@ def load_models(model: str, classifier: Optional[str], device: str, precision: s
 def classify(C, images, precision: str) -> np.ndarray:
     """images [M, 3, H, W] in [-1, 1] on C's device -> logits [M, A] float32."""
     import torch
+
     from gankit import precision as numerics
     with torch.no_grad(), numerics.autocast(images.device.type, precision):
         return C(images).float().cpu().numpy()

@@ -402,6 +402,7 @@ def model_specs(cfg: ReportConfig) -> tuple:
 def classify(C, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """uint8 [N, H, W, 3] -> logits [N, A] (float64)."""
     import torch
+
     from gankit.images import from_uint8
     p = next(iter(C.parameters()), None)
     device = p.device if p is not None else "cpu"
@@ -616,14 +617,15 @@ def read_metrics(cfg: ReportConfig) -> dict:
         return {}
     found = storage.open_store(cfg.metrics, cfg.storage).read_json("metrics.json")
     return {k: found.get(k) for k in ("separability", "ppl") if found.get(k)}
+
+
 OPTIONAL_KEYS = ("correlation", "correlation_real", "correlation_true", "correlation_gap")
 
 
 def run_report(cfg: ReportConfig) -> dict:
     """Build report.json, report.html and figures/*.png under cfg.out; returns the report."""
     from gankit.caveats import CaveatWarning
-    from gankit.report import (caveats, correlation_matrix, gates, probabilities,
-                               render_html)
+    from gankit.report import caveats, correlation_matrix, gates, probabilities, render_html
     from jobs.boundary_index import load_index
     cfg.validate()
     index = load_index(cfg.fit, cfg.storage)

@@ -31,6 +31,7 @@ class JobResult(dict):
     def dataset(self, columns: Optional[list] = None):
         """The output as a Ray Data dataset (its part files only; starts Ray if needed)."""
         import ray
+
         from jobs import storage
         from jobs.runtime import ensure_ray
         ensure_ray()

@@ -42,14 +42,15 @@ import pyarrow as pa
 from gankit.data import latent_column
 from gankit.latents import SPACES
 from jobs import config, options, runtime, storage
-from jobs.config import ConfigError, option, require
-from jobs.cpu_pool import CpuPool, StepWriter, gather
 from jobs.conditioning import (ClassOptions, check_space, class_choices, generator_facts,
                                needs_facts, one_hot_rows, row_labels)
+from jobs.config import ConfigError, option, require
+from jobs.cpu_pool import CpuPool, StepWriter, gather
 from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
 from jobs.rendering import load_models, render_and_label, setup_device
 from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, PartWriter
+
 
 @dataclass
 class SampleConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions, ClassOptions):
@@ -166,6 +167,7 @@ class Sampler(PartWorker):
         """Run the models on rows [start, stop); returns a function that builds their
         table once the pool has encoded their images (called on the writer thread)."""
         import torch
+
         from gankit.latents import sample_z
         cfg, G, m = self.cfg, self.G, self.cfg.micro_batch
         ids = np.arange(start, stop, dtype=np.int64)                      # [n]

@@ -14,7 +14,6 @@ from jobs.config import ConfigError
 from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
 from jobs.storage import PartSpec, Store
 
-
 CARD, INFO = "README.md", "dataset_info.json"
 HF_IMAGE = {"_type": "Image"}          # the `datasets` Image feature (struct<bytes, path>)
 

@@ -15,13 +15,13 @@ from gankit.latents import SPACES
 from jobs import runtime, storage
 from jobs.conditioning import ClassOptions
 from jobs.config import option, public_config, require
-from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
-from jobs.runtime import PartWorker
-from jobs.storage import PartSpec, PartWriter, Store
 from jobs.dataset.card import fmt, schema_rows, write_card
 from jobs.dataset.common import (cpu_actors, finished, hf_metadata, logit_matrix, part_plan,
                                  sample_source, scan_logits, shared_options, stage_precision,
                                  with_paths)
+from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
+from jobs.runtime import PartWorker
+from jobs.storage import PartSpec, PartWriter, Store
 
 log = logging.getLogger("gankit")
 

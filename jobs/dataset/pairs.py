@@ -14,12 +14,12 @@ from gankit.dataset_filters import probabilities
 from gankit.editing import MODES as EDIT_MODES
 from jobs import runtime, storage
 from jobs.config import layer_span, option, public_config, require
-from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
-from jobs.runtime import PartWorker
-from jobs.storage import PartSpec, PartWriter, Store
 from jobs.dataset.card import fmt, schema_rows, write_card
 from jobs.dataset.common import (cpu_actors, finished, hf_metadata, logit_matrix, part_plan,
                                  sample_source, shared_options, stage_precision, with_paths)
+from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
+from jobs.runtime import PartWorker
+from jobs.storage import PartSpec, PartWriter, Store
 
 log = logging.getLogger("gankit")
 
@@ -54,6 +54,7 @@ class PairsConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions)
 
     def sample_config(self, out: str):
         from jobs.sample import SampleConfig
+
         # W+ codes as sampled, so edits start from exactly the original's ws (also under a
         # truncation cutoff, which a stored w could not reproduce)
         return SampleConfig(model=self.model, count=self.count, seed=self.seed, space="wp",

@@ -4,12 +4,12 @@ stages write `runtime.run_parts(...)`, `runtime.PartWorker`:
     part_driver  PartWorker (the actor of every part job) and run_parts (its driver)
     faults       test-only fault injection
 """
-from jobs.runtime.cluster import (ActorPlan, actors_for, check_model, cluster_resources,
-                                  ensure_ray, job_precision, plan_actors, resolve_device)
+from jobs.runtime.cluster import (ActorPlan, actors_for, check_model, cluster_resources, ensure_ray,
+                                  job_precision, plan_actors, resolve_device)
+from jobs.runtime.faults import FAULT_ENV, fault_point, poison_point
 from jobs.runtime.part_driver import (ATTEMPTS_DIR, PartFailed, PartWorker, WorkerFailed,
                                       clear_attempts, commit_errors, log, micro_batches, pad_rows,
                                       root_cause, run_parts, start_attempt, worker_remote_args)
-from jobs.runtime.faults import (FAULT_ENV, fault_point, poison_point)
 
 __all__ = [
     "ActorPlan", "actors_for", "check_model", "cluster_resources", "ensure_ray",

@@ -8,7 +8,6 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-
 from jobs.config import ConfigError
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-
 # TEST-ONLY fault injection. With GANKIT_FAULT_EXIT_AFTER_BATCHES=N and GANKIT_FAULT_MARKER=
 # <path> in the driver's environment, the first worker process to write its N-th row group
 # creates <path> (exclusively, so this fires once per marker across all processes) and

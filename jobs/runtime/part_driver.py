@@ -26,9 +26,9 @@ import uuid
 import numpy as np
 
 from jobs import progress, storage
-from jobs.storage import PartSpec, RunRecord, Store
 from jobs.runtime.cluster import ActorPlan
 from jobs.runtime.faults import FAULT_ENV, poison_point
+from jobs.storage import PartSpec, RunRecord, Store
 
 log = logging.getLogger("gankit")
 

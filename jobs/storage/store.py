@@ -10,7 +10,6 @@ from typing import Optional
 
 import fsspec
 
-
 PART_RE = re.compile(r"^part-(\d{5})\.parquet$")
 MANIFEST = "_manifest.json"
 ERRORS_DIR = "_errors"
