@@ -116,19 +116,21 @@ def _argument(f: dataclasses.Field, hint) -> dict:
     return kw
 
 
+def _unwrap_optional(hint):
+    """Optional[X] -> X; other hints as they are."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if typing.get_origin(hint) is typing.Union and len(args) == 1 else hint
+
+
 def _base_type(hint):
     """int for Optional[int], list for list / Optional[list] / list[float], ..."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) is typing.Union and len(args) == 1:
-        hint = args[0]
+    hint = _unwrap_optional(hint)
     return typing.get_origin(hint) or hint
 
 
 def _item_type(hint):
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) is typing.Union and len(args) == 1:
-        hint = args[0]
-    items = typing.get_args(hint)
+    """A list field's item type on the command line: int or float when declared, else str."""
+    items = typing.get_args(_unwrap_optional(hint))
     return items[0] if items and items[0] in (int, float) else str
 
 
