@@ -186,11 +186,12 @@ def test_sample_fit_edit_in_z(ray_cluster, generators, model_files, tmp_path, ki
                               spaces=["z"], attributes=["smile"], fraction=0.25))
     assert [b["space"] for b in index["boundaries"]] == ["z"]
     run_edit(EditConfig(latents=str(tmp_path / "s"), index=str(tmp_path / "f"),
-                        boundaries=["z/smile"], strengths=[0.0, 2.0], out=str(tmp_path / "e"),
-                        model=model, classifier=model_files["classifier"], micro_batch=4,
-                        device="cpu", workers=1))
+                        boundaries=["z/smile"], strengths=[-2.0, 0.0, 2.0],
+                        out=str(tmp_path / "e"), model=model,
+                        classifier=model_files["classifier"], micro_batch=4, device="cpu",
+                        workers=1))
     e = rows(tmp_path / "e")
-    assert len(e) == 2 * len(s)
+    assert len(e) == 3 * len(s)
     still = e.filter(pc_equal(e, "strength", 0.0))
     moved = e.filter(pc_equal(e, "strength", 2.0))
     for i in range(len(s)):
@@ -198,6 +199,12 @@ def test_sample_fit_edit_in_z(ray_cluster, generators, model_files, tmp_path, ki
         assert np.array_equal(decode_image(still.column("image")[i]["bytes"].as_py()), original)
     assert not np.array_equal(moved.column("logit_smile").to_numpy(),
                               still.column("logit_smile").to_numpy())
+    from jobs.report import ReportConfig, run_report       # the report reads them as well
+    report = run_report(ReportConfig(fit=str(tmp_path / "f"), edits=str(tmp_path / "e"),
+                                     samples=str(tmp_path / "s"), out=str(tmp_path / "r"),
+                                     model=model, classifier=model_files["classifier"]))
+    assert 0 <= report["edits"]["plain"]["smile"]["flip_rate"] <= 1
+    assert (tmp_path / "r" / "report.html").exists()
 
 
 def pc_equal(t, name, value):
