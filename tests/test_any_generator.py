@@ -250,3 +250,22 @@ def test_labeled_dataset_carries_the_class_column(ray_cluster, generators, model
     t = rows(tmp_path / "d" / "data")
     assert t.column("class").to_pylist() == \
         sample_classes(5, t.column("sample_id").to_numpy(), [0, 2]).tolist()
+
+
+def test_paired_dataset_of_a_conditional_generator(ray_cluster, generators, model_files,
+                                                   tmp_path):
+    """`gankit dataset --pairs --class 1`: every sample (and so every pair) is class 1."""
+    from jobs.dataset import PairsConfig, run_pairs
+    from jobs.fit import FitConfig, run_fit
+    sample(generators["cond"], tmp_path / "s", count=40, classes="uniform", space="w",
+           classifier=model_files["classifier"])
+    run_fit(FitConfig(samples=str(tmp_path / "s"), out=str(tmp_path / "f"), spaces=["w"],
+                      attributes=["smile"], fraction=0.25))
+    manifest = run_pairs(PairsConfig(out=str(tmp_path / "p"), index=str(tmp_path / "f"),
+                                     boundaries=["w/smile"], strengths=[2.0],
+                                     model=generators["cond"],
+                                     classifier=model_files["classifier"], count=6,
+                                     classes=[1], rows_per_part=3, micro_batch=4,
+                                     device="cpu", workers=1))
+    assert manifest["rows"] == 6
+    assert set(rows(tmp_path / "p" / "samples").column("class").to_pylist()) == {1}

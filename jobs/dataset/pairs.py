@@ -13,6 +13,7 @@ import pyarrow as pa
 from gankit.dataset_filters import probabilities
 from gankit.editing import MODES as EDIT_MODES
 from jobs import runtime, storage
+from jobs.conditioning import ClassOptions
 from jobs.config import layer_span, option, public_config, require
 from jobs.dataset.card import fmt, schema_rows, write_card
 from jobs.dataset.common import (cpu_actors, finished, hf_metadata, logit_matrix, part_plan,
@@ -25,7 +26,8 @@ log = logging.getLogger("gankit")
 
 
 @dataclass
-class PairsConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions):
+class PairsConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions,
+                  ClassOptions):
     out: str = option("", "output URL: samples/, edits/, data/, README.md", required=True)
     index: Optional[str] = option(None, "(pairs) `gankit fit` output URL holding "
                                         "boundaries.json")
@@ -61,7 +63,8 @@ class PairsConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions)
                             truncation=self.truncation, truncation_cutoff=self.truncation_cutoff,
                             images=False, classifier=self.classifier, out=out,
                             rows_per_part=self.rows_per_part, micro_batch=self.micro_batch,
-                            batch_size=self.batch_size, **shared_options(self))
+                            batch_size=self.batch_size, classes=self.classes,
+                            **shared_options(self))
 
     def edit_config(self, latents: str, out: str):
         from jobs.edit import EditConfig
