@@ -7,23 +7,12 @@ from typing import Optional
 
 
 def register(subparsers) -> None:
+    from gankit.train.toy import add_classifier_flags, add_common_flags, add_gan_flags
     c = subparsers.add_parser("train-classifier", help="train the toy attribute classifier")
-    c.add_argument("--out", required=True, help="output .safetensors path (config beside it)")
-    c.add_argument("--images", type=int, default=60000, help="rendered training images")
-    c.add_argument("--steps", type=int, default=4000, help="optimiser steps")
+    add_classifier_flags(c)
     c.set_defaults(func=train_classifier)
     g = subparsers.add_parser("train-gan", help="train the toy StyleGAN2 (resumable)")
-    g.add_argument("--run-dir", required=True, help="training state, grids; rerun to resume")
-    g.add_argument("--images", type=int, default=200000, help="rendered real images")
-    g.add_argument("--kimg", type=float, default=3000, help="stop after this many kimg")
-    g.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after")
-    g.add_argument("--batch-size", type=int, default=64, help="images per step")
-    g.add_argument("--export", default=None, help="write G_ema in the native format here")
-    g.add_argument("--linear-attr-weight", type=float, default=0.0,
-                   help="attribute-linearity term through the toy classifier (MODELS.md), 0 = off")
-    g.add_argument("--attr-moment-weight", type=float, default=0.0,
-                   help="match the toy classifier's probability mean and covariance on reals "
-                        "(MODELS.md), 0 = off")
+    add_gan_flags(g)
     g.set_defaults(func=train_gan)
     e = subparsers.add_parser("train-encoder", help="train a W+ encoder on synthetic pairs "
                               "(image, w+) of a generator (resumable)")
@@ -49,9 +38,7 @@ def register(subparsers) -> None:
     e.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after")
     e.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     e.set_defaults(func=train_encoder)
-    for p in (c, g, e):
-        p.add_argument("--seed", type=int, default=0, help="seeds the data and the weights")
-        p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    add_common_flags(e)
 
 
 @dataclass

@@ -99,32 +99,46 @@ def build_generator(run_dir: str, n_images: int, seed: int, kimg: float, device:
     return trainer
 
 
+def add_classifier_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of `gankit train-classifier` and `python -m gankit.train.toy classifier`."""
+    p.add_argument("--out", required=True, help="output .safetensors path (config beside it)")
+    p.add_argument("--images", type=int, default=60000, help="rendered training images")
+    p.add_argument("--steps", type=int, default=4000, help="optimiser steps")
+    add_common_flags(p)
+
+
+def add_gan_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of `gankit train-gan` and `python -m gankit.train.toy gan`."""
+    p.add_argument("--run-dir", required=True, help="training state, grids; rerun to resume")
+    p.add_argument("--images", type=int, default=200000, help="rendered real images")
+    p.add_argument("--kimg", type=float, default=3000, help="stop after this many kimg")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after")
+    p.add_argument("--batch-size", type=int, default=64, help="images per step")
+    p.add_argument("--export", default=None, help="write G_ema in the native format here")
+    p.add_argument("--linear-attr-weight", type=float, default=0.0,
+                   help="attribute-linearity term through the toy classifier (MODELS.md), 0 = off")
+    p.add_argument("--attr-moment-weight", type=float, default=0.0,
+                   help="match the toy classifier's probability mean and covariance on reals "
+                        "(MODELS.md), 0 = off")
+    add_common_flags(p)
+
+
+def add_common_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="seeds the data and the weights")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="what", required=True)
-    c = sub.add_parser("classifier")
-    c.add_argument("--out", required=True)
-    c.add_argument("--images", type=int, default=60000)
-    c.add_argument("--steps", type=int, default=4000)
-    g = sub.add_parser("gan")
-    g.add_argument("--run-dir", required=True)
-    g.add_argument("--images", type=int, default=200000)
-    g.add_argument("--kimg", type=float, default=3000)
-    g.add_argument("--max-minutes", type=float, default=None)
-    g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--export", default=None)
-    g.add_argument("--linear-attr-weight", type=float, default=0.0,
-                   help="attribute-linearity term through the bundled classifier (gankit.train.gan)")
-    g.add_argument("--attr-moment-weight", type=float, default=0.0,
-                   help="attribute moment matching through the bundled classifier (gankit.train.gan)")
-    for s in (c, g):
-        s.add_argument("--seed", type=int, default=0)
-        s.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_classifier_flags(sub.add_parser("classifier"))
+    add_gan_flags(sub.add_parser("gan"))
     a = p.parse_args(argv)
+    device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if a.what == "classifier":
-        build_classifier(a.out, a.images, a.seed, a.steps, a.device)
+        build_classifier(a.out, a.images, a.seed, a.steps, device)
     else:
-        build_generator(a.run_dir, a.images, a.seed, a.kimg, a.device, a.max_minutes,
+        build_generator(a.run_dir, a.images, a.seed, a.kimg, device, a.max_minutes,
                         a.batch_size, a.export, a.linear_attr_weight, a.attr_moment_weight)
 
 
