@@ -35,6 +35,7 @@ encoder (modes encode/hybrid) runs on the same aligned batches, so its outputs a
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ import pyarrow as pa
 
 from gankit.data import latent_column
 from gankit.inversion import LOSSES, MODES
+from gankit.inversion import InversionConfig as Inversion
 from jobs import config, options, progress, runtime, storage
 from jobs.config import option, public_config, require
 from jobs.cpu_pool import CpuPool, StepWriter, gather
@@ -68,33 +70,35 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
                              "URLs", required=True)
     out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
     model: str = option("toy", "generator: 'toy', a checkpoint path or package.module:factory")
-    space: str = option("w", "w, or wp (W+)", choices=("w", "wp"))
-    mode: str = option("optimize", "optimize: from w_avg (the loss: --loss); encode: the "
+    space: str = option(Inversion.space, "w, or wp (W+)", choices=("w", "wp"))
+    mode: str = option(Inversion.mode, "optimize: from w_avg (the loss: --loss); encode: the "
                                    "encoder's w+ (0 steps, "
                                    "needs --space wp); hybrid: the encoder's w+ refined by "
                                    "--steps steps (in w from its layer mean)", choices=MODES)
     encoder: Optional[str] = option(None, "W+ encoder for encode / hybrid: 'toy' or a native "
                                           "encoder directory (default: 'toy' with the toy "
                                           "model, required otherwise)")
-    steps: int = option(1000, "optimisation steps per image, NVIDIA's count (hybrid: the "
-                              "refinement steps; encode ignores it)")
+    steps: int = option(Inversion.steps, "optimisation steps per image, NVIDIA's count "
+                                         "(hybrid: the refinement steps; encode ignores it)")
     feature_net: Optional[str] = option(None, "perceptual features: 'toy', NVIDIA's vgg16.pt, "
                                               "a TorchScript or .pt2 file (default: none, "
                                               "pixel MSE only)")
-    loss: str = option("mse+perceptual", "mse+perceptual: mse_weight * pixel MSE + "
-                                         "perceptual_weight * feature distance from G's "
-                                         "w_avg (NVIDIA's schedule plus a pixel term); "
-                                         "nvidia: NVIDIA's projector, the feature distance "
-                                         "alone (give its vgg16.pt) from the mean of 10,000 "
-                                         "mapped z", choices=LOSSES)
-    mse_weight: float = option(1.0, "pixel MSE weight (loss mse+perceptual)")
-    perceptual_weight: float = option(1.0, "feature distance weight")
-    optimize_noise: bool = option(True, "optimise per-image noise maps", flag="noise")
-    noise_reg_weight: float = option(1e5, "noise autocorrelation penalty (NVIDIA's)")
-    lr: float = option(0.1, "Adam's initial learning rate")
+    loss: str = option(Inversion.loss, "mse+perceptual: mse_weight * pixel MSE + "
+                                       "perceptual_weight * feature distance from G's w_avg "
+                                       "(NVIDIA's schedule plus a pixel term); nvidia: "
+                                       "NVIDIA's projector, the feature distance alone (give "
+                                       "its vgg16.pt) from the mean of 10,000 mapped z",
+                       choices=LOSSES)
+    mse_weight: float = option(Inversion.mse_weight, "pixel MSE weight (loss mse+perceptual)")
+    perceptual_weight: float = option(Inversion.perceptual_weight, "feature distance weight")
+    optimize_noise: bool = option(Inversion.optimize_noise, "optimise per-image noise maps",
+                                  flag="noise")
+    noise_reg_weight: float = option(Inversion.noise_reg_weight,
+                                     "noise autocorrelation penalty (NVIDIA's)")
+    lr: float = option(Inversion.lr, "Adam's initial learning rate")
     early_stop_loss: Optional[float] = option(None, "freeze an image once its loss is below "
                                                     "this")
-    seed: int = option(0, "the image at row i draws from (seed, i)")
+    seed: int = option(Inversion.seed, "the image at row i draws from (seed, i)")
     save_noise: bool = option(False, "store the optimised noise maps")
     keep_target: bool = option(False, "store the prepared input image beside the result")
     identity_metric: bool = option(False, "identity_similarity / identity_distance of each "
@@ -153,14 +157,10 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
             return None
         return self.encoder or ("toy" if self.model == "toy" else None)
 
-    def inversion(self):
-        from gankit.inversion import InversionConfig
-        return InversionConfig(space=self.space, mode=self.mode, steps=self.steps, lr=self.lr,
-                               optimize_noise=self.optimize_noise,
-                               noise_reg_weight=self.noise_reg_weight,
-                               loss=self.loss, mse_weight=self.mse_weight,
-                               perceptual_weight=self.perceptual_weight,
-                               early_stop_loss=self.early_stop_loss, seed=self.seed)
+    def inversion(self) -> Inversion:
+        """gankit.inversion's config: the fields the two share (defaults are Inversion's)."""
+        shared = {f.name for f in dataclasses.fields(Inversion)}
+        return Inversion(**{k: v for k, v in vars(self).items() if k in shared})
 
 
 # ----------------------------------------------------------------------------------------
