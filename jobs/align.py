@@ -133,12 +133,13 @@ class Aligner(PartWorker):
         faces.dlib_model(self.cfg.detector)             # read the model files once, here
         faces.dlib_model("landmarks")
 
-    def write_part(self, spec: PartSpec) -> dict:
+    def write_part(self, spec: PartSpec) -> None:
         from jobs.image_inputs import part_tables, write_bad_file
         path, schema, errors = self.inputs.parts[spec.index], out_schema(), []
         if spec.index in self.inputs.bad:               # an unusable file: records, no rows
-            return write_bad_file(self.out, self.src, path, spec, schema,
-                                  self.inputs.id_column, "align", self.inputs.bad[spec.index])
+            write_bad_file(self.out, self.src, path, spec, schema,
+                           self.inputs.id_column, "align", self.inputs.bad[spec.index])
+            return
         columns = [self.inputs.id_column, self.cfg.image_column]
         tables = part_tables(self.src, self.inputs, spec, self.cfg.image_column, columns,
                              self.cfg.batch_size)
@@ -149,7 +150,6 @@ class Aligner(PartWorker):
             runtime.commit_errors(self.out, spec, errors)
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": len(errors)})
-        return {"rows": w.rows, "errors": len(errors)}
 
     def align_batch(self, batch: pa.Table, schema: pa.Schema, errors: list) -> pa.Table:
         from jobs.image_inputs import no_bytes_reason

@@ -62,12 +62,15 @@ def show_caveats_as_lines() -> None:
 
     from gankit.caveats import CaveatWarning
     python_show = warnings.showwarning
+    if getattr(python_show, "gankit", False):       # installed already (main called again)
+        return
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, CaveatWarning):
             log.warning(f"warning: {message}")
         else:
             python_show(message, category, filename, lineno, file, line)
+    show.gankit = True
     warnings.showwarning = show
 
 

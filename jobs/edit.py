@@ -293,7 +293,7 @@ class Editor(PartWorker):
                   for k, v in extras.items()}
         return ids[keep], (z[keep] if z is not None else None), ws[keep], extras, len(errors)
 
-    def write_part(self, spec: PartSpec) -> dict:
+    def write_part(self, spec: PartSpec) -> None:
         ids, z, ws, extras, n_errors = self.drop_nonfinite(spec, *self.read_rows(spec))
         noise = extras.get("noise")                      # [n, sum r^2] or None
         nb, ns, m = len(self.boundaries), len(self.cfg.strengths), self.cfg.micro_batch
@@ -315,7 +315,6 @@ class Editor(PartWorker):
             steps.finish()
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": n_errors})
-        return {"rows": total, "errors": n_errors}
 
     def table(self, ids, rows, bidx, strengths, images: list, logits, originals,
               extras: dict) -> pa.Table:

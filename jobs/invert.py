@@ -258,15 +258,16 @@ class Inverter(PartWorker):
                              sampled_mean=self.cfg.loss == "nvidia")[1] \
             if self.cfg.mode != "encode" else None
 
-    def write_part(self, spec: PartSpec) -> dict:
+    def write_part(self, spec: PartSpec) -> None:
         from gankit.data import ID_COLUMNS
         id_type = self.inputs.schema.field(self.id_column).type
         id_field = pa.field(self.id_column, ID_COLUMNS.get(self.id_column, id_type))
         schema = invert_schema(self.cfg, self.G, id_field)
         path = self.inputs.parts[spec.index]
         if spec.index in self.inputs.bad:
-            return write_bad_file(self.out, self.src, path, spec, schema, self.id_column,
-                                  "invert", self.inputs.bad[spec.index])
+            write_bad_file(self.out, self.src, path, spec, schema, self.id_column,
+                           "invert", self.inputs.bad[spec.index])
+            return
         read = pa.schema([id_field, self.inputs.schema.field(self.cfg.image_column)])
         errors, start = [], spec.start
         tables = part_tables(self.src, self.inputs, spec, self.cfg.image_column, read.names,
@@ -284,7 +285,6 @@ class Inverter(PartWorker):
             runtime.commit_errors(self.out, spec, errors)
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": len(errors)})
-        return {"rows": w.rows, "errors": len(errors)}
 
     def invert_batch(self, table: pa.Table, start: int, schema: pa.Schema) -> tuple:
         """Rows [start, start + n) of the job -> (table of good rows, error records)."""

@@ -103,13 +103,14 @@ class Labeler(PartWorker):
         meta.update({b"gankit.job": b"label", b"gankit.attributes": json.dumps(names).encode()})
         return pa.schema(fields, metadata=meta)
 
-    def write_part(self, spec: PartSpec) -> dict:
+    def write_part(self, spec: PartSpec) -> None:
         m = self.cfg.micro_batch
         step = max(1, -(-self.cfg.batch_size // m)) * m
         path, schema = self.inputs.parts[spec.index], self.out_schema()
         if spec.index in self.inputs.bad:
-            return write_bad_file(self.out, self.src, path, spec, schema, self.id_column,
-                                  "label", self.inputs.bad[spec.index])
+            write_bad_file(self.out, self.src, path, spec, schema, self.id_column,
+                           "label", self.inputs.bad[spec.index])
+            return
         read = pa.schema([self.inputs.schema.field(f.name) for f in schema
                           if f.name in self.inputs.schema.names]
                          + [self.inputs.schema.field(self.cfg.image_column)])
@@ -126,7 +127,6 @@ class Labeler(PartWorker):
             runtime.commit_errors(self.out, spec, errors)
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": len(errors)})
-        return {"rows": w.rows, "errors": len(errors)}
 
     def decode(self, table: pa.Table) -> tuple:
         """Start decoding one step's images on the pool: (table, futures of chunks)."""

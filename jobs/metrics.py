@@ -162,7 +162,7 @@ class PathLengths(PartWorker):
         net = load_feature_net(self.cfg.feature_net, device)
         self.distance = lambda a, b: net.distance(net(a), net(b))     # [B]
 
-    def write_part(self, spec: PartSpec) -> dict:
+    def write_part(self, spec: PartSpec) -> None:
         from gankit.metrics import ppl_distances
         rows = range(spec.start, spec.stop)
         d = ppl_distances(self.G, self.distance, self.cfg.ppl_config(self.space), rows)
@@ -172,7 +172,6 @@ class PathLengths(PartWorker):
             w.write(table)
             runtime.fault_point()
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop, "errors": 0})
-        return {"rows": spec.rows, "errors": 0}
 
 
 def path_lengths(cfg: MetricsConfig, space: str) -> dict:

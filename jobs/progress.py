@@ -38,28 +38,26 @@ def begin_part(run: str, index: int) -> None:
 
 def written(name: str, rows: int) -> None:
     """Rows of a row group just written under `name` (error records are not progress)."""
-    if _current["run"] is None or not name.startswith("part-"):
-        return
-    try:
-        if _current["actor"] is None:
-            import ray
-            _current["actor"] = ray.get_actor(actor_name(_current["run"]))
-        _current["actor"].add.remote(_current["index"], rows)
-    except Exception:        # no counter (a job run without one): progress is best effort
-        _current["run"] = None
+    if name.startswith("part-"):
+        _send("add", rows)
 
 
 def note(text: str) -> None:
     """A short status of the part in flight (e.g. an inversion's step and loss), shown
-    beside the progress; best effort like `written`."""
+    beside the progress."""
+    _send("note", text)
+
+
+def _send(method: str, value) -> None:
+    """Call the run's counter without waiting for it (found once per run, by name)."""
     if _current["run"] is None:
         return
     try:
         if _current["actor"] is None:
             import ray
             _current["actor"] = ray.get_actor(actor_name(_current["run"]))
-        _current["actor"].note.remote(_current["index"], text)
-    except Exception:
+        getattr(_current["actor"], method).remote(_current["index"], value)
+    except Exception:        # no counter (a job run without one): progress is best effort
         _current["run"] = None
 
 

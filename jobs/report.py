@@ -123,10 +123,17 @@ def cosine_section(cfg: ReportConfig, index: dict) -> dict:
     return out
 
 
+def columns_of(store) -> list:
+    """A dataset's column names, from its first part's footer (one small read)."""
+    parts = store.list_parts()
+    require(bool(parts), "edits", f"no committed parts at {store.url}")
+    return storage.part_footer(store, next(iter(parts.values())))[0].names
+
+
 def id_name(store) -> str:
     """The id column of an edit or latents dataset: sample_id, or image_id (inversions)."""
     from gankit.data import id_column_of
-    name = id_column_of(storage.dataset_rows(store)[1].names)
+    name = id_column_of(columns_of(store))
     require(name is not None, "edits", f"{store.url} has neither a sample_id nor an image_id")
     return name
 
@@ -176,7 +183,7 @@ def before_logits(edits, latents: str, options: dict, ids: set, attributes: list
     """(ids, logits [N, A]) before the edit: the latents dataset's logit columns, or, for
     latents without them (an inversion's), the edits' own renders at strength 0."""
     store = storage.open_store(latents, options, must_exist=True)
-    if all(f"logit_{a}" in storage.dataset_rows(store)[1].names for a in attributes):
+    if all(f"logit_{a}" in columns_of(store) for a in attributes):
         return sample_logits(latents, options, ids, attributes)
     found, _ = edit_logits(edits, 0.0, attributes)
     require(bool(found), "edits", f"{latents} has no logit columns, and {edits.url} has no "
@@ -190,7 +197,7 @@ def identity_rows(edits, strength: float) -> dict:
     """{boundary: {similarity, distance, edits}}: identity of the edits at +-strength to
     their reconstructions, averaged over the edits whose input showed a face (edits written
     with --identity)."""
-    names = storage.dataset_rows(edits)[1].names
+    names = columns_of(edits)
     if "identity_similarity" not in names:
         return {}
     sums = {}
@@ -211,8 +218,8 @@ def grid_images(edits, boundaries: list, ids: list) -> tuple:
     """({boundary: {(id, strength): [H, W, 3]}}, {id: original [H, W, 3]}); an inversion's
     edits show its input image (`input`) as the original when they kept it."""
     from gankit.images import decode_image
-    schema, key = storage.dataset_rows(edits)[1], id_name(edits)
-    first = next((c for c in ("original", "input") if c in schema.names), None)
+    names, key = columns_of(edits), id_name(edits)
+    first = next((c for c in ("original", "input") if c in names), None)
     cols = [key, "boundary", "strength", "image"] + ([first] if first else [])
     cells, originals = {}, {}
     for t in storage.iter_tables(edits, cols):

@@ -141,7 +141,7 @@ class Sampler(PartWorker):
         self.schema = sample_schema(self.cfg, self.G, self.C)
         self.pool = CpuPool(cpus)
 
-    def write_part(self, spec: PartSpec) -> dict:
+    def write_part(self, spec: PartSpec) -> None:
         m = self.cfg.micro_batch
         step = max(1, -(-self.cfg.batch_size // m)) * m     # whole micro-batches per step
         with PartWriter(self.out, storage.part_name(spec.index), self.schema) as w, \
@@ -152,7 +152,6 @@ class Sampler(PartWorker):
             steps.finish()
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": 0})
-        return {"rows": spec.rows, "errors": 0}
 
     def fits(self, m: int) -> bool:
         """One model call on m rows (mapping, synthesis, classifier) runs on the device."""

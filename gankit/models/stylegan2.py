@@ -94,22 +94,32 @@ class GeneratorConfig:
                 "img_resolution": self.img_resolution, "mapping.num_layers": self.mapping.num_layers,
                 "synthesis.channel_base": self.synthesis.channel_base,
                 "synthesis.channel_max": self.synthesis.channel_max}
-        for name, v in dict(ints, c_dim=self.c_dim + 1).items():    # c_dim may be 0
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        r = self.img_resolution
-        if r < 4 or r > MAX_RESOLUTION or r & (r - 1):
-            raise ValueError(f"img_resolution must be a power of two from 4 to "
-                             f"{MAX_RESOLUTION}, got {r}")
-        n = self.num_parameters()
-        if n > MAX_PARAMETERS:
-            raise ValueError(f"this config asks for about {n:.2g} parameters ({n * 4 / 2**30:,.0f} "
-                             f"GiB in fp32), more than the {MAX_PARAMETERS:.0e} gankit allocates")
+        check_sizes(ints, self.c_dim, self.img_resolution, 4)
+        check_parameters(self.num_parameters())
 
 
 # Bounds a checkpoint's config must respect: config-f (1024 px) has ~3e7 parameters.
 MAX_RESOLUTION = 2 ** 14
 MAX_PARAMETERS = 2 * 10 ** 9
+
+
+def check_sizes(ints: dict, c_dim, resolution, min_resolution: int) -> None:
+    """The checks every generator config makes (StyleGAN2's, StyleGAN3's): `ints` positive
+    integers, c_dim >= 0, the resolution a power of two in [min_resolution, MAX_RESOLUTION]."""
+    for name, v in dict(ints, c_dim=c_dim + 1 if isinstance(c_dim, int) else c_dim).items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:     # (c_dim may be 0)
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    r = resolution
+    if r < min_resolution or r > MAX_RESOLUTION or r & (r - 1):
+        raise ValueError(f"img_resolution must be a power of two from {min_resolution} to "
+                         f"{MAX_RESOLUTION}, got {r}")
+
+
+def check_parameters(n: int) -> None:
+    """Refuse a config of more than MAX_PARAMETERS parameters, before allocating them."""
+    if n > MAX_PARAMETERS:
+        raise ValueError(f"this config asks for about {n:.2g} parameters ({n * 4 / 2**30:,.0f} "
+                         f"GiB in fp32), more than the {MAX_PARAMETERS:.0e} gankit allocates")
 
 
 # ----------------------------------------------------------------------------------------

@@ -31,8 +31,8 @@ from torch import nn
 
 from gankit import precision as gk_precision
 from gankit.models import filters, stylegan2
-from gankit.models.stylegan2 import (FP16_CONV_CLAMP_DEFAULT, MAX_PARAMETERS, MAX_RESOLUTION,
-                                     NUM_FP16_RES_DEFAULT, FullyConnectedLayer, MappingConfig)
+from gankit.models.stylegan2 import (FP16_CONV_CLAMP_DEFAULT, NUM_FP16_RES_DEFAULT,
+                                     FullyConnectedLayer, MappingConfig)
 
 # ----------------------------------------------------------------------------------------
 # Configs
@@ -102,19 +102,10 @@ class GeneratorConfig:
                 "synthesis.channel_base": s.channel_base, "synthesis.channel_max": s.channel_max,
                 "synthesis.num_layers": s.num_layers, "synthesis.conv_kernel": s.conv_kernel,
                 "synthesis.filter_size": s.filter_size, "synthesis.lrelu_upsampling": s.lrelu_upsampling}
-        for name, v in dict(ints, c_dim=self.c_dim + 1).items():    # c_dim may be 0
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        r = self.img_resolution
-        if r < 16 or r > MAX_RESOLUTION or r & (r - 1):
-            raise ValueError(f"img_resolution must be a power of two from 16 to "
-                             f"{MAX_RESOLUTION}, got {r}")
+        stylegan2.check_sizes(ints, self.c_dim, self.img_resolution, 16)
         if not 0 <= s.num_critical < s.num_layers:
             raise ValueError(f"synthesis.num_critical must be in [0, num_layers), got {s.num_critical}")
-        n = self.num_parameters()
-        if n > MAX_PARAMETERS:
-            raise ValueError(f"this config asks for about {n:.2g} parameters, more than the "
-                             f"{MAX_PARAMETERS:.0e} gankit allocates")
+        stylegan2.check_parameters(self.num_parameters())
 
 
 # ----------------------------------------------------------------------------------------

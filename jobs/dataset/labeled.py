@@ -104,14 +104,13 @@ class Filterer(PartWorker):
         self.schema, self.names, self.rule = schema, names, rule
         self.seed, self.model, self.batch_size = seed, model, batch_size
 
-    def write_part(self, spec: PartSpec) -> dict:
+    def write_part(self, spec: PartSpec) -> None:
         pf = storage.open_parquet(self.src, self.inputs[spec.index])
         with PartWriter(self.out, storage.part_name(spec.index), self.schema) as w:
             for batch in pf.iter_batches(batch_size=self.batch_size):
                 w.write(self.rows(pa.Table.from_batches([batch])))
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop, "errors": 0})
         pf.close()
-        return {"rows": w.rows, "errors": 0}
 
     def rows(self, t: pa.Table) -> pa.Table:
         ids = t.column("sample_id").to_numpy()                            # [n]

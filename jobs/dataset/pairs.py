@@ -110,7 +110,7 @@ class PairAssembler(PartWorker):
         return t.column("sample_id").to_numpy(), t.column("z"), \
             probabilities(logit_matrix(t, self.names))
 
-    def write_part(self, spec: PartSpec) -> dict:
+    def write_part(self, spec: PartSpec) -> None:
         edits_path, samples_path = self.inputs[spec.index]
         ids, z, probs = self.before(samples_path)
         pf = storage.open_parquet(self.edits, edits_path)
@@ -119,7 +119,6 @@ class PairAssembler(PartWorker):
                 w.write(self.rows(pa.Table.from_batches([batch]), ids, z, probs))
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop, "errors": 0})
         pf.close()
-        return {"rows": w.rows, "errors": 0}
 
     def rows(self, e: pa.Table, ids, z, probs) -> pa.Table:
         eid = e.column("sample_id").to_numpy()                            # [n]

@@ -66,7 +66,7 @@ class PartWorker:
     def __init__(self, out: Store):
         self.out = out
 
-    def write_part(self, spec: PartSpec) -> dict:
+    def write_part(self, spec: PartSpec) -> None:
         raise NotImplementedError
 
     def __call__(self, batch: dict) -> dict:   # one or more part descriptors -> their metas
