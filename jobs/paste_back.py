@@ -5,9 +5,10 @@
 
 Each edited face [R, R, 3] is warped back through its FFHQ quad into the photo and blended
 with a feathered square (gankit.faces.paste_back). The photos are found through the align
-output: the listing of an image-file input (`_inputs.json`), or its Parquet dataset (read
-once for the faces' photos). Runs on the driver, streaming the edits part by part; a face
-with no quad or photo is reported and skipped, every other edit is written.
+output: the listing of an image-file input (jobs.image_inputs.source_url_lookup), or its
+Parquet dataset (read once for the faces' photos). Runs on the driver, streaming the edits
+part by part; a face with no quad or photo is reported and skipped, every other edit is
+written.
 """
 from __future__ import annotations
 
@@ -53,10 +54,13 @@ def face_quads(aligned) -> dict:
 
 def photo_reader(aligned, sources: set, options: dict) -> Callable[[str], Optional[bytes]]:
     """photo id -> its bytes (None when it cannot be read), from the align input."""
-    from jobs.image_inputs import LISTING, read_url
-    if aligned.exists(LISTING):
-        urls = dict(aligned.read_json(LISTING)["files"])
-        return lambda source: read_url(urls[source], options) if source in urls else None
+    from jobs.image_inputs import read_url, source_url_lookup
+    lookup = source_url_lookup(aligned)
+    if lookup is not None:
+        def read(source: str) -> Optional[bytes]:
+            url = lookup(source)
+            return None if url is None else read_url(url, options)
+        return read
     images = ((storage.read_manifest(aligned) or {}).get("config") or {}).get("images")
     require(bool(images), "aligned", f"{aligned.url} names no input photos in its manifest")
     src = storage.open_store(images, options, must_exist=True)
