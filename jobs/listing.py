@@ -156,8 +156,8 @@ class ExternalSort:
     scratch folder, `merged()` streams them back in order. `peak_rows`: the most rows held
     at once; `runs`: the runs spilled."""
 
-    def __init__(self, chunk_rows: int = CHUNK_ROWS):
-        self.chunk_rows = chunk_rows
+    def __init__(self, chunk_rows: Optional[int] = None):
+        self.chunk_rows = chunk_rows or CHUNK_ROWS
         self.scratch = tempfile.mkdtemp(prefix="gankit-listing-")
         self.buffer, self.buffered = [], 0
         self.runs, self.writer, self.last = [], None, None
@@ -363,10 +363,11 @@ class ListingWriter:
 
 def write_listing(out: Store, entries: Iterable, to_id: Callable[[pa.Array], pa.Array],
                   images: str, kind: str, images_per_part: int,
-                  chunk_rows: int = CHUNK_ROWS) -> Optional[Listing]:
+                  chunk_rows: Optional[int] = None) -> Optional[Listing]:
     """Sort `entries` (tables of ENTRY) and write them as the listing of `images` at `out`;
     `to_id` turns the sort keys into ids once every entry has been seen (it must keep
-    their order). None when there are no entries."""
+    their order). None when there are no entries. `chunk_rows`: entries sorted in memory
+    at once (default CHUNK_ROWS)."""
     sorter = ExternalSort(chunk_rows)
     writer = ListingWriter(out, images, kind, images_per_part)
     try:

@@ -9,7 +9,7 @@ are not); the caller sorts (jobs.listing).
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from typing import Iterator, Optional
 
 S3_PAGE_KEYS = 1000          # keys per ListObjectsV2 request (S3's largest page)
 BATCH_FILES = 8192           # files per batch handed to the caller
@@ -29,10 +29,12 @@ def hidden_name(name: str) -> bool:
     return name.startswith((".", "_"))
 
 
-def walk_files(fs, root: str, batch: int = BATCH_FILES) -> Iterator[tuple]:
+def walk_files(fs, root: str, batch: Optional[int] = None) -> Iterator[tuple]:
     """Every file under `root` (a path as `fs` names it), recursively, in batches of
     (paths, sizes): paths as `fs` names them, sizes in bytes (None where unknown). Local
-    walks skip hidden and `_` names below `root` (the caller drops them anyway)."""
+    walks skip hidden and `_` names below `root` (the caller drops them anyway). `batch`:
+    files per batch (default BATCH_FILES)."""
+    batch = batch or BATCH_FILES
     if is_local(fs):
         files = local_files(root)
     elif is_s3(fs):
@@ -79,13 +81,14 @@ def local_files(root: str) -> Iterator[tuple]:
 
 
 def s3_pages(fs, prefix: str, delimiter: str = "",
-             page_keys: int = S3_PAGE_KEYS) -> Iterator[tuple]:
+             page_keys: Optional[int] = None) -> Iterator[tuple]:
     """ListObjectsV2 under `prefix` ('bucket/key-prefix'), one request at a time: per page
-    ([(path, size)] of its objects, ['bucket/sub-prefix'] of its common prefixes). Keys
-    that end in '/' (folder markers) are no files."""
+    ([(path, size)] of its objects, ['bucket/sub-prefix'] of its common prefixes), of
+    `page_keys` keys at most (default S3_PAGE_KEYS). Keys that end in '/' (folder markers)
+    are no files."""
     from fsspec.asyn import sync
     bucket, _, key_prefix = prefix.partition("/")
-    kwargs = dict(Bucket=bucket, Prefix=key_prefix, MaxKeys=page_keys,
+    kwargs = dict(Bucket=bucket, Prefix=key_prefix, MaxKeys=page_keys or S3_PAGE_KEYS,
                   **getattr(fs, "req_kw", {}))
     if delimiter:
         kwargs["Delimiter"] = delimiter
