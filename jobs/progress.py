@@ -149,6 +149,9 @@ class Progress:
         left = (self.total - self.done) / rate if rate > 0 else None
         eta = f", about {format_seconds(left)} left" if left is not None else ""
         status = f"; {self.status}" if self.status else ""
+        if self.done == self.start_done:      # an inversion's batch: hundreds of steps, 0 rows
+            return (f"[{self.job}] {self.done:,}/{self.total:,} rows: none written yet in "
+                    f"this run (a row counts once its batch is done){status}")
         return (f"[{self.job}] {self.done:,}/{self.total:,} rows "
                 f"({100 * self.done / max(self.total, 1):.0f}%), {rate:,.1f} rows/s{eta}"
                 f"{status}")
