@@ -446,7 +446,6 @@ def run_edit(cfg: EditConfig) -> dict:
             f"needs the `reconstruction` column of an invert output in {cfg.latents}")
     cfg.check_identity_measure()
     truncation = sample_truncation(src, cfg)
-    runtime.ensure_ray()
     actors = runtime.actors_for(cfg, len(plan))
     precision = runtime.job_precision(cfg.precision, actors)
     kwargs = {"cfg": config.config_dict(cfg), "boundaries": boundaries,

@@ -379,7 +379,6 @@ def run_invert(cfg: InvertConfig) -> dict:
                                out=out, images_per_part=cfg.images_per_part)
     for k, why in inputs.bad.items():
         log.info(f"[invert] {why}: its rows become error records")
-    runtime.ensure_ray()
     actors = runtime.actors_for(cfg, len(inputs.plan))
     precision = runtime.job_precision(cfg.precision, actors)
     kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs, "device": actors.device,

@@ -18,6 +18,7 @@ from typing import Optional, Union
 from gankit.images import IMAGE_FORMATS
 from gankit.precision import PRECISIONS
 from jobs.config import check_choices, option, require
+from jobs.runtime.cluster import RUNNERS
 
 DEVICES = ("auto", "cuda", "cpu")
 
@@ -39,6 +40,11 @@ class ActorOptions:
     part_attempts: int = option(3, "times a part may be started in one run: a part whose "
                                    "worker dies every time (a crashing native library, a "
                                    "poison row) then stops the job, naming it")
+    runner: str = option("auto", "where the parts run: ray (an actor pool on the Ray "
+                                 "cluster), local (one worker in this process: the same "
+                                 "parts, commits and outputs, no Ray), auto (local when no "
+                                 "cluster address is set and one worker is all the job "
+                                 "would get here, else ray)", choices=RUNNERS)
 
 
 @dataclass
