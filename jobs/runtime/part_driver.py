@@ -15,6 +15,9 @@ Execution model of a part job (sample, label, edit):
     driver:  streams those tiny replies (progress line per part), writes _manifest.json.
 
 Rows never travel through the driver, so its memory stays flat whatever the row count.
+The local runner (ActorPlan.runner 'local') builds the same worker once in the driver's
+process and feeds it the same part descriptors in plan order: the same commits, manifest,
+error records, resume and progress, with no Ray.
 """
 from __future__ import annotations
 
@@ -208,9 +211,10 @@ def _run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict
     schema = storage.part_footer(out, next(iter(committed.values())))[0] if committed else None
     storage.write_manifest(out, job, identity, config, plan, metas, schema, runs, False)
     note = f", removed {removed} temporary files" if removed else ""
+    where = "in this process (local runner)" if actors.runner == "local" else \
+        f"on {min(actors.workers, len(missing))} {'GPU' if actors.num_gpus else 'CPU'} actor(s)"
     log.info(f"[{job}] {out.url}: {len(plan)} parts, {len(committed)} already committed, "
-             f"{len(missing)} to compute on {min(actors.workers, len(missing))} "
-             f"{'GPU' if actors.num_gpus else 'CPU'} actor(s){note}")
+             f"{len(missing)} to compute {where}{note}")
     if missing:
         compute_parts(job, out, plan, missing, worker_cls, dict(worker_kwargs, out=out),
                       actors, metas)
@@ -229,21 +233,21 @@ def _run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict
 
 def compute_parts(job: str, out: Store, plan: list, missing: list, worker_cls, kwargs: dict,
                   actors: ActorPlan, metas: dict) -> None:
-    """Run the missing parts on an actor pool; each reply's footer record goes in `metas`.
-    A worker's failure stops the job with one sentence (WorkerFailed)."""
-    import ray
-    actors = dataclasses.replace(actors, workers=min(actors.workers, len(missing)))
+    """Run the missing parts on an actor pool, or in this process (the local runner); each
+    reply's footer record goes in `metas`. A worker's failure stops the job with one
+    sentence (WorkerFailed)."""
     run_token = uuid.uuid4().hex      # names this run's start markers and progress counter
     items = [{"index": p.index, "start": p.start, "stop": p.stop, "run": run_token,
               "attempts": actors.attempts} for p in missing]
-    ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        worker_cls, fn_constructor_kwargs=kwargs, batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=actors.workers), **worker_remote_args(actors))
+    local = actors.runner == "local"
+    replies = local_replies(worker_cls, kwargs, items) if local else \
+        actor_replies(worker_cls, kwargs, items, actors)
     done = len(plan) - len(missing)
     rows = {p.index: p.rows for p in missing}
     try:
-        with progress.Progress(job, run_token, rows, sum(metas[k]["rows"] for k in metas)) as bar:
-            for reply in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=0):
+        with progress.Progress(job, run_token, rows, sum(metas[k]["rows"] for k in metas),
+                               local=local) as bar:
+            for reply in replies:
                 k = int(reply["index"][0])
                 metas[k] = {"rows": int(reply["rows"][0]), "errors": int(reply["errors"][0]),
                             "bytes": int(reply["bytes"][0]),
@@ -258,6 +262,28 @@ def compute_parts(job: str, out: Store, plan: list, missing: list, worker_cls, k
         raise WorkerFailed(f"{job} job writing to {out.url} failed in a worker: "
                            f"{root_cause(e)} ({done}/{len(plan)} parts committed; "
                            f"a rerun computes only the others)") from e
+
+
+def actor_replies(worker_cls, kwargs: dict, items: list, actors: ActorPlan):
+    """The parts' replies from a pool of actors, as each part commits (any order)."""
+    import ray
+    actors = dataclasses.replace(actors, workers=min(actors.workers, len(items)))
+    ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        worker_cls, fn_constructor_kwargs=kwargs, batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=actors.workers), **worker_remote_args(actors))
+    return ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=0)
+
+
+def local_replies(worker_cls, kwargs: dict, items: list):
+    """The parts' replies from one worker built in this process, in plan order."""
+    worker = worker_cls(**kwargs)
+    try:
+        for item in items:
+            yield worker({key: [value] for key, value in item.items()})
+    finally:
+        pool = getattr(worker, "pool", None)
+        if pool is not None:             # an actor's codec threads die with it; these not
+            pool.close()
 
 
 class PartFailed(RuntimeError):
