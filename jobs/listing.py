@@ -28,10 +28,13 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import io
 import json
 import os
 import shutil
+import struct
 import tempfile
+import uuid
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional
 
@@ -71,6 +74,7 @@ class Listing:
     rows: int
     shard_rows: int                # rows of every shard but the last
     sha256: str                    # of the listing as JSON [[id, url], ...] (see JsonDigest)
+    written: str                   # a token of this writing (keys the workers' footer cache)
 
     def store(self) -> Store:
         return Store(self.url, self.options, probe=False)
@@ -82,33 +86,64 @@ class Listing:
             base = k * self.shard_rows
             lo, hi = max(start, base) - base, min(stop, base + self.shard_rows) - base
             if hi > lo:
-                tables.append(read_shard_rows(store, shard_name(k), lo, hi))
+                tables.append(read_shard_rows(store, shard_name(k), lo, hi, self.written))
         if not tables:
             return SCHEMA.empty_table().select(["image_id", "url"])
         return pa.concat_tables(tables)
 
 
-def read_shard_rows(store: Store, name: str, lo: int, hi: int) -> pa.Table:
+def read_shard_rows(store: Store, name: str, lo: int, hi: int, written: str) -> pa.Table:
     """Rows [lo, hi) of one shard: its footer, then only the row groups that hold them."""
-    pf = storage.open_parquet(store, store.path(name))
+    path = store.path(name)
+    metadata = shard_footer(store, name, written)
+    groups, first, row = [], None, 0
+    for g in range(metadata.num_row_groups):
+        n = metadata.row_group(g).num_rows
+        if row < hi and row + n > lo:
+            first = row if first is None else first
+            groups.append(g)
+        row += n
+    if hi > row:
+        raise ValueError(f"{path} holds {row} rows, the listing says at least {hi}: the "
+                         f"listing is damaged; use a new output location")
+    f = store.fs.open(path, "rb", cache_type="none")    # only the byte ranges pyarrow asks
     try:
-        groups, first, row = [], None, 0
-        for g in range(pf.num_row_groups):
-            n = pf.metadata.row_group(g).num_rows
-            if row < hi and row + n > lo:
-                first = row if first is None else first
-                groups.append(g)
-            row += n
-        if hi > row:
-            raise ValueError(f"{store.url}/{name} holds {row} rows, the listing says at least "
-                             f"{hi}: the listing is damaged; use a new output location")
-        try:
-            table = pf.read_row_groups(groups, columns=["image_id", "url"])
-        except (pa.ArrowException, OSError) as e:
-            raise storage.damaged_part(store.path(name), groups[0], e) from None
-        return table.slice(lo - first, hi - lo)
+        pf = pq.ParquetFile(f, metadata=metadata, page_checksum_verification=True)
+        table = pf.read_row_groups(groups, columns=["image_id", "url"])
+    except (pa.ArrowException, OSError) as e:
+        raise storage.damaged_part(path, groups[0], e) from None
     finally:
-        pf.close()
+        f.close()
+    return table.slice(lo - first, hi - lo)
+
+
+_footers = {}          # {(url, name, written): FileMetaData}: the shards a worker read last
+FOOTERS_KEPT = 4
+
+
+def shard_footer(store: Store, name: str, written: str) -> pq.FileMetaData:
+    """A shard's footer in two small ranged reads (pyarrow would read its last 64 KiB), kept
+    for the next parts of the same shard: a listing's shards never change once its index
+    names them, and a listing written anew there has another `written` token."""
+    key = (store.url, name, written)
+    if key not in _footers:
+        path = store.path(name)
+        try:
+            size = store.fs.size(path)
+            tail = store.fs.cat_file(path, start=max(0, size - 8), end=size)
+            if size < 12 or tail[-4:] != b"PAR1":
+                raise ValueError(f"no Parquet footer in its last bytes ({size} bytes in all)")
+            n = struct.unpack("<I", tail[:4])[0]
+            footer = store.fs.cat_file(path, start=size - 8 - n, end=size)
+            metadata = pq.ParquetFile(io.BytesIO(b"PAR1" + footer)).metadata
+        except FileNotFoundError:
+            raise
+        except (pa.ArrowException, OSError, ValueError, struct.error) as e:
+            raise storage.unreadable_parquet(path, e) from None
+        if len(_footers) >= FOOTERS_KEPT:
+            _footers.pop(next(iter(_footers)))
+        _footers[key] = metadata
+    return _footers[key]
 
 
 def read_index(out: Store) -> Optional[dict]:
@@ -120,7 +155,8 @@ def read_index(out: Store) -> Optional[dict]:
 
 
 def listing_of(out: Store, index: dict) -> Listing:
-    return Listing(out.url, out.options, index["rows"], index["shard_rows"], index["sha256"])
+    return Listing(out.url, out.options, index["rows"], index["shard_rows"], index["sha256"],
+                   index["written"])
 
 
 # ----------------------------------------------------------------------------------------
@@ -348,7 +384,8 @@ class ListingWriter:
         index = {"format": "gankit.listing", "version": 1, "images": self.images,
                  "kind": self.kind, "rows": self.rows, "shards": len(self.first_ids),
                  "shard_rows": self.shard_rows, "group_rows": self.group_rows,
-                 "sha256": self.digest.hexdigest(), "sorted_in": sorted_in or {},
+                 "sha256": self.digest.hexdigest(), "written": uuid.uuid4().hex,
+                 "sorted_in": sorted_in or {},
                  "first_ids": self.first_ids}
         self.out.write_json(INDEX, index)
         return listing_of(self.out, index)
@@ -411,7 +448,7 @@ class UrlLookup:
     CACHED_SHARDS = 2
 
     def __init__(self, out: Store, index: dict):
-        self.out, self.first_ids = out, index["first_ids"]
+        self.out, self.first_ids, self.written = out, index["first_ids"], index["written"]
         self.shard_rows, self.rows = index["shard_rows"], index["rows"]
         self.cache = {}                                     # {shard: {id: url}}
 
@@ -424,7 +461,7 @@ class UrlLookup:
             if len(self.cache) >= self.CACHED_SHARDS:
                 self.cache.pop(next(iter(self.cache)))
             n = min(self.shard_rows, self.rows - k * self.shard_rows)
-            table = read_shard_rows(self.out, shard_name(k), 0, n)
+            table = read_shard_rows(self.out, shard_name(k), 0, n, self.written)
             self.cache[k] = dict(zip(table.column("image_id").to_pylist(),
                                      table.column("url").to_pylist()))
         return self.cache[k]
