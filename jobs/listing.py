@@ -16,9 +16,9 @@ whole listing (one file of ten million rows would have a footer of megabytes).
 The driver never holds the listing either. Entries arrive in tables while the input is
 listed; every `chunk_rows` of them are sorted in memory and spilled to a run on local disk
 (a run grows while chunks arrive in order: an S3 listing, which ListObjectsV2 returns in key
-order, makes one run); the runs are then merged, a bounded batch of each at a time, and
-written out row group by row group. It holds about `chunk_rows` entries, whatever the
-listing's length.
+order, makes one run); the runs are then merged, FAN_IN at a time and one row group of each
+(longer runs first when there are more), and written out row group by row group. It holds
+about `chunk_rows` entries, whatever the listing's length.
 
 Outputs written before this layout hold the whole listing in `_inputs.json` ({images,
 kind, files: [[id, url], ...]}); a rerun converts it once into this layout with the same
@@ -53,7 +53,8 @@ SCHEMA = pa.schema([pa.field("image_id", pa.string()), pa.field("url", pa.string
 ENTRY = pa.schema([pa.field("key", pa.string()), pa.field("url", pa.string()),
                    pa.field("size", pa.int64())])     # a listed file, before its id is known
 CHUNK_ROWS = 1 << 17               # entries sorted at once in memory (~20 MB of strings)
-RUN_GROUP_ROWS = 8192              # row group of a spilled run: what the merge reads at once
+RUN_GROUP_ROWS = 4096              # row group of a spilled run: what the merge holds of it
+FAN_IN = 32                        # runs merged at once (the merge holds a group of each)
 MIN_GROUP_ROWS = 256
 GROUPS_PER_SHARD = 64
 
@@ -189,8 +190,9 @@ class _RowKeys:
 class ExternalSort:
     """Sorts entry tables (ENTRY: key, url, size) by (key, url), dropping repeated rows,
     while holding about `chunk_rows` of them: sorted chunks spill to runs in a local
-    scratch folder, `merged()` streams them back in order. `peak_rows`: the most rows held
-    at once; `runs`: the runs spilled."""
+    scratch folder, `merged()` streams them back in order, one row group of each of at
+    most FAN_IN runs at a time. `peak_rows`: the most rows held at once; `runs`: the runs
+    spilled."""
 
     def __init__(self, chunk_rows: Optional[int] = None):
         self.chunk_rows = chunk_rows or CHUNK_ROWS
@@ -226,25 +228,40 @@ class ExternalSort:
             self.writer = None
 
     def merged(self) -> Iterator[pa.Table]:
-        """The entries in order, repeated rows dropped, in tables of bounded size."""
+        """The entries in order, repeated rows dropped, in tables of bounded size. Runs are
+        merged FAN_IN at a time into longer runs until FAN_IN or fewer are left, so the
+        merge holds FAN_IN row groups whatever the number of runs."""
         self.spill()
         self.close_run()
+        runs = self.runs
+        while len(runs) > FAN_IN:
+            runs = [self.merge_to_run(runs[s:s + FAN_IN]) for s in range(0, len(runs), FAN_IN)]
         last = None
-        for table in self._merge():
+        for table in self.merge(runs):
             table, last = drop_repeats(table, last)
             if table.num_rows:
                 yield table
 
-    def _merge(self) -> Iterator[pa.Table]:
-        """Each step takes, from every run's pending batch, the rows up to the smallest of
-        the batches' last rows (all of one batch at least), and sorts them together."""
-        batch = max(1, min(RUN_GROUP_ROWS, self.chunk_rows // max(1, len(self.runs))))
-        readers = [pq.ParquetFile(p).iter_batches(batch_size=batch) for p in self.runs]
-        pending = [_next_table(r) for r in readers]
+    def merge_to_run(self, paths: list) -> str:
+        """Merge runs into one new run (they are deleted); returns its path."""
+        path = os.path.join(self.scratch, f"run-{uuid.uuid4().hex}.parquet")
+        with pq.ParquetWriter(path, ENTRY, compression="zstd") as writer:
+            for table in self.merge(paths):
+                writer.write_table(table, row_group_size=RUN_GROUP_ROWS)
+        for p in paths:
+            os.remove(p)
+        return path
+
+    def merge(self, paths: list) -> Iterator[pa.Table]:
+        """Each step takes, from every run's pending row group, the rows up to the smallest
+        of the groups' last rows (all of one group at least), and sorts them together."""
+        runs = [pq.ParquetFile(p) for p in paths]
+        groups = [iter(range(r.num_row_groups)) for r in runs]
+        pending = [_next_group(r, g) for r, g in zip(runs, groups)]
         while True:
             live = [i for i, t in enumerate(pending) if t is not None]
             if not live:
-                return
+                break
             self.peak_rows = max(self.peak_rows, sum(pending[i].num_rows for i in live))
             bound = min(row_key(pending[i], pending[i].num_rows - 1) for i in live)
             taken = []
@@ -254,18 +271,22 @@ class ExternalSort:
                     taken.append(pending[i].slice(0, n))
                     pending[i] = pending[i].slice(n)
                 if pending[i].num_rows == 0:
-                    pending[i] = _next_table(readers[i])
+                    pending[i] = _next_group(runs[i], groups[i])
             yield taken[0] if len(taken) == 1 else sort_entries(pa.concat_tables(taken))
+        for r in runs:
+            r.close()
 
     def cleanup(self) -> None:
         self.close_run()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def _next_table(reader) -> Optional[pa.Table]:
-    for batch in reader:
-        if batch.num_rows:
-            return pa.Table.from_batches([batch])
+def _next_group(run: pq.ParquetFile, groups: Iterator[int]) -> Optional[pa.Table]:
+    """A run's next row group (one at a time, no read-ahead: the merge holds one per run)."""
+    for g in groups:
+        table = run.read_row_group(g, use_threads=False)
+        if table.num_rows:
+            return table
     return None
 
 

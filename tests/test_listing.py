@@ -18,11 +18,13 @@ from jobs.image_inputs import plan_image_inputs, source_url_lookup, source_urls
 
 @pytest.fixture
 def small_layout(monkeypatch):
-    """Walks in batches of 5 files, runs of 16 entries, row groups of 8 rows (2 parts of
-    4), shards of 3 row groups: listings of a few hundred files need many runs and shards."""
+    """Walks in batches of 5 files, runs of 16 entries merged 4 at a time, row groups of 8
+    rows (2 parts of 4), shards of 3 row groups: listings of a few hundred files need many
+    runs, merges of merges and many shards."""
     monkeypatch.setattr(walk, "BATCH_FILES", 5)
     monkeypatch.setattr(listing, "CHUNK_ROWS", 16)
-    monkeypatch.setattr(listing, "RUN_GROUP_ROWS", 8)
+    monkeypatch.setattr(listing, "RUN_GROUP_ROWS", 4)
+    monkeypatch.setattr(listing, "FAN_IN", 4)
     monkeypatch.setattr(listing, "MIN_GROUP_ROWS", 8)
     monkeypatch.setattr(listing, "GROUPS_PER_SHARD", 3)
 
@@ -54,8 +56,8 @@ def test_listing_is_sorted_through_runs_smaller_than_it(tmp_path, small_layout):
     inputs = plan(str(tmp_path / "photos"), tmp_path / "out")
     assert ids_of(inputs) == sorted(names)
     index = json.loads((tmp_path / "out" / listing.INDEX).read_text())
-    assert index["sorted_in"]["runs"] > 1                       # the walk was not in order
-    assert index["sorted_in"]["peak_rows"] < len(names) / 4     # never the whole listing
+    assert index["sorted_in"]["runs"] > 4                       # the walk was not in order
+    assert index["sorted_in"]["peak_rows"] < len(names) / 10    # never the whole listing
     assert index["shards"] == -(-len(names) // index["shard_rows"]) > 1
     sizes = pq.read_table(tmp_path / "out" / listing.shard_name(0)).column("size")
     assert set(sizes.to_pylist()) == {0}                        # from the walk
