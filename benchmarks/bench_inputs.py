@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import resource
@@ -82,11 +83,19 @@ def make_s3(n: int) -> tuple:
     env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     os.environ.update(env)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     client = boto3.client("s3")
     client.create_bucket(Bucket="bench")
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda i: client.put_object(Bucket="bench", Key=f"photos/{entry_name(i)}",
-                                                  Body=b""), range(n)))
+    try:                       # straight into the server's store (a PUT costs ~4 ms here)
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.s3.models import s3_backends
+        backend = s3_backends[DEFAULT_ACCOUNT_ID]["global"]
+        for i in range(n):
+            backend.put_object("bench", f"photos/{entry_name(i)}", b"")
+    except (ImportError, KeyError, AttributeError, TypeError):
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda i: client.put_object(
+                Bucket="bench", Key=f"photos/{entry_name(i)}", Body=b""), range(n)))
     return env, "s3://bench/photos", server
 
 
