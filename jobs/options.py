@@ -38,7 +38,8 @@ class ActorOptions:
                             choices=PRECISIONS)
     part_attempts: int = option(3, "times a part may be started in one run: a part whose "
                                    "worker dies every time (a crashing native library, a "
-                                   "poison row) then stops the job, naming it")
+                                   "poison row) then stops the job, naming it; starts on a "
+                                   "node the cluster has lost do not count")
 
 
 @dataclass
