@@ -15,7 +15,8 @@ test-only hold hook (jobs/runtime/faults.py): the first part to start stays in f
 watcher reads which node holds it and removes that node, its processes SIGKILLed as a
 reclaimed spot machine's. The job must finish on the surviving worker. A fresh worker then
 joins (the autoscaler's replacement) before the next stage. OUT/result.json says, per stage,
-which part was held on which node, and which nodes were alive at the end.
+which part was held on which node, and which nodes were alive at the end. The invert stage
+inverts the align stage's faces: it runs after align.
 """
 from __future__ import annotations
 
