@@ -39,7 +39,8 @@ class ActorOptions:
                             choices=PRECISIONS)
     part_attempts: int = option(3, "times a part may be started in one run: a part whose "
                                    "worker dies every time (a crashing native library, a "
-                                   "poison row) then stops the job, naming it")
+                                   "poison row) then stops the job, naming it; starts on a "
+                                   "node the cluster has lost do not count")
     runner: str = option("auto", "where the parts run: ray (an actor pool on the Ray "
                                  "cluster), local (one worker in this process: the same "
                                  "parts, commits and outputs, no Ray), auto (local when no "
