@@ -262,3 +262,59 @@ def test_arcface_refuses_other_files(tmp_path, files):
     torch.save(sd, tmp_path / "bad.pth")
     with pytest.raises(EncoderCheckpointError, match="'output_layer.3.weight' has shape"):
         load_arcface(tmp_path / "bad.pth")
+
+
+# ----------------------------------------------------------------------------------------
+# gankit invert with a field encoder, on the session's Ray cluster (slow)
+
+
+def invert(images, out, *extra) -> int:
+    from jobs.cli import main
+    return main(["invert", "--images", str(images), "--out", str(out), "--batch-size", "2",
+                 "--workers", "2", "--device", "cpu", "--space", "wp", *extra])
+
+
+@pytest.fixture(scope="module")
+def photo_rows(tmp_path_factory):
+    from test_jobs_invert import write_inputs
+    root = tmp_path_factory.mktemp("field-invert")
+    return root / "images", write_inputs(root / "images")
+
+
+def test_invert_encode_with_an_e4e_checkpoint(ray_cluster, photo_rows, files, tmp_path):
+    """`--model e4e.pt --encoder e4e.pt`: the file's decoder is G, its encoder gives W+."""
+    import numpy as np
+    from jobs import storage
+    from test_jobs_invert import prepared_targets
+    images, good = photo_rows
+    path = str(files["e4e"])
+    assert invert(images, tmp_path / "out", "--mode", "encode", "--model", path,
+                  "--encoder", path, "--keep-target") == 0
+    t = storage.read_table(str(tmp_path / "out")).sort_by("image_id")
+    assert sorted(t.column("image_id").to_pylist()) == sorted(good)
+    assert t.schema.field("wp").type.list_size == 8 * 64
+    E = load_field_encoder(path)
+    with torch.no_grad():
+        expected = E(prepared_targets(t)).reshape(t.num_rows, -1).numpy()
+    wp = np.asarray(t.column("wp").to_pylist(), dtype=np.float32)
+    assert np.allclose(wp, expected, atol=1e-4, rtol=0)      # batches of 2 vs one batch
+
+
+def test_invert_hybrid_with_restyle_and_a_mismatched_pair(ray_cluster, photo_rows, files,
+                                                          tmp_path, capsys):
+    import json
+    import numpy as np
+    from jobs import storage
+    images, good = photo_rows
+    path = str(files["restyle_e4e"])
+    assert invert(images, tmp_path / "h", "--mode", "hybrid", "--model", path, "--encoder",
+                  path, "--encoder-iterations", "2", "--steps", "2") == 0
+    t = storage.read_table(str(tmp_path / "h"))
+    assert t.num_rows == len(good) and (np.asarray(t.column("steps").to_pylist()) == 2).all()
+    manifest = json.loads((tmp_path / "h" / "_manifest.json").read_text())
+    assert manifest["config"]["encoder_iterations"] == 2
+    # the toy generator takes W+ [8, 128] at 32 px: the 64-wide e4e encoder is refused
+    assert invert(images, tmp_path / "x", "--mode", "encode", "--model", "toy", "--encoder",
+                  str(files["e4e"])) != 0
+    assert "gives W+ [8, 64] for a 32 px generator, but the generator takes [8, 128]" in \
+        capsys.readouterr().err
