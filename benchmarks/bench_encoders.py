@@ -129,7 +129,8 @@ def main() -> None:
     res = {"machine": machine(device), "device": device, "batches": batches,
            "generator_size": size, "iterations": args.iterations, "rows": rows}
     print(f"\n{res['machine']}\n")
-    print("| network | images/s | per core | best batch | vs e4e |\n| --- | --- | --- | --- | --- |")
+    print("| network | images/s | per core | best batch | vs e4e |")
+    print("| --- | --- | --- | --- | --- |")
     for r in rows:
         per_core = f"{r['images_per_s_per_core']:.2f}" if r["images_per_s_per_core"] else "-"
         vs = f"{r['vs_e4e']:.2f}" if r["vs_e4e"] else "-"

@@ -81,8 +81,8 @@ class EncoderCheckpoint:
 def is_encoder_checkpoint(obj: object) -> bool:
     """A dict whose `state_dict` holds `encoder.*` or `decoder.*` keys (their save layout)."""
     sd = obj.get("state_dict") if isinstance(obj, dict) else None
-    return isinstance(sd, dict) and any(isinstance(k, str) and k.startswith(("encoder.", "decoder."))
-                                        for k in sd)
+    return isinstance(sd, dict) and any(
+        isinstance(k, str) and k.startswith(("encoder.", "decoder.")) for k in sd)
 
 
 def prefixed(state: dict, prefix: str) -> dict:
@@ -142,7 +142,8 @@ def parse(obj: object, source: str) -> EncoderCheckpoint:
 
 
 def _stem_key(encoder_type: str) -> str:
-    return "conv1.weight" if ENCODER_TYPES[encoder_type][1] == "resnet34" else "input_layer.0.weight"
+    resnet = ENCODER_TYPES[encoder_type][1] == "resnet34"
+    return "conv1.weight" if resnet else "input_layer.0.weight"
 
 
 def _tensor(state: dict, key: str, source: str) -> torch.Tensor:
@@ -162,7 +163,8 @@ def _count(state: dict, prefix: str, suffix: str) -> int:
 def _latent_avg(obj: dict, source: str) -> Optional[torch.Tensor]:
     avg = obj.get("latent_avg")
     if avg is not None and not isinstance(avg, torch.Tensor):
-        raise EncoderCheckpointError(f"{source}: latent_avg is a {type(avg).__name__}, not a tensor")
+        raise EncoderCheckpointError(f"{source}: latent_avg is a {type(avg).__name__}, not a "
+                                     f"tensor")
     return None if avg is None else avg.detach().float()
 
 
