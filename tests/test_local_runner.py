@@ -78,15 +78,20 @@ def test_edit_and_dataset(samples, model_files, tmp_path):
     same_parts(tmp_path / "dataset-local" / "data", tmp_path / "dataset-ray" / "data")
 
 
+def random_pngs(folder, n: int, side: int = 32) -> None:
+    """n random RGB PNGs `k.png` in a new folder."""
+    folder.mkdir()
+    for k in range(n):
+        buf = io.BytesIO()
+        Image.fromarray(np.random.default_rng(k).integers(0, 255, (side, side, 3), np.uint8)) \
+            .save(buf, format="PNG")
+        (folder / f"{k}.png").write_bytes(buf.getvalue())
+
+
 def test_invert_with_a_bad_image(samples, tmp_path):
     from jobs.invert import InvertConfig, run_invert
     folder = tmp_path / "faces"
-    folder.mkdir()
-    for k in range(3):
-        buf = io.BytesIO()
-        Image.fromarray(np.random.default_rng(k).integers(0, 255, (32, 32, 3), np.uint8)) \
-            .save(buf, format="PNG")
-        (folder / f"{k}.png").write_bytes(buf.getvalue())
+    random_pngs(folder, 3)
     (folder / "junk.png").write_bytes(b"no image here")
     made = both(run_invert, lambda out, r: InvertConfig(
         images=str(folder), out=out, model="toy", steps=3, batch_size=2, device="cpu",
