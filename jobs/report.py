@@ -123,6 +123,15 @@ def cosine_section(cfg: ReportConfig, index: dict) -> dict:
     return out
 
 
+def edit_attributes(cfg: ReportConfig) -> list:
+    """The rescoring classifier's attributes, from the edits' logit columns: an index that
+    holds only imported directions (`gankit directions import`) lists none of its own."""
+    if not cfg.edits:
+        return []
+    names = columns_of(storage.open_store(cfg.edits, cfg.storage, must_exist=True))
+    return [n[len("logit_"):] for n in names if n.startswith("logit_")]
+
+
 def columns_of(store) -> list:
     """A dataset's column names, from its first part's footer (one small read)."""
     parts = store.list_parts()
@@ -247,7 +256,8 @@ def edit_sections(entries: list, found: dict, ids: np.ndarray, before: np.ndarra
     out = {"rescoring": {}, "label_changes": {}, "edits": {}, "pairs": []}
     for kind in ("plain", "conditional"):
         group = [e for e in entries if bool(e["conditions"]) == (kind == "conditional")
-                 and (e["name"], 1) in found and (e["name"], -1) in found]
+                 and (e["name"], 1) in found and (e["name"], -1) in found
+                 and e["attribute"] in attributes]     # an import may name none of them
         if not group:
             continue
         targets = [attributes.index(e["attribute"]) for e in group]
@@ -636,7 +646,7 @@ def run_report(cfg: ReportConfig) -> dict:
     from jobs.boundary_index import load_index
     cfg.validate()
     index = load_index(cfg.fit, cfg.storage)
-    attributes = list(index["attributes"])
+    attributes = list(index["attributes"]) or edit_attributes(cfg)
     report = {"title": cfg.title, "format": "gankit.report", "version": 1,
               "attributes": attributes, "num_samples": index.get("num_samples"),
               "fit": fit_settings(index),
