@@ -438,3 +438,22 @@ def test_gankit_edit_on_toy_along_imported_directions(ray_cluster, tmp_path):
                      for i, s in zip(ids, t)])
     assert np.abs(got - want).max() <= 1e-5
     assert not np.allclose(got, wp[ids])                                 # it did move
+
+
+def test_the_command_line_import_and_its_one_sentence_errors(files, tmp_path, capsys):
+    from jobs.cli import main
+    out = tmp_path / "index"
+    assert main(["directions", "import", str(files["paths"]["pca"]), "--name", "pca",
+                 "--out", str(out), "--components", "2"]) == 0
+    assert [e["name"] for e in json.loads((out / "boundaries.json").read_text())[
+        "boundaries"]] == ["w/pca_0", "w/pca_1"]
+    capsys.readouterr()
+    evil = hostile_files(tmp_path)["pickle"]
+    assert main(["directions", "import", str(evil), "--name", "x", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gankit directions: error: file is refused: ") and \
+        err.count("\n") == 1
+    assert not (tmp_path / "ran").exists()
+    with pytest.raises(SystemExit):                # the SeFa / PCA command still needs --out
+        main(["directions", "--method", "pca"])
+    assert "the following arguments are required: --out" in capsys.readouterr().err
