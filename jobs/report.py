@@ -124,11 +124,12 @@ def cosine_section(cfg: ReportConfig, index: dict) -> dict:
 
 
 def edit_attributes(cfg: ReportConfig) -> list:
-    """The rescoring classifier's attributes, from the edits' logit columns: an index that
-    holds only imported directions (`gankit directions import`) lists none of its own."""
-    if not cfg.edits:
+    """The classifier's attributes, from the logit columns of the edits (else the samples):
+    an index that holds only imported directions (`gankit directions import`) lists none."""
+    url = cfg.edits or cfg.samples
+    if not url:
         return []
-    names = columns_of(storage.open_store(cfg.edits, cfg.storage, must_exist=True))
+    names = columns_of(storage.open_store(url, cfg.storage, must_exist=True))
     return [n[len("logit_"):] for n in names if n.startswith("logit_")]
 
 
@@ -658,7 +659,7 @@ def run_report(cfg: ReportConfig) -> dict:
     figs, captions = {}, {}
     if cfg.edits:
         figs, captions = add_edits(cfg, report, index, attributes)
-    if cfg.samples and cfg.correlation_rows:
+    if cfg.samples and cfg.correlation_rows and attributes:
         _, logits = sample_logits(cfg.samples, cfg.storage, None, attributes,
                                   cfg.correlation_rows)
         report["correlation"] = {"attributes": attributes, "rows": int(len(logits)),
