@@ -13,6 +13,7 @@ page), then dropped. 32-bit integer or float pixels (TIFF modes I and F) are ref
 from __future__ import annotations
 
 import io
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -176,8 +177,30 @@ def decode_image(data: bytes) -> np.ndarray:
                                   else "RGB")
             return to_rgb(np.asarray(img), img.mode)
     except _DECODE_ERRORS as e:
-        head = bytes(data[:8])
-        raise ValueError(f"cannot decode image ({len(data)} bytes starting {head!r}): {e}") from e
+        raise ValueError(f"cannot decode image ({len(data)} bytes, {what_it_is(data)}): "
+                         f"{_reason(e)}") from e
+
+
+# Leading bytes of the formats a photo folder holds: an error names the format, never the
+# bytes (a link to a private file must not leak its first line into an error table).
+_MAGIC = ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
+def what_it_is(data: bytes) -> str:
+    """'a damaged PNG' ... or 'not an image format Pillow reads'; never the bytes."""
+    head = bytes(data[:12])
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a damaged or truncated WebP"
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return f"a damaged or truncated {name}"
+    return "not an image format Pillow reads"
+
+
+def _reason(e: Exception) -> str:
+    """Pillow's message without the repr of the stream it read (an object address)."""
+    return re.sub(r" <_io\.BytesIO object at 0x[0-9a-f]+>", "", str(e)) or type(e).__name__
 
 
 def make_grid(images: np.ndarray, ncols: int, border: int = 2, fill: int = 255) -> np.ndarray:

@@ -507,17 +507,28 @@ def _edits_section(report: dict) -> str:
              "conditions changed plain", "conditions changed conditional"], rows))
         out.append(_sweep_table(pairs))
     identity = report.get("identity") or {}
+    measure = report.get("identity_measure", "dlib")
     if identity:
         rows = [(name, v["similarity"], v["distance"], v["edits"])
                 for name, v in identity.items()]
-        out.append("<h3>Identity kept</h3><p>dlib's face descriptor of each edit at "
+        out.append(f"<h3>Identity kept ({IDENTITY_MEASURES[measure][0]})</h3><p>"
+                   f"{IDENTITY_MEASURES[measure][1]} of each edit at "
                    f"&plusmn;{_fmt(report.get('edit_strength'))} against the reconstruction "
-                   "it was edited from: cosine similarity (1 = the same), and dlib's "
-                   "distance (below 0.6: the same person by dlib's rule), averaged over the "
-                   "edits whose input showed a face.</p>" + table_html(
+                   f"it was edited from: cosine similarity (1 = the same), and "
+                   f"{IDENTITY_MEASURES[measure][2]}, averaged over the edits whose input "
+                   f"showed a face.</p>" + table_html(
                        ["boundary", "identity similarity", "identity distance", "edits"],
                        rows))
     return "".join(out)
+
+
+# measure -> (its name in the heading, what it describes, what its distance means)
+IDENTITY_MEASURES = {
+    "dlib": ("dlib", "dlib's face descriptor", "dlib's distance (below 0.6: the same person "
+             "by dlib's rule)"),
+    "arcface": ("ArcFace", "The ArcFace IR-SE50 embedding (the measure e4e, pSp, ReStyle "
+                "and PTI report)", "the distance between unit embeddings (0 to 2)"),
+}
 
 
 def _sweep_table(pairs: list) -> str:

@@ -191,7 +191,6 @@ def run_align(cfg: AlignConfig) -> dict:
                                out=out, images_per_part=cfg.images_per_part)
     for why in inputs.bad.values():
         log.info(f"[align] {why}: its rows become error records")
-    runtime.ensure_ray()
     actors = runtime.actors_for(dataclasses.replace(cfg, device="cpu"), len(inputs.plan))
     kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs}
     identity = dict(cfg.identity(), input_rows=inputs.rows, input_parts=len(inputs.plan),

@@ -29,12 +29,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=convert_command)
 
 
-def inspect_command(args: argparse.Namespace) -> int:
+def checkpoint_path(name: str) -> str:
+    """'toy' names the bundled generator, as --model toy does everywhere else."""
     from gankit import zoo
+    return zoo.TOY_GENERATOR if name == "toy" else name
+
+
+def inspect_command(args: argparse.Namespace) -> int:
     from gankit.checkpoints import inspect_checkpoint
 
-    path = zoo.TOY_GENERATOR if args.path == "toy" else args.path   # as --model toy elsewhere
-    info = inspect_checkpoint(path, network=args.network)
+    info = inspect_checkpoint(checkpoint_path(args.path), network=args.network)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -57,7 +61,7 @@ def convert_command(args: argparse.Namespace) -> int:
     transform = None
     if args.translate is not None or args.rotate is not None:
         transform = (tuple(args.translate or (0.0, 0.0)), args.rotate or 0.0)
-    out = convert_checkpoint(args.input, args.output, network=args.network,
+    out = convert_checkpoint(checkpoint_path(args.input), args.output, network=args.network,
                              transform=transform)
     print(f"wrote {out}")
     return 0

@@ -43,7 +43,7 @@ def choice(value, options, field: str) -> None:
 
 def option(default=None, help: str = "", *, choices: Optional[tuple] = None,
            parse: Optional[Callable] = None, one_word: bool = False, repeat: bool = False,
-           metavar: Optional[str] = None, required: bool = False, flag=True):
+           metavar: Optional[str] = None, required: bool = False, flag=True, const=None):
     """A config field with its help line.
 
     default   the value (lists and dicts are copied per config)
@@ -54,9 +54,11 @@ def option(default=None, help: str = "", *, choices: Optional[tuple] = None,
     required  the command line must give it (a config file's `validate` checks it there)
     flag      the flag's name when it is not the field's, or False for a field that only a
               config file sets
+    const     the value of the flag given without a word (`--identity` = `--identity dlib`)
     """
     meta = {"help": help, "choices": choices, "parse": parse, "one_word": one_word,
-            "repeat": repeat, "metavar": metavar, "required": required, "flag": flag}
+            "repeat": repeat, "metavar": metavar, "required": required, "flag": flag,
+            "const": const}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -103,6 +105,8 @@ def _argument(f: dataclasses.Field, hint) -> dict:
         kw["required"] = True
     if meta.get("metavar"):
         kw["metavar"] = meta["metavar"]
+    if meta.get("const") is not None:
+        kw.update(nargs="?", const=meta["const"])
     if base is bool:
         return dict(kw, action=argparse.BooleanOptionalAction)
     if meta.get("choices"):          # shown, and checked by check_choices: one sentence

@@ -16,8 +16,9 @@ one row per (sample, boundary, strength), sample-major, in the order given:
     input      struct<bytes: binary, path: string>  the inverted image (keep_input: the
                                                      latents' `target` column)
     identity_similarity, identity_distance  float32 (identity_metric, --identity): the
-               edit's face against the reconstruction's at the input's landmarks
-               (gankit.identity); NaN where the input shows no face
+               edit's face against the reconstruction's, by dlib's descriptor at the
+               input's landmarks (NaN where the input shows no face) or ArcFace
+               (gankit.identity)
     w | wp     fixed_size_list<float32>  the edited latent (keep_latent, --keep-latent): `w`
                [w_dim] when every edit is one w per row (W or Z latents, Z / W boundaries,
                no `layers`, no truncation cutoff), else `wp` (W+ flattened, its shape in the
@@ -54,19 +55,22 @@ import numpy as np
 import pyarrow as pa
 
 from gankit.editing import MODES
+from gankit.identity import IDENTITY_COLUMNS, identity_scores, load_measure
 from jobs import config, options, runtime, storage
 from jobs.boundary_index import fingerprint, resolve_boundaries
 from jobs.conditioning import generator_facts, needs_facts, one_hot_rows
 from jobs.config import ConfigError, layer_span, option, public_config, require
 from jobs.cpu_pool import CpuPool, StepWriter, gather
-from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
+from jobs.options import (ActorOptions, ClassifierOptions, IdentityOptions, ImageOptions,
+                          StorageOptions)
 from jobs.rendering import load_models, render_and_label, setup_device
 from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, PartWriter, Store
 
 
 @dataclass
-class EditConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions):
+class EditConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions,
+                 IdentityOptions):
     latents: str = option("", "latents dataset URL: an id column and z and/or w | wp "
                               "(a sample or invert output)", required=True)
     out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
@@ -86,11 +90,6 @@ class EditConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions):
                                      "as column `input`")
     keep_latent: bool = option(False, "add each edited latent beside its image: column `w` "
                                       "when every edit is one w per row, else `wp` (W+)")
-    identity_metric: bool = option(False, "identity_similarity / identity_distance of each "
-                                          "edit to the latents' reconstruction (an invert "
-                                          "output; dlib's face descriptors at the input's "
-                                          "landmarks; needs pip install 'gankit[faces]')",
-                                   flag="identity")
     stored_noise: bool = option(True, "render with the latents' `noise` maps where they hold "
                                       "them (--no-stored-noise: G's const noise)")
     model: str = option("toy", "generator: the one the latents come from")
@@ -212,7 +211,6 @@ def edit_schema(names: list, keep_original: bool, id_name: str = "sample_id",
                 latent: Optional[tuple] = None) -> pa.Schema:
     """latent: (column 'w' or 'wp', num_ws, w_dim) with keep_latent."""
     from gankit.data import ID_COLUMNS, IMAGE_TYPE, wplus_field
-    from jobs.invert import IDENTITY
     fields = [pa.field(id_name, ID_COLUMNS[id_name]), pa.field("boundary", pa.string()),
               pa.field("strength", pa.float32()), pa.field("image", IMAGE_TYPE)]
     fields += [pa.field(f"logit_{a}", pa.float32()) for a in names]
@@ -221,7 +219,7 @@ def edit_schema(names: list, keep_original: bool, id_name: str = "sample_id",
     if keep_input:
         fields.append(pa.field("input", IMAGE_TYPE))
     if identity:
-        fields += [pa.field(m, pa.float32()) for m in IDENTITY]
+        fields += [pa.field(m, pa.float32()) for m in IDENTITY_COLUMNS]
     if latent is not None:
         column, num_ws, w_dim = latent
         fields.append(pa.field("w", pa.list_(pa.float32(), w_dim)) if column == "w"
@@ -251,9 +249,11 @@ class Editor(PartWorker):
         self.names = list(self.C.attribute_names) if self.C is not None else []
         self.id_name = id_name
         self.c_dim = int(getattr(self.G, "c_dim", 0) or 0)
+        spec = self.cfg.identity_measure()
+        self.identity = load_measure(spec, self.device) if spec else None
         self.latent = latent                                          # 'w', 'wp' or None
         self.schema = edit_schema(self.names, self.cfg.keep_original, id_name,
-                                  self.cfg.keep_input, self.cfg.identity_metric,
+                                  self.cfg.keep_input, self.identity is not None,
                                   latent and (latent, self.G.num_ws, self.G.w_dim))
 
     def read_rows(self, spec: PartSpec) -> tuple:
@@ -266,8 +266,8 @@ class Editor(PartWorker):
         pf = storage.open_parquet(self.src, self.inputs[spec.index])
         wanted = [self.id_name, "z", "w", "wp", "class" if self.c_dim else None,
                   "noise" if self.cfg.stored_noise else None,
-                  "target" if self.cfg.keep_input or self.cfg.identity_metric else None,
-                  "reconstruction" if self.cfg.identity_metric else None]
+                  "target" if self.cfg.keep_input or self.identity else None,
+                  "reconstruction" if self.identity else None]
         cols = [c for c in wanted if c and c in pf.schema_arrow.names]
         t = pf.read(columns=cols).slice(0, spec.rows)
         pf.close()
@@ -281,7 +281,7 @@ class Editor(PartWorker):
         if self.cfg.keep_input:
             extras["input"] = t.column("target").combine_chunks()
         for name in ("reconstruction", "target"):
-            if self.cfg.identity_metric and name in cols:
+            if self.identity and name in cols:
                 extras[name] = t.column(name).combine_chunks()
         ids = t.column(self.id_name).to_numpy(zero_copy_only=False)
         z = latents_from_column(t.column("z")) if "z" in cols else None
@@ -345,8 +345,8 @@ class Editor(PartWorker):
         step = max(1, -(-self.cfg.batch_size // m)) * m
         originals = self.render(ws, noise)[0] if self.cfg.keep_original else None
         strengths = np.asarray(self.cfg.strengths, dtype=np.float64)
-        if self.cfg.identity_metric:
-            extras["faces"] = reference_faces(extras)
+        if self.identity is not None:
+            extras["faces"] = reference_faces(self.identity, extras)
         with PartWriter(self.out, storage.part_name(spec.index), self.schema) as w, \
                 StepWriter(w) as steps:
             for s in range(0, total, step):
@@ -388,7 +388,7 @@ class Editor(PartWorker):
         if "input" in extras:
             cols["input"] = extras["input"].take(pa.array(rows))
         if "faces" in extras:
-            cols.update(edit_identity(extras["faces"], rows, cols["image"]))
+            cols.update(edit_identity(self.identity, extras["faces"], rows, cols["image"]))
         if latents is not None:
             cols[self.latent] = latents
         return pa.Table.from_arrays([cols[f.name] for f in self.schema], schema=self.schema)
@@ -438,26 +438,23 @@ def decoded(column: pa.Array) -> list:
     return [decode_image(item["bytes"]) for item in column.to_pylist()]
 
 
-def reference_faces(extras: dict) -> tuple:
-    """(descriptors [n, 128], landmarks, side) of each row's reconstruction, at landmarks
-    found on its input (`target`) when it is there, else on the reconstruction."""
-    from gankit.identity import descriptors_at
-    from gankit.identity import reference_faces as found_on
+def reference_faces(measure, extras: dict) -> tuple:
+    """(descriptors [n, D], where, side) of each row's reconstruction, at the geometry
+    (dlib: landmarks) found on its input (`target`) when it is there, else on the
+    reconstruction."""
     recon = decoded(extras["reconstruction"])                          # n x [S, S, 3]
     source = decoded(extras["target"]) if "target" in extras else recon
-    landmarks = found_on(np.stack(source))[1] if source else []
+    where = measure.locate(np.stack(source)) if source else []
     side = source[0].shape[0] if source else 1
-    return descriptors_at(recon, landmarks, side), landmarks, side
+    return measure.describe(recon, where, side), where, side
 
 
-def edit_identity(faces: tuple, rows: np.ndarray, images: pa.Array) -> dict:
+def edit_identity(measure, faces: tuple, rows: np.ndarray, images: pa.Array) -> dict:
     """{identity_similarity, identity_distance}: each edit against its row's reference."""
-    from gankit.identity import identity_scores
-    from jobs.invert import IDENTITY
-    reference, landmarks, side = faces
-    scores = identity_scores(reference[rows], [landmarks[r] for r in rows], decoded(images),
-                             side)
-    return {m: pa.array(v, pa.float32()) for m, v in zip(IDENTITY, scores)}
+    reference, where, side = faces
+    scores = identity_scores(measure, reference[rows], [where[r] for r in rows],
+                             decoded(images), side)
+    return {m: pa.array(v, pa.float32()) for m, v in zip(IDENTITY_COLUMNS, scores)}
 
 
 def input_plan(src: Store, count: Optional[int]) -> tuple:
@@ -503,13 +500,10 @@ def run_edit(cfg: EditConfig) -> dict:
     id_name = id_column(schema, cfg.latents)
     require(not cfg.keep_input or "target" in schema.names, "keep_input",
             f"needs a `target` image column in {cfg.latents} (gankit invert --keep-target)")
-    require(not cfg.identity_metric or "reconstruction" in schema.names, "identity_metric",
+    require(not cfg.identity_measure() or "reconstruction" in schema.names, "identity_metric",
             f"needs the `reconstruction` column of an invert output in {cfg.latents}")
-    if cfg.identity_metric:
-        from jobs.align import check_faces_extra
-        check_faces_extra()
+    cfg.check_identity_measure()
     truncation = sample_truncation(src, cfg)
-    runtime.ensure_ray()
     actors = runtime.actors_for(cfg, len(plan))
     precision = runtime.job_precision(cfg.precision, actors)
     latent = kept_latent(cfg, schema, boundaries, truncation)
@@ -525,8 +519,8 @@ def run_edit(cfg: EditConfig) -> dict:
                 "micro_batch": cfg.micro_batch}
     # added later, so they join the identity only when on: older outputs still resume
     identity.update({k: True for k, on in (("keep_input", cfg.keep_input), ("stored_noise",
-                     cfg.stored_noise and "noise" in schema.names),
-                     ("identity_metric", cfg.identity_metric)) if on})
+                     cfg.stored_noise and "noise" in schema.names)) if on})
+    identity.update(cfg.identity_key())
     if latent:
         identity["keep_latent"] = latent
     identity.update(options.identity(cfg, precision))

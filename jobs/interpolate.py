@@ -40,6 +40,19 @@ def seed_list(text: str) -> list:
         raise ValueError(f"seeds {text!r} must be integers separated by commas") from None
 
 
+# A figure is rendered whole in memory (float images, then one grid): more cells than this is
+# not a figure one looks at, and at 1024 px it is already about 13 GB of float32 renders.
+MAX_FIGURE_CELLS = 1024
+
+
+def check_cells(cells: int, field: str, shape: str) -> None:
+    """Refuse a figure of more than MAX_FIGURE_CELLS images before anything is allocated."""
+    require(cells <= MAX_FIGURE_CELLS, field,
+            f"would make a figure of {cells:,} images ({shape}); at most "
+            f"{MAX_FIGURE_CELLS:,} fit one figure: ask for fewer, or split the sources "
+            f"over several figures")
+
+
 @dataclass
 class FigureOptions(StorageOptions):
     """What a figure renders from and where it goes."""
@@ -79,6 +92,8 @@ class InterpolateConfig(FigureOptions):
         require(not (self.latents and self.space == "z"), "space",
                 "z needs seeds: an inverted dataset has no z")
         require(self.steps >= 2, "steps", f"must be >= 2 (got {self.steps})")
+        check_cells((len(sources) - 1) * self.steps, "steps",
+                    f"{len(sources) - 1} pair(s) x {self.steps:,} steps")
         require(self.frame_ms >= 10, "frame_ms", f"must be >= 10 (got {self.frame_ms})")
 
 
@@ -114,6 +129,8 @@ class StyleMixConfig(FigureOptions):
         require(len(rows) >= 1, f"row_{kind}", "must name at least one source")
         require(len(cols) >= 1, f"col_{kind}", "must name at least one source")
         require(len(self.layers) >= 1, "layers", "must name at least one ws index")
+        check_cells((len(rows) + 1) * (len(cols) + 1), f"row_{kind}",
+                    f"{len(rows) + 1} rows x {len(cols) + 1} columns, sources included")
 
 
 # ----------------------------------------------------------------------------------------

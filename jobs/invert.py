@@ -45,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 
 from gankit.data import latent_column
+from gankit.identity import IDENTITY_COLUMNS, identity_scores, load_measure
 from gankit.inversion import LOSSES, MODES
 from gankit.inversion import InversionConfig as Inversion
 from jobs import config, options, progress, runtime, storage
@@ -52,7 +53,7 @@ from jobs.config import option, public_config, require
 from jobs.cpu_pool import CpuPool, StepWriter, gather
 from jobs.image_inputs import (ImageInputOptions, ImageInputs, conform, decode_item, part_tables,
                                plan_image_inputs, write_bad_file)
-from jobs.options import ActorOptions, ImageOptions, StorageOptions
+from jobs.options import ActorOptions, IdentityOptions, ImageOptions, StorageOptions
 from jobs.rendering import load_models, setup_device
 from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, PartWriter, Store
@@ -60,11 +61,11 @@ from jobs.storage import PartSpec, PartWriter, Store
 log = logging.getLogger("gankit")
 
 METRICS = ("mse", "psnr", "ssim", "perceptual", "loss")
-IDENTITY = ("identity_similarity", "identity_distance")   # gankit.identity; NaN: no face
 
 
 @dataclass
-class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions):
+class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions,
+                   IdentityOptions):
     images: str = option("", "input URL: a directory of Parquet files with an image and an "
                              "id column, a folder of images, a glob or a .txt list of image "
                              "URLs", required=True)
@@ -101,10 +102,6 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
     seed: int = option(Inversion.seed, "the image at row i draws from (seed, i)")
     save_noise: bool = option(False, "store the optimised noise maps")
     keep_target: bool = option(False, "store the prepared input image beside the result")
-    identity_metric: bool = option(False, "identity_similarity / identity_distance of each "
-                                          "reconstruction to its input (dlib's face "
-                                          "descriptors; needs pip install 'gankit[faces]')",
-                                   flag="identity")
     image_column: str = option("image", "struct {bytes, path} column of PNG, JPEG or WebP bytes")
     id_column: Optional[str] = option(None, "id column (default: sample_id if present, else "
                                             "image_id)")
@@ -143,8 +140,7 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
         ident = {k: getattr(self, k) for k in keys}
         if self.mode != "optimize":   # added later: outputs of the optimize mode still resume
             ident.update(mode=self.mode, encoder=self.encoder_spec())
-        if self.identity_metric:
-            ident["identity_metric"] = True
+        ident.update(self.identity_key())
         if self.loss != "mse+perceptual":   # likewise
             ident["loss"] = self.loss
         if self.class_index is not None:
@@ -209,8 +205,8 @@ def invert_schema(cfg: InvertConfig, G, id_field: pa.Field) -> pa.Schema:
     if cfg.keep_target:
         fields.append(pa.field("target", IMAGE_TYPE))
     fields += [pa.field(m, pa.float32()) for m in METRICS] + [pa.field("steps", pa.int32())]
-    if cfg.identity_metric:
-        fields += [pa.field(m, pa.float32()) for m in IDENTITY]
+    if cfg.identity_measure():
+        fields += [pa.field(m, pa.float32()) for m in IDENTITY_COLUMNS]
     meta = {"gankit.job": "invert", "gankit.resolution": str(G.img_resolution),
             "gankit.num_ws": str(G.num_ws), "gankit.space": cfg.space}
     return pa.schema(fields, metadata=meta)
@@ -254,6 +250,8 @@ class Inverter(PartWorker):
         self.net = load_feature_net(self.cfg.feature_net, self.device) \
             if self.cfg.feature_net else None
         self.E = load_encoder_for(self.cfg, self.G, self.device)
+        spec = self.cfg.identity_measure()
+        self.identity = load_measure(spec, self.device) if spec else None
         self.w_std = w_stats(self.G, self.cfg.inversion().w_avg_samples,
                              sampled_mean=self.cfg.loss == "nvidia")[1] \
             if self.cfg.mode != "encode" else None
@@ -324,16 +322,16 @@ class Inverter(PartWorker):
         recon = self.stored(res.reconstruction)
         target = self.stored(from_uint8(u8)) if self.cfg.keep_target else None
         scores = self.identity_scores(u8, res.reconstruction) \
-            if self.cfg.identity_metric else {}
+            if self.identity is not None else {}
         return lambda: self.finish_table(schema, ids, res, recon, target, scores)
 
     def identity_scores(self, u8: np.ndarray, reconstruction) -> dict:
         """{column: [n] float32} of each reconstruction against its input's face."""
-        from gankit.identity import identity_scores, reference_faces
         from gankit.images import to_uint8
-        reference, landmarks = reference_faces(u8)                     # [n, 128]
-        scores = identity_scores(reference, landmarks, to_uint8(reconstruction))
-        return dict(zip(IDENTITY, scores))
+        where = self.identity.locate(u8)
+        reference = self.identity.describe(u8, where)                  # [n, D]
+        scores = identity_scores(self.identity, reference, where, to_uint8(reconstruction))
+        return dict(zip(IDENTITY_COLUMNS, scores))
 
     def finish_table(self, schema: pa.Schema, ids: list, res, recon: list,
                      target: Optional[list], scores: dict) -> pa.Table:
@@ -374,16 +372,13 @@ def run_invert(cfg: InvertConfig) -> dict:
 
         from jobs.conditioning import generator_facts
         invert_class(SimpleNamespace(**generator_facts(cfg.model)), cfg)
-    if cfg.identity_metric:
-        from jobs.align import check_faces_extra
-        check_faces_extra()
+    cfg.check_identity_measure()
     src = storage.open_store(cfg.images, cfg.storage)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images, keep=[],
                                out=out, images_per_part=cfg.images_per_part)
     for k, why in inputs.bad.items():
         log.info(f"[invert] {why}: its rows become error records")
-    runtime.ensure_ray()
     actors = runtime.actors_for(cfg, len(inputs.plan))
     precision = runtime.job_precision(cfg.precision, actors)
     kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs, "device": actors.device,

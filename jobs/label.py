@@ -214,7 +214,6 @@ def run_label(cfg: LabelConfig) -> dict:
     resolution = cfg.resolution or inputs_resolution(src, inputs, cfg.image_column)
     for k, why in inputs.bad.items():
         log.info(f"[label] {why}: its rows become error records")
-    runtime.ensure_ray()
     actors = runtime.actors_for(cfg, len(inputs.plan))
     precision = runtime.job_precision(cfg.precision, actors)
     kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs, "resolution": resolution,

@@ -201,7 +201,6 @@ def run_metrics(cfg: MetricsConfig) -> dict:
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     result = {"separability": separability(cfg) if cfg.samples else None, "ppl": None}
     if cfg.ppl_paths:
-        runtime.ensure_ray()
         result["ppl"] = {s: path_lengths(cfg, s) for s in cfg.ppl_spaces}
     result["config"] = public_config(cfg)
     result["warnings"] = few_samples(result)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 from gankit.images import IMAGE_FORMATS
 from gankit.precision import PRECISIONS
 from jobs.config import check_choices, option, require
+from jobs.runtime.cluster import RUNNERS
 
 DEVICES = ("auto", "cuda", "cpu")
 
@@ -38,7 +39,13 @@ class ActorOptions:
                             choices=PRECISIONS)
     part_attempts: int = option(3, "times a part may be started in one run: a part whose "
                                    "worker dies every time (a crashing native library, a "
-                                   "poison row) then stops the job, naming it")
+                                   "poison row) then stops the job, naming it; starts on a "
+                                   "node the cluster has lost do not count")
+    runner: str = option("auto", "where the parts run: ray (an actor pool on the Ray "
+                                 "cluster), local (one worker in this process: the same "
+                                 "parts, commits and outputs, no Ray), auto (local when no "
+                                 "cluster address is set and one worker is all the job "
+                                 "would get here, else ray)", choices=RUNNERS)
 
 
 @dataclass
@@ -66,6 +73,41 @@ class ClassifierOptions:
         parse=json.loads)
 
 
+@dataclass
+class IdentityOptions:
+    """Identity columns of an inversion, or of the edits of one (gankit.identity)."""
+    identity_metric: Union[bool, str, None] = option(
+        None, "add identity_similarity / identity_distance: 'dlib' (a bare --identity: "
+              "dlib's face descriptors, pip install 'gankit[faces]') or 'arcface:PATH' "
+              "(ArcFace IR-SE50 weights in the model_ir_se50.pth layout, the papers' "
+              "measure); invert scores each reconstruction against its input, edit each "
+              "edit against its row's reconstruction", flag="identity", const="dlib",
+        metavar="dlib|arcface:PATH")
+
+    def identity_measure(self) -> Optional[str]:
+        """'dlib', 'arcface:PATH' or None (no identity columns)."""
+        from gankit.identity import measure_spec
+        return measure_spec(self.identity_metric)
+
+    def check_identity_measure(self) -> None:
+        """Fail in the driver, in one sentence, when the measure cannot load anywhere."""
+        spec = self.identity_measure()
+        if spec == "dlib":
+            from jobs.align import check_faces_extra
+            check_faces_extra()
+        elif spec is not None:
+            import os
+            path = spec.split(":", 1)[1]
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"identity_metric: {path}: no such ArcFace weights "
+                                        f"file (IR-SE50, the model_ir_se50.pth layout)")
+
+    def identity_key(self) -> dict:
+        """What the measure adds to a job's identity (dlib: True, as older outputs say)."""
+        spec = self.identity_measure()
+        return {} if spec is None else {"identity_metric": True if spec == "dlib" else spec}
+
+
 def values(source, *groups) -> dict:
     """{field: value} of the groups' options, read from a config."""
     return {f.name: getattr(source, f.name) for group in groups
@@ -91,6 +133,11 @@ def validate(cfg) -> None:
                 f"must be in 1..100 (got {cfg.image_quality})")
         require(cfg.image_size is None or cfg.image_size >= 1, "image_size",
                 f"must be >= 1 or null (got {cfg.image_size})")
+    if isinstance(cfg, IdentityOptions):
+        try:
+            cfg.identity_measure()
+        except ValueError as e:
+            raise ConfigError("identity_metric", f"is not usable: {e}") from None
     if isinstance(cfg, ClassifierOptions) and cfg.classifier_input is not None:
         from gankit.classifier_input import validate_input_spec
         try:

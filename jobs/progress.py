@@ -27,6 +27,7 @@ POLL_S = 1.0
 
 
 _current = {"run": None, "index": None, "actor": None}
+_local_counters: dict = {}        # run -> Counter, for a job run by the local runner
 
 
 def begin_part(run: str, index: int) -> None:
@@ -52,6 +53,10 @@ def _send(method: str, value) -> None:
     """Call the run's counter without waiting for it (found once per run, by name)."""
     if _current["run"] is None:
         return
+    local = _local_counters.get(_current["run"])
+    if local is not None:
+        getattr(local, method)(_current["index"], value)
+        return
     try:
         if _current["actor"] is None:
             import ray
@@ -70,7 +75,8 @@ def actor_name(run: str) -> str:
 
 
 class Counter:
-    """Rows written per part, for parts not yet committed (a Ray actor)."""
+    """Rows written per part, for parts not yet committed (a Ray actor; a plain object in
+    the driver's process under the local runner)."""
 
     def __init__(self):
         self.rows, self.last_note = {}, ""
@@ -93,8 +99,10 @@ class Progress:
     """Rows done of a part job: committed parts count in full, parts in flight as their
     actors report. Use as a context manager around the job's loop; call `committed(k)`."""
 
-    def __init__(self, job: str, run: str, rows_by_part: dict, done_rows: int = 0):
+    def __init__(self, job: str, run: str, rows_by_part: dict, done_rows: int = 0,
+                 local: bool = False):
         self.job, self.run, self.rows_by_part = job, run, dict(rows_by_part)
+        self.local = local            # the workers run in this process: a plain Counter
         self.total = done_rows + sum(self.rows_by_part.values())
         self.done, self.start_done = done_rows, done_rows
         self.finished: set = set()
@@ -104,9 +112,8 @@ class Progress:
 
     def __enter__(self) -> "Progress":
         try:
-            import ray
-            self.counter = ray.remote(num_cpus=0)(Counter).options(
-                name=actor_name(self.run)).remote()
+            self.counter = _local_counters.setdefault(self.run, Counter()) if self.local \
+                else start_counter(self.run)
         except Exception:
             return self
         self.t0 = self.last_line = time.time()
@@ -122,13 +129,18 @@ class Progress:
         self.finished.add(index)
 
     def _poll(self) -> None:
-        import ray
         while not self.stop.wait(POLL_S):
             try:
-                live, self.status = ray.get(self.counter.snapshot.remote(), timeout=5)
+                live, self.status = self.snapshot()
             except Exception:
                 continue
             self.show(live)
+
+    def snapshot(self) -> tuple:
+        if self.local:
+            return self.counter.snapshot()
+        import ray
+        return ray.get(self.counter.snapshot.remote(), timeout=5)
 
     def show(self, live: dict) -> None:
         done = self.start_done + sum(self.rows_by_part[k] for k in self.finished) + sum(
@@ -149,6 +161,9 @@ class Progress:
         left = (self.total - self.done) / rate if rate > 0 else None
         eta = f", about {format_seconds(left)} left" if left is not None else ""
         status = f"; {self.status}" if self.status else ""
+        if self.done == self.start_done:      # an inversion's batch: hundreds of steps, 0 rows
+            return (f"[{self.job}] {self.done:,}/{self.total:,} rows: none written yet in "
+                    f"this run (a row counts once its batch is done){status}")
         return (f"[{self.job}] {self.done:,}/{self.total:,} rows "
                 f"({100 * self.done / max(self.total, 1):.0f}%), {rate:,.1f} rows/s{eta}"
                 f"{status}")
@@ -159,13 +174,20 @@ class Progress:
             self.thread.join(timeout=10)
         if self.bar is not None:
             self.bar.close()
-        if self.counter is not None:
+        _local_counters.pop(self.run, None)
+        if self.counter is not None and not self.local:
             try:
                 import ray
                 ray.kill(self.counter)
             except Exception:
                 pass
         return False
+
+
+def start_counter(run: str):
+    """The run's named counter actor, on the Ray cluster."""
+    import ray
+    return ray.remote(num_cpus=0)(Counter).options(name=actor_name(run)).remote()
 
 
 def format_seconds(s: Optional[float]) -> str:

@@ -605,7 +605,8 @@ def add_edits(cfg: ReportConfig, report: dict, index: dict, attributes: list) ->
     """Fills rescoring / edits / pairs; returns the grid figures and captions."""
     edits = storage.open_store(cfg.edits, cfg.storage, must_exist=True)
     manifest = storage.read_manifest(edits) or {}
-    report["edit_mode"] = (manifest.get("config") or {}).get("mode")
+    edit_config = manifest.get("config") or {}
+    report["edit_mode"] = edit_config.get("mode")
     found, strength = edit_logits(edits, cfg.edit_strength, attributes)
     require(bool(found), "edit_strength", f"no edit at |strength| {strength} in {cfg.edits}")
     ids = sorted({i for rows in found.values() for i in rows})
@@ -620,6 +621,10 @@ def add_edits(cfg: ReportConfig, report: dict, index: dict, attributes: list) ->
     for p in report["pairs"]:
         p["sweep"] = sweeps.get(pair_key(p), [])
     report["identity"] = identity_rows(edits, strength)
+    if report["identity"]:
+        from gankit.identity import measure_name, measure_spec
+        report["identity_measure"] = measure_name(
+            measure_spec(edit_config.get("identity_metric")) or "dlib")
     grid_ids = list(got_ids[:cfg.grid_samples])
     cells, originals = grid_images(edits, [e["name"] for e in entries], grid_ids)
     return grid_figures(cells, originals, [e for e in entries if e["space"] == "w"]

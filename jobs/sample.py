@@ -224,7 +224,6 @@ def run_sample(cfg: SampleConfig) -> dict:
     if needs_facts(cfg.model, cfg.classes):          # a bad class fails here, not in actors
         cfg.check_model(SimpleNamespace(**generator_facts(cfg.model)))
     out = storage.open_store(cfg.out, cfg.storage, create=True)
-    runtime.ensure_ray()
     plan = storage.part_ranges(cfg.count, cfg.rows_per_part)
     actors = runtime.actors_for(cfg, len(plan))
     precision = runtime.job_precision(cfg.precision, actors)

@@ -2,7 +2,6 @@
 the sample source, the part plan and CPU actors."""
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Optional
 
@@ -103,6 +102,4 @@ def part_plan(src: Store) -> tuple:
 
 
 def cpu_actors(cfg, n_parts: int) -> runtime.ActorPlan:
-    runtime.ensure_ray()      # with --samples no sample stage has started Ray
-    plan = runtime.plan_actors(cfg.workers, "cpu", max(1, n_parts), 1)
-    return dataclasses.replace(plan, attempts=cfg.part_attempts)
+    return runtime.actors_for(cfg, max(1, n_parts), device="cpu")

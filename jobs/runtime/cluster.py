@@ -1,5 +1,6 @@
 """The Ray cluster a job runs on: start or connect, its resources, and the plan of a job's
-actors (how many, GPU or CPU, CPUs each, at which precision)."""
+actors (how many, GPU or CPU, CPUs each, at which precision), or the local runner's one
+in-process worker when one worker is all the job would get (`runner`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,6 +10,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from jobs.config import ConfigError
+from jobs.runtime.faults import FAULT_ENV
+
+RUNNERS = ("auto", "ray", "local")
 
 
 def check_model(field: str, spec: Optional[str], kind: str) -> None:
@@ -64,6 +68,7 @@ class ActorPlan:
     num_cpus: float       # per actor
     device: str           # what the actor puts its models on ('cuda', 'cpu', or as asked)
     attempts: int = 3     # starts of one part in one run before the job stops (ActorOptions)
+    runner: str = "ray"   # 'ray': an actor pool; 'local': one worker in the driver's process
 
 
 def plan_actors(workers: int, device: str, n_parts: int, cpus_per_worker: int = 0,
@@ -86,10 +91,40 @@ def plan_actors(workers: int, device: str, n_parts: int, cpus_per_worker: int = 
     return ActorPlan(max(1, min(k, n_parts)), 0, each, "cpu")
 
 
-def actors_for(cfg, n_parts: int) -> ActorPlan:
-    """The actor plan of a stage config (options.ActorOptions) for `n_parts` parts."""
-    plan = plan_actors(cfg.workers, cfg.device, n_parts, cfg.cpus_per_worker)
+def actors_for(cfg, n_parts: int, device: Optional[str] = None) -> ActorPlan:
+    """The actor plan of a stage config (options.ActorOptions) for `n_parts` parts: one
+    in-process worker for the local runner, else an actor pool (Ray started or joined).
+    The local worker takes the CPUs an actor would (its torch threads on a CPU), so both
+    runners round alike: an optimisation's sums depend on the thread count."""
+    device = device or cfg.device
+    if choose_runner(cfg, n_parts, device) == "local":
+        plan = plan_actors(1, device, 1, cfg.cpus_per_worker, local_resources())
+        return dataclasses.replace(plan, attempts=cfg.part_attempts, runner="local")
+    ensure_ray()
+    plan = plan_actors(cfg.workers, device, n_parts, cfg.cpus_per_worker)
     return dataclasses.replace(plan, attempts=cfg.part_attempts)
+
+
+def choose_runner(cfg, n_parts: int, device: str) -> str:
+    """`cfg.runner`, with 'auto' resolved: 'local' when no cluster address is set, no pool
+    is asked for (--workers above 1) and one worker is all the job would get here (one
+    part, or one actor's worth of GPUs or CPUs): an actor pool could then not be faster,
+    only later by Ray's start-up (BENCHMARKS.md). The test-only fault hooks kill workers,
+    which only actors survive."""
+    if cfg.runner != "auto":
+        return cfg.runner
+    if os.environ.get("RAY_ADDRESS") or any(os.environ.get(k) for k in FAULT_ENV) \
+            or cfg.workers > 1:
+        return "ray"
+    here = plan_actors(cfg.workers, device, n_parts, cfg.cpus_per_worker, local_resources())
+    return "local" if here.workers == 1 else "ray"
+
+
+def local_resources() -> tuple:
+    """(CPUs, GPUs, CPUs per GPU) of this machine, as a local Ray would see them."""
+    import torch
+    cpus, gpus = os.cpu_count() or 1, torch.cuda.device_count()
+    return cpus, gpus, cpus // gpus if gpus else 0
 
 
 def job_precision(precision: str, actors: ActorPlan) -> str:

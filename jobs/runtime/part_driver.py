@@ -15,19 +15,23 @@ Execution model of a part job (sample, label, edit):
     driver:  streams those tiny replies (progress line per part), writes _manifest.json.
 
 Rows never travel through the driver, so its memory stays flat whatever the row count.
+The local runner (ActorPlan.runner 'local') builds the same worker once in the driver's
+process and feeds it the same part descriptors in plan order: the same commits, manifest,
+error records, resume and progress, with no Ray.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
+import sys
 import uuid
 
 import numpy as np
 
 from jobs import progress, storage
 from jobs.runtime.cluster import ActorPlan
-from jobs.runtime.faults import FAULT_ENV, poison_point
+from jobs.runtime.faults import FAULT_ENV, hold_point, poison_point
 from jobs.storage import PartSpec, RunRecord, Store
 
 log = logging.getLogger("gankit")
@@ -100,6 +104,7 @@ class PartWorker:
                              f"{starts - 1} starts in this run (a crashing native library or "
                              f"classifier, or a row that crashes one?); a rerun tries it again")
         poison_point(spec.index)
+        hold_point(spec.index)
 
     def fits(self, m: int) -> bool:
         """Whether one model call on m rows fits the device; stages that can try one
@@ -148,18 +153,43 @@ def commit_errors(out: Store, spec: PartSpec, records: list) -> None:
 # deprecates passing them explicitly). The part was never committed, so nothing is lost or
 # doubled. A part that kills every actor it lands on would be retried without end, so each
 # start leaves a marker under _attempts/<run token>/ (in the output store, where every actor
-# sees it): a start past ActorOptions.part_attempts stops the job naming the part. The
-# markers are cleared when a run begins and when it ends (the run holds the lease).
+# sees it): a start past ActorOptions.part_attempts stops the job naming the part. A start on
+# a node the cluster has since lost (a reclaimed spot machine) does not count: the node died,
+# not the part. The markers are cleared when a run begins and when it ends (the run holds the
+# lease).
 ATTEMPTS_DIR = "_attempts"
 
 
 def start_attempt(out: Store, run: str, index: int) -> int:
-    """Record a start of part `index` in run `run`; returns its starts so far, this one too."""
+    """Record a start of part `index` in run `run` (marker `<index>.<node id>.<random>`);
+    returns the starts that count against part_attempts: this one, and each earlier one
+    made on a node that is still alive."""
     out.makedirs(ATTEMPTS_DIR, run)
-    out.write_bytes(f"{ATTEMPTS_DIR}/{run}/{index:05d}.{uuid.uuid4().hex[:12]}", b"")
+    node = current_node()
+    out.write_bytes(f"{ATTEMPTS_DIR}/{run}/{index:05d}.{node}.{uuid.uuid4().hex[:12]}", b"")
     out.invalidate()
-    names = out.fs.ls(out.path(ATTEMPTS_DIR, run), detail=False)
-    return sum(name.rsplit("/", 1)[-1].startswith(f"{index:05d}.") for name in names)
+    names = [name.rsplit("/", 1)[-1] for name in
+             out.fs.ls(out.path(ATTEMPTS_DIR, run), detail=False)]
+    nodes = [name.split(".")[1] for name in names if name.startswith(f"{index:05d}.")]
+    lost = lost_nodes() if len(nodes) > 1 else set()    # asks the cluster on restarts only
+    return sum(n not in lost for n in nodes)
+
+
+def current_node() -> str:
+    """The Ray node id of this process ('local' outside Ray: the local runner never
+    imports it)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return "local"
+    return ray.get_runtime_context().get_node_id()
+
+
+def lost_nodes() -> set:
+    """Ids of the nodes the Ray cluster has seen die."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return set()
+    return {n["NodeID"] for n in ray.nodes() if not n.get("Alive")}
 
 
 def clear_attempts(out: Store) -> None:
@@ -208,9 +238,10 @@ def _run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict
     schema = storage.part_footer(out, next(iter(committed.values())))[0] if committed else None
     storage.write_manifest(out, job, identity, config, plan, metas, schema, runs, False)
     note = f", removed {removed} temporary files" if removed else ""
+    where = "in this process (local runner)" if actors.runner == "local" else \
+        f"on {min(actors.workers, len(missing))} {'GPU' if actors.num_gpus else 'CPU'} actor(s)"
     log.info(f"[{job}] {out.url}: {len(plan)} parts, {len(committed)} already committed, "
-             f"{len(missing)} to compute on {min(actors.workers, len(missing))} "
-             f"{'GPU' if actors.num_gpus else 'CPU'} actor(s){note}")
+             f"{len(missing)} to compute {where}{note}")
     if missing:
         compute_parts(job, out, plan, missing, worker_cls, dict(worker_kwargs, out=out),
                       actors, metas)
@@ -229,21 +260,21 @@ def _run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict
 
 def compute_parts(job: str, out: Store, plan: list, missing: list, worker_cls, kwargs: dict,
                   actors: ActorPlan, metas: dict) -> None:
-    """Run the missing parts on an actor pool; each reply's footer record goes in `metas`.
-    A worker's failure stops the job with one sentence (WorkerFailed)."""
-    import ray
-    actors = dataclasses.replace(actors, workers=min(actors.workers, len(missing)))
+    """Run the missing parts on an actor pool, or in this process (the local runner); each
+    reply's footer record goes in `metas`. A worker's failure stops the job with one
+    sentence (WorkerFailed)."""
     run_token = uuid.uuid4().hex      # names this run's start markers and progress counter
     items = [{"index": p.index, "start": p.start, "stop": p.stop, "run": run_token,
               "attempts": actors.attempts} for p in missing]
-    ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        worker_cls, fn_constructor_kwargs=kwargs, batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=actors.workers), **worker_remote_args(actors))
+    local = actors.runner == "local"
+    replies = local_replies(worker_cls, kwargs, items) if local else \
+        actor_replies(worker_cls, kwargs, items, actors)
     done = len(plan) - len(missing)
     rows = {p.index: p.rows for p in missing}
     try:
-        with progress.Progress(job, run_token, rows, sum(metas[k]["rows"] for k in metas)) as bar:
-            for reply in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=0):
+        with progress.Progress(job, run_token, rows, sum(metas[k]["rows"] for k in metas),
+                               local=local) as bar:
+            for reply in replies:
                 k = int(reply["index"][0])
                 metas[k] = {"rows": int(reply["rows"][0]), "errors": int(reply["errors"][0]),
                             "bytes": int(reply["bytes"][0]),
@@ -258,6 +289,28 @@ def compute_parts(job: str, out: Store, plan: list, missing: list, worker_cls, k
         raise WorkerFailed(f"{job} job writing to {out.url} failed in a worker: "
                            f"{root_cause(e)} ({done}/{len(plan)} parts committed; "
                            f"a rerun computes only the others)") from e
+
+
+def actor_replies(worker_cls, kwargs: dict, items: list, actors: ActorPlan):
+    """The parts' replies from a pool of actors, as each part commits (any order)."""
+    import ray
+    actors = dataclasses.replace(actors, workers=min(actors.workers, len(items)))
+    ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        worker_cls, fn_constructor_kwargs=kwargs, batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=actors.workers), **worker_remote_args(actors))
+    return ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=0)
+
+
+def local_replies(worker_cls, kwargs: dict, items: list):
+    """The parts' replies from one worker built in this process, in plan order."""
+    worker = worker_cls(**kwargs)
+    try:
+        for item in items:
+            yield worker({key: [value] for key, value in item.items()})
+    finally:
+        pool = getattr(worker, "pool", None)
+        if pool is not None:             # an actor's codec threads die with it; these not
+            pool.close()
 
 
 class PartFailed(RuntimeError):

@@ -1,0 +1,71 @@
+"""Issue #27: the commands added since the last round, under hostile input. Each case ends in
+one sentence (or an error record) instead of a traceback, an abort or a leak."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gankit.images import decode_image
+from jobs.config import ConfigError
+from jobs.interpolate import MAX_FIGURE_CELLS, InterpolateConfig, StyleMixConfig
+from jobs.progress import Progress
+
+GANKIT = [sys.executable, "-m", "jobs.cli"]
+
+
+def test_interpolate_refuses_a_figure_it_cannot_hold_before_allocating(tmp_path):
+    cfg = InterpolateConfig(seeds=[1, 2], steps=100_000_000, out=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"steps would make a figure of 100,000,000 images"):
+        cfg.validate()
+    InterpolateConfig(seeds=[1, 2], steps=MAX_FIGURE_CELLS, out=str(tmp_path)).validate()
+
+
+def test_style_mix_refuses_a_grid_it_cannot_hold(tmp_path):
+    seeds = list(range(40))
+    cfg = StyleMixConfig(row_seeds=seeds, col_seeds=seeds, out=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"row_seeds .* 1,681 images \(41 rows x 41 columns"):
+        cfg.validate()
+
+
+def test_the_command_line_says_the_limit_in_one_sentence(tmp_path):
+    run = subprocess.run(GANKIT + ["interpolate", "--seeds", "1,2", "--steps", "100000000",
+                                   "--out", str(tmp_path)], capture_output=True, text=True,
+                         env=dict(os.environ, RAY_AUTH_MODE="disabled"))
+    assert run.returncode == 2, run.stderr
+    assert f"at most {MAX_FIGURE_CELLS:,} fit one figure" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("data, kind", [
+    (b"root:x:0:0:root:/root:/bin/bash\n" * 40, "not an image format Pillow reads"),
+    (b"\x89PNG\r\n\x1a\n" + b"secret-bytes" * 4, "a damaged or truncated PNG"),
+    (b"\xff\xd8\xff\xe0" + b"secret-bytes" * 4, "a damaged or truncated JPEG"),
+])
+def test_a_decode_error_names_what_the_file_is_not_what_it_holds(data, kind):
+    with pytest.raises(ValueError) as e:
+        decode_image(data)
+    message = str(e.value)
+    assert kind in message and f"{len(data)} bytes" in message
+    assert "root" not in message and "secret" not in message and "0x" not in message
+
+
+def test_convert_accepts_toy_like_every_other_command(tmp_path):
+    from jobs.cli import main
+    assert main(["convert", "toy", str(tmp_path / "toy")]) == 0
+    assert (tmp_path / "toy" / "model.safetensors").exists()
+
+
+def test_an_inversion_in_flight_is_not_shown_as_zero_rows_per_second():
+    progress = Progress("invert", "run", {0: 8})
+    progress.t0 = time.time()
+    progress.status = "images 0-7 step 100/100, loss 0.1"
+    line = progress.line()
+    assert "0.0 rows/s" not in line
+    assert "none written yet" in line and "step 100/100" in line
+    progress.done = 4
+    assert "rows/s" in progress.line()
