@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -78,9 +79,10 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
                                    "--steps steps (in w from its layer mean)", choices=MODES)
     encoder: Optional[str] = option(None, "W+ encoder for encode / hybrid: 'toy', a native "
                                           "encoder directory, or a pSp / e4e / ReStyle "
-                                          "checkpoint (e4e_ffhq_encode.pt, ...; its generator: "
-                                          "the same file as --model) (default: 'toy' with the "
-                                          "toy model, required otherwise)")
+                                          "checkpoint (e4e_ffhq_encode.pt, ...) (default: 'toy' "
+                                          "with the toy model; with a checkpoint file as "
+                                          "--model, that file: a pSp / e4e / ReStyle file "
+                                          "holds both)")
     encoder_iterations: Optional[int] = option(None, "a ReStyle encoder's iterations from the "
                                                      "average image (default: the "
                                                      "checkpoint's n_iters_per_batch)",
@@ -126,7 +128,7 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
                 "'hybrid' to start a W optimisation from their layer mean)")
         require(self.mode == "optimize" or self.encoder_spec() is not None, "encoder",
                 f"must name an encoder (a directory or a pSp / e4e / ReStyle checkpoint) for "
-                f"mode {self.mode!r} with a model other than 'toy'")
+                f"mode {self.mode!r} with a model that is not one file")
         require(self.encoder_iterations is None or self.encoder_iterations >= 1,
                 "encoder_iterations", f"must be >= 1 (got {self.encoder_iterations})")
         require(self.encoder_iterations is None or self.mode != "optimize",
@@ -163,7 +165,9 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
         """The encoder to load (None in mode 'optimize')."""
         if self.mode == "optimize":
             return None
-        return self.encoder or ("toy" if self.model == "toy" else None)
+        if self.encoder or self.model == "toy":
+            return self.encoder or "toy"
+        return self.model if os.path.isfile(self.model) else None   # e4e_ffhq_encode.pt
 
     def inversion(self) -> Inversion:
         """gankit.inversion's config: the fields the two share (defaults are Inversion's)."""

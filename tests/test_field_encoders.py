@@ -284,14 +284,16 @@ def photo_rows(tmp_path_factory):
 
 
 def test_invert_encode_with_an_e4e_checkpoint(ray_cluster, photo_rows, files, tmp_path):
-    """`--model e4e.pt --encoder e4e.pt`: the file's decoder is G, its encoder gives W+."""
+    """`--model e4e.pt` alone: the file's decoder is G, its encoder gives W+."""
     import numpy as np
     from jobs import storage
     from test_jobs_invert import prepared_targets
     images, good = photo_rows
     path = str(files["e4e"])
     assert invert(images, tmp_path / "out", "--mode", "encode", "--model", path,
-                  "--encoder", path, "--keep-target") == 0
+                  "--keep-target") == 0
+    manifest = storage.read_manifest(storage.Store(str(tmp_path / "out")))
+    assert manifest["identity"]["encoder"] == path
     t = storage.read_table(str(tmp_path / "out")).sort_by("image_id")
     assert sorted(t.column("image_id").to_pylist()) == sorted(good)
     assert t.schema.field("wp").type.list_size == 8 * 64
