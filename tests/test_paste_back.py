@@ -209,3 +209,21 @@ def test_the_manifest_records_the_blend(edited, tmp_path):
         run_paste_back(PasteBackConfig(edits=str(edited / "edits"),
                                        aligned=str(edited / "aligned"), out=str(out),
                                        strengths=[-4.0], workers=1))
+
+
+def test_the_stage_reads_the_runs_edits_and_aligned_faces_unless_told(tmp_path):
+    from jobs.config import ConfigError
+    from jobs.pipeline import PipelineConfig, stage_configs
+    run = PipelineConfig(root=str(tmp_path), stages=["align", "invert", "edit", "paste_back"],
+                         align={"images": "photos/"},
+                         paste_back={"strengths": [3.0], "output": "both"})
+    cfg = stage_configs(run)["paste_back"]
+    assert (cfg.edits, cfg.aligned, cfg.out) == tuple(str(tmp_path / d) for d in (
+        "edits", "aligned", "pasted"))
+    assert cfg.strengths == [3.0] and cfg.output == "both" and cfg.blend == "face"
+    other = dict(run.__dict__, paste_back={"aligned": "elsewhere"})
+    assert stage_configs(PipelineConfig(**other))["paste_back"].aligned == "elsewhere"
+    with pytest.raises(ConfigError, match="^paste_back.out is set by the pipeline"):
+        stage_configs(PipelineConfig(**dict(other, paste_back={"out": "x"})))
+    with pytest.raises(ConfigError, match=r"^paste_back.output must be one of files, parquet"):
+        stage_configs(PipelineConfig(**dict(other, paste_back={"output": "zip"})))
