@@ -439,7 +439,7 @@ def decode_rows(items: list, resolution: int) -> tuple:
 # The photos behind an output: what paste-back reads to put edited faces back
 
 
-_LISTINGS: dict = {}        # per process: {output URL: its listing, or None} (read once)
+_LISTINGS: dict = {}        # per process: {(output URL, listing size): its listing or None}
 
 
 def source_url_lookup(out: Store, spec: PartSpec) -> Optional[dict]:
@@ -447,9 +447,10 @@ def source_url_lookup(out: Store, spec: PartSpec) -> Optional[dict]:
     image files (align's): rows [spec.start, spec.stop) of the fixed listing it keeps.
     None when that job read a Parquet dataset. The one place a listing is read back for
     its URLs (today `_inputs.json`, read once per process)."""
-    if out.url not in _LISTINGS:
-        _LISTINGS[out.url] = out.read_json(LISTING)["files"] if out.exists(LISTING) else None
-    files = _LISTINGS[out.url]
+    size = out.fs.size(out.path(LISTING)) if out.exists(LISTING) else None
+    if (out.url, size) not in _LISTINGS:
+        _LISTINGS[(out.url, size)] = None if size is None else out.read_json(LISTING)["files"]
+    files = _LISTINGS[(out.url, size)]
     if files is None:
         return None
     return {str(i): url for i, url in files[spec.start:spec.stop]}
