@@ -312,8 +312,8 @@ class Paster(PartWorker):
     def read_faces(self, spec: PartSpec, errors: list) -> dict:
         """Aligned part `spec`'s faces grouped by photo, in part order; a face without a
         usable quad (or landmarks, for the face blend) becomes an error record."""
-        path = self.aligned.list_parts().get(spec.index)
-        if path is None:
+        path = self.aligned.path(storage.part_name(spec.index))
+        if not self.aligned.fs.exists(path):
             return {}
         table = read_part(self.aligned, path, aligned_columns(self.aligned, path))
         photos = {}
