@@ -502,3 +502,7 @@ class ParquetPhotos:
             except (OSError, ValueError):
                 data = None
         return (data, None) if data else (None, no_bytes_reason(item))
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()

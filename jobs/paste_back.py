@@ -297,17 +297,20 @@ class Paster(PartWorker):
         edits = self.read_edits(spec, photos, errors)     # {face id: {(b, s): (part, row)}}
         read = source_photo_reader(self.aligned, spec, self.source, self.cfg.storage)
         images = EditImages(self.edits)
-        with PartWriter(self.out, storage.part_name(spec.index), out_schema()) as w:
-            rows = RowBuffer(w)
-            for photo_id in photo_order(photos, edits):
-                rows.add(self.paste_photo(photo_id, photos[photo_id], edits, read, images,
-                                          errors))
-                runtime.fault_point()                               # test-only fault injection
-            rows.flush()
+        try:
+            with PartWriter(self.out, storage.part_name(spec.index), out_schema()) as w:
+                rows = RowBuffer(w)
+                for photo_id in photo_order(photos, edits):
+                    rows.add(self.paste_photo(photo_id, photos[photo_id], edits, read,
+                                              images, errors))
+                    runtime.fault_point()                           # test-only fault injection
+                rows.flush()
+                runtime.commit_errors(self.out, spec, errors)
+                w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
+                          "errors": len(errors)})
+        finally:
             images.close()
-            runtime.commit_errors(self.out, spec, errors)
-            w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
-                      "errors": len(errors)})
+            getattr(read, "close", lambda: None)()
 
     def read_faces(self, spec: PartSpec, errors: list) -> dict:
         """Aligned part `spec`'s faces grouped by photo, in part order; a face without a

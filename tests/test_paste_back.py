@@ -227,3 +227,36 @@ def test_the_stage_reads_the_runs_edits_and_aligned_faces_unless_told(tmp_path):
         stage_configs(PipelineConfig(**dict(other, paste_back={"out": "x"})))
     with pytest.raises(ConfigError, match=r"^paste_back.output must be one of files, parquet"):
         stage_configs(PipelineConfig(**dict(other, paste_back={"output": "zip"})))
+
+
+def test_photos_of_a_parquet_input_are_read_from_its_rows(ray_cluster, model_files, edited,
+                                                           tmp_path):
+    import pyarrow.parquet as pq
+
+    from gankit.data import image_column
+    from jobs.align import AlignConfig, run_align
+    from jobs.edit import EditConfig, run_edit
+    from jobs.invert import InvertConfig, run_invert
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    astronaut = skimage_photo("astronaut.png")
+    pq.write_table(pa.table({"image_id": ["astro", "coffee"], "image": image_column(
+        [astronaut, skimage_photo("coffee.png")])}), photos / "a.parquet")
+    pq.write_table(pa.table({"image_id": ["pair"], "image": image_column(
+        [png(pair_photo())])}), photos / "b.parquet")
+    run_align(AlignConfig(images=str(photos), out=str(tmp_path / "aligned"), resolution=R,
+                          workers=1))
+    run_invert(InvertConfig(images=str(tmp_path / "aligned"), out=str(tmp_path / "inverted"),
+                            model=model_files["model32"], steps=1, workers=1, batch_size=4))
+    run_edit(EditConfig(latents=str(tmp_path / "inverted"), out=str(tmp_path / "edits"),
+                        boundaries=[str(edited / "w_a.npz")], strengths=[4.0],
+                        model=model_files["model32"], classifier="", device="cpu", workers=1,
+                        micro_batch=8))
+    out = tmp_path / "pasted"
+    run_paste_back(PasteBackConfig(edits=str(tmp_path / "edits"), aligned=str(tmp_path / "aligned"),
+                                   out=str(out), output="parquet", workers=1))
+    rows = {r["source_id"]: r for r in storage.read_table(str(out)).to_pylist()}
+    assert set(rows) == {"astro", "pair"} and all(r["faces"] == 1 for r in rows.values())
+    for photo_id, photo in (("astro", decode_image(astronaut)), ("pair", pair_photo())):
+        pasted = decode_image(rows[photo_id]["image"]["bytes"])
+        assert pasted.shape == photo.shape and (pasted != photo).any()
