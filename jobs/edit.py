@@ -338,6 +338,11 @@ class Editor(PartWorker):
         return ids[keep], (z[keep] if z is not None else None), ws[keep], extras, len(errors)
 
     def write_part(self, spec: PartSpec) -> None:
+        if spec.rows == 0:         # an input part with no rows (an align part whose photos
+            storage.write_table_part(self.out, storage.part_name(spec.index),  # had no face)
+                                     self.schema.empty_table(), {"index": spec.index,
+                                     "start": spec.start, "stop": spec.stop, "errors": 0})
+            return
         ids, z, ws, extras, n_errors = self.drop_nonfinite(spec, *self.read_rows(spec))
         noise = extras.get("noise")                      # [n, sum r^2] or None
         nb, ns, m = len(self.boundaries), len(self.cfg.strengths), self.cfg.micro_batch

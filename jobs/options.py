@@ -49,11 +49,16 @@ class ActorOptions:
 
 
 @dataclass
-class ImageOptions:
-    """How a job stores the images it renders."""
+class ImageCodecOptions:
+    """How a job encodes the images it stores."""
     image_format: str = option("png", "stored image format (png is lossless)",
                                choices=IMAGE_FORMATS)
     image_quality: int = option(95, "JPEG / WebP quality, 1-100 (png ignores it)")
+
+
+@dataclass
+class ImageOptions(ImageCodecOptions):
+    """How a job stores the images it renders."""
     image_size: Optional[int] = option(None, "store an antialiased downscale to this many "
                                              "pixels a side (default: the generator's size)")
 
@@ -128,9 +133,10 @@ def validate(cfg) -> None:
                 f"must be >= 0 (got {cfg.cpus_per_worker})")
         require(cfg.part_attempts >= 1, "part_attempts",
                 f"must be >= 1 (got {cfg.part_attempts})")
-    if isinstance(cfg, ImageOptions):
+    if isinstance(cfg, ImageCodecOptions):
         require(1 <= cfg.image_quality <= 100, "image_quality",
                 f"must be in 1..100 (got {cfg.image_quality})")
+    if isinstance(cfg, ImageOptions):
         require(cfg.image_size is None or cfg.image_size >= 1, "image_size",
                 f"must be >= 1 or null (got {cfg.image_size})")
     if isinstance(cfg, IdentityOptions):
@@ -155,9 +161,9 @@ def identity(cfg, precision: str, images: bool = True) -> dict:
         ident["precision"] = precision
     if isinstance(cfg, ClassifierOptions) and cfg.classifier_input:
         ident["classifier_input"] = cfg.classifier_input
-    if images and isinstance(cfg, ImageOptions):
+    if images and isinstance(cfg, ImageCodecOptions):
         if cfg.image_format != "png":
             ident.update(image_format=cfg.image_format, image_quality=cfg.image_quality)
-        if cfg.image_size is not None:
+        if isinstance(cfg, ImageOptions) and cfg.image_size is not None:
             ident["image_size"] = cfg.image_size
     return ident
