@@ -535,7 +535,6 @@ def run_paste_back(cfg: PasteBackConfig) -> dict:
     edit_parts, own = plan_edit_parts(edits, edit_manifest, aligned, plan)
     source = {k: (align_manifest.get("config") or {}).get(k)
               for k in ("images", "image_column", "id_column")}
-    runtime.ensure_ray()
     actors = runtime.actors_for(dataclasses.replace(cfg, device="cpu"), len(plan))
     kwargs = {"cfg": config.config_dict(cfg), "edit_parts": {str(k): v for k, v in
                                                              edit_parts.items()},
