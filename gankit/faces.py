@@ -129,6 +129,16 @@ def dlib_model(kind: str):
 # Detection and landmarks
 
 
+def check_installed() -> None:
+    """Fail before any work, in one sentence (ValueError), when dlib or its model files
+    are not installed."""
+    try:
+        import_dlib()
+        model_path("landmarks")
+    except ImportError as e:
+        raise ValueError(str(e)) from None
+
+
 def check_photo(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:

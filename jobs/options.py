@@ -98,8 +98,8 @@ class IdentityOptions:
         """Fail in the driver, in one sentence, when the measure cannot load anywhere."""
         spec = self.identity_measure()
         if spec == "dlib":
-            from jobs.align import check_faces_extra
-            check_faces_extra()
+            from gankit.faces import check_installed
+            check_installed()
         elif spec is not None:
             import os
             path = spec.split(":", 1)[1]
