@@ -135,7 +135,7 @@ class Aligner(PartWorker):
 
     def write_part(self, spec: PartSpec) -> None:
         from jobs.image_inputs import part_tables, write_bad_file
-        path, schema, errors = self.inputs.parts[spec.index], out_schema(), []
+        path, schema, errors = self.inputs.parts.get(spec.index), out_schema(), []
         if spec.index in self.inputs.bad:               # an unusable file: records, no rows
             write_bad_file(self.out, self.src, path, spec, schema,
                            self.inputs.id_column, "align", self.inputs.bad[spec.index])
@@ -183,7 +183,7 @@ def run_align(cfg: AlignConfig) -> dict:
     for why in inputs.bad.values():
         log.info(f"[align] {why}: its rows become error records")
     actors = runtime.actors_for(dataclasses.replace(cfg, device="cpu"), len(inputs.plan))
-    kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs}
+    kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs.for_workers()}
     identity = dict(cfg.identity(), input_rows=inputs.rows, input_parts=len(inputs.plan),
                     **inputs.identity())
     return runtime.run_parts("align", out, inputs.plan, Aligner, kwargs, identity,

@@ -6,10 +6,12 @@ it, recursively, but hidden and `_` names), a glob (`s3://bucket/faces/*.jpg`), 
 file of URLs or paths (`.txt`, one a line, `#` comments; a relative path is relative to the
 list's folder). Their listing is sorted and split into parts of `images_per_part` images;
 ids are relative paths (to the folder, to the glob's fixed prefix, to the list entries'
-common folder). The listing is written to `_inputs.json` in the output location on the first
-run and read back by every rerun, so files added later never shift the parts. Workers read
-the files' bytes (fsspec) into the same table a Parquet input gives: the id (`image_id`)
-and the image struct. A file that is no image becomes an error record when it is decoded.
+common folder). The listing is written as Parquet into the output location on the first run,
+streamed while the input is listed (jobs.listing, jobs.walk), and read back by every rerun,
+so files added later never shift the parts. A part's spec is its row range: each worker
+reads its rows of the listing, then the files' bytes (fsspec), into the same table a Parquet
+input gives: the id (`image_id`) and the image struct. A file that is no image becomes an
+error record when it is decoded.
 
 Parquet: a directory of Parquet files (a gankit dataset's `part-XXXXX.parquet`, or
 any `*.parquet` in name order) with an id column and an image column (a struct {bytes, path}
@@ -23,20 +25,23 @@ file fails before any work, in one sentence naming the first file's problem.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
+import io
 import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from fsspec.utils import glob_translate
 
-from jobs import config, runtime, storage
+from jobs import config, listing, runtime, storage, walk
 from jobs.config import option, require
 from jobs.storage import PartSpec, Store
 
-LISTING = "_inputs.json"           # the sorted listing of an image-file input, in the output
 GLOB_CHARS = "*?["
 
 
@@ -50,22 +55,26 @@ class ImageInputOptions:
 @dataclass
 class ImageInputs:
     """What the driver found: the files, the reference schema and the unusable files."""
-    parts: dict                  # {index: path}: Parquet files, or the listing's first id
+    parts: dict                  # {index: path} of Parquet files ({} for image files)
     schema: pa.Schema            # of the first usable file (image files: id + image)
     plan: list                   # [PartSpec]: row ranges from the footers or the listing
     rows: int
     id_column: str
     bad: dict = field(default_factory=dict)    # {index: why the file cannot be used}
-    files: list = field(default_factory=list)  # image files: [[id, url]] sorted by id
-    listing_sha256: Optional[str] = None       # image files: the listing's fingerprint
+    listing: Optional[listing.Listing] = None  # image files: where their listing lies
     images_per_part: Optional[int] = None      # image files: the parts' size
 
     def identity(self) -> dict:
         """What the input adds to a job's identity (image files only: Parquet outputs
         written before image-file inputs existed still resume)."""
-        if not self.files:
+        if self.listing is None:
             return {}
-        return {"input_listing": self.listing_sha256, "images_per_part": self.images_per_part}
+        return {"input_listing": self.listing.sha256, "images_per_part": self.images_per_part}
+
+    def for_workers(self) -> "ImageInputs":
+        """What every worker gets: all but the plan (each gets its own part's spec), so a
+        worker receives a few numbers of an image-file input, not its listing or parts."""
+        return dataclasses.replace(self, plan=[])
 
 
 def input_parts(store: Store) -> dict:
@@ -95,82 +104,205 @@ def listing_kind(src: Store) -> Optional[str]:
         return "list"
     if any(c in src.root for c in GLOB_CHARS):
         return "glob"
-    if src.list_parts() or parquet_names(src):
+    if holds_parquet(src):
         return None
     return "folder"
+
+
+def holds_parquet(src: Store) -> bool:
+    """Whether a Parquet file (not hidden) lies directly in the folder, found a page of
+    names at a time (a folder of millions of photos is never listed whole here)."""
+    return any(name.endswith(".parquet") and not name.startswith((".", "_"))
+               for name in walk.child_names(src.fs, src.root))
 
 
 def hidden(relative: str) -> bool:
     return any(s.startswith((".", "_")) for s in relative.split("/"))
 
 
-def list_files(src: Store, kind: str) -> list:
-    """[[id, url]] of the input's files, sorted by id (ids: relative paths)."""
-    fs = src.fs
-    if kind == "list":
-        return list_entries(src)
-    if kind == "glob":
-        base = src.root[:min(src.root.find(c) for c in GLOB_CHARS if c in src.root)]
-        base = base.rsplit("/", 1)[0]
-        found = [p for p, info in fs.glob(src.root, detail=True).items()
-                 if info.get("type") == "file"]
-    else:
-        base = src.root
-        found = fs.find(src.root) if fs.isdir(src.root) else []
-    pairs = {p[len(base):].lstrip("/"): fs.unstrip_protocol(p) for p in found}
-    return sorted([rel, url] for rel, url in pairs.items() if rel and not hidden(rel))
+HIDDEN_RE = r"(^|/)[._]"            # a hidden or `_` segment in a relative path
 
 
-def list_entries(src: Store) -> list:
-    """A .txt list's entries as [[id, url]]: ids relative to the entries' common folder."""
-    try:
-        text = src.fs.cat_file(src.root).decode("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{src.url}: cannot read the list of images ({e})") from None
-    folder, urls = posixpath.dirname(src.root), set()
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if "://" not in line and not line.startswith("/"):
-            line = posixpath.join(folder, line)     # relative to the list's folder
-        urls.add(line if "://" in line else src.fs.unstrip_protocol(line))
-    keys = {u: u.split("://", 1)[-1] for u in urls}
-    try:
-        common = posixpath.commonpath([posixpath.dirname(k) for k in keys.values()])
-    except ValueError:                  # local and remote entries mixed: keep whole paths
-        common = ""
-    return sorted([k[len(common):].lstrip("/"), u] for u, k in keys.items())
+def url_prefix(fs, path: str) -> Optional[str]:
+    """What `fs.unstrip_protocol` puts before a path ('file://', 's3://'), or None when it
+    does more than prefix it."""
+    url = fs.unstrip_protocol(path)
+    return url[:-len(path)] if path and url.endswith(path) else None
 
 
-def fixed_listing(src: Store, out: Optional[Store], kind: str, url: str) -> list:
-    """The listing of the first run at `out` (its LISTING), else a fresh one written there."""
-    if out is not None and out.exists(LISTING):
-        saved = out.read_json(LISTING)
+def to_urls(fs, paths: pa.Array, prefix: Optional[str]) -> pa.Array:
+    if prefix is None:
+        return pa.array([fs.unstrip_protocol(p) for p in paths.to_pylist()], pa.string())
+    return pc.binary_join_element_wise(prefix, paths, "")
+
+
+class FolderEntries:
+    """The files of a folder or a glob as entry tables (jobs.listing.ENTRY), streamed;
+    the key is the id: the path relative to the folder or the glob's fixed prefix."""
+
+    def __init__(self, src: Store, kind: str):
+        self.src = src
+        self.pattern = None
+        if kind == "glob":
+            cut = min(src.root.find(c) for c in GLOB_CHARS if c in src.root)
+            self.base = src.root[:cut].rsplit("/", 1)[0]
+            self.pattern = re.compile(glob_translate(src.root))
+        else:
+            self.base = src.root
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        fs, prefix = self.src.fs, url_prefix(self.src.fs, self.base)
+        for paths, sizes in walk.walk_files(fs, self.base):
+            if self.pattern is not None:
+                kept = [(p, n) for p, n in zip(paths, sizes) if self.pattern.match(p)]
+                paths, sizes = [p for p, _ in kept], [n for _, n in kept]
+            paths = pa.array(paths, pa.string())
+            rel = pc.utf8_ltrim(pc.utf8_slice_codeunits(paths, len(self.base)), characters="/")
+            keep = pc.and_(pc.not_equal(rel, ""),
+                           pc.invert(pc.match_substring_regex(rel, HIDDEN_RE)))
+            table = pa.Table.from_arrays([rel, to_urls(fs, paths, prefix),
+                                          pa.array(sizes, pa.int64())], schema=listing.ENTRY)
+            yield table.filter(keep)
+
+    @staticmethod
+    def to_id(keys: pa.Array) -> pa.Array:
+        return keys
+
+
+class ListEntries:
+    """A .txt list's entries as entry tables, streamed a few MB of lines at a time. Ids are
+    relative to the entries' common folder, known only at the end: the key is the path
+    (the URL without its scheme, leading '/' dropped), and `to_id` cuts the common folder,
+    which keeps the keys' order."""
+
+    LINES_BYTES = 1 << 22
+
+    def __init__(self, src: Store):
+        self.src = src
+        folder = posixpath.dirname(src.root)
+        self.folder = folder if not folder or folder.endswith("/") else folder + "/"
+        self.low = self.high = None          # the smallest and largest key so far
+        self.absolute = self.relative = False
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        try:
+            with self.src.fs.open(self.src.root, "rb") as f:
+                text = io.TextIOWrapper(f, encoding="utf-8")
+                while lines := text.readlines(self.LINES_BYTES):
+                    table = self.entries(lines)
+                    if table.num_rows:
+                        yield table
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"{self.src.url}: cannot read the list of images ({e})") from None
+
+    def entries(self, lines: list) -> pa.Table:
+        """Lines -> (key, URL): a relative entry joins the list's folder, one with no
+        scheme gets the list's filesystem's."""
+        fs = self.src.fs
+        a = pc.utf8_trim_whitespace(pa.array(lines, pa.string()))
+        a = a.filter(pc.and_(pc.not_equal(a, ""), pc.invert(pc.starts_with(a, "#"))))
+        remote = pc.match_substring(a, "://")
+        path = pc.if_else(pc.or_(remote, pc.starts_with(a, "/")), a,
+                          pc.binary_join_element_wise(self.folder, a, ""))
+        prefix = url_prefix(fs, self.src.root)
+        urls = pc.if_else(remote, path, pc.binary_join_element_wise(prefix, path, "")) \
+            if prefix is not None else pa.array(
+                [p if r else fs.unstrip_protocol(p) for p, r in
+                 zip(path.to_pylist(), remote.to_pylist())], pa.string())
+        keys = pc.replace_substring_regex(urls, r"^.*?://", "", max_replacements=1)
+        self.absolute |= bool(pc.any(pc.starts_with(keys, "/")).as_py())
+        self.relative |= not pc.all(pc.starts_with(keys, "/")).as_py()
+        keys = pc.utf8_ltrim(keys, characters="/")
+        if len(keys):
+            low, high = pc.min_max(keys).values()
+            self.low = min(filter(None, [self.low, low.as_py()]), default=low.as_py())
+            self.high = max(filter(None, [self.high, high.as_py()]), default=high.as_py())
+        return pa.Table.from_arrays([keys, urls, pa.nulls(len(keys), pa.int64())],
+                                    schema=listing.ENTRY)
+
+    def common(self) -> str:
+        """The entries' common folder (as a key, no leading '/'); '' when local and remote
+        entries are mixed. Every key lies between the smallest and the largest, so their
+        common prefix, cut back to a '/', is everyone's."""
+        if self.low is None or (self.absolute and self.relative):
+            return ""
+        prefix = posixpath.commonprefix([self.low, self.high])
+        return prefix[:prefix.rfind("/")] if "/" in prefix else ""
+
+    def to_id(self, keys: pa.Array) -> pa.Array:
+        common = self.common()
+        if not common:
+            return keys
+        return pc.utf8_ltrim(pc.utf8_slice_codeunits(keys, len(common)), characters="/")
+
+
+def file_entries(src: Store, kind: str):
+    """The input's files as a stream of entry tables with its `to_id`."""
+    return ListEntries(src) if kind == "list" else FolderEntries(src, kind)
+
+
+_scratch = {}
+
+
+def scratch_store() -> Store:
+    """A local folder for listings planned without an output location (removed at exit)."""
+    if "store" not in _scratch:
+        import atexit
+        import shutil
+        import tempfile
+        folder = tempfile.mkdtemp(prefix="gankit-inputs-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _scratch["store"] = Store(folder, probe=False)
+    return _scratch["store"]
+
+
+def fixed_listing(src: Store, out: Optional[Store], kind: str, url: str,
+                  images_per_part: int = 256) -> listing.Listing:
+    """The listing of the first run at `out` (converted once from `_inputs.json` where an
+    older version wrote that), else a fresh one written there while the input is listed."""
+    if out is None:
+        out = scratch_store().child(hashlib.sha256(url.encode()).hexdigest()[:16])
+    index = listing.read_index(out)
+    saved = out.read_json(listing.LEGACY) if index is None and out.exists(listing.LEGACY) \
+        else index
+    if saved is not None:
         if saved.get("images") != url:
             raise ValueError(f"{out.url} holds the listing of {saved.get('images')}, this "
                              f"job reads {url}: use another output location")
-        return saved["files"]
-    files = list_files(src, kind)
-    if not files:
+        if index is None:
+            return listing.convert_legacy(out, saved, images_per_part)
+        return listing.listing_of(out, index)
+    entries = file_entries(src, kind)
+    found = listing.write_listing(out, entries, entries.to_id, url, kind, images_per_part)
+    if found is None:
         raise FileNotFoundError(f"no Parquet files and no image files at {url}")
-    if out is not None:
-        out.write_json(LISTING, {"images": url, "kind": kind, "files": files})
-    return files
+    return found
 
 
-def plan_file_inputs(files: list, image_column: str, id_column: Optional[str],
+def plan_file_inputs(found: listing.Listing, image_column: str, id_column: Optional[str],
                      images_per_part: int) -> ImageInputs:
     """Parts of `images_per_part` files of a fixed listing; the table has id + image."""
     from gankit.data import IMAGE_TYPE
-    require(images_per_part >= 1, "images_per_part", f"must be >= 1 (got {images_per_part})")
     id_name = id_column or "image_id"
     schema = pa.schema([pa.field(id_name, pa.string()), pa.field(image_column, IMAGE_TYPE)])
-    plan = storage.part_ranges(len(files), images_per_part)
-    digest = hashlib.sha256(json.dumps(files).encode()).hexdigest()
-    return ImageInputs({p.index: files[p.start][0] for p in plan}, schema, plan, len(files),
-                       id_name, files=files, listing_sha256=digest,
+    plan = storage.part_ranges(found.rows, images_per_part)
+    return ImageInputs({}, schema, plan, found.rows, id_name, listing=found,
                        images_per_part=images_per_part)
+
+
+def source_url_lookup(aligned: Store):
+    """id -> URL of the input files a job at `aligned` listed (the new Parquet listing or
+    an older `_inputs.json`), or None when that job read Parquet. The lookup is a callable
+    `lookup(image_id) -> Optional[str]` with `lookup.many(ids) -> {id: url}` for a batch:
+    a binary search over the sorted listing's shards, reading one shard (about 16 thousand
+    rows) for the ids that fall in it, the last two shards kept in memory."""
+    return listing.url_lookup(aligned)
+
+
+def source_urls(aligned: Store, ids) -> dict:
+    """{id: URL} of the ids found in the listing at `aligned` ({} when it holds none)."""
+    lookup = listing.url_lookup(aligned)
+    return {} if lookup is None else lookup.many(ids)
 
 
 def read_url(url: str, options: dict) -> Optional[bytes]:
@@ -189,14 +321,16 @@ def url_options(url: str, src: Store) -> dict:
     return src.options if same else {}
 
 
-def files_table(entries: list, schema: pa.Schema, src: Store) -> pa.Table:
-    """[[id, url]] -> a table of the ids and image structs read from the files. A file
-    that cannot be read keeps no bytes and its URL as path (its error record names it)."""
+def files_table(entries: pa.Table, schema: pa.Schema, src: Store) -> pa.Table:
+    """Listing rows (image_id, url) -> a table of the ids and image structs read from the
+    files. A file that cannot be read keeps no bytes and its URL as path (its error record
+    names it)."""
     from gankit.data import image_column
-    data = [read_url(url, url_options(url, src)) for _, url in entries]
-    paths = [url if d is None else i for (i, url), d in zip(entries, data)]
-    return pa.Table.from_arrays([pa.array([i for i, _ in entries], pa.string()),
-                                 image_column(data, paths)], schema=schema)
+    ids, urls = entries.column("image_id").to_pylist(), entries.column("url").to_pylist()
+    data = [read_url(url, url_options(url, src)) for url in urls]
+    paths = [url if d is None else i for i, url, d in zip(ids, urls, data)]
+    return pa.Table.from_arrays([pa.array(ids, pa.string()), image_column(data, paths)],
+                                schema=schema)
 
 
 def fill_from_paths(src: Store, table: pa.Table, image_column: str) -> pa.Table:
@@ -230,10 +364,10 @@ def part_tables(src: Store, inputs: ImageInputs, spec: PartSpec, image_column: s
                 columns: list, batch_size: int) -> Iterator[pa.Table]:
     """Input part `spec` as tables of `batch_size` rows (`columns` of a Parquet file, or
     the id and image of image files), bytes filled in from paths where missing."""
-    if inputs.files:
-        for s in range(spec.start, spec.stop, batch_size):
-            entries = inputs.files[s:min(s + batch_size, spec.stop)]
-            yield files_table(entries, inputs.schema, src)
+    if inputs.listing is not None:
+        rows = inputs.listing.read(spec.start, spec.stop)        # this part's rows only
+        for s in range(0, rows.num_rows, batch_size):
+            yield files_table(rows.slice(s, batch_size), inputs.schema, src)
         return
     pf = storage.open_parquet(src, inputs.parts[spec.index])
     try:
@@ -300,8 +434,9 @@ def plan_image_inputs(src: Store, image_column: str, id_column: Optional[str], u
     file (None: every column of the reference but the image)."""
     kind = listing_kind(src)
     if kind is not None:
-        files = fixed_listing(src, out, kind, url)
-        return plan_file_inputs(files, image_column, id_column, images_per_part)
+        require(images_per_part >= 1, "images_per_part", f"must be >= 1 (got {images_per_part})")
+        found = fixed_listing(src, out, kind, url, images_per_part)
+        return plan_file_inputs(found, image_column, id_column, images_per_part)
     parts, footers = input_parts(src), {}
     for k, path in parts.items():
         try:
@@ -388,7 +523,7 @@ def first_resolution(store: Store, parts: dict, column: str) -> int:
 def inputs_resolution(src: Store, inputs: ImageInputs, column: str) -> int:
     """Size of the first decodable square image of the inputs, in part order."""
     from gankit.images import decode_image
-    if not inputs.files:
+    if inputs.listing is None:
         good = {k: p for k, p in inputs.parts.items() if k not in inputs.bad}
         return first_resolution(src, good, column)
     for spec in inputs.plan:
@@ -439,21 +574,19 @@ def decode_rows(items: list, resolution: int) -> tuple:
 # The photos behind an output: what paste-back reads to put edited faces back
 
 
-_LISTINGS: dict = {}        # per process: {(output URL, listing size): its listing or None}
-
-
-def source_url_lookup(out: Store, spec: PartSpec) -> Optional[dict]:
-    """{photo id: URL} of the image files behind part `spec` of a job's output made from
-    image files (align's): rows [spec.start, spec.stop) of the fixed listing it keeps.
-    None when that job read a Parquet dataset. The one place a listing is read back for
-    its URLs (today `_inputs.json`, read once per process)."""
-    size = out.fs.size(out.path(LISTING)) if out.exists(LISTING) else None
-    if (out.url, size) not in _LISTINGS:
-        _LISTINGS[(out.url, size)] = None if size is None else out.read_json(LISTING)["files"]
-    files = _LISTINGS[(out.url, size)]
-    if files is None:
-        return None
-    return {str(i): url for i, url in files[spec.start:spec.stop]}
+def part_source_urls(out: Store, spec: PartSpec) -> Optional[dict]:
+    """{photo id: URL} of the image files behind part `spec` of an output made from image
+    files (align's): rows [spec.start, spec.stop) of the listing it keeps, read from the
+    shards that hold them (an older output's `_inputs.json` whole). None when that job read
+    a Parquet dataset."""
+    index = listing.read_index(out)
+    if index is not None:
+        rows = listing.listing_of(out, index).read(spec.start, spec.stop)
+        return dict(zip(rows.column("image_id").to_pylist(), rows.column("url").to_pylist()))
+    if out.exists(listing.LEGACY):
+        files = out.read_json(listing.LEGACY)["files"][spec.start:spec.stop]
+        return {str(i): url for i, url in files}
+    return None
 
 
 def source_photo_reader(out: Store, spec: PartSpec, source: dict, options: dict):
@@ -462,7 +595,7 @@ def source_photo_reader(out: Store, spec: PartSpec, source: dict, options: dict)
     `id_column` (its manifest's config). Image files come from their URLs; a Parquet input's
     photos from its file `spec.index`, each row group read when one of its photos is asked."""
     src = Store(source["images"], options, probe=False)
-    urls = source_url_lookup(out, spec)
+    urls = part_source_urls(out, spec)
     if urls is not None:
         def read_file(photo_id: str) -> tuple:
             url = urls.get(photo_id)

@@ -275,7 +275,7 @@ class Inverter(PartWorker):
         id_type = self.inputs.schema.field(self.id_column).type
         id_field = pa.field(self.id_column, ID_COLUMNS.get(self.id_column, id_type))
         schema = invert_schema(self.cfg, self.G, id_field)
-        path = self.inputs.parts[spec.index]
+        path = self.inputs.parts.get(spec.index)
         if spec.index in self.inputs.bad:
             write_bad_file(self.out, self.src, path, spec, schema, self.id_column,
                            "invert", self.inputs.bad[spec.index])
@@ -395,7 +395,8 @@ def run_invert(cfg: InvertConfig) -> dict:
         log.info(f"[invert] {why}: its rows become error records")
     actors = runtime.actors_for(cfg, len(inputs.plan))
     precision = runtime.job_precision(cfg.precision, actors)
-    kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs, "device": actors.device,
+    kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs.for_workers(),
+              "device": actors.device,
               "cpus": actors.num_cpus}
     identity = dict(cfg.identity(precision), input_rows=inputs.rows,
                     input_parts=len(inputs.plan), **inputs.identity())

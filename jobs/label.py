@@ -106,7 +106,7 @@ class Labeler(PartWorker):
     def write_part(self, spec: PartSpec) -> None:
         m = self.cfg.micro_batch
         step = max(1, -(-self.cfg.batch_size // m)) * m
-        path, schema = self.inputs.parts[spec.index], self.out_schema()
+        path, schema = self.inputs.parts.get(spec.index), self.out_schema()
         if spec.index in self.inputs.bad:
             write_bad_file(self.out, self.src, path, spec, schema, self.id_column,
                            "label", self.inputs.bad[spec.index])
@@ -216,7 +216,8 @@ def run_label(cfg: LabelConfig) -> dict:
         log.info(f"[label] {why}: its rows become error records")
     actors = runtime.actors_for(cfg, len(inputs.plan))
     precision = runtime.job_precision(cfg.precision, actors)
-    kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs, "resolution": resolution,
+    kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs.for_workers(),
+              "resolution": resolution,
               "device": actors.device, "cpus": actors.num_cpus}
     identity = dict(cfg.identity(precision), resolution=resolution, input_rows=inputs.rows,
                     input_parts=len(inputs.plan), **inputs.identity())

@@ -13,7 +13,8 @@ from PIL import Image
 
 from gankit.images import decode_image
 from jobs import storage
-from jobs.image_inputs import LISTING, no_bytes_reason, part_tables, plan_image_inputs
+from jobs import listing
+from jobs.image_inputs import no_bytes_reason, part_tables, plan_image_inputs
 from jobs.label import LabelConfig, run_label
 
 
@@ -45,6 +46,11 @@ def plan(url: str, out=None, per_part: int = 2):
                                   images_per_part=per_part)
 
 
+def ids_of(inputs) -> list:
+    """The ids of an image-file input's listing, in order."""
+    return inputs.listing.read(0, inputs.rows).column("image_id").to_pylist()
+
+
 def rows_of(src, inputs) -> dict:
     """{id: bytes} over every part, read as the workers read them."""
     got = {}
@@ -57,26 +63,26 @@ def rows_of(src, inputs) -> dict:
 
 def test_folder_lists_every_file_by_relative_path_in_fixed_parts(folder):
     src, inputs = plan(str(folder))
-    assert [i for i, _ in inputs.files] == ["a.png", "b/c.jpg", "b/d.webp", "notes.txt"]
+    assert ids_of(inputs) == ["a.png", "b/c.jpg", "b/d.webp", "notes.txt"]
     assert [(p.start, p.stop) for p in inputs.plan] == [(0, 2), (2, 4)]
     got = rows_of(src, inputs)
     assert got["b/c.jpg"] == (folder / "b" / "c.jpg").read_bytes()
     assert decode_image(got["b/d.webp"]).shape == (8, 8, 3)
-    assert inputs.identity()["input_listing"] == plan(str(folder))[1].listing_sha256
+    assert inputs.identity()["input_listing"] == plan(str(folder))[1].listing.sha256
 
 
 def test_glob_ids_are_relative_to_its_fixed_prefix(folder):
     src, inputs = plan(str(folder / "b" / "*.*"))
-    assert [i for i, _ in inputs.files] == ["c.jpg", "d.webp"]
+    assert ids_of(inputs) == ["c.jpg", "d.webp"]
     src, inputs = plan(str(folder) + "/**/*.webp")
-    assert [i for i, _ in inputs.files] == ["b/d.webp"]
+    assert ids_of(inputs) == ["b/d.webp"]
 
 
 def test_list_file_takes_relative_and_absolute_entries(folder, tmp_path):
     lst = folder / "list.txt"
     lst.write_text(f"# photos\nb/c.jpg\n\n{folder / 'a.png'}\nb/c.jpg\nmissing.png\n")
     src, inputs = plan(str(lst))
-    assert [i for i, _ in inputs.files] == ["a.png", "b/c.jpg", "missing.png"]
+    assert ids_of(inputs) == ["a.png", "b/c.jpg", "missing.png"]
     got = rows_of(src, inputs)
     assert got["a.png"] == (folder / "a.png").read_bytes()
     assert got["missing.png"] is None                 # unreadable: no bytes, its URL kept
@@ -106,11 +112,11 @@ def test_rerun_after_a_file_is_added_keeps_the_parts(ray_cluster, folder, tmp_pa
                       micro_batch=2)
     first = run_label(cfg)
     assert first["rows"] == 3 and first["errors"] == 1
-    listing = json.loads((out / LISTING).read_text())
+    index = json.loads((out / listing.INDEX).read_text())
     (folder / "b" / "added.png").write_bytes(photo_bytes(9))
     (out / "part-00001.parquet").unlink()             # a part to recompute
     second = run_label(cfg)
-    assert json.loads((out / LISTING).read_text()) == listing
+    assert json.loads((out / listing.INDEX).read_text()) == index
     assert [(p["start"], p["stop"]) for p in second["parts"]] == [(0, 2), (2, 4)]
     table = storage.read_table(str(out))
     assert sorted(table.column("image_id").to_pylist()) == ["a.png", "b/c.jpg", "b/d.webp"]
