@@ -17,7 +17,8 @@
 #      downgrade the environment's copy, so it is opt-in);
 #   3. makes gankit importable with PYTHONPATH=<repo root> (nothing is installed);
 #   4. runs benchmarks/bench_scale.py (OUT/bench/: bench_scale.json, .md, .log) and
-#      benchmarks/precision_tolerance.py (OUT/bench/precision_tolerance.log);
+#      benchmarks/precision_tolerance.py (OUT/bench/precision_tolerance.log) and
+#      benchmarks/bench_encoders.py (OUT/bench/bench_encoders.json, .log);
 #   5. runs a small `gankit run` pipeline on the device through Ray (OUT/run/): a random-
 #      weight FFHQ config-f generator (1024 px), sample 2,000 rows with JPEG images and
 #      classifier labels, fit W boundaries, edit 64 rows, report; then invert 16 of the
@@ -167,6 +168,10 @@ if [[ $DO_BENCH == 1 ]]; then
     else targs=(--toy-samples 16 --rand-samples 1); fi
     (cd "$REPO" && "$PY" benchmarks/precision_tolerance.py "${targs[@]}") \
         2>&1 | tee "$OUT/bench/precision_tolerance.log"
+    # the field's encoders (pSp, e4e, ReStyle, ArcFace) at full size, 256 px input
+    if [[ $DEVICE == cuda ]]; then eargs=(--device cuda); else eargs=(--device cpu --seconds 1 --batches 1 --only e4e); fi
+    (cd "$REPO" && "$PY" benchmarks/bench_encoders.py "${eargs[@]}" --out "$OUT/bench") \
+        2>&1 | tee "$OUT/bench/bench_encoders.log"
 else
     step "4/6 benchmark skipped (--skip-bench)"
 fi

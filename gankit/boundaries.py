@@ -17,6 +17,10 @@ unit normal. What gankit does differently, and why:
   (BENCHMARKS.md has the table).
 - Conditional boundaries are computed with a rank-revealing projection, so near-collinear
   conditions do not break it (InterFaceGAN's closed form solves with a singular C C^T there).
+
+A boundary may also come from a published direction file (gankit.published): its `scale`
+(latent length of one unit of strength), `anchor_layer` and `source` record how the file's
+editing formula maps onto gankit's edit modes (gankit.editing) and where it came from.
 """
 from __future__ import annotations
 
@@ -39,6 +43,8 @@ NEWTON_MAX_DIM = 2048      # 'auto' uses Newton up to this many dims (its Hessia
 NEWTON_MAX_WORK_Z = 2 ** 30  # ... and in Z up to this many n_train * D^2 (one Hessian build)
 MIN_RESIDUAL = 1e-3        # conditional_normal refuses primals closer than this to span(C)
 FORMAT_VERSION = 1         # version of the .npz layout written by Boundary.save
+FORMAT_VERSION_IMPORTED = 2  # ... when it carries scale / anchor_layer / source (older
+                             # gankit refuses such a file instead of editing it wrongly)
 SMALL_WORK = 2 ** 28       # multiply-adds below which the Newton solver uses one CPU thread
 
 
@@ -57,6 +63,12 @@ class Boundary:
     conditions: tuple = ()                  # Attributes projected out of the normal.
     metrics: dict = field(default_factory=dict)  # Fit metrics (accuracies, sizes, solver, time).
     center: Optional[np.ndarray] = None     # [D] mean of the latents the SVM was fitted on.
+    scale: float = 1.0                      # Latent length of one unit of strength: 1 when
+                                            # fitted; a published direction's norm, or a
+                                            # GANSpace component's std (gankit.published).
+    anchor_layer: Optional[int] = None      # 'w' on W+: measure d(x) on this W+ layer and move
+                                            # every edited layer alike (None: each its own).
+    source: dict = field(default_factory=dict)  # Where an imported direction came from.
 
     def __post_init__(self):
         if self.space not in SPACES:
@@ -72,6 +84,20 @@ class Boundary:
             if self.center.shape != self.normal.shape:
                 raise ValueError(f"Boundary.center must be [{self.dim}], got {self.center.shape}")
         self.layers = _check_layers(self.space, self.layers, self.dim)
+        self.scale = float(self.scale)
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"Boundary.scale must be a positive finite number, got {self.scale}")
+        if self.anchor_layer is not None:
+            if self.space != "w" or int(self.anchor_layer) < 0:
+                raise ValueError(f"anchor_layer applies to 'w' boundaries as a W+ layer index "
+                                 f">= 0, got {self.anchor_layer} for {self.space!r}")
+            self.anchor_layer = int(self.anchor_layer)
+        self.source = dict(self.source or {})
+
+    @property
+    def imported(self) -> bool:
+        """Carries more than a fitted boundary: scale, anchor layer or a source."""
+        return self.scale != 1.0 or self.anchor_layer is not None or bool(self.source)
 
     @property
     def dim(self) -> int:
@@ -95,6 +121,12 @@ class Boundary:
             conditions=np.asarray(self.conditions, dtype=np.str_).reshape(-1),
             metrics=np.str_(json.dumps(_jsonable(self.metrics), sort_keys=True)),
             center=self.center if self.center is not None else np.zeros(0, np.float32))
+        if self.imported:
+            arrays.update(format_version=np.int64(FORMAT_VERSION_IMPORTED),
+                          scale=np.float64(self.scale),
+                          anchor_layer=np.int64(-1 if self.anchor_layer is None
+                                                else self.anchor_layer),
+                          source=np.str_(json.dumps(_jsonable(self.source), sort_keys=True)))
         if hasattr(path, "write"):
             np.savez(path, **arrays)
             return
@@ -109,17 +141,30 @@ class Boundary:
             if missing:
                 raise ValueError(f"not a gankit Boundary file: missing {sorted(missing)}")
             a = {key: f[key] for key in _FILE_KEYS}  # raises on object arrays (no unpickling)
-        if int(a["format_version"]) != FORMAT_VERSION:
-            raise ValueError(f"unsupported Boundary format_version {int(a['format_version'])}")
+            version = int(a["format_version"])
+            if version not in (FORMAT_VERSION, FORMAT_VERSION_IMPORTED):
+                raise ValueError(f"unsupported Boundary format_version {version}")
+            more = _imported_fields(f) if version == FORMAT_VERSION_IMPORTED else {}
         return cls(attribute=str(a["attribute"]), space=str(a["space"]), normal=a["normal"],
                    intercept=float(a["intercept"]), layers=tuple(int(v) for v in a["layers"]) or None,
                    conditions=tuple(str(c) for c in a["conditions"]),
                    metrics=json.loads(str(a["metrics"])),
-                   center=a["center"] if a["center"].size else None)
+                   center=a["center"] if a["center"].size else None, **more)
 
 
 _FILE_KEYS = ("format_version", "attribute", "space", "normal", "intercept", "layers",
               "conditions", "metrics", "center")
+_IMPORTED_KEYS = ("scale", "anchor_layer", "source")
+
+
+def _imported_fields(f) -> dict:
+    """scale, anchor_layer and source of a format-2 file (an imported direction)."""
+    missing = set(_IMPORTED_KEYS) - set(f.files)
+    if missing:
+        raise ValueError(f"not a gankit Boundary file: missing {sorted(missing)}")
+    anchor = int(f["anchor_layer"])
+    return dict(scale=float(f["scale"]), anchor_layer=None if anchor < 0 else anchor,
+                source=json.loads(str(f["source"])))
 
 
 def _check_layers(space: str, layers, dim: int) -> Optional[tuple]:

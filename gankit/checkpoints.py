@@ -22,6 +22,9 @@ Importers, chosen by the file's content (not its name):
   `torch.load(weights_only=True)`. Architecture, sizes and channels are inferred from shapes;
   the blur kernels are checked; `latent_avg` becomes `mapping.w_avg` (estimated from 4096
   seeded samples, like rosinality's `mean_latent`, when the file has none).
+- pSp / e4e / ReStyle encoder checkpoints (gankit.field_encoders): their `decoder.*` keys
+  are a rosinality Generator, read as above, with one row of the file's `latent_avg` as
+  w_avg; so `--model e4e_ffhq_encode.pt` gives the generator the encoder was trained with.
 
 Importing is a name- and shape-checked copy: every key of our state_dict is filled exactly
 once, and a missing, unexpected or misshapen key is an error naming it.
@@ -216,6 +219,9 @@ def _read(path: PathLike, network: str) -> _Checkpoint:
     obj = _load_object(source, fmt)
     if isinstance(obj, dict) and any(isinstance(obj.get(k), PersistentObject) for k in NETWORKS):
         return _from_nvidia(obj, network, source)
+    from gankit.field_encoders import is_encoder_checkpoint
+    if is_encoder_checkpoint(obj):
+        return _from_encoder_checkpoint(obj, network, source)
     return _from_rosinality(obj, network, source)  # a legacy (non-zip) torch.save file
 
 
@@ -525,6 +531,26 @@ def _from_rosinality(obj: object, network: str, source: str) -> _Checkpoint:
         derived += ("mapping.w_avg",)
         notes = {"w_avg": "estimated: mean of mapping(z) over 4096 z drawn with seed 0"}
     return _Checkpoint("rosinality", cfg, tensors, derived, notes)
+
+
+def _from_encoder_checkpoint(obj: dict, network: str, source: str) -> _Checkpoint:
+    """The decoder of a pSp / e4e / ReStyle checkpoint (gankit.field_encoders): a rosinality
+    Generator under `decoder.*`, its mean w the file's latent_avg (one row of it)."""
+    from gankit.field_encoders import prefixed
+    if network != "G_ema":
+        raise CheckpointError(f"{source}: an encoder checkpoint holds one generator (its "
+                              f"decoder); use network 'G_ema'")
+    sd = prefixed(obj["state_dict"], "decoder.")
+    if not sd:
+        raise CheckpointError(f"{source}: an encoder checkpoint without a decoder: give the "
+                              f"generator it was trained with as the model")
+    avg = obj.get("latent_avg")
+    if isinstance(avg, torch.Tensor) and avg.ndim == 2:    # [n_styles, w_dim]: w_avg repeated
+        avg = avg[0]
+    ck = _from_rosinality({"g_ema": sd, "latent_avg": avg}, "G_ema", source)
+    ck.fmt = "encoder-checkpoint"
+    ck.notes["decoder_of"] = str((obj.get("opts") or {}).get("encoder_type", "an encoder"))
+    return ck
 
 
 def rosinality_config(sd: dict, source: str = "checkpoint") -> GeneratorConfig:

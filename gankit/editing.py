@@ -1,8 +1,16 @@
 """Edits along a boundary, with ONE distance semantics in every space.
 
-d(x) = x.n + intercept is the signed distance of a latent to the boundary (|n| = 1).
-    mode='shift'        x + t n            moves every sample by signed distance t
-    mode='to_distance'  x + (t - d(x)) n   places every sample at signed distance t
+d(x) = x.n + intercept is the signed distance of a latent to the boundary (|n| = 1), and s
+its `scale`, the latent length of one unit of strength (1 for a fitted boundary):
+    mode='shift'        x + t s n              moves every sample by signed distance t s
+    mode='to_distance'  x + (t s - d(x)) n     places every sample at signed distance t s
+
+Published directions (gankit.published) are such boundaries. An InterFaceGAN / e4e direction
+v keeps its length as s = |v|, n = v / |v|, so 'shift' is e4e's `apply_interfacegan`,
+w + t v, exactly. A GANSpace component c (unit, with the PCA mean m and its std sigma) has
+n = c, intercept = -m.c, s = sigma, and `anchor_layer` 0: 'to_distance' is e4e's
+`editings/ganspace.py`, which measures the coordinate on W+ layer 0 only and moves every
+edited layer by the same delta = (t - (w_0 - m).c / sigma) sigma c.
 
 InterFaceGAN's `linear_interpolate` moves Z/W codes to an absolute distance but only adds t*n for
 W+; here both modes mean the same thing in 'z', 'w' and 'wp'.
@@ -10,7 +18,9 @@ W+; here both modes mean the same thing in 'z', 'w' and 'wp'.
 Which coordinates move:
 - 'z' / 'w' boundary on [N, D] latents: the whole vector.
 - 'w' boundary on W+ latents [N, L, D]: every layer in `layers` = [start, stop) (default all),
-  each layer as its own w with the same t (so in 'to_distance' mode each layer lands at t).
+  each layer as its own w with the same t (so in 'to_distance' mode each layer lands at t);
+  with an `anchor_layer` k, d is measured on layer k and every edited layer moves by the
+  step that brings layer k to t.
 - 'wp' boundary (fitted on the W+ slice boundary.layers): that slice, flattened, as one vector.
 
 Z edits leave the sphere where z ~ N(0, I) concentrates (|z| ~ sqrt(z_dim)). That is fine for
@@ -110,10 +120,15 @@ def edit(latents, boundary: Boundary, strengths, mode: str = "shift",
     rng = _target(latents, boundary, layers)
     convert, is_torch = _backend(latents)
     normal = convert(boundary.normal)                                    # [D]
-    t = _strengths(strengths, latents.shape[0], latents)                # [N, 1]
+    distance = np.asarray(strengths, dtype=np.float64) * boundary.scale  # t s, latent units
+    t = _strengths(distance, latents.shape[0], latents)                 # [N, 1]
     out = latents.clone() if is_torch else latents.copy()
     if rng is None:                                                      # [N, D]
         out += _step(latents, normal, boundary.intercept, t, mode)[:, None] * normal
+    elif boundary.space == "w" and boundary.anchor_layer is not None:   # one step, all layers
+        anchor = _anchor(latents, boundary)                              # [N, D]
+        step = _step(anchor, normal, boundary.intercept, t, mode)       # [N]
+        out[:, rng[0]:rng[1]] += step[:, None, None] * normal
     elif boundary.space == "w":                                          # W boundary on W+
         part = latents[:, rng[0]:rng[1]]                                 # [N, l, D]
         step = _step(part, normal, boundary.intercept, t, mode)         # [N, l]
@@ -124,6 +139,15 @@ def edit(latents, boundary: Boundary, strengths, mode: str = "shift",
         step = _step(flat, normal, boundary.intercept, t, mode)         # [N]
         out[:, rng[0]:rng[1]] += (step[:, None] * normal).reshape(part.shape)
     return out
+
+
+def _anchor(latents, boundary: Boundary):
+    """The W+ layer [N, D] a boundary with an anchor_layer measures its distance on."""
+    k = boundary.anchor_layer
+    if k >= latents.shape[1]:
+        raise ValueError(f"boundary {boundary.attribute!r} measures on W+ layer {k}, but the "
+                         f"latents have {latents.shape[1]} layers")
+    return latents[:, k]
 
 
 def _step(x, normal, intercept: float, t, mode: str):

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 INSTALL_HINT = "pip install 'gankit[faces]'"
 FACE_CHOICES = ("largest", "all")
@@ -127,6 +127,16 @@ def dlib_model(kind: str):
 
 # ----------------------------------------------------------------------------------------
 # Detection and landmarks
+
+
+def check_installed() -> None:
+    """Fail before any work, in one sentence (ValueError), when dlib or its model files
+    are not installed."""
+    try:
+        import_dlib()
+        model_path("landmarks")
+    except ImportError as e:
+        raise ValueError(str(e)) from None
 
 
 def check_photo(image: np.ndarray) -> np.ndarray:
@@ -304,6 +314,35 @@ def align_faces(image: np.ndarray, resolution: int, faces: str = "largest",
 
 # ----------------------------------------------------------------------------------------
 # Paste-back
+#
+# An edited aligned face [R, R, 3] goes back into its photo through the inverse of its quad,
+# blended by a weight in [0, 1] per photo pixel:
+#   face    the convex hull of the jaw (landmarks 0-16) and brows (17-26), dilated by
+#           `dilation`; the weight rises from 0 at the dilated edge to 1 over `feather`
+#           inward, so only the face is replaced and the generator's background and hair,
+#           which never match the photo's, stay out. Outside the dilated hull the weight is
+#           exactly 0: those pixels are the photo's, bit for bit.
+#   square  the whole aligned square, fading out over `feather` inside its edges.
+# Both widths are fractions of the square's side in the photo, so they follow the face's size.
+
+BLENDS = ("face", "square")
+FACE_OUTLINE = slice(0, 27)          # jaw 0-16 and brows 17-26 of the 68 (iBUG 300-W order)
+
+
+@dataclass(frozen=True)
+class Blend:
+    """How a pasted face meets its photo (widths: fractions of the aligned square's side)."""
+    kind: str = "face"       # face: the landmarks' jaw-and-brows hull; square: the square
+    dilation: float = 0.05   # face: how far the mask reaches past the hull
+    feather: float = 0.1     # the weight fades from 1 to 0 over this width, inside the edge
+
+    def __post_init__(self):
+        if self.kind not in BLENDS:
+            raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {self.kind!r}")
+        if not 0 <= self.dilation <= 0.5:
+            raise ValueError(f"dilation must be in [0, 0.5], got {self.dilation}")
+        if not 0 <= self.feather <= 0.5:
+            raise ValueError(f"feather must be in [0, 0.5], got {self.feather}")
 
 
 def aligned_to_photo(quad: np.ndarray, size: int) -> tuple:
@@ -315,37 +354,114 @@ def aligned_to_photo(quad: np.ndarray, size: int) -> tuple:
 
 
 def paste_back(photo: np.ndarray, aligned: np.ndarray, quad: np.ndarray,
-               feather: float = 0.1) -> np.ndarray:
-    """Composite an (edited) aligned face [R, R, 3] back into its photo [H, W, 3] (both uint8)
-    where `quad` came from. The pasted square fades out over its outer `feather` fraction
-    so no seam shows. Returns a new [H, W, 3] uint8 photo."""
-    photo, aligned = check_photo(photo), check_photo(aligned)
-    side = quad_size(np.asarray(quad, dtype=np.float64))
+               landmarks: Optional[np.ndarray] = None, blend: Blend = Blend()) -> np.ndarray:
+    """Composite an (edited) aligned face [R, R, 3] back into its photo [H, W, 3] (both
+    uint8) where `quad` [4, 2] came from; the face blend needs the face's `landmarks`
+    [68, 2] in the photo. Returns a new [H, W, 3] uint8 photo."""
+    return paste_faces(photo, [(aligned, quad, landmarks)], blend)
+
+
+def paste_faces(photo: np.ndarray, faces: list, blend: Blend = Blend()) -> np.ndarray:
+    """Every (aligned [R, R, 3], quad [4, 2], landmarks [68, 2] or None) of `faces` pasted
+    into one copy of `photo`, in order (a later face covers an earlier one where they
+    overlap). Pixels that no face's weight reaches are the photo's exactly."""
+    out = check_photo(photo).copy()
+    for aligned, quad, landmarks in faces:
+        _paste_into(out, check_photo(aligned), np.asarray(quad, dtype=np.float64),
+                    landmarks, blend)
+    return out
+
+
+def _paste_into(photo: np.ndarray, aligned: np.ndarray, quad: np.ndarray, landmarks,
+                blend: Blend) -> None:
+    """Blend one face into `photo` in place, inside the box its weight can reach only."""
+    if blend.kind == "face" and landmarks is None:
+        raise ValueError("the face blend needs the face's 68 landmarks (or blend 'square')")
+    side = quad_size(quad)
     if aligned.shape[0] > 1.5 * side:         # shrink first (antialiased): the warp samples
         r = max(1, int(round(side)))          # bilinearly and would alias a 1024 px face
         aligned = np.asarray(Image.fromarray(aligned).resize((r, r), Image.Resampling.LANCZOS))
-    size = aligned.shape[0]
+    hull = face_hull(landmarks) if blend.kind == "face" else None
+    box = _blend_box(quad, hull, blend.dilation * side, photo.shape)
+    if box is None:
+        return
+    x0, y0, x1, y1 = box
+    warped = _warp_into(aligned, quad, box)                              # [h, w, 3]
+    weight = _square_weight(quad, aligned.shape[0], box, blend)          # [h, w]
+    if hull is not None:
+        weight = np.minimum(weight, hull_weight(hull - (x0, y0), (y1 - y0, x1 - x0),
+                                                blend.dilation * side, blend.feather * side))
+    region = photo[y0:y1, x0:x1].astype(np.float32)
+    mixed = region + (warped - region) * weight[..., None]     # weight 0: exactly the photo
+    photo[y0:y1, x0:x1] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
+def face_hull(landmarks: np.ndarray) -> np.ndarray:
+    """The convex hull of the jaw and brows: [K, 2] float64 vertices (x, y), in order."""
+    from scipy.spatial import ConvexHull
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.shape != (68, 2):
+        raise ValueError(f"landmarks: expected [68, 2], got shape {list(lm.shape)}")
+    outline = lm[FACE_OUTLINE]                                           # [27, 2]
+    return outline[ConvexHull(outline).vertices]
+
+
+def hull_weight(hull: np.ndarray, hw: tuple, dilation: float, feather: float) -> np.ndarray:
+    """The face blend's weight on an [h, w] pixel grid (pixel (i, j)'s centre at x=j, y=i,
+    as the landmarks'): 0 beyond `dilation` px of the hull polygon [K, 2], rising to 1
+    over `feather` px inward from there. [h, w] float32."""
+    from scipy.ndimage import distance_transform_edt
+    canvas = Image.new("L", (hw[1], hw[0]), 0)
+    ImageDraw.Draw(canvas).polygon([tuple(p) for p in hull], fill=1)
+    inside = np.asarray(canvas, dtype=bool)                              # [h, w]
+    if not inside.any():
+        return np.zeros(hw, dtype=np.float32)
+    mask = distance_transform_edt(~inside) <= dilation                   # the dilated hull
+    if mask.all():
+        return np.ones(hw, dtype=np.float32)
+    depth = distance_transform_edt(mask)             # px to the nearest pixel outside it
+    return np.clip(depth / max(feather, 1e-6), 0, 1).astype(np.float32)
+
+
+def _blend_box(quad: np.ndarray, hull: Optional[np.ndarray], dilation: float,
+               shape: tuple) -> Optional[tuple]:
+    """(x0, y0, x1, y1): the photo pixels a face's weight can reach (the quad's bounds,
+    and with a hull the dilated hull's), clipped to the photo; None when empty."""
+    lo, hi = np.floor(quad.min(0)) - 1, np.ceil(quad.max(0)) + 2
+    if hull is not None:
+        margin = dilation + 2
+        lo = np.maximum(lo, np.floor(hull.min(0) - margin))
+        hi = np.minimum(hi, np.ceil(hull.max(0) + margin) + 1)
+    x0, y0 = (int(max(v, 0)) for v in lo)
+    x1, y1 = int(min(hi[0], shape[1])), int(min(hi[1], shape[0]))
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def _warp_into(aligned: np.ndarray, quad: np.ndarray, box: tuple) -> np.ndarray:
+    """The aligned image warped into the photo's frame over `box`: [h, w, 3] float32."""
+    x0, y0, x1, y1 = box
+    origin, matrix = aligned_to_photo(quad, aligned.shape[0])
+    inverse = np.linalg.inv(matrix)                                      # photo -> aligned
+    shift = -inverse @ (origin - (x0, y0))          # box pixel (x, y) -> aligned (u, v)
+    coeffs = (*inverse[0], shift[0], *inverse[1], shift[1])
+    warped = Image.fromarray(aligned).transform((x1 - x0, y1 - y0), Image.Transform.AFFINE,
+                                                coeffs, Image.Resampling.BILINEAR)
+    return np.asarray(warped, dtype=np.float32)
+
+
+def _square_weight(quad: np.ndarray, size: int, box: tuple, blend: Blend) -> np.ndarray:
+    """1 inside the aligned square, 0 outside, at each pixel centre of `box`: [h, w]
+    float32. The square blend ramps linearly over `feather * size` inside the edges; the
+    face blend only needs the square's bounds (beyond them the warp has no pixels)."""
+    x0, y0, x1, y1 = box
     origin, matrix = aligned_to_photo(quad, size)
-    inverse = np.linalg.inv(matrix)                                    # photo -> aligned
-    coeffs = (*inverse[0], -inverse[0] @ origin, *inverse[1], -inverse[1] @ origin)
-    h, w = photo.shape[:2]
-    warped = Image.fromarray(aligned).transform((w, h), Image.Transform.AFFINE, coeffs,
-                                                Image.Resampling.BILINEAR)
-    mask = _square_mask(inverse, origin, size, (h, w), feather)        # [H, W, 1]
-    out = photo * (1 - mask) + np.asarray(warped, dtype=np.float32) * mask
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def _square_mask(inverse: np.ndarray, origin: np.ndarray, size: int, hw: tuple,
-                 feather: float) -> np.ndarray:
-    """1 inside the aligned square, 0 outside, a linear ramp `feather * size` wide inside
-    its edges: [H, W, 1] float32, computed at each photo pixel's centre."""
-    ys, xs = np.mgrid[:hw[0], :hw[1]].astype(np.float32) + 0.5
+    inverse = np.linalg.inv(matrix)
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32) + 0.5
     u = inverse[0, 0] * (xs - origin[0]) + inverse[0, 1] * (ys - origin[1])
     v = inverse[1, 0] * (xs - origin[0]) + inverse[1, 1] * (ys - origin[1])
-    inside = np.minimum(np.minimum(u, size - u), np.minimum(v, size - v))   # [H, W] px
-    ramp = max(feather * size, 1e-6)
-    return np.clip(inside / ramp, 0, 1).astype(np.float32)[..., None]
+    inside = np.minimum(np.minimum(u, size - u), np.minimum(v, size - v))   # [h, w] px
+    ramp = max(blend.feather * size, 1e-6) if blend.kind == "square" else 1e-6
+    return np.clip(inside / ramp, 0, 1).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------

@@ -94,7 +94,7 @@ class ArcFaceIdentity:
     name = "arcface"
 
     def __init__(self, path: str, device: str = "cpu"):
-        from gankit.models.irse import load_arcface
+        from gankit.identity_arcface import load_arcface
         self.net, self.device = load_arcface(path, device), device
 
     def locate(self, images: np.ndarray) -> list:
@@ -102,15 +102,12 @@ class ArcFaceIdentity:
 
     def describe(self, images, where: list, side: Optional[int] = None) -> np.ndarray:
         """Unit embeddings [N, 512] float32 of uint8 [H, W, 3] images."""
-        import torch
-
+        from gankit.identity_arcface import arcface_embeddings
         from gankit.images import from_uint8
-        from gankit.models.irse import arcface_embeddings
         if not len(images):
             return np.zeros((0, 512), np.float32)
         x = from_uint8(np.stack(list(images))).to(self.device)           # [N, 3, H, W]
-        with torch.no_grad():
-            return arcface_embeddings(self.net, x).float().cpu().numpy()
+        return arcface_embeddings(self.net, x).cpu().numpy()
 
 
 def scores(reference: np.ndarray, other: np.ndarray) -> tuple:

@@ -9,7 +9,8 @@ has no `mapping` / `synthesis`, and every 'script:' model, is a plain z -> image
 Classifiers: 'toy' (bundled), a TorchScript file (`.pt`/`.pth`/`.ts`), a `torch.export`
 program (`.pt2`, what torch recommends since 2.13 deprecates TorchScript), a native gankit
 classifier (`.safetensors` + `.json`), or a Python entry point 'package.module:factory'.
-Encoders: 'toy' (the bundled W+ encoder of the toy generator) or a native encoder directory.
+Encoders: 'toy' (the bundled W+ encoder of the toy generator), a native encoder directory,
+or a pSp / e4e / ReStyle checkpoint file (gankit.field_encoders).
 Every classifier maps images [N, 3, H, W] in [-1, 1] to logits [N, A] and has
 `attribute_names`. One that declares an input size or a normalisation (sidecar `<file>.json`,
 attributes of an entry point's model, or the caller's `input_spec`) comes wrapped in
@@ -203,9 +204,22 @@ def load_classifier_model(spec: str, device: str, attribute_names=None) -> tuple
     return ScriptedClassifier(module, names).to(device).eval(), sidecar_input_spec(spec)
 
 
-def load_encoder(spec: str, device: str = "cpu") -> nn.Module:
-    """A W+ encoder: 'toy' (bundled, for the toy generator) or a native encoder directory."""
+def load_encoder(spec: str, device: str = "cpu", generator: Optional[nn.Module] = None,
+                 iterations: Optional[int] = None) -> nn.Module:
+    """A W+ encoder: 'toy' (bundled, for the toy generator), a native encoder directory, or
+    a pSp / e4e / ReStyle checkpoint file (gankit.field_encoders). `generator`: checked
+    against the encoder (one sentence when they disagree); ReStyle renders its iterations
+    with it. `iterations`: ReStyle's N (default: the checkpoint's n_iters_per_batch)."""
+    from gankit.models.encoder import check_compatible
     from gankit.models.encoder import load_encoder as load_dir
     if spec == "toy" and not TOY_ENCODER.exists():
         raise FileNotFoundError(f"the bundled toy encoder is missing at {TOY_ENCODER}")
-    return load_dir(TOY_ENCODER if spec == "toy" else spec, device=device)
+    if spec != "toy" and os.path.isfile(spec):
+        from gankit.field_encoders import load_field_encoder
+        return load_field_encoder(spec, device, generator, iterations)
+    if iterations is not None:
+        raise ValueError(f"encoder {spec}: iterations are ReStyle's; this encoder runs once")
+    E = load_dir(TOY_ENCODER if spec == "toy" else spec, device=device)
+    if generator is not None:
+        check_compatible(E, generator)
+    return E

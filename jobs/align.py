@@ -169,22 +169,13 @@ class Aligner(PartWorker):
 # Driver
 
 
-def check_faces_extra() -> None:
-    """Fail before any work, in one sentence, when dlib or its models are not installed."""
-    from gankit import faces
-    try:
-        faces.import_dlib()
-        faces.model_path("landmarks")
-    except ImportError as e:
-        raise ValueError(str(e)) from None
-
-
 def run_align(cfg: AlignConfig) -> dict:
     """Align every photo of `cfg.images` into `cfg.out`; returns the manifest."""
+    from gankit.faces import check_installed
     from jobs.config import public_config
     from jobs.image_inputs import plan_image_inputs
     cfg.validate()
-    check_faces_extra()
+    check_installed()
     src = storage.open_store(cfg.images, cfg.storage)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images, keep=[],

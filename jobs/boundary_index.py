@@ -62,4 +62,7 @@ def fingerprint(boundaries: list) -> str:
         h.update(name.encode())
         h.update(np.ascontiguousarray(b.normal, dtype=np.float32).tobytes())
         h.update(np.float64(b.intercept).tobytes())
+        if b.imported:          # a published direction's length and measure (fitted: none)
+            h.update(np.float64(b.scale).tobytes())
+            h.update(str(b.anchor_layer).encode())
     return h.hexdigest()[:16]

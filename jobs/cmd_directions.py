@@ -1,5 +1,8 @@
 """`gankit directions`: SeFa / GANSpace directions, auto-annotated, with a strength-sweep grid
-per direction. A thin layer over gankit.directions (no Ray: it is one model on one device)."""
+per direction. A thin layer over gankit.directions (no Ray: it is one model on one device).
+
+`gankit directions import FILE ...` brings published directions into a boundary index
+instead (jobs.directions_import); `gankit directions --method ...` is unchanged."""
 from __future__ import annotations
 
 import argparse
@@ -32,8 +35,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--grid-seeds", type=int, default=4, help="rows of each sweep grid")
     p.add_argument("--seed", type=int, default=0, help="the samples' seed")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--out", required=True, help="output folder (local path or fsspec URL)")
-    p.set_defaults(func=directions_command)
+    p.add_argument("--out", help="output folder (local path or fsspec URL); required")
+    p.set_defaults(func=directions_command, directions_parser=p)
+    actions = p.add_subparsers(dest="directions_action", metavar="{import}")
+    register_import(actions)
+
+
+def register_import(actions: argparse._SubParsersAction) -> None:
+    """`gankit directions import FILE --name NAME --space z|w --out INDEX`."""
+    from jobs.config import HelpFormatter, add_flags, fields_in_order, from_args
+    from jobs.directions_import import DirectionImportConfig, run_import
+    text = ("import published directions (InterFaceGAN .npy, e4e/pSp .pt, GANSpace PCA .pt) "
+            "into a boundary index")
+    p = actions.add_parser("import", help=text, description=text[:1].upper() + text[1:] + ".",
+                           formatter_class=HelpFormatter)
+    file_field = next(f for f in fields_in_order(DirectionImportConfig) if f.name == "file")
+    p.add_argument("file", help=file_field.metadata["help"])
+    add_flags(p, DirectionImportConfig)
+    for flag, help in (("--quiet", "only warnings and errors"), ("--verbose", "more detail")):
+        p.add_argument(flag, action="store_true", help=help)
+
+    def command(args: argparse.Namespace) -> int:
+        run_import(from_args(DirectionImportConfig, args))
+        return 0
+    p.set_defaults(func=command)
 
 
 def _config(args: argparse.Namespace, num_ws: int):
@@ -67,6 +92,8 @@ def write_grids(G, result, out: str, seeds: int, seed: int) -> list:
 
 def directions_command(args: argparse.Namespace) -> int:
     import numpy as np
+    if not args.out:      # not argparse's `required`: `directions import` has its own --out
+        args.directions_parser.error("the following arguments are required: --out")
 
     from gankit import zoo
     from gankit.directions import find_directions

@@ -19,10 +19,16 @@ one row per (sample, boundary, strength), sample-major, in the order given:
                edit's face against the reconstruction's, by dlib's descriptor at the
                input's landmarks (NaN where the input shows no face) or ArcFace
                (gankit.identity)
+    w | wp     fixed_size_list<float32>  the edited latent (keep_latent, --keep-latent): `w`
+               [w_dim] when every edit is one w per row (W or Z latents, Z / W boundaries,
+               no `layers`, no truncation cutoff), else `wp` (W+ flattened, its shape in the
+               field's metadata, as the sample job writes it)
 
 Latents: a 'z' boundary edits z, which is then mapped with the sample job's truncation; 'w'
 and 'wp' boundaries edit the sample's W+ codes (built from its w or wp column, or from z
 through the mapping), 'w' ones on `layers` only when given (gankit.editing's semantics).
+Published directions (`gankit directions import`) are boundaries too: the strength of an
+InterFaceGAN / e4e direction is e4e's factor, of a GANSpace component its std units.
 Invert then edit: an inversion's output (`gankit invert --save-noise --keep-target`) is a
 latents dataset like any other. Its optimised noise maps are used for every edit of that
 image (`stored_noise`), so strength 0 reproduces the stored reconstruction, and `keep_input`
@@ -82,6 +88,8 @@ class EditConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions,
     keep_original: bool = option(False, "add the unedited image as column `original`")
     keep_input: bool = option(False, "add the inverted image (the latents' `target` column) "
                                      "as column `input`")
+    keep_latent: bool = option(False, "add each edited latent beside its image: column `w` "
+                                      "when every edit is one w per row, else `wp` (W+)")
     stored_noise: bool = option(True, "render with the latents' `noise` maps where they hold "
                                       "them (--no-stored-noise: G's const noise)")
     model: str = option("toy", "generator: the one the latents come from")
@@ -126,6 +134,33 @@ def check_generator(boundaries: list, schema: pa.Schema, G, cfg: EditConfig) -> 
     require(not (getattr(G, "c_dim", 0) and maps_z) or "class" in schema.names, "latents",
             f"needs a `class` column to map its z: {cfg.model} is conditional (sample with "
             f"--class)")
+    require(getattr(G, "has_w", True) or not cfg.keep_latent, "keep_latent",
+            f"writes W / W+ latents, but {cfg.model} is a plain z -> image generator with no W")
+
+
+def check_widths(boundaries: list, G, model: str) -> None:
+    """ConfigError when a boundary (a published direction, say) is not as wide as G's
+    Z / W (the actor's check, on the model it loaded)."""
+    from gankit.published import width_problem
+    has_w = getattr(G, "has_w", True)
+    for name, b in boundaries:
+        problem = width_problem(name, b, G.z_dim, G.w_dim if has_w else None,
+                                G.num_ws if has_w else None, model)
+        require(problem is None, "boundaries", f"has {problem}")
+
+
+def kept_latent(cfg: EditConfig, schema: pa.Schema, boundaries: list,
+                truncation: tuple) -> Optional[str]:
+    """The column keep_latent writes: 'w' when every edited latent is one w repeated over
+    the W+ layers, else 'wp'; None when not asked."""
+    if not cfg.keep_latent:
+        return None
+    spaces = {b.space for _, b in boundaries}
+    maps_z = "z" in spaces or not {"w", "wp"} & set(schema.names)
+    psi, cutoff = truncation
+    layered = (cfg.layers is not None and "w" in spaces) or "wp" in spaces
+    uneven_mapping = maps_z and cutoff is not None and psi != 1
+    return "wp" if "wp" in schema.names or layered or uneven_mapping else "w"
 
 
 def check_dims(boundaries: list, schema: pa.Schema, url: str) -> None:
@@ -172,8 +207,10 @@ def id_column(schema: pa.Schema, url: str) -> str:
 
 
 def edit_schema(names: list, keep_original: bool, id_name: str = "sample_id",
-                keep_input: bool = False, identity: bool = False) -> pa.Schema:
-    from gankit.data import ID_COLUMNS, IMAGE_TYPE
+                keep_input: bool = False, identity: bool = False,
+                latent: Optional[tuple] = None) -> pa.Schema:
+    """latent: (column 'w' or 'wp', num_ws, w_dim) with keep_latent."""
+    from gankit.data import ID_COLUMNS, IMAGE_TYPE, wplus_field
     fields = [pa.field(id_name, ID_COLUMNS[id_name]), pa.field("boundary", pa.string()),
               pa.field("strength", pa.float32()), pa.field("image", IMAGE_TYPE)]
     fields += [pa.field(f"logit_{a}", pa.float32()) for a in names]
@@ -183,6 +220,10 @@ def edit_schema(names: list, keep_original: bool, id_name: str = "sample_id",
         fields.append(pa.field("input", IMAGE_TYPE))
     if identity:
         fields += [pa.field(m, pa.float32()) for m in IDENTITY_COLUMNS]
+    if latent is not None:
+        column, num_ws, w_dim = latent
+        fields.append(pa.field("w", pa.list_(pa.float32(), w_dim)) if column == "w"
+                      else wplus_field("wp", num_ws, w_dim))
     return pa.schema(fields, metadata={"gankit.job": "edit",
                                        "gankit.attributes": json.dumps(names)})
 
@@ -193,7 +234,7 @@ class Editor(PartWorker):
     job = "edit"
 
     def __init__(self, cfg: dict, boundaries: list, inputs: dict, truncation: tuple,
-                 id_name: str, device: str, cpus: float, out):
+                 id_name: str, device: str, cpus: float, out, latent: Optional[str] = None):
         super().__init__(out)
         self.cfg = EditConfig(**cfg)
         self.boundaries = boundaries                                  # [(name, Boundary)]
@@ -203,14 +244,17 @@ class Editor(PartWorker):
         self.device, self.precision = setup_device(device, self.cfg.precision, cpus)
         self.G, self.C = load_models(self.cfg.model, self.cfg.classifier, self.device,
                                      self.precision, self.cfg.classifier_input)
+        check_widths(boundaries, self.G, self.cfg.model)
         self.pool = CpuPool(cpus)
         self.names = list(self.C.attribute_names) if self.C is not None else []
         self.id_name = id_name
         self.c_dim = int(getattr(self.G, "c_dim", 0) or 0)
         spec = self.cfg.identity_measure()
         self.identity = load_measure(spec, self.device) if spec else None
+        self.latent = latent                                          # 'w', 'wp' or None
         self.schema = edit_schema(self.names, self.cfg.keep_original, id_name,
-                                  self.cfg.keep_input, self.identity is not None)
+                                  self.cfg.keep_input, self.identity is not None,
+                                  latent and (latent, self.G.num_ws, self.G.w_dim))
 
     def read_rows(self, spec: PartSpec) -> tuple:
         """(ids [n], z [n, z_dim] or None, base ws [n, num_ws, w_dim], extras) of part
@@ -294,6 +338,11 @@ class Editor(PartWorker):
         return ids[keep], (z[keep] if z is not None else None), ws[keep], extras, len(errors)
 
     def write_part(self, spec: PartSpec) -> None:
+        if spec.rows == 0:         # an input part with no rows (an align part whose photos
+            storage.write_table_part(self.out, storage.part_name(spec.index),  # had no face)
+                                     self.schema.empty_table(), {"index": spec.index,
+                                     "start": spec.start, "stop": spec.stop, "errors": 0})
+            return
         ids, z, ws, extras, n_errors = self.drop_nonfinite(spec, *self.read_rows(spec))
         noise = extras.get("noise")                      # [n, sum r^2] or None
         nb, ns, m = len(self.boundaries), len(self.cfg.strengths), self.cfg.micro_batch
@@ -311,13 +360,25 @@ class Editor(PartWorker):
                 e_ws = self.edited_ws(z, ws, rows, bidx, strengths[tidx], extras.get("class"))
                 images, logits = self.render(e_ws, None if noise is None else noise[rows])
                 steps.put(partial(self.table, ids, rows, bidx, strengths[tidx], images,
-                                  logits, originals, extras))
+                                  logits, originals, extras, self.kept(e_ws)))
             steps.finish()
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": n_errors})
 
+    def kept(self, e_ws) -> Optional[pa.Array]:
+        """The edited latents as the keep_latent column (w: layer 0 of ws that are one w)."""
+        import torch
+
+        from gankit.data import latent_column
+        if self.latent is None:
+            return None
+        if self.latent == "wp":
+            return latent_column(e_ws.reshape(len(e_ws), -1).numpy())
+        assert torch.equal(e_ws, e_ws[:, :1].expand_as(e_ws)), "edited W+ layers differ"
+        return latent_column(e_ws[:, 0].numpy())
+
     def table(self, ids, rows, bidx, strengths, images: list, logits, originals,
-              extras: dict) -> pa.Table:
+              extras: dict, latents: Optional[pa.Array] = None) -> pa.Table:
         """One step's edits as rows; images and originals are the pool's futures."""
         from gankit.data import image_column
         cols = {self.id_name: pa.array(ids[rows]),
@@ -333,6 +394,8 @@ class Editor(PartWorker):
             cols["input"] = extras["input"].take(pa.array(rows))
         if "faces" in extras:
             cols.update(edit_identity(self.identity, extras["faces"], rows, cols["image"]))
+        if latents is not None:
+            cols[self.latent] = latents
         return pa.Table.from_arrays([cols[f.name] for f in self.schema], schema=self.schema)
 
     def fits(self, m: int) -> bool:
@@ -448,9 +511,11 @@ def run_edit(cfg: EditConfig) -> dict:
     truncation = sample_truncation(src, cfg)
     actors = runtime.actors_for(cfg, len(plan))
     precision = runtime.job_precision(cfg.precision, actors)
+    latent = kept_latent(cfg, schema, boundaries, truncation)
     kwargs = {"cfg": config.config_dict(cfg), "boundaries": boundaries,
               "inputs": {str(k): v for k, v in inputs.items()}, "truncation": truncation,
-              "id_name": id_name, "device": actors.device, "cpus": actors.num_cpus}
+              "id_name": id_name, "device": actors.device, "cpus": actors.num_cpus,
+              "latent": latent}
     identity = {"latents": cfg.latents, "boundaries": [n for n, _ in boundaries],
                 "geometry": fingerprint(boundaries), "strengths": list(cfg.strengths),
                 "mode": cfg.mode, "layers": cfg.layers, "count": cfg.count,
@@ -461,6 +526,8 @@ def run_edit(cfg: EditConfig) -> dict:
     identity.update({k: True for k, on in (("keep_input", cfg.keep_input), ("stored_noise",
                      cfg.stored_noise and "noise" in schema.names)) if on})
     identity.update(cfg.identity_key())
+    if latent:
+        identity["keep_latent"] = latent
     identity.update(options.identity(cfg, precision))
     return runtime.run_parts("edit", out, plan, Editor, kwargs, identity, public_config(cfg),
                              actors)

@@ -257,6 +257,21 @@ def previous_fit(out, identity: dict) -> Optional[dict]:
     return index
 
 
+def imported_entries(out, fitted: list) -> list:
+    """The entries of the index there that `gankit directions import` added: a refit keeps
+    them, unless a fitted boundary now takes the name (and so its file)."""
+    try:
+        old = out.read_json(INDEX).get("boundaries", [])
+    except FileNotFoundError:
+        return []
+    taken = {e["name"] for e in fitted}
+    for e in old:
+        if e.get("source") and e["name"] in taken:
+            log.warning(f"[fit] the fitted {e['name']} replaces the one imported from "
+                        f"{e['source'].get('file')}")
+    return [e for e in old if e.get("source") and e["name"] not in taken]
+
+
 def run_fit(cfg: FitConfig) -> dict:
     """Fit every asked (attribute, space) boundary; returns the index written to
     `<out>/boundaries.json`."""
@@ -288,6 +303,7 @@ def run_fit(cfg: FitConfig) -> dict:
     log.info(f"[fit] {len(scores)} samples, {len(attributes)} attributes, spaces "
              f"{', '.join(latents)}")
     entries = fit_all(cfg, latents, scores, attributes, out)
+    entries += imported_entries(out, entries)
     index = {"format": "gankit.boundaries", "version": 1, "samples": cfg.samples,
              "num_samples": int(len(scores)), "attributes": attributes,
              "identity": identity, "config": public_config(cfg), "boundaries": entries}

@@ -568,3 +568,74 @@ def decode_rows(items: list, resolution: int) -> tuple:
         else:
             out[j] = img
     return out, bad
+
+
+# ----------------------------------------------------------------------------------------
+# The photos behind an output: what paste-back reads to put edited faces back
+
+
+def part_source_urls(out: Store, spec: PartSpec) -> Optional[dict]:
+    """{photo id: URL} of the image files behind part `spec` of an output made from image
+    files (align's): rows [spec.start, spec.stop) of the listing it keeps, read from the
+    shards that hold them (an older output's `_inputs.json` whole). None when that job read
+    a Parquet dataset."""
+    index = listing.read_index(out)
+    if index is not None:
+        rows = listing.listing_of(out, index).read(spec.start, spec.stop)
+        return dict(zip(rows.column("image_id").to_pylist(), rows.column("url").to_pylist()))
+    if out.exists(listing.LEGACY):
+        files = out.read_json(listing.LEGACY)["files"][spec.start:spec.stop]
+        return {str(i): url for i, url in files}
+    return None
+
+
+def source_photo_reader(out: Store, spec: PartSpec, source: dict, options: dict):
+    """photo id -> (bytes, None) or (None, why), for the photos behind part `spec` of an
+    output made from image inputs. `source`: that job's `images`, `image_column` and
+    `id_column` (its manifest's config). Image files come from their URLs; a Parquet input's
+    photos from its file `spec.index`, each row group read when one of its photos is asked."""
+    src = Store(source["images"], options, probe=False)
+    urls = part_source_urls(out, spec)
+    if urls is not None:
+        def read_file(photo_id: str) -> tuple:
+            url = urls.get(photo_id)
+            if url is None:
+                return None, f"{photo_id} is not among the files of part {spec.index} of " \
+                             f"{source['images']}"
+            data = read_url(url, url_options(url, src))
+            return (data, None) if data else (None, f"its photo {url} cannot be read")
+        return read_file
+    return ParquetPhotos(src, spec.index, source.get("image_column") or "image",
+                         source.get("id_column"))
+
+
+class ParquetPhotos:
+    """photo id -> (bytes, None) or (None, why) from one file of a Parquet image dataset."""
+
+    def __init__(self, src: Store, index: int, image_column: str, id_column: Optional[str]):
+        self.src, self.image_column = src, image_column
+        self.path = input_parts(src).get(index)
+        self.rows, self.reader = {}, None
+        if self.path is None:
+            return
+        footer = storage.read_footer(src, self.path)
+        id_name = pick_id_column(footer.schema, id_column, src.url)
+        ids = storage.read_column(src, self.path, id_name)
+        self.rows = {str(i): r for r, i in enumerate(ids)}
+        self.reader = storage.RowReader(src, self.path, [image_column])
+
+    def __call__(self, photo_id: str) -> tuple:
+        if photo_id not in self.rows:
+            return None, f"{photo_id} is not a row of {self.path or self.src.url}"
+        item = self.reader.row(self.rows[photo_id])[self.image_column] or {}
+        data = item.get("bytes")
+        if not data and item.get("path"):           # read from its path, as align did
+            try:
+                data = self.src.fs.cat_file(self.src.path(item["path"]))
+            except (OSError, ValueError):
+                data = None
+        return (data, None) if data else (None, no_bytes_reason(item))
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()

@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -76,9 +77,16 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
                                    "encoder's w+ (0 steps, "
                                    "needs --space wp); hybrid: the encoder's w+ refined by "
                                    "--steps steps (in w from its layer mean)", choices=MODES)
-    encoder: Optional[str] = option(None, "W+ encoder for encode / hybrid: 'toy' or a native "
-                                          "encoder directory (default: 'toy' with the toy "
-                                          "model, required otherwise)")
+    encoder: Optional[str] = option(None, "W+ encoder for encode / hybrid: 'toy', a native "
+                                          "encoder directory, or a pSp / e4e / ReStyle "
+                                          "checkpoint (e4e_ffhq_encode.pt, ...) (default: 'toy' "
+                                          "with the toy model; with a checkpoint file as "
+                                          "--model, that file: a pSp / e4e / ReStyle file "
+                                          "holds both)")
+    encoder_iterations: Optional[int] = option(None, "a ReStyle encoder's iterations from the "
+                                                     "average image (default: the "
+                                                     "checkpoint's n_iters_per_batch)",
+                                               metavar="N")
     steps: int = option(Inversion.steps, "optimisation steps per image, NVIDIA's count "
                                          "(hybrid: the refinement steps; encode ignores it)")
     feature_net: Optional[str] = option(None, "perceptual features: 'toy', NVIDIA's vgg16.pt, "
@@ -119,8 +127,12 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
                 "must be 'wp' with mode 'encode': the encoder outputs W+ latents (use mode "
                 "'hybrid' to start a W optimisation from their layer mean)")
         require(self.mode == "optimize" or self.encoder_spec() is not None, "encoder",
-                f"must name an encoder directory for mode {self.mode!r} with a model other "
-                f"than 'toy'")
+                f"must name an encoder (a directory or a pSp / e4e / ReStyle checkpoint) for "
+                f"mode {self.mode!r} with a model that is not one file")
+        require(self.encoder_iterations is None or self.encoder_iterations >= 1,
+                "encoder_iterations", f"must be >= 1 (got {self.encoder_iterations})")
+        require(self.encoder_iterations is None or self.mode != "optimize",
+                "encoder_iterations", "applies to modes encode and hybrid (a ReStyle encoder)")
         require(self.steps >= 0, "steps", f"must be >= 0 (got {self.steps})")
         require(self.mse_weight > 0 or bool(self.feature_net), "mse_weight",
                 "must be > 0 when no feature_net is given (the loss would be empty)")
@@ -140,6 +152,8 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
         ident = {k: getattr(self, k) for k in keys}
         if self.mode != "optimize":   # added later: outputs of the optimize mode still resume
             ident.update(mode=self.mode, encoder=self.encoder_spec())
+            if self.encoder_iterations is not None:
+                ident["encoder_iterations"] = self.encoder_iterations
         ident.update(self.identity_key())
         if self.loss != "mse+perceptual":   # likewise
             ident["loss"] = self.loss
@@ -151,7 +165,9 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
         """The encoder to load (None in mode 'optimize')."""
         if self.mode == "optimize":
             return None
-        return self.encoder or ("toy" if self.model == "toy" else None)
+        if self.encoder or self.model == "toy":
+            return self.encoder or "toy"
+        return self.model if os.path.isfile(self.model) else None   # e4e_ffhq_encode.pt
 
     def inversion(self) -> Inversion:
         """gankit.inversion's config: the fields the two share (defaults are Inversion's)."""
@@ -179,15 +195,13 @@ def prepare_rows(items: list, resolution: int, max_aspect: float) -> tuple:
 
 
 def load_encoder_for(cfg: InvertConfig, G, device: str):
-    """The configured encoder on `device` (None in mode 'optimize'), checked against G."""
+    """The configured encoder on `device` (None in mode 'optimize'), checked against G (a
+    ReStyle encoder renders its iterations with G)."""
     from gankit import zoo
-    from gankit.models.encoder import check_compatible
     spec = cfg.encoder_spec()
     if spec is None:
         return None
-    E = zoo.load_encoder(spec, device=device)
-    check_compatible(E, G)
-    return E
+    return zoo.load_encoder(spec, device=device, generator=G, iterations=cfg.encoder_iterations)
 
 
 def invert_schema(cfg: InvertConfig, G, id_field: pa.Field) -> pa.Schema:

@@ -39,7 +39,8 @@ class ActorOptions:
                             choices=PRECISIONS)
     part_attempts: int = option(3, "times a part may be started in one run: a part whose "
                                    "worker dies every time (a crashing native library, a "
-                                   "poison row) then stops the job, naming it")
+                                   "poison row) then stops the job, naming it; starts on a "
+                                   "node the cluster has lost do not count")
     runner: str = option("auto", "where the parts run: ray (an actor pool on the Ray "
                                  "cluster), local (one worker in this process: the same "
                                  "parts, commits and outputs, no Ray), auto (local when no "
@@ -48,11 +49,16 @@ class ActorOptions:
 
 
 @dataclass
-class ImageOptions:
-    """How a job stores the images it renders."""
+class ImageCodecOptions:
+    """How a job encodes the images it stores."""
     image_format: str = option("png", "stored image format (png is lossless)",
                                choices=IMAGE_FORMATS)
     image_quality: int = option(95, "JPEG / WebP quality, 1-100 (png ignores it)")
+
+
+@dataclass
+class ImageOptions(ImageCodecOptions):
+    """How a job stores the images it renders."""
     image_size: Optional[int] = option(None, "store an antialiased downscale to this many "
                                              "pixels a side (default: the generator's size)")
 
@@ -92,8 +98,8 @@ class IdentityOptions:
         """Fail in the driver, in one sentence, when the measure cannot load anywhere."""
         spec = self.identity_measure()
         if spec == "dlib":
-            from jobs.align import check_faces_extra
-            check_faces_extra()
+            from gankit.faces import check_installed
+            check_installed()
         elif spec is not None:
             import os
             path = spec.split(":", 1)[1]
@@ -127,9 +133,10 @@ def validate(cfg) -> None:
                 f"must be >= 0 (got {cfg.cpus_per_worker})")
         require(cfg.part_attempts >= 1, "part_attempts",
                 f"must be >= 1 (got {cfg.part_attempts})")
-    if isinstance(cfg, ImageOptions):
+    if isinstance(cfg, ImageCodecOptions):
         require(1 <= cfg.image_quality <= 100, "image_quality",
                 f"must be in 1..100 (got {cfg.image_quality})")
+    if isinstance(cfg, ImageOptions):
         require(cfg.image_size is None or cfg.image_size >= 1, "image_size",
                 f"must be >= 1 or null (got {cfg.image_size})")
     if isinstance(cfg, IdentityOptions):
@@ -154,9 +161,9 @@ def identity(cfg, precision: str, images: bool = True) -> dict:
         ident["precision"] = precision
     if isinstance(cfg, ClassifierOptions) and cfg.classifier_input:
         ident["classifier_input"] = cfg.classifier_input
-    if images and isinstance(cfg, ImageOptions):
+    if images and isinstance(cfg, ImageCodecOptions):
         if cfg.image_format != "png":
             ident.update(image_format=cfg.image_format, image_quality=cfg.image_quality)
-        if cfg.image_size is not None:
+        if isinstance(cfg, ImageOptions) and cfg.image_size is not None:
             ident["image_size"] = cfg.image_size
     return ident

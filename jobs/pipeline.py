@@ -1,5 +1,5 @@
-"""The pipeline driver: sample -> fit -> [heldout | invert] -> edit -> report from one YAML
-or JSON config.
+"""The pipeline driver: sample -> fit -> [heldout | invert] -> edit -> [paste_back] -> report
+from one YAML or JSON config.
 
     root: s3://bucket/runs/toy-1      # every stage writes under it:
                                       #   samples/  fit/  heldout/  inverted/  edits/  report/
@@ -18,7 +18,9 @@ or JSON config.
 
 Photos to edits: `stages: [align, invert, edit, report]` with `align: {images: FOLDER}`
 aligns the photos' faces (a folder, a glob, a .txt list or Parquet: jobs.image_inputs) at the
-generator's resolution into root/aligned/, which the invert stage reads.
+generator's resolution into root/aligned/, which the invert stage reads; `paste_back` after
+edit puts the edited faces back into the photos (root/pasted/; its `edits` and `aligned`
+default to root/edits/ and root/aligned/).
 
 What the edit stage edits: `edit.latents` when the config sets it; else the `invert` stage's
 output when that stage runs (invert then edit: `invert: {images: s3://.../faces, space: wp,
@@ -45,11 +47,13 @@ from jobs.options import ActorOptions
 
 log = logging.getLogger("gankit")
 
-STAGES = ("sample", "fit", "heldout", "align", "invert", "edit", "report")
+STAGES = ("sample", "fit", "heldout", "align", "invert", "edit", "paste_back", "report")
 WIRED = {"sample": ("out",), "fit": ("samples", "out"), "heldout": ("out",),
-         "align": ("out",), "invert": ("out",), "edit": ("index", "out")}
+         "align": ("out",), "invert": ("out",), "edit": ("index", "out"),
+         "paste_back": ("out",)}
 DEFAULT_STAGES = ("sample", "fit", "edit", "report")
-FOLDERS = {"sample": "samples", "edit": "edits", "invert": "inverted", "align": "aligned"}
+FOLDERS = {"sample": "samples", "edit": "edits", "invert": "inverted", "align": "aligned",
+           "paste_back": "pasted"}
 
 
 @dataclass
@@ -66,6 +70,8 @@ class PipelineConfig(ActorOptions):
     invert: dict = field(default_factory=dict)    # InvertConfig fields (images: URL, or
                                                   # the align stage's output when it runs)
     edit: dict = field(default_factory=dict)      # EditConfig fields
+    paste_back: dict = field(default_factory=dict)  # PasteBackConfig fields (edits, aligned:
+                                                    # default root/edits, root/aligned)
     report: dict = field(default_factory=dict)    # jobs.report's config fields
 
     def validate(self) -> None:
@@ -172,7 +178,18 @@ def stage_configs(cfg: PipelineConfig) -> dict:
                                       latents=cfg.edit_latents(), index=cfg.url("fit"),
                                       out=cfg.url("edit")))
     configs["edit"] = config_from_dict(EditConfig, edit, "edit")
+    if "paste_back" in cfg.stages:
+        configs["paste_back"] = paste_back_config(cfg, actor)
     return configs
+
+
+def paste_back_config(cfg: PipelineConfig, actor: dict):
+    """The paste_back stage's config: the run's edits and aligned faces unless it names
+    others, its output root/pasted."""
+    from jobs.paste_back import PasteBackConfig
+    return config_from_dict(PasteBackConfig, _section(cfg, "paste_back", dict(
+        actor, edits=cfg.url("edit"), aligned=cfg.url("align"),
+        out=cfg.url("paste_back"))), "paste_back")
 
 
 def align_config(cfg: PipelineConfig, actor: dict):
@@ -218,11 +235,13 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     from jobs.edit import run_edit
     from jobs.fit import run_fit
     from jobs.invert import run_invert
+    from jobs.paste_back import run_paste_back
     from jobs.sample import run_sample
     cfg.validate()
     configs = stage_configs(cfg)
     runners = {"sample": run_sample, "fit": run_fit, "heldout": run_sample,
-               "align": run_align, "invert": run_invert, "edit": run_edit}
+               "align": run_align, "invert": run_invert, "edit": run_edit,
+               "paste_back": run_paste_back}
     results = {}
     for stage in STAGES:
         if stage not in cfg.stages:

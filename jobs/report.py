@@ -123,6 +123,16 @@ def cosine_section(cfg: ReportConfig, index: dict) -> dict:
     return out
 
 
+def edit_attributes(cfg: ReportConfig) -> list:
+    """The classifier's attributes, from the logit columns of the edits (else the samples):
+    an index that holds only imported directions (`gankit directions import`) lists none."""
+    url = cfg.edits or cfg.samples
+    if not url:
+        return []
+    names = columns_of(storage.open_store(url, cfg.storage, must_exist=True))
+    return [n[len("logit_"):] for n in names if n.startswith("logit_")]
+
+
 def columns_of(store) -> list:
     """A dataset's column names, from its first part's footer (one small read)."""
     parts = store.list_parts()
@@ -247,7 +257,8 @@ def edit_sections(entries: list, found: dict, ids: np.ndarray, before: np.ndarra
     out = {"rescoring": {}, "label_changes": {}, "edits": {}, "pairs": []}
     for kind in ("plain", "conditional"):
         group = [e for e in entries if bool(e["conditions"]) == (kind == "conditional")
-                 and (e["name"], 1) in found and (e["name"], -1) in found]
+                 and (e["name"], 1) in found and (e["name"], -1) in found
+                 and e["attribute"] in attributes]     # an import may name none of them
         if not group:
             continue
         targets = [attributes.index(e["attribute"]) for e in group]
@@ -641,7 +652,7 @@ def run_report(cfg: ReportConfig) -> dict:
     from jobs.boundary_index import load_index
     cfg.validate()
     index = load_index(cfg.fit, cfg.storage)
-    attributes = list(index["attributes"])
+    attributes = list(index["attributes"]) or edit_attributes(cfg)
     report = {"title": cfg.title, "format": "gankit.report", "version": 1,
               "attributes": attributes, "num_samples": index.get("num_samples"),
               "fit": fit_settings(index),
@@ -653,7 +664,7 @@ def run_report(cfg: ReportConfig) -> dict:
     figs, captions = {}, {}
     if cfg.edits:
         figs, captions = add_edits(cfg, report, index, attributes)
-    if cfg.samples and cfg.correlation_rows:
+    if cfg.samples and cfg.correlation_rows and attributes:
         _, logits = sample_logits(cfg.samples, cfg.storage, None, attributes,
                                   cfg.correlation_rows)
         report["correlation"] = {"attributes": attributes, "rows": int(len(logits)),

@@ -1,11 +1,15 @@
 """The Jobs API path of the README's "run on a cluster": a separate head started with
 `ray start --head --block` (its own ports and temp dir, so the session's cluster is left
-alone), a `gankit sample` submitted through JobSubmissionClient, its parts checked.
+alone), a `gankit sample` submitted through JobSubmissionClient, its parts checked. The
+launcher's cluster.yaml and KubeRay's k8s/rayjob.yaml are parsed and checked against what the
+README says of them (command, config, resources, spot, S3 access, versions): the figures are
+read from both files, never copied here.
 
 The head is stopped by terminating the `ray start --block` process we started, which takes
 its children down with it; `ray stop` is not used because it stops every Ray cluster on the
 machine, including the session's."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -103,3 +107,128 @@ def test_cluster_yaml_parses_and_describes_gpu_workers_with_s3_roles():
     tail = text[text.index("# provider:\n"):].splitlines()
     local_cfg = yaml.safe_load("\n".join(line[2:] for line in tail))
     assert local_cfg["provider"]["type"] == "local" and local_cfg["provider"]["worker_ips"]
+    # the launcher runs the GPU workers on spot and the head on demand, as the README says,
+    # and keeps the GPU workers up that a stage plans its actors on
+    head = types[cfg["head_node_type"]]
+    assert "InstanceMarketOptions" not in head["node_config"]
+    assert gpu[0]["node_config"]["InstanceMarketOptions"]["MarketType"] == "spot"
+    stated = re.search(r"`min_workers: (\d+)`", readme()).group(1)
+    assert gpu[0]["min_workers"] == int(stated) >= 1
+
+
+# ---------------------------------------------------------------------------------------
+# k8s/rayjob.yaml: the KubeRay path, checked against what the README says of it
+
+
+def readme() -> str:
+    with open(os.path.join(REPO, "README.md")) as f:
+        return f.read()
+
+
+def readme_section(title: str) -> str:
+    text = readme()
+    start = text.index(title)
+    end = re.compile(r"^#{2,3} ", re.M).search(text, start + len(title))
+    return text[start:end.start() if end else len(text)]
+
+
+def kuberay() -> dict:
+    """The documents of k8s/rayjob.yaml by kind."""
+    import yaml
+    with open(os.path.join(REPO, "k8s", "rayjob.yaml")) as f:
+        return {doc["kind"]: doc for doc in yaml.safe_load_all(f)}
+
+
+def pods(job: dict) -> dict:
+    """'head' / 'worker' -> (group spec, pod spec, the Ray container)."""
+    spec = job["spec"]["rayClusterSpec"]
+    (worker,) = spec["workerGroupSpecs"]
+    out = {}
+    for name, group in (("head", spec["headGroupSpec"]), ("worker", worker)):
+        pod = group["template"]["spec"]
+        (ray_container,) = [c for c in pod["containers"] if c["name"].startswith("ray-")]
+        out[name] = (group, pod, ray_container)
+    return out
+
+
+def test_rayjob_runs_the_readmes_command_with_its_config_from_a_configmap(tmp_path):
+    docs, section = kuberay(), readme_section("### On Kubernetes (KubeRay)")
+    job = docs["RayJob"]
+    assert job["apiVersion"] == "ray.io/v1"
+    entrypoint = re.search(r"entrypoint is `([^`]+)`", section).group(1)
+    assert job["spec"]["entrypoint"] == entrypoint
+    assert entrypoint.split()[:2] == ["gankit", "run"]
+    assert job["spec"]["shutdownAfterJobFinishes"] is True
+    # the config path is the ConfigMap's key, mounted on the head (where the driver runs)
+    name, key = re.search(r"ConfigMap \(`([^`]+)`, key `([^`]+)`\)", section).groups()
+    config_map = docs["ConfigMap"]
+    assert config_map["metadata"]["name"] == name and key in config_map["data"]
+    _, head_pod, head = pods(job)["head"]
+    (volume,) = [v["name"] for v in head_pod["volumes"]
+                 if v.get("configMap", {}).get("name") == name]
+    (mount,) = [m["mountPath"] for m in head["volumeMounts"] if m["name"] == volume]
+    assert entrypoint.split()[-1] == f"{mount}/{key}"
+    # and it is a pipeline config `gankit run` accepts
+    from jobs.pipeline import load_config
+    (tmp_path / key).write_text(config_map["data"][key])
+    assert load_config(str(tmp_path / key)).root.startswith("s3://")
+
+
+def test_rayjob_resources_are_the_readmes():
+    """The README's table of pods (count, GPU, CPU, memory, nodes) is the manifest's."""
+    job, section = kuberay()["RayJob"], readme_section("### On Kubernetes (KubeRay)")
+    rows = re.findall(r"^\| (head|worker)\b[^|]*\| (\d+) \| (\d+) \| (\d+) \| (\w+) \| "
+                      r"([^|]+?) \|$", section, re.M)
+    assert [r[0] for r in rows] == ["head", "worker"], rows
+    capacity = {"on demand": "ON_DEMAND", "spot": "SPOT"}
+    for name, count, gpus, cpus, memory, nodes in rows:
+        group, pod, container = pods(job)[name]
+        res = container["resources"]
+        assert res["requests"] == res["limits"], name
+        assert str(res["limits"]["cpu"]) == cpus and res["limits"]["memory"] == memory, name
+        assert int(res["limits"].get("nvidia.com/gpu", 0)) == int(gpus), name
+        assert pod["nodeSelector"]["eks.amazonaws.com/capacityType"] == capacity[nodes], name
+        if name == "worker":        # fixed: a stage plans its actors on the GPUs up
+            assert group["replicas"] == group["minReplicas"] == group["maxReplicas"] == int(count)
+    # one GPU actor per worker, taking the CPUs the README says it takes
+    from jobs.runtime import plan_actors
+    _, _, worker = pods(job)["worker"]
+    cpus, gpus = int(worker["resources"]["limits"]["cpu"]), int(
+        worker["resources"]["limits"]["nvidia.com/gpu"])
+    group = pods(job)["worker"][0]
+    plan = plan_actors(0, "auto", 1000, resources=(cpus * group["replicas"],
+                                                   gpus * group["replicas"], cpus // gpus))
+    assert plan.workers == group["replicas"] and plan.num_gpus == 1
+    assert plan.num_cpus == int(re.search(r"takes (\d+) of the\s+CPUs", section).group(1))
+
+
+def test_rayjob_reaches_s3_through_its_service_account_with_no_keys():
+    docs, section = kuberay(), readme_section("### On Kubernetes (KubeRay)")
+    account = docs["ServiceAccount"]
+    assert account["metadata"]["name"] == re.search(r"service account \(`([^`]+)`",
+                                                    section).group(1)
+    assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@-]+",
+                        account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"])
+    for name, (_, pod, _) in pods(docs["RayJob"]).items():
+        assert pod["serviceAccountName"] == account["metadata"]["name"], name
+    with open(os.path.join(REPO, "k8s", "rayjob.yaml")) as f:
+        text = f.read()
+    assert not re.search(r"AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|aws_secret", text)
+
+
+def test_rayjob_image_has_the_versions_cluster_yaml_installs():
+    """rayVersion, the Dockerfile's base image and pins, and cluster.yaml's pins agree; the
+    pods run the image the README builds."""
+    import yaml
+    with open(os.path.join(REPO, "cluster.yaml")) as f:
+        setup = " ".join(yaml.safe_load(f)["setup_commands"])
+    ray_pin = re.search(r"ray\[data,default\]==([\d.]+)", setup).group(1)
+    torch_pin = re.search(r"torch==([\d.]+)", setup).group(1)
+    job = kuberay()["RayJob"]
+    assert job["spec"]["rayClusterSpec"]["rayVersion"] == ray_pin
+    with open(os.path.join(REPO, "k8s", "Dockerfile")) as f:
+        dockerfile = f.read()
+    assert re.search(rf"^FROM rayproject/ray:{re.escape(ray_pin)}-py\d+-gpu$", dockerfile, re.M)
+    assert f"torch=={torch_pin}" in dockerfile and f"ray[data,default]=={ray_pin}" in dockerfile
+    image = re.search(r"docker build -f k8s/Dockerfile -t (\S+) ", readme()).group(1)
+    assert {c["image"] for _, _, c in pods(job).values()} == {image}

@@ -99,24 +99,90 @@ def test_padding_fills_outside_the_photo_with_a_blurred_border(astronaut, face):
     assert len(faces.detect_faces(padded)) >= 1
 
 
-def test_paste_back_of_the_unedited_face_restores_the_photo(astronaut, face):
+@pytest.mark.parametrize("blend", faces.BLENDS)
+def test_paste_back_of_the_unedited_face_restores_the_photo(astronaut, face, blend):
     aligned = faces.align_faces(astronaut, R)[0]
     np.testing.assert_allclose(aligned.quad, faces.ffhq_quad(face.landmarks), atol=1e-4)
-    back = faces.paste_back(astronaut, aligned.image, aligned.quad)
+    back = faces.paste_back(astronaut, aligned.image, aligned.quad, face.landmarks,
+                            faces.Blend(blend))
     left, top, right, bottom = face.box
     diff = np.abs(back.astype(np.int16) - astronaut)                   # [H, W, 3]
     assert diff[top:bottom, left:right].mean() < 4      # two bilinear resamplings' blur
     assert diff[300:].max() == 0                        # far from the quad: untouched
 
 
-def test_paste_back_places_an_edit_inside_the_quad_only(astronaut, face):
+@pytest.mark.parametrize("blend", faces.BLENDS)
+def test_paste_back_places_an_edit_inside_the_quad_only(astronaut, face, blend):
     aligned = faces.align_faces(astronaut, 1024)[0]     # larger than the face in the photo
     edited = 255 - aligned.image                        # an edit that shows everywhere
-    back = faces.paste_back(astronaut, edited, aligned.quad).astype(np.int16)
-    cx, cy = aligned.quad.mean(0).astype(int)
-    centre = np.abs(back - (255 - astronaut.astype(np.int16)))[cy - 20:cy + 20, cx - 20:cx + 20]
+    back = faces.paste_back(astronaut, edited, aligned.quad, face.landmarks,
+                            faces.Blend(blend)).astype(np.int16)
+    cx, cy = face.landmarks[27:36].mean(0).astype(int)              # the nose
+    centre = np.abs(back - (255 - astronaut.astype(np.int16)))[cy - 15:cy + 15, cx - 15:cx + 15]
     assert centre.mean() < 6                            # the edit, at its place
     assert np.abs(back - astronaut)[300:].max() == 0
+
+
+def distance_to_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Euclidean distance of points [N, 2] to a convex polygon [K, 2] (0 inside): [N]."""
+    a, b = polygon, np.roll(polygon, -1, axis=0)                       # edges a -> b
+    ab, ap = b - a, points[:, None] - a                                # [K, 2], [N, K, 2]
+    t = np.clip((ap * ab).sum(-1) / (ab * ab).sum(-1), 0, 1)           # [N, K]
+    to_edge = np.hypot(*np.moveaxis(ap - t[..., None] * ab, -1, 0)).min(1)
+    cross = ab[:, 0] * ap[..., 1] - ab[:, 1] * ap[..., 0]              # [N, K]
+    inside = (cross >= 0).all(1) | (cross <= 0).all(1)
+    return np.where(inside, 0.0, to_edge)
+
+
+def pixel_centres(mask: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(mask)
+    return np.stack([xs, ys], 1).astype(np.float64)                    # [N, 2] (x, y)
+
+
+def test_face_blend_keeps_every_pixel_outside_the_dilated_hull(astronaut, face):
+    aligned = faces.align_faces(astronaut, R)[0]
+    edited = 255 - aligned.image                        # an edit that shows everywhere
+    blend = faces.Blend("face", dilation=0.05, feather=0.1)
+    back = faces.paste_back(astronaut, edited, aligned.quad, face.landmarks, blend)
+    hull, side = faces.face_hull(face.landmarks), faces.quad_size(aligned.quad)
+    changed = (back != astronaut).any(axis=2)                          # [H, W]
+    far = distance_to_polygon(pixel_centres(changed), hull)
+    assert changed.sum() > 1000
+    assert far.max() <= blend.dilation * side + 1.5     # the raster's half pixel, and one more
+    # inside the hull, deeper than the feather reaches, the photo is the edit's
+    from scipy.ndimage import distance_transform_edt
+    everywhere = pixel_centres(np.ones(changed.shape, bool))
+    inside = (distance_to_polygon(everywhere, hull) == 0).reshape(changed.shape)
+    deep = distance_transform_edt(inside) > (blend.feather - blend.dilation) * side + 2
+    assert deep.sum() > 1000
+    assert changed[deep].all()
+    inverted = 255 - astronaut.astype(np.int16)
+    assert np.abs(back.astype(np.int16) - inverted)[deep].mean() < 8   # two resamplings
+
+
+def test_square_blend_reaches_past_the_hull_and_the_face_blend_does_not(astronaut, face):
+    aligned = faces.align_faces(astronaut, R)[0]
+    edited = 255 - aligned.image
+    hull, side = faces.face_hull(face.landmarks), faces.quad_size(aligned.quad)
+    square = faces.paste_back(astronaut, edited, aligned.quad, blend=faces.Blend("square"))
+    changed = (square != astronaut).any(axis=2)
+    far = distance_to_polygon(pixel_centres(changed), hull)
+    assert far.max() > 0.2 * side                       # hair and background replaced too
+    with pytest.raises(ValueError, match="landmarks"):
+        faces.paste_back(astronaut, edited, aligned.quad)
+
+
+def test_paste_faces_puts_each_face_in_one_photo(astronaut):
+    pair = np.ascontiguousarray(np.concatenate([astronaut, astronaut[:, ::-1]], axis=1))
+    found = [a for a in faces.align_faces(pair, 64, faces="all")
+             if a.face.box[3] < 200]                    # the two heads, not the suit patches
+    assert len(found) == 2
+    back = faces.paste_faces(pair, [(255 - a.image, a.quad, a.face.landmarks) for a in found])
+    changed = (back != pair).any(axis=2)
+    for a in found:
+        cx, cy = a.face.landmarks[27:36].mean(0).astype(int)          # the nose
+        assert changed[cy - 5:cy + 5, cx - 5:cx + 5].all()
+    assert not changed[300:].any()
 
 
 def test_identity_same_photo_close_other_face_far(astronaut, detected, face):

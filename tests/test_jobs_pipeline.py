@@ -169,7 +169,7 @@ def test_rerunning_a_finished_pipeline_computes_nothing(pipeline_run, capsys):
     ({"fit": {"fraction": 0.9}}, "fit.fraction must be in (0, 0.5] (got 0.9)"),
     ({"fit": {"selection": "best"}}, "fit.selection must be one of extremes, threshold"),
     ({"edit": {"mode": "teleport"}}, "edit.mode must be one of shift, to_distance"),
-    ({"stages": ["sample", "paint"]}, "stages must be one of sample, fit, heldout, align, invert, edit, report"),
+    ({"stages": ["sample", "paint"]}, "stages must be one of sample, fit, heldout, align, invert, edit, paste_back, report"),
     ({"stages": ["sample", "heldout", "invert"]}, "stages can hold heldout or invert, not both"),
     ({"stages": ["invert", "edit"]}, "invert.images must be the URL of an image dataset"),
 ])

@@ -1,6 +1,7 @@
 """The sample job on the session's real Ray cluster: bit-identical rows whatever the worker
 count and batch size, resume after lost parts or a killed driver with nothing lost or
-duplicated, and the output layout/schema contract."""
+duplicated (the parts committed before the kill kept as they were), and the output
+layout/schema contract."""
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from jobs import storage
+from jobs import runtime, storage
 from jobs.sample import SampleConfig, run_sample
 
 pytestmark = pytest.mark.integration
@@ -97,51 +98,73 @@ def test_rerun_with_other_row_settings_is_refused(reference, model_files):
 def test_killed_driver_then_rerun_gives_the_uninterrupted_rows(ray_cluster, model_files,
                                                                 tmp_path):
     """`gankit sample` in a subprocess (a second driver on the session cluster), killed with
-    SIGKILL once a few parts are committed; the rerun keeps those and computes the rest."""
-    big = tmp_path / "g32"                  # a slower 32px generator so the kill lands mid-job
-    from helpers import tiny_generator_config
-    from gankit.checkpoints import save_generator
-    from gankit.models.stylegan2 import Generator
-    import torch
-    torch.manual_seed(3)
-    save_generator(Generator(tiny_generator_config(resolution=32)).eval(), big)
-    args = ["--model", str(big), "--count", "3000", "--seed", "11", "--rows-per-part", "60",
-            "--images", "--space", "w", "--workers", "1", "--device", "cpu"]
-    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    SIGKILL once a part is committed while another is certainly in flight: the test-only
+    hold hook keeps the first part to start running until its process dies. The rerun
+    reuses the committed parts untouched (same inode, same mtime), computes the others, the
+    held one among them, and its rows equal an uninterrupted run's, every id once."""
+    args = ["--model", model_files["model"], "--classifier", model_files["classifier"],
+            "--count", "200", "--seed", "11", "--rows-per-part", "20", "--images",
+            "--space", "w", "--workers", "2", "--device", "cpu"]
+    killed, whole, held = tmp_path / "killed", tmp_path / "whole", tmp_path / "held"
     env = dict(os.environ, RAY_ADDRESS=ray_cluster.get_runtime_context().gcs_address,
-               RAY_AUTH_MODE="disabled")
+               RAY_AUTH_MODE="disabled", GANKIT_FAULT_HOLD_MARKER=str(held))
     log = open(tmp_path / "driver.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", "sample", *args, "--out",
                              str(killed)], env=env, stdout=log, stderr=subprocess.STDOUT)
     store = storage.open_store(str(killed))
     deadline = time.time() + 240
-    while len(store.list_parts()) < 3:
+    while not (held.exists() and store.list_parts()):
         assert proc.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
-        assert time.time() < deadline, "no parts committed"
+        assert time.time() < deadline, "no part held, or none committed"
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(3)                           # Ray reaps the dead driver's actors
-    at_kill = set(store.list_parts())
-    assert 3 <= len(at_kill) < 50, "the kill must land half way"
+    _, held_pid, held_part = held.read_text().split()
+    wait_gone(int(held_pid))                # Ray ends a dead driver's actors
+    at_kill = {k: stamp(killed / storage.part_name(k)) for k in store.list_parts()}
+    assert int(held_part) not in at_kill
     assert storage.read_manifest(store)["status"] == "incomplete"
+    assert (killed / runtime.ATTEMPTS_DIR).exists()          # the killed run's start markers
 
     from jobs.cli import main
     assert main(["sample", *args, "--out", str(killed), "--batch-size", "32"]) == 0
-    assert main(["sample", *args, "--out", str(whole), "--workers", "2"]) == 0
+    assert main(["sample", *args, "--out", str(whole), "--workers", "1"]) == 0
     manifest = storage.read_manifest(store)
-    last = manifest["runs"][-1]
-    assert set(last["reused"]) >= at_kill
-    assert set(last["reused"]) | set(last["computed"]) == set(range(50))
+    first, last = manifest["runs"]
+    assert first["finished"] is None and first["computed"] == list(range(10))
+    assert set(last["reused"]) >= set(at_kill)
+    assert set(last["reused"]) | set(last["computed"]) == set(range(10))
     assert not set(last["reused"]) & set(last["computed"])
-    assert last["computed"], "the rerun must have had parts left to compute"
+    assert int(held_part) in last["computed"]
+    for k, before in at_kill.items():       # reused as they were: not written again
+        assert stamp(killed / storage.part_name(k)) == before, k
     a, b = rows(killed), rows(whole)
-    assert a.column("sample_id").to_pylist() == list(range(3000))    # none lost, none doubled
+    assert a.column("sample_id").to_pylist() == list(range(200))     # none lost, none doubled
     for name in a.column_names:               # bitwise, naming the parts that differ
-        differ = [k for k in range(50)
-                  if not a.column(name)[60 * k:60 * k + 60].equals(b.column(name)[60 * k:60 * k + 60])]
+        differ = [k for k in range(10)
+                  if not a.column(name)[20 * k:20 * k + 20].equals(b.column(name)[20 * k:20 * k + 20])]
         assert not differ, f"column {name} differs in parts {differ} (committed at kill: {sorted(at_kill)})"
-    assert not [n for n in os.listdir(killed) if storage.TMP_TAG in n]
+    assert sorted(os.listdir(killed)) == ["_manifest.json"] + [storage.part_name(k)
+                                                              for k in range(10)]
+
+
+def stamp(path) -> tuple:
+    st = os.stat(path)
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def wait_gone(pid: int, timeout: float = 60) -> None:
+    """Until process `pid` has exited (a zombie counts as gone)."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return
+        except FileNotFoundError:
+            return
+        assert time.time() < deadline, f"process {pid} outlived its driver"
+        time.sleep(0.1)
 
 
 def test_cli_bad_space_is_one_sentence_naming_the_field(capsys, tmp_path):

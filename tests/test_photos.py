@@ -1,5 +1,6 @@
 """Photos to edits: identity columns of invert and edit (dlib descriptors), and the pipeline
-align -> invert -> edit on a folder of photos (scikit-image's astronaut and coffee, junk)."""
+align -> invert -> edit -> paste_back on a folder of photos (scikit-image's astronaut and
+coffee, junk)."""
 from __future__ import annotations
 
 import io
@@ -52,7 +53,8 @@ def test_pipeline_aligns_inverts_and_edits_a_folder_of_photos(ray_cluster, model
     (photos / "coffee.png").write_bytes(skimage_photo("coffee.png"))
     (photos / "junk.jpg").write_bytes(b"not a photo")
     root = tmp_path / "root"
-    cfg = {"root": str(root), "stages": ["sample", "fit", "align", "invert", "edit", "report"],
+    cfg = {"root": str(root), "stages": ["sample", "fit", "align", "invert", "edit", "paste_back",
+                                         "report"],
            "model": model_files["model32"], "classifier": model_files["classifier"],
            "device": "cpu", "workers": 1,
            "sample": {"count": 200, "space": "w", "rows_per_part": 100, "micro_batch": 8},
@@ -80,17 +82,18 @@ def test_pipeline_aligns_inverts_and_edits_a_folder_of_photos(ray_cluster, model
     kept = report["identity"]["w/smile"]
     assert kept["edits"] == 2 and 0 < kept["similarity"] <= 1         # at -2 and +2
     assert "Identity kept" in (root / "report" / "report.html").read_text()
-    # and pasted back into the photo: its size, changed only around the face
-    from jobs.paste_back import PasteBackConfig, run_paste_back
-    summary = run_paste_back(PasteBackConfig(edits=str(root / "edits"),
-                                             aligned=str(root / "aligned"),
-                                             out=str(tmp_path / "pasted"), strengths=[2.0]))
-    assert summary == {"written": 1, "skipped": []}
+    # and pasted back into the photo by the paste_back stage: its size, changed only
+    # around the face (the face blend: within the dilated hull of the jaw and brows)
+    from gankit import faces
+    from test_faces import distance_to_polygon, pixel_centres
+    pasted = storage.read_table(str(root / "pasted")).to_pylist()
+    assert [(r["source_id"], r["strength"], r["faces"]) for r in pasted] == [
+        ("astro.png", s, 1) for s in (-2.0, 0.0, 2.0)]
     photo = decode_image(skimage_photo("astronaut.png"))
-    pasted = decode_image((tmp_path / "pasted" / "astro__w_smile_+2.png").read_bytes())
-    assert pasted.shape == photo.shape
-    changed = np.abs(pasted.astype(int) - photo).max(axis=2) > 0        # [H, W]
-    quad = np.asarray(aligned.column("quad")[0].as_py()).reshape(4, 2)
-    ys, xs = np.nonzero(changed)
-    assert changed.any() and quad[:, 0].min() - 2 <= xs.min() and xs.max() <= quad[:, 0].max() + 2
-    assert quad[:, 1].min() - 2 <= ys.min() and ys.max() <= quad[:, 1].max() + 2
+    image = decode_image((root / "pasted" / pasted[2]["image"]["path"]).read_bytes())
+    assert image.shape == photo.shape
+    changed = (image != photo).any(axis=2)                              # [H, W]
+    face = aligned.to_pylist()[0]
+    quad, landmarks = np.reshape(face["quad"], (4, 2)), np.reshape(face["landmarks"], (68, 2))
+    beyond = distance_to_polygon(pixel_centres(changed), faces.face_hull(landmarks))
+    assert changed.any() and beyond.max() <= faces.Blend().dilation * faces.quad_size(quad) + 1.5

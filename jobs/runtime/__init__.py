@@ -6,7 +6,7 @@ stages write `runtime.run_parts(...)`, `runtime.PartWorker`:
 """
 from jobs.runtime.cluster import (ActorPlan, actors_for, check_model, cluster_resources, ensure_ray,
                                   job_precision, plan_actors, resolve_device)
-from jobs.runtime.faults import FAULT_ENV, fault_point, poison_point
+from jobs.runtime.faults import FAULT_ENV, fault_point, hold_point, poison_point
 from jobs.runtime.part_driver import (ATTEMPTS_DIR, PartFailed, PartWorker, WorkerFailed,
                                       clear_attempts, commit_errors, log, micro_batches, pad_rows,
                                       root_cause, run_parts, start_attempt, worker_remote_args)
@@ -16,5 +16,5 @@ __all__ = [
     "job_precision", "plan_actors", "resolve_device", "ATTEMPTS_DIR", "PartFailed",
     "PartWorker", "WorkerFailed", "clear_attempts", "commit_errors", "log", "micro_batches",
     "pad_rows", "root_cause", "run_parts", "start_attempt", "worker_remote_args", "FAULT_ENV",
-    "fault_point", "poison_point",
+    "fault_point", "hold_point", "poison_point",
 ]

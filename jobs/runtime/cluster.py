@@ -93,11 +93,12 @@ def plan_actors(workers: int, device: str, n_parts: int, cpus_per_worker: int = 
 
 def actors_for(cfg, n_parts: int, device: Optional[str] = None) -> ActorPlan:
     """The actor plan of a stage config (options.ActorOptions) for `n_parts` parts: one
-    in-process worker for the local runner, else an actor pool (Ray started or joined)."""
+    in-process worker for the local runner, else an actor pool (Ray started or joined).
+    The local worker takes the CPUs an actor would (its torch threads on a CPU), so both
+    runners round alike: an optimisation's sums depend on the thread count."""
     device = device or cfg.device
     if choose_runner(cfg, n_parts, device) == "local":
-        plan = plan_actors(1, device, 1, cfg.cpus_per_worker or os.cpu_count() or 1,
-                           local_resources())
+        plan = plan_actors(1, device, 1, cfg.cpus_per_worker, local_resources())
         return dataclasses.replace(plan, attempts=cfg.part_attempts, runner="local")
     ensure_ray()
     plan = plan_actors(cfg.workers, device, n_parts, cfg.cpus_per_worker)

@@ -1,21 +1,47 @@
 """TEST-ONLY fault injection: worker processes that exit mid-part or on a chosen part, as a
-preempted machine or a crashing native library would. Never set these in production."""
+preempted machine or a crashing native library would, or that hold a part in flight until a
+test removes their node or kills the driver. Never set these in production."""
 from __future__ import annotations
 
 import os
+import time
 
 # TEST-ONLY fault injection. With GANKIT_FAULT_EXIT_AFTER_BATCHES=N and GANKIT_FAULT_MARKER=
 # <path> in the driver's environment, the first worker process to write its N-th row group
 # creates <path> (exclusively, so this fires once per marker across all processes) and
 # exits with os._exit mid-part, as a preempted machine would. Never set them in production.
 # With GANKIT_FAULT_POISON_PART=<index>, every worker that starts that part exits at once.
-FAULT_ENV = ("GANKIT_FAULT_EXIT_AFTER_BATCHES", "GANKIT_FAULT_MARKER", "GANKIT_FAULT_POISON_PART")
+# With GANKIT_FAULT_HOLD_MARKER=<path>, the first worker to start a part holds it (hold_point).
+FAULT_ENV = ("GANKIT_FAULT_EXIT_AFTER_BATCHES", "GANKIT_FAULT_MARKER", "GANKIT_FAULT_POISON_PART",
+             "GANKIT_FAULT_HOLD_MARKER")
 _fault_batches = 0
 
 
 def poison_point(index: int) -> None:
     if os.environ.get("GANKIT_FAULT_POISON_PART") == str(index):
         os._exit(13)
+
+
+def hold_point(index: int) -> None:
+    """Called by workers as they start a part. The first one (across all processes) creates
+    the marker whole, holding '<Ray node id> <pid> <part index>', and then never returns: the
+    part stays in flight until the process is killed, so a test that waits for the marker
+    removes that node, or kills the driver, while a part is certainly in flight."""
+    marker = os.environ.get("GANKIT_FAULT_HOLD_MARKER")
+    if not marker:
+        return
+    import ray
+    aside = f"{marker}.{os.getpid()}"
+    with open(aside, "w") as f:
+        f.write(f"{ray.get_runtime_context().get_node_id()} {os.getpid()} {index}")
+    try:
+        os.link(aside, marker)                 # exclusive, and never seen half-written
+    except FileExistsError:
+        return
+    finally:
+        os.unlink(aside)
+    while True:
+        time.sleep(1)
 
 
 def fault_point() -> None:

@@ -24,13 +24,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 import uuid
 
 import numpy as np
 
 from jobs import progress, storage
 from jobs.runtime.cluster import ActorPlan
-from jobs.runtime.faults import FAULT_ENV, poison_point
+from jobs.runtime.faults import FAULT_ENV, hold_point, poison_point
 from jobs.storage import PartSpec, RunRecord, Store
 
 log = logging.getLogger("gankit")
@@ -103,6 +104,7 @@ class PartWorker:
                              f"{starts - 1} starts in this run (a crashing native library or "
                              f"classifier, or a row that crashes one?); a rerun tries it again")
         poison_point(spec.index)
+        hold_point(spec.index)
 
     def fits(self, m: int) -> bool:
         """Whether one model call on m rows fits the device; stages that can try one
@@ -151,18 +153,43 @@ def commit_errors(out: Store, spec: PartSpec, records: list) -> None:
 # deprecates passing them explicitly). The part was never committed, so nothing is lost or
 # doubled. A part that kills every actor it lands on would be retried without end, so each
 # start leaves a marker under _attempts/<run token>/ (in the output store, where every actor
-# sees it): a start past ActorOptions.part_attempts stops the job naming the part. The
-# markers are cleared when a run begins and when it ends (the run holds the lease).
+# sees it): a start past ActorOptions.part_attempts stops the job naming the part. A start on
+# a node the cluster has since lost (a reclaimed spot machine) does not count: the node died,
+# not the part. The markers are cleared when a run begins and when it ends (the run holds the
+# lease).
 ATTEMPTS_DIR = "_attempts"
 
 
 def start_attempt(out: Store, run: str, index: int) -> int:
-    """Record a start of part `index` in run `run`; returns its starts so far, this one too."""
+    """Record a start of part `index` in run `run` (marker `<index>.<node id>.<random>`);
+    returns the starts that count against part_attempts: this one, and each earlier one
+    made on a node that is still alive."""
     out.makedirs(ATTEMPTS_DIR, run)
-    out.write_bytes(f"{ATTEMPTS_DIR}/{run}/{index:05d}.{uuid.uuid4().hex[:12]}", b"")
+    node = current_node()
+    out.write_bytes(f"{ATTEMPTS_DIR}/{run}/{index:05d}.{node}.{uuid.uuid4().hex[:12]}", b"")
     out.invalidate()
-    names = out.fs.ls(out.path(ATTEMPTS_DIR, run), detail=False)
-    return sum(name.rsplit("/", 1)[-1].startswith(f"{index:05d}.") for name in names)
+    names = [name.rsplit("/", 1)[-1] for name in
+             out.fs.ls(out.path(ATTEMPTS_DIR, run), detail=False)]
+    nodes = [name.split(".")[1] for name in names if name.startswith(f"{index:05d}.")]
+    lost = lost_nodes() if len(nodes) > 1 else set()    # asks the cluster on restarts only
+    return sum(n not in lost for n in nodes)
+
+
+def current_node() -> str:
+    """The Ray node id of this process ('local' outside Ray: the local runner never
+    imports it)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return "local"
+    return ray.get_runtime_context().get_node_id()
+
+
+def lost_nodes() -> set:
+    """Ids of the nodes the Ray cluster has seen die."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return set()
+    return {n["NodeID"] for n in ray.nodes() if not n.get("Alive")}
 
 
 def clear_attempts(out: Store) -> None:

@@ -35,9 +35,10 @@ from jobs.storage.manifest import (DAMAGED_DIR, RunRecord, check_identity, foote
                                    write_manifest)
 from jobs.storage.part_writer import (PartWriter, parquet_writer, with_part_metadata,
                                       write_table_part)
-from jobs.storage.reading import (FOOTER_ERRORS, Footer, damaged_part, dataset_rows, first_line,
-                                  iter_tables, open_parquet, part_footer, raw_footer, read_column,
-                                  read_footer, read_table, strip_part_metadata, unreadable_parquet)
+from jobs.storage.reading import (FOOTER_ERRORS, Footer, RowReader, damaged_part, dataset_rows,
+                                  first_line, iter_tables, open_parquet, part_footer, raw_footer,
+                                  read_column, read_footer, read_table, strip_part_metadata,
+                                  unreadable_parquet)
 from jobs.storage.store import (ERRORS_DIR, MANIFEST, PART_META_KEY, PART_RE, TMP_TAG, PartSpec,
                                 Store, StoreError, open_store, part_name, part_ranges,
                                 storage_options, temporary_beside)
@@ -46,8 +47,8 @@ __all__ = [
     "ERRORS_DIR", "MANIFEST", "PART_META_KEY", "PART_RE", "PartSpec", "Store", "StoreError",
     "TMP_TAG", "open_store", "part_name", "part_ranges", "storage_options", "temporary_beside",
     "PartWriter", "parquet_writer", "with_part_metadata", "write_table_part", "FOOTER_ERRORS",
-    "Footer", "damaged_part", "dataset_rows", "first_line", "iter_tables", "open_parquet",
-    "part_footer", "raw_footer", "read_column", "read_footer", "read_table",
+    "Footer", "RowReader", "damaged_part", "dataset_rows", "first_line", "iter_tables",
+    "open_parquet", "part_footer", "raw_footer", "read_column", "read_footer", "read_table",
     "strip_part_metadata", "unreadable_parquet", "DAMAGED_DIR", "RunRecord", "check_identity",
     "footer_metas", "now", "part_problem", "read_manifest", "schema_json", "set_aside_damaged",
     "write_manifest", "JobLease", "LEASE", "LEASE_RENEW_S", "LEASE_TTL_S", "LeaseHeld",

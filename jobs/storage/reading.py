@@ -145,3 +145,43 @@ def dataset_rows(store: Store) -> tuple:
 def strip_part_metadata(schema: pa.Schema) -> pa.Schema:
     md = {k: v for k, v in (schema.metadata or {}).items() if k != PART_META_KEY}
     return schema.with_metadata(md or None)
+
+
+class RowReader:
+    """Rows of one Parquet file by position, reading a row group only when a row of it is
+    asked for and keeping the last one: rows asked in file order read each group once.
+
+        with RowReader(store, path, ["image"]) as rows:
+            rows.row(17)          # {'image': {...}}
+    """
+
+    def __init__(self, store: Store, path: str, columns: list):
+        self.path, self.columns = path, columns
+        self.pf = open_parquet(store, path)
+        md = self.pf.metadata
+        sizes = [md.row_group(g).num_rows for g in range(md.num_row_groups)]
+        self.starts = [sum(sizes[:g]) for g in range(len(sizes) + 1)]     # [G + 1]
+        self.group, self.table = None, None
+
+    def row(self, i: int) -> dict:
+        import bisect
+        g = bisect.bisect_right(self.starts, i) - 1
+        if not 0 <= g < len(self.starts) - 1:
+            raise IndexError(f"{self.path} has no row {i}")
+        if g != self.group:
+            try:
+                self.table = self.pf.read_row_group(g, columns=self.columns)
+            except (pa.ArrowException, OSError) as e:
+                raise damaged_part(self.path, g, e) from None
+            self.group = g
+        return self.table.slice(i - self.starts[g], 1).to_pylist()[0]
+
+    def close(self) -> None:
+        self.pf.close()
+
+    def __enter__(self) -> "RowReader":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
