@@ -219,9 +219,9 @@ def row(code: str, kind: str, n: int, r: dict) -> str:
     if "failed" in r:
         return f"| {code} | {kind} | {n:,} | failed: {r['failed'][:200]} |"
     return (f"| {code} | {kind} | {n:,} | {r['plan_s']:.1f} | {r['us_per_entry']:.1f} | "
-            f"{r['plan_rss_mb']:.0f} / {r['rss_mb']:.0f} | {r['actor_bytes'] / 1e3:,.1f} ({r['kwargs_bytes'] / 1e3:,.1f} + "
-            f"{r['read_bytes'] / 1e3:,.1f}) | {r['first_part_s']:.1f} | "
-            f"{r['listing_mb']:.1f} |")
+            f"{r['plan_rss_mb']:.0f} / {r['rss_mb']:.0f} | {r['actor_bytes'] / 1e3:,.1f} "
+            f"({r['kwargs_bytes'] / 1e3:,.1f} + {r['read_bytes'] / 1e3:,.1f}) | "
+            f"{r['first_part_s']:.1f} | {r['listing_mb']:.1f} |")
 
 
 def main() -> None:

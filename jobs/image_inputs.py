@@ -214,9 +214,9 @@ class ListEntries:
         self.relative |= not pc.all(pc.starts_with(keys, "/")).as_py()
         keys = pc.utf8_ltrim(keys, characters="/")
         if len(keys):
-            low, high = pc.min_max(keys).values()
-            self.low = min(filter(None, [self.low, low.as_py()]), default=low.as_py())
-            self.high = max(filter(None, [self.high, high.as_py()]), default=high.as_py())
+            low, high = (v.as_py() for v in pc.min_max(keys).values())
+            self.low = low if self.low is None else min(self.low, low)
+            self.high = high if self.high is None else max(self.high, high)
         return pa.Table.from_arrays([keys, urls, pa.nulls(len(keys), pa.int64())],
                                     schema=listing.ENTRY)
 
