@@ -26,10 +26,10 @@ file fails before any work, in one sentence naming the first file's problem.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import posixpath
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
@@ -260,8 +260,8 @@ def fixed_listing(src: Store, out: Optional[Store], kind: str, url: str,
                   images_per_part: int = 256) -> listing.Listing:
     """The listing of the first run at `out` (converted once from `_inputs.json` where an
     older version wrote that), else a fresh one written there while the input is listed."""
-    if out is None:
-        out = scratch_store().child(hashlib.sha256(url.encode()).hexdigest()[:16])
+    if out is None:                   # a fresh listing each time: nothing to resume
+        out = scratch_store().child(uuid.uuid4().hex)
     index = listing.read_index(out)
     saved = out.read_json(listing.LEGACY) if index is None and out.exists(listing.LEGACY) \
         else index
