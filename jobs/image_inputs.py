@@ -290,21 +290,6 @@ def plan_file_inputs(found: listing.Listing, image_column: str, id_column: Optio
                        images_per_part=images_per_part)
 
 
-def source_url_lookup(aligned: Store):
-    """id -> URL of the input files a job at `aligned` listed (the new Parquet listing or
-    an older `_inputs.json`), or None when that job read Parquet. The lookup is a callable
-    `lookup(image_id) -> Optional[str]` with `lookup.many(ids) -> {id: url}` for a batch:
-    a binary search over the sorted listing's shards, reading one shard (about 16 thousand
-    rows) for the ids that fall in it, the last two shards kept in memory."""
-    return listing.url_lookup(aligned)
-
-
-def source_urls(aligned: Store, ids) -> dict:
-    """{id: URL} of the ids found in the listing at `aligned` ({} when it holds none)."""
-    lookup = listing.url_lookup(aligned)
-    return {} if lookup is None else lookup.many(ids)
-
-
 def read_url(url: str, options: dict) -> Optional[bytes]:
     """A file's bytes, or None when it cannot be read."""
     import fsspec

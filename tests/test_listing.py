@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs import listing, storage, walk
-from jobs.image_inputs import plan_image_inputs, source_url_lookup, source_urls
+from jobs.image_inputs import part_source_urls, plan_image_inputs
 
 
 @pytest.fixture
@@ -173,19 +173,15 @@ def test_an_s3_prefix_is_listed_page_by_page(s3_bucket, s3_options, tmp_path, mo
     assert ids_of(glob) == sorted(n[3:] for n in names if n.startswith("d1/"))
 
 
-def test_photos_are_found_by_id_in_both_layouts(tmp_path, small_layout):
+def test_a_parts_photos_are_read_from_its_rows_in_both_layouts(tmp_path, small_layout):
     url = str(tmp_path / "photos")
     names = sorted(make_tree(tmp_path / "photos", 150))
     inputs = plan(url, tmp_path / "out")
     out = storage.open_store(str(tmp_path / "out"))
-    lookup = source_url_lookup(out)
-    wanted = [names[0], names[70], names[-1], "a-missing.png", "zz/missing.png"]
-    expect = {n: f"file://{url}/{n}" for n in wanted if n in names}
-    assert {n: lookup(n) for n in wanted if lookup(n)} == expect
-    assert lookup("a-missing.png") is None
-    assert source_urls(out, wanted) == expect
+    spec = inputs.plan[1]
+    expect = {n: f"file://{url}/{n}" for n in names[spec.start:spec.stop]}
+    assert part_source_urls(out, spec) == expect
     as_legacy(tmp_path / "out", inputs, url)
-    assert source_urls(out, wanted) == expect
-    assert source_url_lookup(out)(names[70]) == expect[names[70]]
-    assert source_url_lookup(storage.open_store(str(tmp_path / "elsewhere"),
-                                                create=True)) is None
+    assert part_source_urls(out, spec) == expect
+    assert part_source_urls(storage.open_store(str(tmp_path / "elsewhere"), create=True),
+                            spec) is None
