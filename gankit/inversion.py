@@ -28,6 +28,8 @@ Modes: 'optimize' starts at w_avg (NVIDIA); 'encode' returns an encoder's output
 the encoder's output and G's const noise maps and refines them for `steps` (K) steps, so
 K = 0 reproduces 'encode' exactly; the hybrid adds no w noise (see w_noise_strength). In space 'w' the hybrid starts from the mean of the
 encoder's w+ over layers; 'encode' needs space 'wp' (an encoder's w+ is not a W latent).
+'pti' is Pivotal Tuning (gankit.pti): a pivot by mode `pti_pivot`, then a low-rank change
+of the synthesis network tuned per image, so its result carries `deltas` beside the pivot.
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ import torch
 import torch.nn.functional as F
 
 SPACES = ("w", "wp")
-MODES = ("optimize", "encode", "hybrid")
+MODES = ("optimize", "encode", "hybrid", "pti")
+PIVOTS = ("optimize", "encode", "hybrid")   # the pivot modes of 'pti'
 REPORT_EVERY = 25             # steps between on_step calls (each waits for the device)
 LOSSES = ("mse+perceptual", "nvidia")
 
@@ -60,11 +63,21 @@ class InversionConfig:
     w_avg_samples: int = 10_000        # mapped z used to estimate w_std
     optimize_noise: bool = True        # optimise per-image noise maps (else G's const noise)
     noise_reg_weight: float = 1e5      # weight of the noise autocorrelation penalty
+    noise_lr_scale: float = 1.0        # the noise maps' learning rate, in units of lr
     loss: str = "mse+perceptual"       # or 'nvidia': perceptual only, from sampled w mean
     mse_weight: float = 1.0            # weight of the pixel MSE ('nvidia' ignores it)
     perceptual_weight: float = 1.0     # weight of the feature-net distance (needs a net)
     early_stop_loss: Optional[float] = None  # freeze an image once its loss is below this
     seed: int = 0                      # image i's randomness comes from (seed, index_i)
+    # Pivotal Tuning (mode 'pti', gankit.pti); PTI's defaults where it has one
+    pti_pivot: str = "optimize"        # the pivot's mode: optimize (PTI's), encode, hybrid
+    pti_steps: int = 350               # tuning steps per image (PTI: 350)
+    pti_lr: float = 3e-4               # Adam's learning rate for the change (PTI: 3e-4)
+    pti_rank: int = 2                  # rank of each layer's change; 0 = full (PTI's own)
+    pti_stop: float = 0.06             # stop an image at this feature distance (PTI: LPIPS
+                                       # 0.06); 0 = run every step
+    pti_locality: float = 0.0          # locality regulariser weight (PTI: 0.1 when on)
+    pti_radius: float = 30.0           # its distance from the pivot in W (PTI's alpha)
 
     def validate(self) -> None:
         if self.space not in SPACES:
@@ -73,9 +86,16 @@ class InversionConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.mode == "encode" and self.space != "wp":
+        pivot = self.pti_pivot if self.mode == "pti" else self.mode
+        if pivot == "encode" and self.space != "wp":
             raise ValueError("mode 'encode' needs space 'wp': the encoder outputs W+ latents "
                              "(use 'hybrid' to start a W optimisation from their layer mean)")
+        if self.pti_pivot not in PIVOTS:
+            raise ValueError(f"pti_pivot must be one of {PIVOTS}, got {self.pti_pivot!r}")
+        if min(self.pti_steps, self.pti_rank, self.pti_stop, self.pti_locality) < 0 \
+                or not self.pti_lr > 0:
+            raise ValueError("pti_steps, pti_rank, pti_stop and pti_locality must be >= 0, "
+                             "and pti_lr > 0")
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
         if not (0 < self.lr_rampup <= 1 and 0 < self.lr_rampdown <= 1):
@@ -96,6 +116,9 @@ class InversionResult:
     loss: torch.Tensor                 # [B] final reconstruction loss (mse + perceptual terms)
     steps: torch.Tensor                # [B] int64 steps run per image (early stop)
     history: list = field(default_factory=list)  # [steps] of [B] losses, per step
+    deltas: Optional[object] = None    # mode 'pti': gankit.pti.Deltas, each image's change
+    pti_steps: Optional[torch.Tensor] = None   # mode 'pti': [B] int64 tuning steps run
+    pivot_psnr: Optional[torch.Tensor] = None  # mode 'pti': [B] the pivot's PSNR
 
 
 # ----------------------------------------------------------------------------------------
@@ -120,11 +143,13 @@ def w_noise_strength(cfg: InversionConfig, step: int, w_std: float) -> float:
     return w_std * cfg.w_noise_scale * max(0.0, 1.0 - t / cfg.w_noise_ramp) ** 2
 
 
-def image_generators(seed: int, indices: Sequence[int]) -> list:
-    """One torch.Generator per image, seeded by (seed, index) only."""
+def image_generators(seed: int, indices: Sequence[int], stream: int = 0) -> list:
+    """One torch.Generator per image, seeded by (seed, index) only; `stream` > 0 gives
+    another independent stream per image (PTI's tuning draws)."""
     gens = []
     for i in indices:
-        state = np.random.SeedSequence([int(seed), int(i)]).generate_state(2, dtype=np.uint32)
+        key = [int(seed), int(i)] + ([int(stream)] if stream else [])
+        state = np.random.SeedSequence(key).generate_state(2, dtype=np.uint32)
         g = torch.Generator(device="cpu")
         g.manual_seed(int(state[0]) << 32 | int(state[1]))
         gens.append(g)
@@ -293,8 +318,13 @@ def invert(G, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(),
 
     `indices` [B] name the images for their randomness (default 0..B-1): give global row
     numbers so that the result of an image does not depend on the batch it is in.
-    `w_std` skips the estimate from mapped z (pass it when inverting many batches)."""
+    `w_std` skips the estimate from mapped z (pass it when inverting many batches).
+    Mode 'pti' runs gankit.pti.invert (its pivot comes back here)."""
     cfg.validate()
+    if cfg.mode == "pti":
+        from gankit import pti
+        return pti.invert(G, targets, cfg, feature_net, init_ws, indices, w_std,
+                          record_history, on_step)
     device = targets.device
     B = targets.shape[0]
     assert targets.ndim == 4 and targets.shape[1:] == (G.img_channels, G.img_resolution,
@@ -315,7 +345,9 @@ def invert(G, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(),
     noises = initial_noises(G, gens, device, cfg.mode) \
         if cfg.optimize_noise and cfg.mode != "encode" else None
     params = [w_opt] + ([n.requires_grad_(True) for n in noises] if noises else [])
-    opt = torch.optim.Adam(params, betas=tuple(cfg.betas), lr=cfg.lr)
+    groups = [{"params": [w_opt], "scale": 1.0}] + \
+        ([{"params": params[1:], "scale": cfg.noise_lr_scale}] if noises else [])
+    opt = torch.optim.Adam(groups, betas=tuple(cfg.betas), lr=cfg.lr)
     active = torch.ones(B, dtype=torch.bool, device=device)
     steps_run = torch.zeros(B, dtype=torch.int64)
     history = []
@@ -324,7 +356,7 @@ def invert(G, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(),
         if not bool(active.any()):
             break
         for g in opt.param_groups:
-            g["lr"] = learning_rate(cfg, step)
+            g["lr"] = learning_rate(cfg, step) * g["scale"]
         w_noise = per_image_randn(gens, tuple(w_opt.shape[1:]), device)  # [B, k, w_dim]
         w_noise = w_noise * w_noise_strength(cfg, step, est_std)
         images = synthesize(G, w_opt + w_noise, noises)                  # [B, 3, H, W]
@@ -354,10 +386,11 @@ def invert(G, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(),
 
 @torch.no_grad()
 def finish(G, cfg, w_opt, noises, targets, feature_net, target_features, steps,
-           history) -> InversionResult:
-    """Final render without w noise, and per-image metrics."""
+           history, images: Optional[torch.Tensor] = None) -> InversionResult:
+    """Final render without w noise (unless `images` are given), and per-image metrics."""
     noises = [n.detach() for n in noises] if noises else None
-    images = synthesize(G, w_opt, noises)
+    if images is None:
+        images = synthesize(G, w_opt, noises)
     rec, dist = reconstruction_loss(cfg, images, targets, feature_net, target_features) \
         if (cfg.mse_weight or feature_net is not None) else (pixel_mse(images, targets), None)
     return InversionResult(

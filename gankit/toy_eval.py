@@ -8,6 +8,7 @@ and compare with the renderer's counterfactual (the same faces with that factor 
   edit_mse / edit_feature         edited render vs counterfactual render
   recon_mse / recon_psnr          inversion error (reconstruction vs input)
   recon_feature                   feature distance reconstruction vs input (with a net)
+  pti_* / delta_bytes / tuned     mode 'pti': pivot, rank, steps, bytes per image
   examples                        the first faces of each column, for the report
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from gankit import toyfaces
 from gankit.editing import edit
 from gankit.images import from_uint8, to_uint8
 from gankit.inversion import invert, pixel_mse
+from gankit.pti import render
 
 
 def negatives(attribute: str, n: int, seed: int, value=None) -> tuple:
@@ -43,20 +45,21 @@ def eval_inversion(G, classifier, boundary, attribute: str, cfg, n: int = 16, se
     x = from_uint8(toyfaces.render(f, G.img_resolution))                   # [n, 3, R, R]
     x_cf = from_uint8(toyfaces.render(cf, G.img_resolution))
     init = None
-    if cfg.mode != "optimize":
+    pivot = cfg.pti_pivot if cfg.mode == "pti" else cfg.mode
+    if pivot != "optimize":
         if encoder is None:
-            raise ValueError(f"mode {cfg.mode!r} needs an encoder")
+            raise ValueError(f"mode {pivot!r} needs an encoder")
         with torch.no_grad():
             init = encoder(x)                                              # [n, num_ws, w_dim]
     inv = invert(G, x, cfg, feature_net=feature_net, init_ws=init)
     ws = edit(inv.ws, boundary, strength, "to_distance",
               layers=None if cfg.space == "w" else (0, G.num_ws))          # [n, num_ws, w_dim]
     with torch.no_grad():
-        x_edit = G.synthesis(ws, noise_mode="const", noises=inv.noises)
+        x_edit = render(G, ws, inv.deltas, noises=inv.noises)           # PTI: own changes
     truth = np.stack([toyfaces.labels(cf)[a] for a in names], axis=1)      # [n, A]
     return {"attribute": attribute, "faces": int(len(x)), "space": cfg.space,
-            "mode": cfg.mode, "steps": 0 if cfg.mode == "encode" else cfg.steps,
-            "strength": strength,
+            "mode": cfg.mode, "steps": 0 if pivot == "encode" else cfg.steps,
+            "strength": strength, **tuned_summary(cfg, inv),
             **label_scores(classifier, x_edit, x_cf, truth, names.index(attribute)),
             "edit_mse": float(pixel_mse(x_edit, x_cf).mean()),
             "edit_feature": feature_distance(feature_net, x_edit, x_cf),
@@ -64,6 +67,18 @@ def eval_inversion(G, classifier, boundary, attribute: str, cfg, n: int = 16, se
             "recon_feature": feature_distance(feature_net, inv.reconstruction, x),
             "examples": examples([("input", x), ("reconstruction", inv.reconstruction),
                                   ("edited", x_edit), ("counterfactual", x_cf)])}
+
+
+def tuned_summary(cfg, inv) -> dict:
+    """Mode 'pti': its pivot, rank, mean tuning steps and bytes per image."""
+    if inv.deltas is None:
+        return {}
+    return {"pti_pivot": cfg.pti_pivot, "pti_rank": cfg.pti_rank,
+            "pti_steps": float(inv.pti_steps.float().mean()),
+            "pivot_psnr": float(inv.pivot_psnr.mean()),
+            "delta_bytes": inv.deltas.layout.nbytes,
+            "tuned": f"rank {cfg.pti_rank or 'full'}, {cfg.pti_pivot} pivot, "
+                     f"{inv.deltas.layout.nbytes / 1e3:,.1f} kB"}
 
 
 @torch.no_grad()
