@@ -162,7 +162,7 @@ class Deltas:
     @classmethod
     def from_flat(cls, layout: DeltaLayout, flat, device="cpu") -> "Deltas":
         """float16 or float32 [B, layout.size] -> Deltas (float32 on `device`)."""
-        flat = torch.as_tensor(np.asarray(flat)).to(device, torch.float32)
+        flat = torch.from_numpy(np.array(flat, dtype=np.float32)).to(device)
         if flat.ndim != 2 or flat.shape[1] != layout.size:
             raise ValueError(f"a PTI change must be [B, {layout.size}] values, got "
                              f"{list(flat.shape)}")
