@@ -263,8 +263,7 @@ def pti_fields(cfg: InvertConfig, G) -> list:
     pivot = {"mode": cfg.pti_pivot, "space": cfg.space,
              "steps": 0 if cfg.pti_pivot == "encode" else cfg.steps}
     field = pti.delta_field(pti.delta_layout(G, cfg.pti_rank))
-    field = field.with_metadata(dict(field.metadata, **{
-        pti.PIVOT_KEY: json.dumps(pivot).encode()}))
+    field = field.with_metadata({**field.metadata, pti.PIVOT_KEY: json.dumps(pivot).encode()})
     return [field, pa.field(pti.PTI_STEPS_COLUMN, pa.int32()),
             pa.field(pti.PIVOT_PSNR_COLUMN, pa.float32())]
 

@@ -267,7 +267,7 @@ def run_pti(images, out, *extra) -> int:
     from test_jobs_invert import run
     return run(images, out, "--mode", "pti", "--pti-pivot", "hybrid", "--pti-steps", "6",
                "--pti-rank", "1", "--pti-lr", "3e-3", "--pti-stop", "0", "--keep-target",
-               *extra)
+               "--perceptual-weight", "1e-3", *extra)
 
 
 def decode(cell: dict) -> np.ndarray:
@@ -292,7 +292,7 @@ def test_invert_pti_then_edit_interpolate_and_resume(ray_cluster, tmp_path):
     assert layout.rank == 1 and json.loads(field.metadata[pti.PIVOT_KEY]) == {
         "mode": "hybrid", "space": "w", "steps": 4}
     assert (np.asarray(t.column("pti_steps").to_pylist()) == 6).all()
-    assert (np.asarray(t.column("psnr")) > np.asarray(t.column("pivot_psnr"))).all()
+    assert np.mean(t.column("psnr")) > np.mean(t.column("pivot_psnr"))    # tuning helps
     assert "noise" not in t.schema.names
 
     # edit: strength 0 renders each row through its own change = its reconstruction
