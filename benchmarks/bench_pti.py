@@ -12,11 +12,13 @@ needs to render its reconstruction: latent and noise maps in float32, PTI's chan
 float16).
 
 Methods: optimize in W and W+ (NVIDIA's schedule from w_avg, 1000 steps; W+ is the
-reference item 5 of issue #25 measures the hybrid against), the hybrid (toy encoder + K
-steps in W+) at 100 and 400 steps, and PTI on a hybrid pivot in W at ranks 1, 2, 4 and 16
-(batched) and in full (batch 1, as PTI's own code). Loss as `gankit eval-inversion`: pixel
-MSE + 1e-3 x toy feature distance; PTI tunes with the same loss, no early stop (the toy
-features are not LPIPS: PTI's 0.06 would stop after a few steps).
+reference the hybrid is measured against), the hybrid (toy encoder + K steps in W+) with
+NVIDIA's schedule at 100 steps (the hybrid before) and its 'fast' schedule at 100 and 400
+steps, and PTI (350 steps, lr 3e-4: PTI's) on the fast hybrid-100 pivot in W+ at ranks 1,
+2, 4 and 16 (batched) and in full (batch 1, as PTI's own code), and at the default rank on
+a W pivot (PTI's choice, for editing). Loss as `gankit eval-inversion`: pixel MSE + 1e-3 x
+toy feature distance; PTI tunes with the same loss, no early stop (the toy features are not
+LPIPS: PTI's 0.06 would stop after a few steps).
 
     flock /tmp/gankit-heavy.lock python benchmarks/bench_pti.py --n 8 --threads 2
 """
@@ -32,7 +34,7 @@ import torch
 
 from bench_hybrid import fit_w_boundary
 from gankit import zoo
-from gankit.inversion import InversionConfig
+from gankit.inversion import InversionConfig, w_stats
 from gankit.perceptual import load_feature_net
 from gankit.toy_eval import eval_inversion
 
@@ -40,17 +42,21 @@ from gankit.toy_eval import eval_inversion
 def methods(args) -> list:
     """[(name, InversionConfig, batch or None)], in table order."""
     base = dict(perceptual_weight=1e-3)
-    pti = dict(base, mode="pti", space="w", pti_pivot="hybrid", steps=args.pivot_steps,
+    pti = dict(base, mode="pti", space="wp", pti_pivot="hybrid", steps=args.pivot_steps,
                pti_steps=args.pti_steps, pti_stop=0.0)
     if args.pti_lr is not None:
         pti["pti_lr"] = args.pti_lr
+    rank = InversionConfig.pti_rank
     rows = [("optimize W", InversionConfig(space="w", steps=args.ref_steps, **base), None),
             ("optimize W+ (reference)", InversionConfig(space="wp", steps=args.ref_steps,
-                                                        **base), None)]
+                                                        **base), None),
+            ("hybrid-100, nvidia schedule", InversionConfig(
+                space="wp", mode="hybrid", steps=100, hybrid_schedule="nvidia", **base), None)]
     rows += [(f"hybrid-{k}", InversionConfig(space="wp", mode="hybrid", steps=k, **base), None)
              for k in args.hybrid_steps]
     rows += [(f"PTI rank {r}", InversionConfig(pti_rank=r, **pti), None) for r in args.ranks]
-    rows += [("PTI full (batch 1)", InversionConfig(pti_rank=0, **pti), 1)]
+    rows += [("PTI full (batch 1)", InversionConfig(pti_rank=0, **pti), 1),
+             (f"PTI rank {rank}, W pivot", InversionConfig(**dict(pti, space="w")), None)]
     return rows
 
 
@@ -70,7 +76,7 @@ def main() -> None:
     p.add_argument("--attribute", default="eyeglasses")
     p.add_argument("--ref-steps", type=int, default=1000, help="optimize W / W+ steps")
     p.add_argument("--hybrid-steps", type=int, nargs="+", default=[100, 400])
-    p.add_argument("--pivot-steps", type=int, default=100, help="PTI's hybrid pivot, in W")
+    p.add_argument("--pivot-steps", type=int, default=100, help="PTI's hybrid pivot steps")
     p.add_argument("--pti-steps", type=int, default=InversionConfig.pti_steps)
     p.add_argument("--pti-lr", type=float, default=None, help="default: InversionConfig's")
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4, 16])
@@ -83,10 +89,11 @@ def main() -> None:
     G, C = zoo.load_generator("toy").eval(), zoo.load_classifier("toy").eval()
     E, net = zoo.load_encoder("toy"), load_feature_net("toy")
     b = fit_w_boundary(G, C, args.attribute, args.fit_samples, seed=1)
+    w_std = w_stats(G)[1]                 # once, as a job's actor does
     rows = []
     for name, cfg, batch in methods(args):
         fig = eval_inversion(G, C, b, args.attribute, cfg, n=args.n, seed=0, feature_net=net,
-                             encoder=E, batch=batch)
+                             encoder=E, batch=batch, w_std=w_std)
         fig.pop("examples")
         rows.append(dict(fig, name=name, bytes=bytes_per_image(G, cfg, fig), batch=batch))
         print(f"  {name}: {fig['seconds']:.1f} s, {fig['recon_psnr']:.2f} dB", flush=True)
@@ -97,27 +104,28 @@ def main() -> None:
 
 
 def report(args, rows: list, boundary, total: float) -> None:
-    ref = next(r for r in rows if r["name"] == "hybrid-100")
+    ref = next(r for r in rows if r["name"] == f"hybrid-{args.hybrid_steps[0]}")
     print(f"\ntoy model (32x32), {args.n} renders negative for {args.attribute}, toy feature "
-          f"net (loss MSE + 1e-3 x feature), PTI pivot: hybrid-{args.pivot_steps} in W, "
+          f"net (loss MSE + 1e-3 x feature), PTI pivot: hybrid-{args.pivot_steps} in W+, "
           f"{args.pti_steps} tuning steps, device={platform.processor() or 'cpu'}, "
           f"threads={args.threads}, cpus={os.cpu_count()}, total {total:.0f} s; W boundary "
           f"val acc {boundary.metrics.get('val_accuracy', float('nan')):.3f}\n")
     print("| method | recon PSNR (dB) | recon feature | flip rate | others kept | edit MSE vs "
-          "cf | edit feature vs cf | s / image | time vs hybrid-100 | bytes / image |")
+          f"cf | edit feature vs cf | s / image | time vs {ref['name']} | bytes / image |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         per = r["seconds"] / r["faces"]
         print(f"| {r['name']} | {r['recon_psnr']:.2f} | {r['recon_feature']:.3g} | "
               f"{r['flip_rate']:.2f} | {r['others_kept']:.2f} | {r['edit_mse']:.4f} | "
-              f"{r['edit_feature']:.1f} | {per:.2f} | {r['seconds'] / ref['seconds']:.2f}x | "
+              f"{r['edit_feature']:.1f} | {per:.3f} | {r['seconds'] / ref['seconds']:.2f}x | "
               f"{r['bytes']:,} |")
     print(f"\ncounterfactual ceiling: flip rate {rows[0]['cf_flip_rate']:.2f}, others kept "
           f"{rows[0]['cf_others_kept']:.2f}")
-    default = next((r for r in rows if r.get("pti_rank") == InversionConfig.pti_rank), None)
+    default = next((r for r in rows if r["name"] == f"PTI rank {InversionConfig.pti_rank}"),
+                   None)
     if default:
         print(f"PTI at the default rank {default['pti_rank']}: "
-              f"{default['recon_psnr'] - ref['recon_psnr']:+.2f} dB over hybrid-100 "
+              f"{default['recon_psnr'] - ref['recon_psnr']:+.2f} dB over {ref['name']} "
               f"(goal >= +5), {default['seconds'] / ref['seconds']:.2f}x its time (goal <= "
               f"4x), edit MSE vs cf {default['edit_mse']:.4f} vs {ref['edit_mse']:.4f}, others "
               f"kept {default['others_kept']:.2f} vs {ref['others_kept']:.2f}")

@@ -40,9 +40,10 @@ def negatives(attribute: str, n: int, seed: int, value=None) -> tuple:
 
 def eval_inversion(G, classifier, boundary, attribute: str, cfg, n: int = 16, seed: int = 0,
                    strength: float = 3.0, feature_net=None, value=None, encoder=None,
-                   batch: Optional[int] = None) -> dict:
+                   batch: Optional[int] = None, w_std: Optional[float] = None) -> dict:
     """Invert the faces (gankit.inversion config `cfg`; `encoder` gives the initial w+ of
-    modes 'encode' / 'hybrid'), `batch` at a time (default: all), move each latent to
+    modes 'encode' / 'hybrid'), `batch` at a time (default: all; `w_std` skips its
+    estimate in each), move each latent to
     signed distance `strength` of `boundary` and score the edit against the counterfactual
     (keys: the module's docstring)."""
     names = list(classifier.attribute_names)
@@ -59,7 +60,7 @@ def eval_inversion(G, classifier, boundary, attribute: str, cfg, n: int = 16, se
         with torch.no_grad():
             init = encoder(x)                                              # [n, num_ws, w_dim]
     t0 = time.perf_counter()
-    inv = invert_in_batches(G, x, cfg, feature_net, init, batch or len(x))
+    inv = invert_in_batches(G, x, cfg, feature_net, init, batch or len(x), w_std)
     seconds = time.perf_counter() - t0
     ws = edit(inv.ws, boundary, strength, "to_distance",
               layers=None if cfg.space == "w" else (0, G.num_ws))          # [n, num_ws, w_dim]
@@ -78,13 +79,13 @@ def eval_inversion(G, classifier, boundary, attribute: str, cfg, n: int = 16, se
                                   ("edited", x_edit), ("counterfactual", x_cf)])}
 
 
-def invert_in_batches(G, x, cfg, feature_net, init, batch: int):
+def invert_in_batches(G, x, cfg, feature_net, init, batch: int, w_std=None):
     """gankit.inversion.invert of x [n, ...] in batches of `batch` (image i keeps index i),
     as one InversionResult."""
     from gankit.pti import Deltas
     parts = [invert(G, x[s:s + batch], cfg, feature_net=feature_net,
                     init_ws=None if init is None else init[s:s + batch],
-                    indices=range(s, min(s + batch, len(x))))
+                    indices=range(s, min(s + batch, len(x))), w_std=w_std)
              for s in range(0, len(x), batch)]
     if len(parts) == 1:
         return parts[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gankit.inversion import MODES, PIVOTS
+from gankit.inversion import HYBRID_SCHEDULES, MODES, PIVOTS
 from gankit.inversion import InversionConfig as Inversion
 from jobs import config
 
@@ -44,6 +44,9 @@ def register_eval(subparsers) -> None:
     p.add_argument("--mse-weight", type=float, default=1.0, help="pixel MSE weight")
     p.add_argument("--perceptual-weight", type=float, default=1e-3,
                    help="toy features' squared distances are O(100): 1e-3 balances the MSE")
+    p.add_argument("--hybrid-schedule", default=Inversion.hybrid_schedule,
+                   choices=HYBRID_SCHEDULES, help="mode hybrid: fast (Adamax, its own ramps) "
+                   "or nvidia (the optimize mode's Adam schedule)")
     p.add_argument("--pti-pivot", default=Inversion.pti_pivot, choices=PIVOTS,
                    help="mode pti: the pivot's mode")
     p.add_argument("--pti-rank", type=int, default=Inversion.pti_rank,
@@ -66,7 +69,8 @@ def cmd_eval(args) -> None:
     cfg = InversionConfig(space=args.space, mode=args.mode, steps=args.steps,
                           mse_weight=args.mse_weight, perceptual_weight=args.perceptual_weight,
                           pti_pivot=args.pti_pivot, pti_rank=args.pti_rank,
-                          pti_steps=args.pti_steps, pti_lr=args.pti_lr, pti_stop=args.pti_stop)
+                          pti_steps=args.pti_steps, pti_lr=args.pti_lr, pti_stop=args.pti_stop,
+                          hybrid_schedule=args.hybrid_schedule)
     cfg.validate()
     G = zoo.load_generator("toy").eval()
     pivot = args.pti_pivot if args.mode == "pti" else args.mode

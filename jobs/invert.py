@@ -52,7 +52,7 @@ import pyarrow as pa
 
 from gankit.data import latent_column
 from gankit.identity import IDENTITY_COLUMNS, identity_scores, load_measure
-from gankit.inversion import LOSSES, MODES, PIVOTS
+from gankit.inversion import HYBRID_SCHEDULES, LOSSES, MODES, PIVOTS
 from gankit.inversion import InversionConfig as Inversion
 from jobs import config, options, progress, runtime, storage
 from jobs.config import option, public_config, require
@@ -107,6 +107,12 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
     noise_reg_weight: float = option(Inversion.noise_reg_weight,
                                      "noise autocorrelation penalty (NVIDIA's)")
     lr: float = option(Inversion.lr, "Adam's initial learning rate")
+    hybrid_schedule: str = option(Inversion.hybrid_schedule, "mode hybrid: fast (Adamax at "
+                                  "--hybrid-lr, its own ramps: 1000-step quality in about "
+                                  "100 steps) or nvidia (Adam at --lr with NVIDIA's ramps, "
+                                  "as optimize: hybrid outputs written before resume with "
+                                  "it)", choices=HYBRID_SCHEDULES)
+    hybrid_lr: float = option(Inversion.hybrid_lr, "the fast hybrid's peak learning rate")
     early_stop_loss: Optional[float] = option(None, "freeze an image once its loss is below "
                                                     "this")
     seed: int = option(Inversion.seed, "the image at row i draws from (seed, i)")
@@ -151,6 +157,7 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
         require(self.loss != "nvidia" or bool(self.feature_net), "feature_net",
                 "must be given with loss 'nvidia' (NVIDIA's LPIPS vgg16.pt)")
         require(self.lr > 0, "lr", f"must be > 0 (got {self.lr})")
+        require(self.hybrid_lr > 0, "hybrid_lr", f"must be > 0 (got {self.hybrid_lr})")
         require(self.max_aspect >= 1, "max_aspect", f"must be >= 1 (got {self.max_aspect})")
         require(self.class_index is None or self.class_index >= 0, "class",
                 f"must be a class index >= 0 (got {self.class_index})")
@@ -183,6 +190,8 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
             ident["class"] = self.class_index
         if self.mode == "pti":
             ident.update({k: getattr(self, k) for k in PTI_KEYS})
+        if self.pivot_mode() == "hybrid" and self.hybrid_schedule != "nvidia":
+            ident.update(hybrid_schedule=self.hybrid_schedule, hybrid_lr=self.hybrid_lr)
         return dict(ident, **options.identity(self, precision))
 
     def pivot_mode(self) -> str:

@@ -359,3 +359,46 @@ def test_eval_inversion_pti(tmp_path):
     fig = json.loads((tmp_path / "e.json").read_text())
     assert fig["mode"] == "pti" and fig["pti_rank"] == 1 and fig["pti_steps"] == 5
     assert fig["delta_bytes"] > 0 and fig["recon_psnr"] > fig["pivot_psnr"]
+
+
+# ----------------------------------------------------------------------------------------
+# The hybrid's 'fast' schedule, and the outputs written before it
+
+
+def test_the_fast_schedule_is_the_hybrids_only():
+    from gankit.inversion import FAST_SCHEDULE, optimizer, scheduled
+    fast = scheduled(InversionConfig(mode="hybrid"))
+    assert fast.lr == InversionConfig.hybrid_lr and fast.betas == FAST_SCHEDULE["betas"]
+    p = [torch.zeros(1, requires_grad=True)]
+    assert isinstance(optimizer(fast, p), torch.optim.Adamax)
+    for cfg in (InversionConfig(mode="hybrid", hybrid_schedule="nvidia"), InversionConfig()):
+        assert scheduled(cfg) is cfg and type(optimizer(cfg, p)) is torch.optim.Adam
+
+
+def test_the_fast_hybrid_changes_the_outputs(G, targets):
+    from gankit.inversion import learning_rate
+    init = G.mapping(torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(2)))
+    cfg = dict(mode="hybrid", space="wp", steps=10, w_avg_samples=500)
+    fast = invert(G, targets, InversionConfig(**cfg), init_ws=init)
+    old = invert(G, targets, InversionConfig(hybrid_schedule="nvidia", **cfg), init_ws=init)
+    assert (fast.ws - old.ws).abs().max() > 1e-3
+    # 'nvidia' is the optimize mode's schedule: NVIDIA's lr at step 0 is 0 (ramp-up)
+    assert learning_rate(InversionConfig(**cfg), 0) == 0.0
+
+
+def test_hybrid_outputs_written_before_resume_with_nvidia_or_are_refused(tmp_path):
+    """The job's identity: the fast schedule adds its keys; 'nvidia' (the hybrid's schedule
+    before) adds none, so a hybrid output written before resumes with it, and without it
+    is refused in one sentence naming the option."""
+    from jobs import storage
+    from jobs.invert import InvertConfig
+    from jobs.storage.manifest import MANIFEST, check_identity
+    cfg = dict(images="in", out="out", mode="hybrid", space="wp")
+    old = InvertConfig(**cfg, hybrid_schedule="nvidia").identity("fp32")
+    assert "hybrid_schedule" not in old and "hybrid_lr" not in old
+    assert "hybrid_schedule" not in InvertConfig(images="in", out="o").identity("fp32")
+    store = storage.open_store(str(tmp_path / "o"), None, create=True)
+    store.write_json(MANIFEST, {"job": "invert", "identity": old, "parts": [{"index": 0}]})
+    assert check_identity(store, "invert", old) is not None       # resumes
+    with pytest.raises(ValueError, match="hybrid_schedule"):
+        check_identity(store, "invert", InvertConfig(**cfg).identity("fp32"))
