@@ -55,8 +55,11 @@ def methods(args) -> list:
     rows += [(f"hybrid-{k}", InversionConfig(space="wp", mode="hybrid", steps=k, **base), None)
              for k in args.hybrid_steps]
     rows += [(f"PTI rank {r}", InversionConfig(pti_rank=r, **pti), None) for r in args.ranks]
-    rows += [("PTI full (batch 1)", InversionConfig(pti_rank=0, **pti), 1),
-             (f"PTI rank {rank}, W pivot", InversionConfig(**dict(pti, space="w")), None)]
+    rows += [(f"PTI rank {rank}, stop at {stop:g}", InversionConfig(**dict(pti, pti_stop=stop)),
+              None) for stop in args.stops]
+    if args.full:
+        rows.append(("PTI full (batch 1)", InversionConfig(pti_rank=0, **pti), 1))
+    rows.append((f"PTI rank {rank}, W pivot", InversionConfig(**dict(pti, space="w")), None))
     return rows
 
 
@@ -80,6 +83,10 @@ def main() -> None:
     p.add_argument("--pti-steps", type=int, default=InversionConfig.pti_steps)
     p.add_argument("--pti-lr", type=float, default=None, help="default: InversionConfig's")
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4, 16])
+    p.add_argument("--stops", type=float, nargs="*", default=[],
+                   help="also PTI at the default rank with these early stops (feature distance)")
+    p.add_argument("--full", action=argparse.BooleanOptionalAction, default=True,
+                   help="PTI's full tuning at batch 1")
     p.add_argument("--fit-samples", type=int, default=4000)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=None, help="also write the figures here")

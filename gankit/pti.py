@@ -282,7 +282,8 @@ def tune(G, targets: torch.Tensor, ws: torch.Tensor, cfg, feature_net=None,
 
     targets [B, 3, H, W] in [-1, 1], ws [B, num_ws, w_dim] the pivots (fixed). `cfg`: a
     gankit.inversion.InversionConfig (its pti_* fields and loss weights). Image k stops when
-    its feature distance is at or below pti_stop (PTI's LPIPS threshold), before the step."""
+    its feature distance is at or below pti_stop (PTI's LPIPS threshold), before the step;
+    from then on the batch's forward leaves it out."""
     from gankit.inversion import REPORT_EVERY, image_generators, reconstruction_loss
     B, device = targets.shape[0], targets.device
     indices = list(range(B)) if indices is None else [int(i) for i in indices]
@@ -301,31 +302,45 @@ def tune(G, targets: torch.Tensor, ws: torch.Tensor, cfg, feature_net=None,
     steps_run = torch.zeros(B, dtype=torch.int64)
     history = []
     for step in range(cfg.pti_steps):
-        images = render(G, ws, deltas)                                   # [B, 3, H, W]
-        rec, dist = reconstruction_loss(cfg, images, targets, feature_net, target_features)
+        rows = active.nonzero()[:, 0]                # the images still tuning: only they run
+        sub = deltas if len(rows) == B else deltas.take(rows)
+        images = render(G, ws[rows], sub)                                # [b, 3, H, W]
+        rec, dist = reconstruction_loss(cfg, images, targets[rows], feature_net,
+                                        None if target_features is None else target_features[rows])
         if record_history:
-            history.append(rec.detach().cpu())
+            history.append(torch.full([B], float("nan")).index_put_((rows.cpu(),),
+                                                                    rec.detach().cpu()))
         if on_step is not None and (step % REPORT_EVERY == 0 or step == cfg.pti_steps - 1):
             on_step(step + 1, cfg.pti_steps, float(rec.detach().mean()))
+        go = torch.ones_like(rec, dtype=torch.bool)
         if cfg.pti_stop > 0 and dist is not None:           # PTI: stop before the step
-            active &= dist.detach() > cfg.pti_stop
+            go = dist.detach() > cfg.pti_stop
+            active[rows] = go
         if not bool(active.any()):
             break
         loss = rec
         if cfg.pti_locality > 0:
-            loss = loss + locality_loss(G, cfg, ws, deltas, gens, feature_net)
+            loss = loss + locality_loss(G, cfg, ws[rows], sub, [gens[i] for i in rows.tolist()],
+                                        feature_net)
         steps_run += active.cpu().long()
         opt.zero_grad(set_to_none=True)
-        loss.sum().backward()                 # SUM: each image's own gradient, unscaled
-        frozen = [p.detach()[~active].clone() for p in params] if not bool(active.all()) else None
-        opt.step()
-        if frozen is not None:
-            with torch.no_grad():
-                for p, keep in zip(params, frozen):
-                    p[~active] = keep
+        (loss * go).sum().backward()          # SUM: each image's own gradient, unscaled
+        masked_step(opt, params, active)
     for p in params:
         p.requires_grad_(False)
     return TuneResult(deltas.rounded(), steps_run, history)
+
+
+def masked_step(opt: torch.optim.Optimizer, params: list, active: torch.Tensor) -> None:
+    """opt.step() for the active images ([B] bool) only: the others keep their values."""
+    if bool(active.all()):
+        opt.step()
+        return
+    frozen = [p.detach()[~active].clone() for p in params]
+    opt.step()
+    with torch.no_grad():
+        for p, keep in zip(params, frozen):
+            p[~active] = keep
 
 
 def invert(G, targets: torch.Tensor, cfg, feature_net=None,

@@ -143,6 +143,13 @@ def test_early_stop_per_image(G, targets):
     early = start.perceptual <= stop
     assert early.any() and (~early).any()
     assert (res.pti_steps[early] == 0).all() and (res.pti_steps[~early] > 0).all()
+    # the stopped images leave the batch's forward: a tuning image's result is its own
+    k = int((~early).nonzero()[0])
+    alone = invert(G, targets[k:k + 1], pti_cfg(mse_weight=0.0, pti_stop=stop),
+                   feature_net=net, indices=[k])
+    assert alone.pti_steps[0] == res.pti_steps[k]
+    assert all(torch.allclose(a, b, atol=FP16_STEP, rtol=0) for a, b in zip(
+        alone.deltas.tensors(), res.deltas.take([k]).tensors()))
 
 
 def test_locality_regulariser_keeps_the_pivots_neighbourhood(G, targets):
