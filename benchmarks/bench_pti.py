@@ -15,8 +15,8 @@ Methods: optimize in W and W+ (NVIDIA's schedule from w_avg, 1000 steps; W+ is t
 reference the hybrid is measured against), the hybrid (toy encoder + K steps in W+) with
 NVIDIA's schedule at 100 steps (the hybrid before) and its 'fast' schedule at 100 and 400
 steps, and PTI (350 steps, lr 3e-4: PTI's) on the fast hybrid-100 pivot in W+ at ranks 1,
-2, 4 and 16 (batched) and in full (batch 1, as PTI's own code), and at the default rank on
-a W pivot (PTI's choice, for editing). Loss as `gankit eval-inversion`: pixel MSE + 1e-3 x
+2, 4 and 16 (batched) and in full (batch 1, as PTI's own code), at the default rank with
+200 steps at lr 1e-3 (`--short`), and on a W pivot (PTI's choice, for editing). Loss as `gankit eval-inversion`: pixel MSE + 1e-3 x
 toy feature distance; PTI tunes with the same loss, no early stop (the toy features are not
 LPIPS: PTI's 0.06 would stop after a few steps).
 
@@ -55,6 +55,9 @@ def methods(args) -> list:
     rows += [(f"hybrid-{k}", InversionConfig(space="wp", mode="hybrid", steps=k, **base), None)
              for k in args.hybrid_steps]
     rows += [(f"PTI rank {r}", InversionConfig(pti_rank=r, **pti), None) for r in args.ranks]
+    rows += [(f"PTI rank {rank}, {int(args.short[0])} steps at lr {args.short[1]:g}",
+              InversionConfig(**dict(pti, pti_steps=int(args.short[0]), pti_lr=args.short[1])),
+              None)] if args.short else []
     rows += [(f"PTI rank {rank}, stop at {stop:g}", InversionConfig(**dict(pti, pti_stop=stop)),
               None) for stop in args.stops]
     if args.full:
@@ -83,6 +86,8 @@ def main() -> None:
     p.add_argument("--pti-steps", type=int, default=InversionConfig.pti_steps)
     p.add_argument("--pti-lr", type=float, default=None, help="default: InversionConfig's")
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4, 16])
+    p.add_argument("--short", type=float, nargs=2, default=[200, 1e-3], metavar=("STEPS", "LR"),
+                   help="also PTI at the default rank with fewer steps at a larger lr")
     p.add_argument("--stops", type=float, nargs="*", default=[],
                    help="also PTI at the default rank with these early stops (feature distance)")
     p.add_argument("--full", action=argparse.BooleanOptionalAction, default=True,
