@@ -301,6 +301,8 @@ def test_invert_pti_then_edit_interpolate_and_resume(ray_cluster, tmp_path):
     assert (np.asarray(t.column("pti_steps").to_pylist()) == 6).all()
     assert np.mean(t.column("psnr")) > np.mean(t.column("pivot_psnr"))    # tuning helps
     assert "noise" not in t.schema.names
+    errors = storage.read_table(str(out / "_errors"))          # bad inputs, as every stage
+    assert set(errors.column("id").to_pylist()) == {"corrupt", "strip"}
 
     # edit: strength 0 renders each row through its own change = its reconstruction
     normal = np.random.default_rng(0).normal(size=128).astype(np.float32)
@@ -366,6 +368,9 @@ def test_eval_inversion_pti(tmp_path):
     fig = json.loads((tmp_path / "e.json").read_text())
     assert fig["mode"] == "pti" and fig["pti_rank"] == 1 and fig["pti_steps"] == 5
     assert fig["delta_bytes"] > 0 and fig["recon_psnr"] > fig["pivot_psnr"]
+    from gankit.report import _inversion_section            # the report's inversion rows
+    html = _inversion_section({"inversion": [fig]}, {})
+    assert "PTI change" in html and fig["tuned"] in html
 
 
 # ----------------------------------------------------------------------------------------
