@@ -74,7 +74,7 @@ def fit_w_boundary(G, C, attribute: str, n: int, seed: int):
 
 
 def edits_per_mode(G, C, E, net, boundary, attribute: str, n: int, steps: int, k: int) -> list:
-    from jobs.cmd_invert import eval_inversion
+    from gankit.toy_eval import eval_inversion
     modes = [("optimize", "w", steps), ("optimize", "wp", steps), ("encode", "wp", 0),
              ("hybrid", "wp", k)]
     out = []

@@ -16,9 +16,10 @@ reference the hybrid is measured against), the hybrid (toy encoder + K steps in 
 NVIDIA's schedule at 100 steps (the hybrid before) and its 'fast' schedule at 100 and 400
 steps, and PTI (350 steps, lr 3e-4: PTI's) on the fast hybrid-100 pivot in W+ at ranks 1,
 2, 4 and 16 (batched) and in full (batch 1, as PTI's own code), at the default rank with
-200 steps at lr 1e-3 (`--short`), and on a W pivot (PTI's choice, for editing). Loss as `gankit eval-inversion`: pixel MSE + 1e-3 x
-toy feature distance; PTI tunes with the same loss, no early stop (the toy features are not
-LPIPS: PTI's 0.06 would stop after a few steps).
+200 steps at lr 1e-3 (`--short`), and on a W pivot (PTI's choice, for editing). Loss as
+`gankit eval-inversion`: pixel MSE + 1e-3 x toy feature distance; PTI tunes with the same
+loss, no early stop (the toy features are not LPIPS: PTI's 0.06 would stop after a few
+steps). About 5 minutes on 2 CPU cores at --n 8 (BENCHMARKS.md).
 
     flock /tmp/gankit-heavy.lock python benchmarks/bench_pti.py --n 8 --threads 2
 """

@@ -29,8 +29,9 @@ the encoder's output and G's const noise maps and refines them for `steps` (K) s
 K = 0 reproduces 'encode' exactly; the hybrid adds no w noise (see w_noise_strength), and
 runs its own schedule (`hybrid_schedule` 'fast': Adamax at `hybrid_lr`, FAST_SCHEDULE's
 ramps and betas, which reaches in 100 steps what NVIDIA's schedule needs 200-400 for;
-'nvidia': the optimize mode's Adam schedule, the hybrid's before). In space 'w' the hybrid starts from the mean of the
-encoder's w+ over layers; 'encode' needs space 'wp' (an encoder's w+ is not a W latent).
+'nvidia': the optimize mode's Adam schedule, the hybrid's before). In space 'w' the hybrid
+starts from the mean of the encoder's w+ over layers; 'encode' needs space 'wp' (an
+encoder's w+ is not a W latent).
 'pti' is Pivotal Tuning (gankit.pti): a pivot by mode `pti_pivot`, then a low-rank change
 of the synthesis network tuned per image, so its result carries `deltas` beside the pivot.
 """
