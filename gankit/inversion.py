@@ -28,7 +28,8 @@ Modes: 'optimize' starts at w_avg (NVIDIA); 'encode' returns an encoder's output
 the encoder's output and G's const noise maps and refines them for `steps` (K) steps, so
 K = 0 reproduces 'encode' exactly; the hybrid adds no w noise (see w_noise_strength), and
 runs its own schedule (`hybrid_schedule` 'fast': Adamax at `hybrid_lr`, FAST_SCHEDULE's
-ramps and betas, which reaches in 100 steps what NVIDIA's schedule needs 200-400 for;
+ramps and betas, at the 1000-step optimisation's quality in 100-200 steps on the toy
+world, where NVIDIA's schedule needs 200-400;
 'nvidia': the optimize mode's Adam schedule, the hybrid's before). In space 'w' the hybrid
 starts from the mean of the encoder's w+ over layers; 'encode' needs space 'wp' (an
 encoder's w+ is not a W latent).

@@ -108,8 +108,8 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
                                      "noise autocorrelation penalty (NVIDIA's)")
     lr: float = option(Inversion.lr, "Adam's initial learning rate")
     hybrid_schedule: str = option(Inversion.hybrid_schedule, "mode hybrid: fast (Adamax at "
-                                  "--hybrid-lr, its own ramps: 1000-step quality in about "
-                                  "100 steps) or nvidia (Adam at --lr with NVIDIA's ramps, "
+                                  "--hybrid-lr, its own ramps: 1000-step quality in 100-200 "
+                                  "steps) or nvidia (Adam at --lr with NVIDIA's ramps, "
                                   "as optimize: hybrid outputs written before resume with "
                                   "it)", choices=HYBRID_SCHEDULES)
     hybrid_lr: float = option(Inversion.hybrid_lr, "the fast hybrid's peak learning rate")
