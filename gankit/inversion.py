@@ -52,7 +52,7 @@ PIVOTS = ("optimize", "encode", "hybrid")   # the pivot modes of 'pti'
 HYBRID_SCHEDULES = ("fast", "nvidia")
 # The hybrid's 'fast' schedule: Adamax (Adam with the infinity norm), lr ramped up over 20%
 # of the steps and down (cosine) over the last 50%, betas 0.8 / 0.95: measured on the toy
-# world from the encoder's start (BENCHMARKS.md, "Hybrid in fewer steps").
+# world from the encoder's start (BENCHMARKS.md, "... the hybrid in fewer steps").
 FAST_SCHEDULE = {"lr_rampup": 0.2, "lr_rampdown": 0.5, "betas": (0.8, 0.95)}
 REPORT_EVERY = 25             # steps between on_step calls (each waits for the device)
 LOSSES = ("mse+perceptual", "nvidia")
@@ -73,7 +73,6 @@ class InversionConfig:
     w_avg_samples: int = 10_000        # mapped z used to estimate w_std
     optimize_noise: bool = True        # optimise per-image noise maps (else G's const noise)
     noise_reg_weight: float = 1e5      # weight of the noise autocorrelation penalty
-    noise_lr_scale: float = 1.0        # the noise maps' learning rate, in units of lr
     loss: str = "mse+perceptual"       # or 'nvidia': perceptual only, from sampled w mean
     mse_weight: float = 1.0            # weight of the pixel MSE ('nvidia' ignores it)
     perceptual_weight: float = 1.0     # weight of the feature-net distance (needs a net)
@@ -154,10 +153,10 @@ def scheduled(cfg: InversionConfig) -> InversionConfig:
     return replace(cfg, lr=cfg.hybrid_lr, **FAST_SCHEDULE)
 
 
-def optimizer(cfg: InversionConfig, groups: list) -> torch.optim.Optimizer:
+def optimizer(cfg: InversionConfig, params: list) -> torch.optim.Optimizer:
     """Adam (NVIDIA's), or Adamax for a 'fast' hybrid; cfg as `scheduled` gives it."""
     kind = torch.optim.Adamax if fast_hybrid(cfg) else torch.optim.Adam
-    return kind(groups, betas=tuple(cfg.betas), lr=cfg.lr)
+    return kind(params, betas=tuple(cfg.betas), lr=cfg.lr)
 
 
 def learning_rate(cfg: InversionConfig, step: int) -> float:
@@ -381,9 +380,7 @@ def invert(G, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(),
     noises = initial_noises(G, gens, device, cfg.mode) \
         if cfg.optimize_noise and cfg.mode != "encode" else None
     params = [w_opt] + ([n.requires_grad_(True) for n in noises] if noises else [])
-    groups = [{"params": [w_opt], "scale": 1.0}] + \
-        ([{"params": params[1:], "scale": cfg.noise_lr_scale}] if noises else [])
-    opt = optimizer(cfg, groups)
+    opt = optimizer(cfg, params)
     active = torch.ones(B, dtype=torch.bool, device=device)
     steps_run = torch.zeros(B, dtype=torch.int64)
     history = []
@@ -392,7 +389,7 @@ def invert(G, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(),
         if not bool(active.any()):
             break
         for g in opt.param_groups:
-            g["lr"] = learning_rate(cfg, step) * g["scale"]
+            g["lr"] = learning_rate(cfg, step)
         w_noise = per_image_randn(gens, tuple(w_opt.shape[1:]), device)  # [B, k, w_dim]
         w_noise = w_noise * w_noise_strength(cfg, step, est_std)
         images = synthesize(G, w_opt + w_noise, noises)                  # [B, 3, H, W]
