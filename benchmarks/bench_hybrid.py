@@ -2,7 +2,8 @@
 
 1. Steps to quality: NVIDIA-style optimisation in W+ for `--ref-steps` (1000) steps from w_avg
    is the reference; the hybrid (the toy encoder's w+ and G's const noise, refined for K
-   steps with its own K-step schedule) runs for each K of `--ks`; the table gives mean
+   steps with its own K-step schedule, `--hybrid-schedule` fast or nvidia) runs for each K
+   of `--ks`; the table gives mean
    PSNR / feature distance per K, and the smallest K that reaches the reference's mean PSNR
    and mean feature distance. K = 0 is the encoder alone ('encode').
 2. Counterfactual edits per mode (gankit eval-inversion's figures): optimize W, optimize W+,
@@ -30,9 +31,13 @@ from gankit.inversion import InversionConfig, invert, w_stats
 from gankit.perceptual import load_feature_net
 
 
+SCHEDULE = {"hybrid_schedule": "fast"}     # the hybrid's schedule (--hybrid-schedule)
+
+
 def run_mode(G, E, net, x, mode: str, space: str, steps: int, w_std: float) -> tuple:
     """(seconds, mean PSNR, mean feature distance) of one inversion of all images x."""
-    cfg = InversionConfig(space=space, mode=mode, steps=steps, perceptual_weight=1e-3)
+    cfg = InversionConfig(space=space, mode=mode, steps=steps, perceptual_weight=1e-3,
+                          **SCHEDULE)
     t0 = time.perf_counter()
     with torch.no_grad():
         init = E(x) if mode != "optimize" else None
@@ -69,14 +74,14 @@ def fit_w_boundary(G, C, attribute: str, n: int, seed: int):
 
 
 def edits_per_mode(G, C, E, net, boundary, attribute: str, n: int, steps: int, k: int) -> list:
-    from jobs.cmd_invert import eval_inversion
+    from gankit.toy_eval import eval_inversion
     modes = [("optimize", "w", steps), ("optimize", "wp", steps), ("encode", "wp", 0),
              ("hybrid", "wp", k)]
     out = []
     for mode, space, s in modes:
         t0 = time.perf_counter()
         fig = eval_inversion(G, C, boundary, attribute, InversionConfig(
-            space=space, mode=mode, steps=s, perceptual_weight=1e-3), n=n, seed=0,
+            space=space, mode=mode, steps=s, perceptual_weight=1e-3, **SCHEDULE), n=n, seed=0,
             feature_net=net, encoder=E)
         out.append(dict(fig, seconds=time.perf_counter() - t0))
     return out
@@ -92,8 +97,10 @@ def main() -> None:
     p.add_argument("--edit-k", type=int, default=50, help="hybrid steps in the edits")
     p.add_argument("--fit-samples", type=int, default=4000)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--hybrid-schedule", default="fast", choices=("fast", "nvidia"))
     p.add_argument("--json", default=None, help="also write the figures here")
     args = p.parse_args()
+    SCHEDULE["hybrid_schedule"] = args.hybrid_schedule
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     G, C = zoo.load_generator("toy").eval(), zoo.load_classifier("toy").eval()

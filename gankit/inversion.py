@@ -26,13 +26,20 @@ its vgg16.pt) from the mean of `w_avg_samples` mapped z drawn as its projector d
 Modes: 'optimize' starts at w_avg (NVIDIA); 'encode' returns an encoder's output as it is
 (`init_ws`, 0 steps, G's const noise: what the encoder was trained with); 'hybrid' starts at
 the encoder's output and G's const noise maps and refines them for `steps` (K) steps, so
-K = 0 reproduces 'encode' exactly; the hybrid adds no w noise (see w_noise_strength). In space 'w' the hybrid starts from the mean of the
-encoder's w+ over layers; 'encode' needs space 'wp' (an encoder's w+ is not a W latent).
+K = 0 reproduces 'encode' exactly; the hybrid adds no w noise (see w_noise_strength), and
+runs its own schedule (`hybrid_schedule` 'fast': Adamax at `hybrid_lr`, FAST_SCHEDULE's
+ramps and betas, at the 1000-step optimisation's quality in 100-200 steps on the toy
+world, where NVIDIA's schedule needs 200-400;
+'nvidia': the optimize mode's Adam schedule, the hybrid's before). In space 'w' the hybrid
+starts from the mean of the encoder's w+ over layers; 'encode' needs space 'wp' (an
+encoder's w+ is not a W latent).
+'pti' is Pivotal Tuning (gankit.pti): a pivot by mode `pti_pivot`, then a low-rank change
+of the synthesis network tuned per image, so its result carries `deltas` beside the pivot.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -40,7 +47,13 @@ import torch
 import torch.nn.functional as F
 
 SPACES = ("w", "wp")
-MODES = ("optimize", "encode", "hybrid")
+MODES = ("optimize", "encode", "hybrid", "pti")
+PIVOTS = ("optimize", "encode", "hybrid")   # the pivot modes of 'pti'
+HYBRID_SCHEDULES = ("fast", "nvidia")
+# The hybrid's 'fast' schedule: Adamax (Adam with the infinity norm), lr ramped up over 20%
+# of the steps and down (cosine) over the last 50%, betas 0.8 / 0.95: measured on the toy
+# world from the encoder's start (BENCHMARKS.md, "... the hybrid in fewer steps").
+FAST_SCHEDULE = {"lr_rampup": 0.2, "lr_rampdown": 0.5, "betas": (0.8, 0.95)}
 REPORT_EVERY = 25             # steps between on_step calls (each waits for the device)
 LOSSES = ("mse+perceptual", "nvidia")
 
@@ -64,7 +77,19 @@ class InversionConfig:
     mse_weight: float = 1.0            # weight of the pixel MSE ('nvidia' ignores it)
     perceptual_weight: float = 1.0     # weight of the feature-net distance (needs a net)
     early_stop_loss: Optional[float] = None  # freeze an image once its loss is below this
+    hybrid_schedule: str = "fast"      # mode hybrid: 'fast' (Adamax at hybrid_lr,
+                                       # FAST_SCHEDULE) or 'nvidia' (as optimize: Adam at lr)
+    hybrid_lr: float = 0.2             # the 'fast' schedule's peak learning rate
     seed: int = 0                      # image i's randomness comes from (seed, index_i)
+    # Pivotal Tuning (mode 'pti', gankit.pti); PTI's defaults where it has one
+    pti_pivot: str = "optimize"        # the pivot's mode: optimize (PTI's), encode, hybrid
+    pti_steps: int = 350               # tuning steps per image (PTI: 350)
+    pti_lr: float = 3e-4               # Adam's learning rate for the change (PTI: 3e-4)
+    pti_rank: int = 2                  # rank of each layer's change; 0 = full (PTI's own)
+    pti_stop: float = 0.06             # stop an image at this feature distance (PTI: LPIPS
+                                       # 0.06); 0 = run every step
+    pti_locality: float = 0.0          # locality regulariser weight (PTI: 0.1 when on)
+    pti_radius: float = 30.0           # its distance from the pivot in W (PTI's alpha)
 
     def validate(self) -> None:
         if self.space not in SPACES:
@@ -73,9 +98,21 @@ class InversionConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.mode == "encode" and self.space != "wp":
+        pivot = self.pti_pivot if self.mode == "pti" else self.mode
+        if pivot == "encode" and self.space != "wp":
             raise ValueError("mode 'encode' needs space 'wp': the encoder outputs W+ latents "
                              "(use 'hybrid' to start a W optimisation from their layer mean)")
+        if not self.hybrid_lr > 0:
+            raise ValueError(f"hybrid_lr must be > 0, got {self.hybrid_lr}")
+        if self.hybrid_schedule not in HYBRID_SCHEDULES:
+            raise ValueError(f"hybrid_schedule must be one of {HYBRID_SCHEDULES}, got "
+                             f"{self.hybrid_schedule!r}")
+        if self.pti_pivot not in PIVOTS:
+            raise ValueError(f"pti_pivot must be one of {PIVOTS}, got {self.pti_pivot!r}")
+        if min(self.pti_steps, self.pti_rank, self.pti_stop, self.pti_locality) < 0 \
+                or not self.pti_lr > 0:
+            raise ValueError("pti_steps, pti_rank, pti_stop and pti_locality must be >= 0, "
+                             "and pti_lr > 0")
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
         if not (0 < self.lr_rampup <= 1 and 0 < self.lr_rampdown <= 1):
@@ -96,10 +133,30 @@ class InversionResult:
     loss: torch.Tensor                 # [B] final reconstruction loss (mse + perceptual terms)
     steps: torch.Tensor                # [B] int64 steps run per image (early stop)
     history: list = field(default_factory=list)  # [steps] of [B] losses, per step
+    deltas: Optional[object] = None    # mode 'pti': gankit.pti.Deltas, each image's change
+    pti_steps: Optional[torch.Tensor] = None   # mode 'pti': [B] int64 tuning steps run
+    pivot_psnr: Optional[torch.Tensor] = None  # mode 'pti': [B] the pivot's PSNR
 
 
 # ----------------------------------------------------------------------------------------
 # Schedules and per-image randomness
+
+
+def fast_hybrid(cfg: InversionConfig) -> bool:
+    return cfg.mode == "hybrid" and cfg.hybrid_schedule == "fast"
+
+
+def scheduled(cfg: InversionConfig) -> InversionConfig:
+    """The config the steps run with: a 'fast' hybrid's lr, ramps and betas, else cfg."""
+    if not fast_hybrid(cfg):
+        return cfg
+    return replace(cfg, lr=cfg.hybrid_lr, **FAST_SCHEDULE)
+
+
+def optimizer(cfg: InversionConfig, params: list) -> torch.optim.Optimizer:
+    """Adam (NVIDIA's), or Adamax for a 'fast' hybrid; cfg as `scheduled` gives it."""
+    kind = torch.optim.Adamax if fast_hybrid(cfg) else torch.optim.Adam
+    return kind(params, betas=tuple(cfg.betas), lr=cfg.lr)
 
 
 def learning_rate(cfg: InversionConfig, step: int) -> float:
@@ -120,11 +177,13 @@ def w_noise_strength(cfg: InversionConfig, step: int, w_std: float) -> float:
     return w_std * cfg.w_noise_scale * max(0.0, 1.0 - t / cfg.w_noise_ramp) ** 2
 
 
-def image_generators(seed: int, indices: Sequence[int]) -> list:
-    """One torch.Generator per image, seeded by (seed, index) only."""
+def image_generators(seed: int, indices: Sequence[int], stream: int = 0) -> list:
+    """One torch.Generator per image, seeded by (seed, index) only; `stream` > 0 gives
+    another independent stream per image (PTI's tuning draws)."""
     gens = []
     for i in indices:
-        state = np.random.SeedSequence([int(seed), int(i)]).generate_state(2, dtype=np.uint32)
+        key = [int(seed), int(i)] + ([int(stream)] if stream else [])
+        state = np.random.SeedSequence(key).generate_state(2, dtype=np.uint32)
         g = torch.Generator(device="cpu")
         g.manual_seed(int(state[0]) << 32 | int(state[1]))
         gens.append(g)
@@ -293,8 +352,14 @@ def invert(G, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(),
 
     `indices` [B] name the images for their randomness (default 0..B-1): give global row
     numbers so that the result of an image does not depend on the batch it is in.
-    `w_std` skips the estimate from mapped z (pass it when inverting many batches)."""
+    `w_std` skips the estimate from mapped z (pass it when inverting many batches).
+    Mode 'pti' runs gankit.pti.invert (its pivot comes back here)."""
     cfg.validate()
+    if cfg.mode == "pti":
+        from gankit import pti
+        return pti.invert(G, targets, cfg, feature_net, init_ws, indices, w_std,
+                          record_history, on_step)
+    cfg = scheduled(cfg)
     device = targets.device
     B = targets.shape[0]
     assert targets.ndim == 4 and targets.shape[1:] == (G.img_channels, G.img_resolution,
@@ -315,7 +380,7 @@ def invert(G, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(),
     noises = initial_noises(G, gens, device, cfg.mode) \
         if cfg.optimize_noise and cfg.mode != "encode" else None
     params = [w_opt] + ([n.requires_grad_(True) for n in noises] if noises else [])
-    opt = torch.optim.Adam(params, betas=tuple(cfg.betas), lr=cfg.lr)
+    opt = optimizer(cfg, params)
     active = torch.ones(B, dtype=torch.bool, device=device)
     steps_run = torch.zeros(B, dtype=torch.int64)
     history = []
@@ -354,10 +419,11 @@ def invert(G, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(),
 
 @torch.no_grad()
 def finish(G, cfg, w_opt, noises, targets, feature_net, target_features, steps,
-           history) -> InversionResult:
-    """Final render without w noise, and per-image metrics."""
+           history, images: Optional[torch.Tensor] = None) -> InversionResult:
+    """Final render without w noise (unless `images` are given), and per-image metrics."""
     noises = [n.detach() for n in noises] if noises else None
-    images = synthesize(G, w_opt, noises)
+    if images is None:
+        images = synthesize(G, w_opt, noises)
     rec, dist = reconstruction_loss(cfg, images, targets, feature_net, target_features) \
         if (cfg.mse_weight or feature_net is not None) else (pixel_mse(images, targets), None)
     return InversionResult(

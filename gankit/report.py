@@ -618,7 +618,8 @@ def _directions_section(report: dict, figures: dict, key: str = "directions") ->
 
 INVERSION_COLUMNS = (   # eval-inversion key -> column header
     ("mode", "mode"), ("space", "space"), ("attribute", "edited attribute"), ("faces", "faces"),
-    ("steps", "steps"), ("recon_psnr", "recon PSNR (dB)"), ("recon_mse", "recon MSE"),
+    ("steps", "steps"), ("tuned", "PTI change"), ("recon_psnr", "recon PSNR (dB)"),
+    ("recon_mse", "recon MSE"),
     ("flip_rate", "flip rate"), ("others_kept", "others kept"),
     ("cf_flip_rate", "counterfactual flip"), ("cf_others_kept", "counterfactual kept"),
     ("edit_mse", "edit vs counterfactual MSE"), ("edit_feature", "edit vs cf feature dist"))

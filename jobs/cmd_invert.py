@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from gankit.inversion import MODES
+from gankit.inversion import HYBRID_SCHEDULES, MODES, PIVOTS
+from gankit.inversion import InversionConfig as Inversion
 from jobs import config
 
 
@@ -33,7 +34,8 @@ def register_eval(subparsers) -> None:
     p.add_argument("--space", default="w", choices=("w", "wp"), help="w, or wp (W+)")
     p.add_argument("--mode", default="optimize", choices=MODES,
                    help="optimize: from w_avg; encode: the encoder's w+ (0 steps, needs "
-                   "--space wp); hybrid: the encoder's w+ refined by --steps steps")
+                   "--space wp); hybrid: the encoder's w+ refined by --steps steps; pti: a "
+                   "pivot (--pti-pivot) and a per-image change of G tuned on it")
     p.add_argument("--encoder", default=None, help="W+ encoder for encode/hybrid: 'toy' or "
                    "a native encoder directory (default: 'toy')")
     p.add_argument("--steps", type=int, default=200, help="optimisation steps per image")
@@ -42,6 +44,19 @@ def register_eval(subparsers) -> None:
     p.add_argument("--mse-weight", type=float, default=1.0, help="pixel MSE weight")
     p.add_argument("--perceptual-weight", type=float, default=1e-3,
                    help="toy features' squared distances are O(100): 1e-3 balances the MSE")
+    p.add_argument("--hybrid-schedule", default=Inversion.hybrid_schedule,
+                   choices=HYBRID_SCHEDULES, help="mode hybrid: fast (Adamax, its own ramps) "
+                   "or nvidia (the optimize mode's Adam schedule)")
+    p.add_argument("--pti-pivot", default=Inversion.pti_pivot, choices=PIVOTS,
+                   help="mode pti: the pivot's mode")
+    p.add_argument("--pti-rank", type=int, default=Inversion.pti_rank,
+                   help="mode pti: rank of each layer's change (0 = full)")
+    p.add_argument("--pti-steps", type=int, default=Inversion.pti_steps,
+                   help="mode pti: tuning steps")
+    p.add_argument("--pti-lr", type=float, default=Inversion.pti_lr,
+                   help="mode pti: Adam's learning rate for the change")
+    p.add_argument("--pti-stop", type=float, default=0.0, help="mode pti: stop an image at "
+                   "this feature distance (0: every step; the toy features are not LPIPS)")
     p.add_argument("--out", default=None, help="write the figures as JSON here")
     p.set_defaults(func=cmd_eval)
 
@@ -52,10 +67,14 @@ def cmd_eval(args) -> None:
     from gankit.inversion import InversionConfig
     from gankit.perceptual import load_feature_net
     cfg = InversionConfig(space=args.space, mode=args.mode, steps=args.steps,
-                          mse_weight=args.mse_weight, perceptual_weight=args.perceptual_weight)
+                          mse_weight=args.mse_weight, perceptual_weight=args.perceptual_weight,
+                          pti_pivot=args.pti_pivot, pti_rank=args.pti_rank,
+                          pti_steps=args.pti_steps, pti_lr=args.pti_lr, pti_stop=args.pti_stop,
+                          hybrid_schedule=args.hybrid_schedule)
     cfg.validate()
     G = zoo.load_generator("toy").eval()
-    E = zoo.load_encoder(args.encoder or "toy") if args.mode != "optimize" else None
+    pivot = args.pti_pivot if args.mode == "pti" else args.mode
+    E = zoo.load_encoder(args.encoder or "toy") if pivot != "optimize" else None
     from gankit.toy_eval import eval_inversion
     figures = eval_inversion(
         G, zoo.load_classifier("toy").eval(), Boundary.load(args.boundary), args.attribute,

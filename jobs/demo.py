@@ -163,7 +163,7 @@ def inversion_runs(cfg: DemoConfig, index: dict) -> list:
     root = cfg.out.rstrip("/")
     store = storage.open_store(root)
     key = {"faces": cfg.inversion_faces, "steps": cfg.inversion_steps, "count": cfg.count,
-           "seed": cfg.seed}
+           "seed": cfg.seed, "hybrid_schedule": InversionConfig.hybrid_schedule}
     if store.exists(INVERSION) and all(r.get("settings") == key
                                        for r in store.read_json(INVERSION)):
         return store.read_json(INVERSION)

@@ -34,6 +34,10 @@ latents dataset like any other. Its optimised noise maps are used for every edit
 image (`stored_noise`), so strength 0 reproduces the stored reconstruction, and `keep_input`
 puts the real image beside each edit.
 
+A PTI inversion (`gankit invert --mode pti`) holds each image's tuned change of G
+(`pti_delta`, gankit.pti): every edit of that image renders through its own change, the
+edit moving its pivot (w | wp) as for any other row; strength 0 is its reconstruction.
+
 Conditional generators: a latents dataset with a `class` column (a sample job's with
 `--class`) maps its z, original and edited, with each row's class, so a Z boundary, plain
 or conditional, edits within the class. A plain z -> image generator (no W) takes Z
@@ -267,7 +271,7 @@ class Editor(PartWorker):
         wanted = [self.id_name, "z", "w", "wp", "class" if self.c_dim else None,
                   "noise" if self.cfg.stored_noise else None,
                   "target" if self.cfg.keep_input or self.identity else None,
-                  "reconstruction" if self.identity else None]
+                  "reconstruction" if self.identity else None, "pti_delta"]
         cols = [c for c in wanted if c and c in pf.schema_arrow.names]
         t = pf.read(columns=cols).slice(0, spec.rows)
         pf.close()
@@ -278,6 +282,8 @@ class Editor(PartWorker):
         if "noise" in cols:
             self.noise_field = t.schema.field("noise")
             extras["noise"] = latents_from_column(t.column("noise"))
+        if "pti_delta" in cols:
+            extras["pti"] = self.pti_rows(t)
         if self.cfg.keep_input:
             extras["input"] = t.column("target").combine_chunks()
         for name in ("reconstruction", "target"):
@@ -293,6 +299,13 @@ class Editor(PartWorker):
         else:
             ws = self.map_z(torch.from_numpy(z.copy()), extras.get("class")).cpu()
         return ids, z, ws, extras
+
+    def pti_rows(self, t: pa.Table) -> np.ndarray:
+        """float16 [n, size]: each row's tuned change of G (its layout checked against G)."""
+        from gankit import pti
+        self.pti_layout = pti.layout_of(t.schema.field(pti.DELTA_COLUMN))
+        pti.check_layout(self.pti_layout, self.G)
+        return pti.flat_from_column(t.column(pti.DELTA_COLUMN))
 
     def map_z(self, z, labels=None):
         """z [n, z_dim] (+ classes [n]) -> ws, in micro-batches of exactly micro_batch."""
@@ -345,10 +358,11 @@ class Editor(PartWorker):
             return
         ids, z, ws, extras, n_errors = self.drop_nonfinite(spec, *self.read_rows(spec))
         noise = extras.get("noise")                      # [n, sum r^2] or None
+        tuned = extras.get("pti")                        # [n, size] float16 or None
         nb, ns, m = len(self.boundaries), len(self.cfg.strengths), self.cfg.micro_batch
         total = len(ids) * nb * ns                       # edits, sample-major
         step = max(1, -(-self.cfg.batch_size // m)) * m
-        originals = self.render(ws, noise)[0] if self.cfg.keep_original else None
+        originals = self.render(ws, noise, tuned)[0] if self.cfg.keep_original else None
         strengths = np.asarray(self.cfg.strengths, dtype=np.float64)
         if self.identity is not None:
             extras["faces"] = reference_faces(self.identity, extras)
@@ -358,7 +372,8 @@ class Editor(PartWorker):
                 j = np.arange(s, min(s + step, total))   # edit index -> (row, boundary, t)
                 rows, bidx, tidx = j // (nb * ns), (j // ns) % nb, j % ns
                 e_ws = self.edited_ws(z, ws, rows, bidx, strengths[tidx], extras.get("class"))
-                images, logits = self.render(e_ws, None if noise is None else noise[rows])
+                images, logits = self.render(e_ws, None if noise is None else noise[rows],
+                                             None if tuned is None else tuned[rows])
                 steps.put(partial(self.table, ids, rows, bidx, strengths[tidx], images,
                                   logits, originals, extras, self.kept(e_ws)))
             steps.finish()
@@ -405,9 +420,11 @@ class Editor(PartWorker):
         render_and_label(self.G, self.C, ws, precision=self.precision)
         return True
 
-    def render(self, ws, noise: Optional[np.ndarray] = None) -> tuple:
-        """ws [k, num_ws, w_dim] (+ stored noise [k, sum r^2]) -> (futures of the k encoded
-        images, logits [k, A] float32 or None), in micro-batches of exactly micro_batch."""
+    def render(self, ws, noise: Optional[np.ndarray] = None,
+               tuned: Optional[np.ndarray] = None) -> tuple:
+        """ws [k, num_ws, w_dim] (+ stored noise [k, sum r^2], + PTI changes [k, size]) ->
+        (futures of the k encoded images, logits [k, A] float32 or None), in micro-batches
+        of exactly micro_batch."""
         import torch
         cfg, m, images, logits = self.cfg, self.cfg.micro_batch, [], []
         with torch.no_grad():
@@ -416,11 +433,19 @@ class Editor(PartWorker):
                 u8, l = render_and_label(self.G, self.C,
                                          runtime.pad_rows(ws[s:s + m], m).to(self.device),
                                          cfg.image_size, self.noise_maps(noise, s, m),
-                                         self.precision)
+                                         self.precision, self.deltas(tuned, s, m))
                 images += self.pool.encode(u8[:n], cfg.image_format, cfg.image_quality)
                 if l is not None:
                     logits.append(l[:n])
         return images, (np.concatenate(logits).astype(np.float32) if logits else None)
+
+    def deltas(self, tuned: Optional[np.ndarray], s: int, m: int) -> Optional[dict]:
+        """Rows [s, s + m) of PTI changes as the synthesis network's `deltas` (padded)."""
+        if tuned is None:
+            return None
+        from gankit.pti import Deltas
+        flat = runtime.pad_rows(tuned[s:s + m], m)                        # [m, size]
+        return Deltas.from_flat(self.pti_layout, flat, self.device).layers
 
     def noise_maps(self, noise: Optional[np.ndarray], s: int, m: int) -> Optional[list]:
         """Rows [s, s + m) of stored noise as per-layer [m, 1, r, r] tensors (padded)."""

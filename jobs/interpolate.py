@@ -14,7 +14,10 @@ so `gankit sample --seed k` draws the same z) or rows of an inverted dataset (`-
                  `layers` (NVIDIA's style_mixing.py default: ws 0-6, the coarse styles).
                  Writes style_mix.png and style_mix.json.
 
-Images render with G's const noise, so a figure depends on its latents only.
+Images render with G's const noise, so a figure depends on its latents only. Rows of a PTI
+inversion (`gankit invert --mode pti`) render through their tuned changes of G (gankit.pti):
+an interpolation lerps the pivots and, exactly, the changes (a rank-2r change between two
+rank-r ones); a style-mix cell renders through its row source's change.
 """
 from __future__ import annotations
 
@@ -145,8 +148,10 @@ def seed_latents(G, seeds: list, space: str, psi: float):
 
 
 def inverted_latents(url: str, ids: list, storage: Optional[dict]) -> tuple:
-    """(latents [S, w_dim] or [S, num_ws, w_dim], 'w' or 'wp') of the rows named by `ids`,
-    in the order given, from an inverted dataset's id column and w / wp column."""
+    """(latents [S, w_dim] or [S, num_ws, w_dim], 'w' or 'wp', PTI changes or None) of the
+    rows named by `ids`, in the order given, from an inverted dataset's id column, w / wp
+    column and, in a PTI inversion, its changes of G."""
+    from gankit import pti
     from gankit.data import id_column_of, latents_from_column, wplus_from_column
     from jobs import storage as st
     store = st.open_store(url, storage, must_exist=True)
@@ -156,44 +161,67 @@ def inverted_latents(url: str, ids: list, storage: Optional[dict]) -> tuple:
     if id_col is None or space is None:
         raise ValueError(f"latents {url}: needs an id column (image_id or sample_id) and a "
                          f"w or wp column, as gankit invert writes; found {schema.names}")
-    found = {}
-    for t in st.iter_tables(store, [id_col, space]):
+    tuned = pti.DELTA_COLUMN in schema.names
+    found, changes = {}, {}
+    for t in st.iter_tables(store, [id_col, space] + ([pti.DELTA_COLUMN] if tuned else [])):
         keys = [str(k) for k in t.column(id_col).to_pylist()]
         col = t.column(space)
         x = wplus_from_column(col, schema.field(space)) if space == "wp" \
             else latents_from_column(col)
         found.update({k: x[i] for i, k in enumerate(keys) if k in ids})
+        if tuned:
+            flat = pti.flat_from_column(t.column(pti.DELTA_COLUMN))
+            changes.update({k: flat[i] for i, k in enumerate(keys) if k in ids})
     missing = [i for i in ids if i not in found]
     if missing:
         raise ValueError(f"latents {url}: no row with {id_col} {', '.join(missing)}")
-    return np.stack([found[i] for i in ids]), space
+    deltas = pti.Deltas.from_flat(pti.layout_of(schema.field(pti.DELTA_COLUMN)),
+                                  np.stack([changes[i] for i in ids])) if tuned else None
+    return np.stack([found[i] for i in ids]), space, deltas
 
 
 def sources(G, cfg: FigureOptions, seeds: list, ids: list, space: str) -> tuple:
-    """(latents, their space, labels) of a figure's sources."""
+    """(latents, their space, labels, PTI changes or None) of a figure's sources."""
     if cfg.latents:
-        x, space = inverted_latents(cfg.latents, ids, cfg.storage)
-        return x, space, ids
+        x, space, deltas = inverted_latents(cfg.latents, ids, cfg.storage)
+        if deltas is not None:
+            from gankit.pti import check_layout
+            check_layout(deltas.layout, G)
+        return x, space, ids, deltas
     x = seed_latents(G, seeds, space, cfg.truncation_psi).cpu().numpy()
-    return x, space, [f"seed {s}" for s in seeds]
+    return x, space, [f"seed {s}" for s in seeds], None
 
 
 # ----------------------------------------------------------------------------------------
 # Rendering and writing
 
 
-def render(G, latents, space: str) -> np.ndarray:
-    """Latents in `space` -> uint8 images [N, H, W, 3], const noise, in chunks of 16."""
+def render(G, latents, space: str, deltas=None) -> np.ndarray:
+    """Latents in `space` (+ each one's PTI change) -> uint8 images [N, H, W, 3], const
+    noise, in chunks of 16."""
     import torch
 
+    from gankit import pti
     from gankit.images import to_uint8
     from gankit.latents import to_ws
     out = []
     for s in range(0, len(latents), 16):
         ws = to_ws(G, latents[s:s + 16], space)                         # [B, num_ws, w_dim]
+        d = None if deltas is None else deltas.take(list(range(s, s + len(ws))))
         with torch.no_grad():
-            out.append(to_uint8(G.synthesis(ws, noise_mode="const")))
+            out.append(to_uint8(pti.render(G, ws, d)))
     return np.concatenate(out)
+
+
+def path_deltas(deltas, steps: int):
+    """Sources' PTI changes -> one per cell of the path grid [P * T]: pair i's change at t
+    is the exact lerp of its ends' changes (None: no changes)."""
+    if deltas is None:
+        return None
+    from gankit.pti import Deltas
+    ends = [deltas.take([i]) for i in range(deltas.batch)]
+    return Deltas.cat([ends[i].lerp(ends[i + 1], float(t)) for i in range(len(ends) - 1)
+                       for t in np.linspace(0, 1, steps)])
 
 
 def load(cfg: FigureOptions):
@@ -248,15 +276,16 @@ def run_interpolate(cfg: InterpolateConfig) -> dict:
     from gankit.latents import interpolation_path
     cfg.validate()
     G = load(cfg)
-    x, space, labels = sources(G, cfg, cfg.seeds, cfg.ids, cfg.space)
+    x, space, labels, deltas = sources(G, cfg, cfg.seeds, cfg.ids, cfg.space)
     paths = np.stack([interpolation_path(x[i], x[i + 1], cfg.steps, space).numpy()
                       for i in range(len(x) - 1)])                     # [P, T, (L,) D]
-    images = render(G, paths.reshape(-1, *paths.shape[2:]), space)     # [P*T, H, W, 3]
+    images = render(G, paths.reshape(-1, *paths.shape[2:]), space,
+                    path_deltas(deltas, cfg.steps))                    # [P*T, H, W, 3]
     cells = images.reshape(len(paths), cfg.steps, *images.shape[1:])   # [P, T, H, W, 3]
     t = np.linspace(0, 1, cfg.steps)
     doc = {"space": space, "method": "slerp" if space == "z" else "lerp",
            "sources": labels, "t": t.tolist(), "latents": x.tolist(),
-           "config": config.public_config(cfg)}
+           "pti": deltas is not None, "config": config.public_config(cfg)}
     rows = [f"{labels[i]} to {labels[i + 1]}" for i in range(len(paths))]
     doc["grid"] = write_figure(cfg, "interpolate", cells, rows, [f"{v:.2f}" for v in t], doc)
     if cfg.animation != "none":
@@ -275,14 +304,15 @@ def run_style_mix(cfg: StyleMixConfig) -> dict:
     cfg.validate()
     G = load(cfg)
     space = "wp"
-    x_r, s_r, rows = sources(G, cfg, cfg.row_seeds, cfg.row_ids, space)
-    x_c, s_c, cols = sources(G, cfg, cfg.col_seeds, cfg.col_ids, space)
+    x_r, s_r, rows, d_r = sources(G, cfg, cfg.row_seeds, cfg.row_ids, space)
+    x_c, s_c, cols, d_c = sources(G, cfg, cfg.col_seeds, cfg.col_ids, space)
     ws_r = to_ws(G, x_r, s_r).cpu()                                    # [R, num_ws, w_dim]
     ws_c = to_ws(G, x_c, s_c).cpu()                                    # [C, num_ws, w_dim]
     R, C = len(ws_r), len(ws_c)
     mixed = mix_layers(ws_r.repeat_interleave(C, 0), ws_c.repeat(R, 1, 1), cfg.layers)
-    top, left = render(G, ws_c.numpy(), "wp"), render(G, ws_r.numpy(), "wp")  # [C|R, H, W, 3]
-    images = render(G, mixed.numpy(), "wp").reshape(R, C, *top.shape[1:])   # [R, C, H, W, 3]
+    top, left = render(G, ws_c.numpy(), "wp", d_c), render(G, ws_r.numpy(), "wp", d_r)
+    cell_deltas = None if d_r is None else d_r.take([i for i in range(R) for _ in range(C)])
+    images = render(G, mixed.numpy(), "wp", cell_deltas).reshape(R, C, *top.shape[1:])
     header = np.concatenate([np.full_like(top[:1], 255), top])[None]         # [1, C+1, ...]
     body = np.concatenate([left[:, None], images], axis=1)                   # [R, C+1, ...]
     cells = np.concatenate([header, body])                                   # [R+1, C+1, ...]

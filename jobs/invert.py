@@ -1,5 +1,6 @@
 """The invert stage: project real images into a generator's W / W+ by batched optimisation,
-a W+ encoder, or both (mode 'optimize' | 'encode' | 'hybrid', gankit.inversion's modes).
+a W+ encoder, or both (mode 'optimize' | 'encode' | 'hybrid', gankit.inversion's modes), or
+tune a small per-image change of the generator around such a pivot (mode 'pti', gankit.pti).
 
 Input: Parquet files with an image column (struct {bytes, path}, PNG or JPEG) and an id column
 (`image_id`, or `sample_id`): a gankit dataset (`part-XXXXX.parquet`) or any directory of
@@ -17,6 +18,11 @@ Input: Parquet files with an image column (struct {bytes, path}, PNG or JPEG) an
     steps           int32 optimisation steps run (fewer with early stop; 0 in 'encode')
     identity_similarity, identity_distance  float32, with `identity_metric` (--identity):
                     the reconstruction against the input (gankit.identity); NaN: no face
+    pti_delta       mode 'pti': fixed_size_list<float16> the image's tuned change of G
+                    (gankit.pti: field metadata `gankit.pti` = its layers, shapes and rank,
+                    `gankit.pti_pivot` = the pivot's mode, space and steps); w | wp holds
+                    the pivot, and G(pivot; change) with G's const noise is the
+                    reconstruction. Also pti_steps (int32) and pivot_psnr (float32).
 
 The columns `w`/`wp` + the id are what `gankit edit` reads, so "invert then edit" works.
 Note: edit renders with G's const noise; the stored `noise` reproduces the reconstruction.
@@ -47,7 +53,7 @@ import pyarrow as pa
 
 from gankit.data import latent_column
 from gankit.identity import IDENTITY_COLUMNS, identity_scores, load_measure
-from gankit.inversion import LOSSES, MODES
+from gankit.inversion import HYBRID_SCHEDULES, LOSSES, MODES, PIVOTS
 from gankit.inversion import InversionConfig as Inversion
 from jobs import config, options, progress, runtime, storage
 from jobs.config import option, public_config, require
@@ -62,6 +68,8 @@ from jobs.storage import PartSpec, PartWriter, Store
 log = logging.getLogger("gankit")
 
 METRICS = ("mse", "psnr", "ssim", "perceptual", "loss")
+PTI_KEYS = ("pti_pivot", "pti_steps", "pti_lr", "pti_rank", "pti_stop", "pti_locality",
+            "pti_radius")
 
 
 @dataclass
@@ -76,7 +84,9 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
     mode: str = option(Inversion.mode, "optimize: from w_avg (the loss: --loss); encode: the "
                                    "encoder's w+ (0 steps, "
                                    "needs --space wp); hybrid: the encoder's w+ refined by "
-                                   "--steps steps (in w from its layer mean)", choices=MODES)
+                                   "--steps steps (in w from its layer mean); pti: a pivot "
+                                   "(--pti-pivot) and a per-image change of G tuned on it",
+                       choices=MODES)
     encoder: Optional[str] = option(None, "W+ encoder for encode / hybrid: 'toy', a native "
                                           "encoder directory, or a pSp / e4e / ReStyle "
                                           "checkpoint (e4e_ffhq_encode.pt, ...) (default: 'toy' "
@@ -105,6 +115,12 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
     noise_reg_weight: float = option(Inversion.noise_reg_weight,
                                      "noise autocorrelation penalty (NVIDIA's)")
     lr: float = option(Inversion.lr, "Adam's initial learning rate")
+    hybrid_schedule: str = option(Inversion.hybrid_schedule, "mode hybrid: fast (Adamax at "
+                                  "--hybrid-lr, its own ramps: 1000-step quality in 100-200 "
+                                  "steps) or nvidia (Adam at --lr with NVIDIA's ramps, "
+                                  "as optimize: hybrid outputs written before resume with "
+                                  "it)", choices=HYBRID_SCHEDULES)
+    hybrid_lr: float = option(Inversion.hybrid_lr, "the fast hybrid's peak learning rate")
     early_stop_loss: Optional[float] = option(None, "freeze an image once its loss is below "
                                                     "this")
     seed: int = option(Inversion.seed, "the image at row i draws from (seed, i)")
@@ -118,20 +134,34 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
     class_index: Optional[int] = option(None, "a conditional generator's class K: every image "
                                               "is inverted with its label, starting at its "
                                               "mean w", flag="class", metavar="K")
+    pti_pivot: str = option(Inversion.pti_pivot, "mode pti: the pivot's mode, run with "
+                                                 "--space, --steps, --lr ... (PTI: optimize "
+                                                 "in w)", choices=PIVOTS)
+    pti_steps: int = option(Inversion.pti_steps, "mode pti: tuning steps per image")
+    pti_lr: float = option(Inversion.pti_lr, "mode pti: Adam's learning rate for the change")
+    pti_rank: int = option(Inversion.pti_rank, "mode pti: rank of each layer's change "
+                                               "(float16 in the row); 0 = full, as PTI")
+    pti_stop: float = option(Inversion.pti_stop, "mode pti: stop an image once its feature "
+                                                 "distance is at or below this (PTI's LPIPS "
+                                                 "0.06; 0 = every step)")
+    pti_locality: float = option(Inversion.pti_locality, "mode pti: weight of PTI's locality "
+                                                         "regulariser (PTI: 0.1; 0 = off)")
+    pti_radius: float = option(Inversion.pti_radius, "mode pti: the regulariser's distance "
+                                                     "from the pivot in W")
 
     def validate(self) -> None:
         require(bool(self.images), "images", "must be the URL of an image dataset")
         require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
         require(bool(self.model), "model", "must name a generator ('toy' or a path)")
-        require(self.mode != "encode" or self.space == "wp", "space",
+        require(self.pivot_mode() != "encode" or self.space == "wp", "space",
                 "must be 'wp' with mode 'encode': the encoder outputs W+ latents (use mode "
                 "'hybrid' to start a W optimisation from their layer mean)")
-        require(self.mode == "optimize" or self.encoder_spec() is not None, "encoder",
+        require(self.pivot_mode() == "optimize" or self.encoder_spec() is not None, "encoder",
                 f"must name an encoder (a directory or a pSp / e4e / ReStyle checkpoint) for "
-                f"mode {self.mode!r} with a model that is not one file")
+                f"mode {self.pivot_mode()!r} with a model that is not one file")
         require(self.encoder_iterations is None or self.encoder_iterations >= 1,
                 "encoder_iterations", f"must be >= 1 (got {self.encoder_iterations})")
-        require(self.encoder_iterations is None or self.mode != "optimize",
+        require(self.encoder_iterations is None or self.pivot_mode() != "optimize",
                 "encoder_iterations", "applies to modes encode and hybrid (a ReStyle encoder)")
         require(self.steps >= 0, "steps", f"must be >= 0 (got {self.steps})")
         require(self.mse_weight > 0 or bool(self.feature_net), "mse_weight",
@@ -139,10 +169,23 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
         require(self.loss != "nvidia" or bool(self.feature_net), "feature_net",
                 "must be given with loss 'nvidia' (NVIDIA's LPIPS vgg16.pt)")
         require(self.lr > 0, "lr", f"must be > 0 (got {self.lr})")
+        require(self.hybrid_lr > 0, "hybrid_lr", f"must be > 0 (got {self.hybrid_lr})")
         require(self.max_aspect >= 1, "max_aspect", f"must be >= 1 (got {self.max_aspect})")
         require(self.class_index is None or self.class_index >= 0, "class",
                 f"must be a class index >= 0 (got {self.class_index})")
+        if self.mode == "pti":
+            self.validate_pti()
         options.validate(self)
+
+    def validate_pti(self) -> None:
+        require(not self.save_noise, "save_noise", "is not for mode 'pti': its change is "
+                "tuned and rendered with G's const noise, so a row needs no noise maps")
+        require(self.pti_steps >= 0, "pti_steps", f"must be >= 0 (got {self.pti_steps})")
+        require(self.pti_rank >= 0, "pti_rank", f"must be >= 0 (got {self.pti_rank})")
+        require(self.pti_lr > 0, "pti_lr", f"must be > 0 (got {self.pti_lr})")
+        require(self.pti_stop >= 0, "pti_stop", f"must be >= 0 (got {self.pti_stop})")
+        require(self.pti_locality >= 0, "pti_locality",
+                f"must be >= 0 (got {self.pti_locality})")
 
     def identity(self, precision: str) -> dict:
         keys = ("images", "model", "space", "steps", "feature_net", "mse_weight",
@@ -159,11 +202,19 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
             ident["loss"] = self.loss
         if self.class_index is not None:
             ident["class"] = self.class_index
+        if self.mode == "pti":
+            ident.update({k: getattr(self, k) for k in PTI_KEYS})
+        if self.pivot_mode() == "hybrid" and self.hybrid_schedule != "nvidia":
+            ident.update(hybrid_schedule=self.hybrid_schedule, hybrid_lr=self.hybrid_lr)
         return dict(ident, **options.identity(self, precision))
 
+    def pivot_mode(self) -> str:
+        """The mode that gives the latent: `mode`, or in mode 'pti' its pivot's."""
+        return self.pti_pivot if self.mode == "pti" else self.mode
+
     def encoder_spec(self) -> Optional[str]:
-        """The encoder to load (None in mode 'optimize')."""
-        if self.mode == "optimize":
+        """The encoder to load (None when the latent is optimised from w_avg)."""
+        if self.pivot_mode() == "optimize":
             return None
         if self.encoder or self.model == "toy":
             return self.encoder or "toy"
@@ -221,9 +272,23 @@ def invert_schema(cfg: InvertConfig, G, id_field: pa.Field) -> pa.Schema:
     fields += [pa.field(m, pa.float32()) for m in METRICS] + [pa.field("steps", pa.int32())]
     if cfg.identity_measure():
         fields += [pa.field(m, pa.float32()) for m in IDENTITY_COLUMNS]
+    if cfg.mode == "pti":
+        fields += pti_fields(cfg, G)
     meta = {"gankit.job": "invert", "gankit.resolution": str(G.img_resolution),
             "gankit.num_ws": str(G.num_ws), "gankit.space": cfg.space}
     return pa.schema(fields, metadata=meta)
+
+
+def pti_fields(cfg: InvertConfig, G) -> list:
+    """Mode 'pti': the change (its layout and pivot in the field's metadata), the tuning
+    steps run and the pivot's own PSNR."""
+    from gankit import pti
+    pivot = {"mode": cfg.pti_pivot, "space": cfg.space,
+             "steps": 0 if cfg.pti_pivot == "encode" else cfg.steps}
+    field = pti.delta_field(pti.delta_layout(G, cfg.pti_rank))
+    field = field.with_metadata({**field.metadata, pti.PIVOT_KEY: json.dumps(pivot).encode()})
+    return [field, pa.field(pti.PTI_STEPS_COLUMN, pa.int32()),
+            pa.field(pti.PIVOT_PSNR_COLUMN, pa.float32())]
 
 
 def invert_class(G, cfg: InvertConfig) -> Optional[int]:
@@ -268,7 +333,10 @@ class Inverter(PartWorker):
         self.identity = load_measure(spec, self.device) if spec else None
         self.w_std = w_stats(self.G, self.cfg.inversion().w_avg_samples,
                              sampled_mean=self.cfg.loss == "nvidia")[1] \
-            if self.cfg.mode != "encode" else None
+            if self.cfg.pivot_mode() != "encode" else None
+        if self.cfg.mode == "pti":
+            from gankit.pti import modulated_layers
+            modulated_layers(self.G)          # a StyleGAN3 is refused here, in one sentence
 
     def write_part(self, spec: PartSpec) -> None:
         from gankit.data import ID_COLUMNS
@@ -368,6 +436,9 @@ class Inverter(PartWorker):
             cols[m] = pa.array(v.cpu().numpy().astype(np.float32)) if v is not None \
                 else pa.nulls(n, pa.float32())
         cols.update({m: pa.array(v, pa.float32(), from_pandas=False) for m, v in scores.items()})
+        if res.deltas is not None:
+            from gankit import pti
+            cols.update(pti.row_columns(res))
         return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
 
 

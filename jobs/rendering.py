@@ -47,15 +47,17 @@ def classify(C, images, precision: str) -> np.ndarray:
 
 
 def render_and_label(G, C, ws, image_size: Optional[int] = None, noises: Optional[list] = None,
-                     precision: str = "fp32") -> tuple:
+                     precision: str = "fp32", deltas: Optional[dict] = None) -> tuple:
     """ws [M, num_ws, w_dim] -> (uint8 images [M, S, S, 3] on the host, logits [M, A]
     float32 or None). S = image_size (an antialiased downscale) or G's resolution.
 
     `noises`: per noise layer [M, 1, r, r] maps (an inversion's), else G's const noise. The
     classifier sees the stored 8-bit pixels mapped back to [-1, 1] (what `gankit label`
-    decodes from a PNG), quantised and downscaled on the device."""
+    decodes from a PNG), quantised and downscaled on the device. `deltas`: each row's PTI
+    change of G (gankit.pti), where the latents are PTI pivots."""
     from gankit.images import dequantize, downscale, quantize
-    img = G.synthesis(ws, noise_mode="const", noises=noises)       # [M, 3, H, W] in [-1, 1]
+    tuned = {} if deltas is None else {"deltas": deltas}
+    img = G.synthesis(ws, noise_mode="const", noises=noises, **tuned)  # [M, 3, H, W], [-1, 1]
     if image_size:
         img = downscale(img, image_size)                           # [M, 3, S, S]
     u8 = quantize(img)                                             # [M, S, S, 3] uint8

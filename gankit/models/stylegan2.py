@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -180,7 +180,8 @@ def modulated_conv2d(x: torch.Tensor,            # [N, I, H, W]
                      noise: Optional[torch.Tensor] = None,  # broadcastable to output
                      up: int = 1, padding: int = 0,
                      resample_filter: Optional[torch.Tensor] = None,
-                     demodulate: bool = True, fused: bool = True) -> torch.Tensor:
+                     demodulate: bool = True, fused: bool = True,
+                     delta=None) -> torch.Tensor:
     """StyleGAN2 weight modulation/demodulation.
 
     fused=True runs one grouped convolution with per-sample weights (NVIDIA's eval path);
@@ -191,7 +192,13 @@ def modulated_conv2d(x: torch.Tensor,            # [N, I, H, W]
     are pre-normalised, which demodulation undoes exactly, so that the activations scaled by
     the styles cannot overflow; the per-sample weights and dcoefs stay fp32 and the
     non-fused path runs (NVIDIA's default for fp16 blocks).
+
+    `delta`: sample n convolves with its own weight W + delta_n (Pivotal Tuning's per-image
+    generators, gankit.pti): see delta_modulated_conv2d.
     """
+    if delta is not None:
+        return delta_modulated_conv2d(x, weight, styles, delta, noise, up, padding,
+                                      resample_filter, demodulate)
     batch_size = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
     reduced = x.dtype in ops.REDUCED_DTYPES
@@ -216,6 +223,90 @@ def modulated_conv2d(x: torch.Tensor,            # [N, I, H, W]
     if noise is not None:
         x = x + noise
     return x
+
+
+class LayerDelta(NamedTuple):
+    """One modulated layer's change for each sample of a batch (gankit.pti's per-image
+    generators): sample n uses weight W + delta_n and bias b + bias_n."""
+    weight: object                   # (U [N, O, r], V [N, r, I, k, k]): rank r, U_n V_n;
+                                     # or [N, O, I, k, k]: the change itself
+    bias: Optional[torch.Tensor]     # [N, O], or None: G's bias
+
+
+def delta_weight(delta) -> torch.Tensor:
+    """A LayerDelta's weight -> the change itself [N, O, I, k, k]."""
+    if isinstance(delta, tuple):
+        u, v = delta
+        return torch.einsum("nor,nrikl->noikl", u, v)
+    return delta
+
+
+def low_rank_dcoefs(weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
+                    styles: torch.Tensor) -> torch.Tensor:
+    """Demodulation coefficients [N, O] of the weights (W + U_n V_n) * s_n without
+    materialising them: sum_j (W + UV)_oj^2 s_j^2 expands into W's own term, a cross term
+    through V and a rank-r quadratic form (j runs over I, k, k)."""
+    n, r = v.shape[:2]
+    k2 = weight.shape[2] * weight.shape[3]
+    s2 = styles.square().repeat_interleave(k2, dim=1)                    # [N, I*k*k]
+    wf = weight.reshape(weight.shape[0], -1)                             # [O, I*k*k]
+    vs = v.reshape(n, r, -1) * s2[:, None]                               # [N, r, I*k*k]
+    base = s2 @ wf.square().t()                                          # [N, O]
+    cross = torch.einsum("oj,nrj->nor", wf, vs)                          # [N, O, r]
+    gram = vs @ v.reshape(n, r, -1).transpose(1, 2)                      # [N, r, r]
+    quad = torch.einsum("nor,nrq,noq->no", u, gram, u)                   # [N, O]
+    total = base + 2 * (u * cross).sum(dim=2) + quad
+    return (total.clamp_min(0) + 1e-8).rsqrt()
+
+
+def delta_modulated_conv2d(x: torch.Tensor,       # [N, I, H, W]
+                           weight: torch.Tensor,  # [O, I, k, k] G's weight W
+                           styles: torch.Tensor,  # [N, I]
+                           delta,                 # LayerDelta.weight
+                           noise: Optional[torch.Tensor] = None, up: int = 1,
+                           padding: int = 0, resample_filter: Optional[torch.Tensor] = None,
+                           demodulate: bool = True) -> torch.Tensor:
+    """modulated_conv2d where sample n's weight is W + delta_n, each sample its own.
+
+    A rank-r delta runs G's shared convolution plus a grouped one of r output channels per
+    sample (V_n), mixed back to O channels by U_n (r / O of the shared cost), where
+    materialising N weights (the fused path) costs a grouped convolution of full size. A
+    full delta runs the fused path. Demodulation uses each sample's whole weight. A tuned
+    layer runs in fp32, also in a reduced-precision block."""
+    dtype, x = x.dtype, x.to(torch.float32)
+    batch_size, in_channels = x.shape[:2]
+    kh, kw = weight.shape[2:]
+    if isinstance(delta, tuple):
+        u, v = delta
+        dcoefs = low_rank_dcoefs(weight, u, v, styles) if demodulate else None  # [N, O]
+        x = x * styles.reshape(batch_size, -1, 1, 1)
+        y = ops.conv2d_resample(x, weight, f=resample_filter, up=up, padding=padding)
+        h = ops.conv2d_resample(x.reshape(1, -1, *x.shape[2:]),           # [1, N*I, H, W]
+                                v.reshape(-1, in_channels, kh, kw),       # [N*r, I, k, k]
+                                f=resample_filter, up=up, padding=padding, groups=batch_size)
+        h = h.reshape(batch_size, -1, *h.shape[2:])                      # [N, r, H', W']
+        y = y + torch.einsum("nor,nrhw->nohw", u, h)                     # [N, O, H', W']
+        if dcoefs is not None:
+            y = y * dcoefs.reshape(batch_size, -1, 1, 1)
+    else:
+        w = (weight.unsqueeze(0) + delta) * styles.reshape(batch_size, 1, -1, 1, 1)
+        if demodulate:                                                   # [N, O, I, k, k]
+            w = w * (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt().reshape(
+                batch_size, -1, 1, 1, 1)
+        y = ops.conv2d_resample(x.reshape(1, -1, *x.shape[2:]),
+                                w.reshape(-1, in_channels, kh, kw), f=resample_filter,
+                                up=up, padding=padding, groups=batch_size)
+        y = y.reshape(batch_size, -1, *y.shape[2:])                      # [N, O, H', W']
+    if noise is not None:
+        y = y + noise
+    return y.to(dtype)
+
+
+def add_bias_delta(x: torch.Tensor, delta: Optional[LayerDelta]) -> torch.Tensor:
+    """x [N, O, H, W] + each sample's bias change (before G's bias and activation)."""
+    if delta is None or delta.bias is None:
+        return x
+    return x + delta.bias.to(x.dtype).reshape(x.shape[0], -1, 1, 1)
 
 
 class SynthesisLayer(nn.Module):
@@ -252,11 +343,12 @@ class SynthesisLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random",
                 gain: float = 1, noise: Optional[torch.Tensor] = None,
-                fused_modconv: bool = False) -> torch.Tensor:
+                fused_modconv: bool = False, delta: Optional[LayerDelta] = None) -> torch.Tensor:
         styles = self.affine(w)                                          # [N, I]
         x = modulated_conv2d(x, self.weight, styles, noise=self.make_noise(x, noise_mode, noise),
                              up=self.up, padding=self.padding, resample_filter=self.resample_filter,
-                             fused=fused_modconv)
+                             fused=fused_modconv, delta=None if delta is None else delta.weight)
+        x = add_bias_delta(x, delta)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return ops.bias_act(x, self.bias, act="lrelu", gain=self.act_gain * gain, clamp=clamp)
 
@@ -273,10 +365,12 @@ class ToRGBLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = False,
+                delta: Optional[LayerDelta] = None) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused_modconv)
-        return ops.bias_act(x, self.bias, clamp=self.conv_clamp)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused_modconv,
+                             delta=None if delta is None else delta.weight)
+        return ops.bias_act(add_bias_delta(x, delta), self.bias, clamp=self.conv_clamp)
 
 
 class SynthesisBlock(nn.Module):
@@ -318,27 +412,31 @@ class SynthesisBlock(nn.Module):
 
     def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor],
                 ws: torch.Tensor,                # [N, num_conv + num_torgb, w_dim]
-                noise_mode: str = "random", noises: tuple = (), fused_modconv: bool = False):
+                noise_mode: str = "random", noises: tuple = (), fused_modconv: bool = False,
+                deltas: Optional[dict] = None):   # {'conv0' | 'conv1' | 'torgb': LayerDelta}
         w_iter = iter(ws.unbind(dim=1))
         n_iter = iter(noises) if noises else iter(lambda: None, 0)
         kw = dict(noise_mode=noise_mode, fused_modconv=fused_modconv)
+        d = deltas or {}
         if self.in_channels == 0:
             x = self.const.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])  # [N, C, 4, 4]
         x = x.to(self.dtype)  # NVIDIA casts x (and the const) on entry; a no-op in fp32
         if self.in_channels == 0:
-            x = self.conv1(x, next(w_iter), noise=next(n_iter), **kw)
+            x = self.conv1(x, next(w_iter), noise=next(n_iter), delta=d.get("conv1"), **kw)
         elif self.architecture == "resnet":
             y = self.skip(x, gain=np.sqrt(0.5))
-            x = self.conv0(x, next(w_iter), noise=next(n_iter), **kw)
-            x = self.conv1(x, next(w_iter), gain=np.sqrt(0.5), noise=next(n_iter), **kw)
+            x = self.conv0(x, next(w_iter), noise=next(n_iter), delta=d.get("conv0"), **kw)
+            x = self.conv1(x, next(w_iter), gain=np.sqrt(0.5), noise=next(n_iter),
+                           delta=d.get("conv1"), **kw)
             x = y + x
         else:
-            x = self.conv0(x, next(w_iter), noise=next(n_iter), **kw)
-            x = self.conv1(x, next(w_iter), noise=next(n_iter), **kw)
+            x = self.conv0(x, next(w_iter), noise=next(n_iter), delta=d.get("conv0"), **kw)
+            x = self.conv1(x, next(w_iter), noise=next(n_iter), delta=d.get("conv1"), **kw)
         if img is not None:  # the skip image stays fp32 in every block
             img = ops.upsample2d(img, self.resample_filter)
         if self.num_torgb:
-            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).to(torch.float32)
+            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv,
+                           delta=d.get("torgb")).to(torch.float32)
             img = img + y if img is not None else y
         return x, img
 
@@ -464,10 +562,13 @@ class SynthesisNetwork(nn.Module):
         return [l for l in layers if l.use_noise]
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "random",
-                noises: Optional[list] = None, fused_modconv: bool = False) -> torch.Tensor:
+                noises: Optional[list] = None, fused_modconv: bool = False,
+                deltas: Optional[dict] = None) -> torch.Tensor:
         """`noises`: optional list, one map per noise layer ([N,1,H,W] or [H,W]), unscaled.
         `fused_modconv`: NVIDIA's grouped-conv evaluation path (bit-identical to theirs); the
-        default shares one conv across the batch (same math, faster on CPU and in training)."""
+        default shares one conv across the batch (same math, faster on CPU and in training).
+        `deltas`: {'b8.conv0': LayerDelta, ...}, each sample's own change of those layers
+        (gankit.pti's tuned generators); the other layers are G's."""
         assert ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.w_dim), \
             f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}"
         ws = ws.to(torch.float32)
@@ -480,9 +581,17 @@ class SynthesisNetwork(nn.Module):
             if noise_iter is not None:
                 block_noise = tuple(next(noise_iter) for _ in range(block.num_conv))
             x, img = block(x, img, block_ws, noise_mode=noise_mode, noises=block_noise,
-                           fused_modconv=fused_modconv)
+                           fused_modconv=fused_modconv, deltas=block_deltas(deltas, block))
             w_idx += block.num_conv
         return img
+
+
+def block_deltas(deltas: Optional[dict], block: SynthesisBlock) -> Optional[dict]:
+    """{'b8.conv0': d, ...} -> block b8's {'conv0': d, ...} (None when it has none)."""
+    if not deltas:
+        return None
+    prefix = f"b{block.resolution}."
+    return {k[len(prefix):]: d for k, d in deltas.items() if k.startswith(prefix)} or None
 
 
 class Generator(nn.Module):
