@@ -326,6 +326,8 @@ def root_cause(e: BaseException) -> str:
     """The worker's one-line PartFailed message inside a Ray error, else 'Type: last line
     of the message' of the innermost cause."""
     import re
+    if isinstance(e, PartFailed):             # raised in this process (the local runner)
+        return str(e)[:500]
     m = re.findall(r"PartFailed: (part \d{5}: [^\n]*)", str(e))
     if m:
         return m[-1].strip()[:500]
