@@ -354,7 +354,7 @@ class ListingWriter:
         self.group_rows = images_per_part * -(-MIN_GROUP_ROWS // images_per_part)
         self.shard_rows = self.group_rows * GROUPS_PER_SHARD
         self.pending, self.pending_rows = [], 0
-        self.rows, self.in_shard, self.first_ids = 0, 0, []
+        self.rows, self.in_shard, self.shards = 0, 0, 0
         self.writer, self.tmp = None, None
         self.digest = JsonDigest()
 
@@ -376,7 +376,7 @@ class ListingWriter:
             self.writer = pq.ParquetWriter(self.tmp, SCHEMA, compression="zstd",
                                            use_dictionary=False, write_statistics=False,
                                            write_page_checksum=True)
-            self.first_ids.append(group.column("image_id")[0].as_py())
+            self.shards += 1
         self.writer.write_table(group, row_group_size=n)
         self.rows += n
         self.in_shard += n
@@ -390,7 +390,7 @@ class ListingWriter:
         self.writer, self.tmp, self.in_shard = None, None, 0
         try:
             writer.close()
-            self.out.put_file(tmp, shard_name(len(self.first_ids) - 1))
+            self.out.put_file(tmp, shard_name(self.shards - 1))
         finally:
             os.remove(tmp)
 
@@ -403,11 +403,10 @@ class ListingWriter:
         if not self.rows:
             return None
         index = {"format": "gankit.listing", "version": 1, "images": self.images,
-                 "kind": self.kind, "rows": self.rows, "shards": len(self.first_ids),
+                 "kind": self.kind, "rows": self.rows, "shards": self.shards,
                  "shard_rows": self.shard_rows, "group_rows": self.group_rows,
                  "sha256": self.digest.hexdigest(), "written": uuid.uuid4().hex,
-                 "sorted_in": sorted_in or {},
-                 "first_ids": self.first_ids}
+                 "sorted_in": sorted_in or {}}
         self.out.write_json(INDEX, index)
         return listing_of(self.out, index)
 
