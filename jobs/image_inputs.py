@@ -559,19 +559,24 @@ def decode_rows(items: list, resolution: int) -> tuple:
 # The photos behind an output: what paste-back reads to put edited faces back
 
 
+_LEGACY: dict = {}      # per process: {(output URL, size): an older output's _inputs.json}
+
+
 def part_source_urls(out: Store, spec: PartSpec) -> Optional[dict]:
     """{photo id: URL} of the image files behind part `spec` of an output made from image
     files (align's): rows [spec.start, spec.stop) of the listing it keeps, read from the
-    shards that hold them (an older output's `_inputs.json` whole). None when that job read
-    a Parquet dataset."""
+    shards that hold them (an older output's `_inputs.json` whole, once per process). None
+    when that job read a Parquet dataset."""
     index = listing.read_index(out)
     if index is not None:
         rows = listing.listing_of(out, index).read(spec.start, spec.stop)
         return dict(zip(rows.column("image_id").to_pylist(), rows.column("url").to_pylist()))
-    if out.exists(listing.LEGACY):
-        files = out.read_json(listing.LEGACY)["files"][spec.start:spec.stop]
-        return {str(i): url for i, url in files}
-    return None
+    if not out.exists(listing.LEGACY):
+        return None
+    key = (out.url, out.fs.size(out.path(listing.LEGACY)))
+    if key not in _LEGACY:
+        _LEGACY[key] = out.read_json(listing.LEGACY)["files"]
+    return {str(i): url for i, url in _LEGACY[key][spec.start:spec.stop]}
 
 
 def source_photo_reader(out: Store, spec: PartSpec, source: dict, options: dict):
