@@ -134,7 +134,7 @@ class ExportedModule(nn.Module):
 def load_program(path: str, device: str = "cpu") -> nn.Module:
     """A TorchScript file or a torch.export program (`.pt2`) as a module on `device`. Both
     are code: loading a `.pt2` unpickles parts of it as torch.export.load does, so it runs
-    what the file asks for (README, Security). Export with a dynamic batch dimension."""
+    what the file asks for (docs/security.md). Export with a dynamic batch dimension."""
     if not path.endswith(EXPORTED_SUFFIX):
         return torch.jit.load(path, map_location=device)
     program = torch.export.load(path)

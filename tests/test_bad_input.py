@@ -1,6 +1,6 @@
-"""The bad-input matrix (README "Bad input: what each case gets"): each bad row becomes an
-error record naming its id and reason while every good row is still written; each bad
-dataset or file fails with one sentence before any work. Real Ray, real Parquet files."""
+"""The bad-input matrix (docs/security.md, "Bad input: what each case gets"): each bad row
+becomes an error record naming its id and reason while every good row is still written; each
+bad dataset or file fails with one sentence before any work. Real Ray, real Parquet files."""
 import io
 import re
 import struct

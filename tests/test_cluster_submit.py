@@ -1,9 +1,9 @@
-"""The Jobs API path of the README's "run on a cluster": a separate head started with
+"""The Jobs API path of docs/at-scale.md's "Run on a cluster": a separate head started with
 `ray start --head --block` (its own ports and temp dir, so the session's cluster is left
 alone), a `gankit sample` submitted through JobSubmissionClient, its parts checked. The
-launcher's cluster.yaml and KubeRay's k8s/rayjob.yaml are parsed and checked against what the
-README says of them (command, config, resources, spot, S3 access, versions): the figures are
-read from both files, never copied here.
+launcher's cluster.yaml and KubeRay's k8s/rayjob.yaml are parsed and checked against what
+docs/at-scale.md says of them (command, config, resources, spot, S3 access, versions): the
+figures are read from both files, never copied here.
 
 The head is stopped by terminating the `ray start --block` process we started, which takes
 its children down with it; `ray stop` is not used because it stops every Ray cluster on the
@@ -107,26 +107,27 @@ def test_cluster_yaml_parses_and_describes_gpu_workers_with_s3_roles():
     tail = text[text.index("# provider:\n"):].splitlines()
     local_cfg = yaml.safe_load("\n".join(line[2:] for line in tail))
     assert local_cfg["provider"]["type"] == "local" and local_cfg["provider"]["worker_ips"]
-    # the launcher runs the GPU workers on spot and the head on demand, as the README says,
+    # the launcher runs the GPU workers on spot and the head on demand, as the doc says,
     # and keeps the GPU workers up that a stage plans its actors on
     head = types[cfg["head_node_type"]]
     assert "InstanceMarketOptions" not in head["node_config"]
     assert gpu[0]["node_config"]["InstanceMarketOptions"]["MarketType"] == "spot"
-    stated = re.search(r"`min_workers: (\d+)`", readme()).group(1)
+    stated = re.search(r"`min_workers: (\d+)`", at_scale_doc()).group(1)
     assert gpu[0]["min_workers"] == int(stated) >= 1
 
 
 # ---------------------------------------------------------------------------------------
-# k8s/rayjob.yaml: the KubeRay path, checked against what the README says of it
+# k8s/rayjob.yaml: the KubeRay path, checked against what docs/at-scale.md says of it
 
 
-def readme() -> str:
-    with open(os.path.join(REPO, "README.md")) as f:
+def at_scale_doc() -> str:
+    """docs/at-scale.md: the cluster launcher and KubeRay, as a user reads them."""
+    with open(os.path.join(REPO, "docs", "at-scale.md")) as f:
         return f.read()
 
 
-def readme_section(title: str) -> str:
-    text = readme()
+def doc_section(title: str) -> str:
+    text = at_scale_doc()
     start = text.index(title)
     end = re.compile(r"^#{2,3} ", re.M).search(text, start + len(title))
     return text[start:end.start() if end else len(text)]
@@ -151,8 +152,8 @@ def pods(job: dict) -> dict:
     return out
 
 
-def test_rayjob_runs_the_readmes_command_with_its_config_from_a_configmap(tmp_path):
-    docs, section = kuberay(), readme_section("### On Kubernetes (KubeRay)")
+def test_rayjob_runs_the_docs_command_with_its_config_from_a_configmap(tmp_path):
+    docs, section = kuberay(), doc_section("## On Kubernetes (KubeRay)")
     job = docs["RayJob"]
     assert job["apiVersion"] == "ray.io/v1"
     entrypoint = re.search(r"entrypoint is `([^`]+)`", section).group(1)
@@ -174,9 +175,9 @@ def test_rayjob_runs_the_readmes_command_with_its_config_from_a_configmap(tmp_pa
     assert load_config(str(tmp_path / key)).root.startswith("s3://")
 
 
-def test_rayjob_resources_are_the_readmes():
-    """The README's table of pods (count, GPU, CPU, memory, nodes) is the manifest's."""
-    job, section = kuberay()["RayJob"], readme_section("### On Kubernetes (KubeRay)")
+def test_rayjob_resources_are_the_docs():
+    """docs/at-scale.md's table of pods (count, GPU, CPU, memory, nodes) is the manifest's."""
+    job, section = kuberay()["RayJob"], doc_section("## On Kubernetes (KubeRay)")
     rows = re.findall(r"^\| (head|worker)\b[^|]*\| (\d+) \| (\d+) \| (\d+) \| (\w+) \| "
                       r"([^|]+?) \|$", section, re.M)
     assert [r[0] for r in rows] == ["head", "worker"], rows
@@ -190,7 +191,7 @@ def test_rayjob_resources_are_the_readmes():
         assert pod["nodeSelector"]["eks.amazonaws.com/capacityType"] == capacity[nodes], name
         if name == "worker":        # fixed: a stage plans its actors on the GPUs up
             assert group["replicas"] == group["minReplicas"] == group["maxReplicas"] == int(count)
-    # one GPU actor per worker, taking the CPUs the README says it takes
+    # one GPU actor per worker, taking the CPUs the doc says it takes
     from jobs.runtime import plan_actors
     _, _, worker = pods(job)["worker"]
     cpus, gpus = int(worker["resources"]["limits"]["cpu"]), int(
@@ -203,7 +204,7 @@ def test_rayjob_resources_are_the_readmes():
 
 
 def test_rayjob_reaches_s3_through_its_service_account_with_no_keys():
-    docs, section = kuberay(), readme_section("### On Kubernetes (KubeRay)")
+    docs, section = kuberay(), doc_section("## On Kubernetes (KubeRay)")
     account = docs["ServiceAccount"]
     assert account["metadata"]["name"] == re.search(r"service account \(`([^`]+)`",
                                                     section).group(1)
@@ -218,7 +219,7 @@ def test_rayjob_reaches_s3_through_its_service_account_with_no_keys():
 
 def test_rayjob_image_has_the_versions_cluster_yaml_installs():
     """rayVersion, the Dockerfile's base image and pins, and cluster.yaml's pins agree; the
-    pods run the image the README builds."""
+    pods run the image docs/at-scale.md builds."""
     import yaml
     with open(os.path.join(REPO, "cluster.yaml")) as f:
         setup = " ".join(yaml.safe_load(f)["setup_commands"])
@@ -230,5 +231,5 @@ def test_rayjob_image_has_the_versions_cluster_yaml_installs():
         dockerfile = f.read()
     assert re.search(rf"^FROM rayproject/ray:{re.escape(ray_pin)}-py\d+-gpu$", dockerfile, re.M)
     assert f"torch=={torch_pin}" in dockerfile and f"ray[data,default]=={ray_pin}" in dockerfile
-    image = re.search(r"docker build -f k8s/Dockerfile -t (\S+) ", readme()).group(1)
+    image = re.search(r"docker build -f k8s/Dockerfile -t (\S+) ", at_scale_doc()).group(1)
     assert {c["image"] for _, _, c in pods(job).values()} == {image}
