@@ -83,12 +83,16 @@ def repo_text_files() -> list:
         names = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
                                check=True).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
-        names = [os.path.relpath(os.path.join(root, name), REPO)
-                 for root, dirs, files in os.walk(REPO)
-                 if not dirs.__setitem__(slice(None), [d for d in dirs if d == ".ci" or
-                                                      not d.startswith((".", "_"))])
-                 for name in files]
+        names = walk_repo()
     return [n for n in names if n.endswith(TEXT_SUFFIXES) or n.startswith(".ci/")]
+
+
+def walk_repo() -> list:
+    names = []
+    for root, dirs, files in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d == ".ci" or not d.startswith((".", "_"))]
+        names += [os.path.relpath(os.path.join(root, name), REPO) for name in files]
+    return names
 
 
 def test_slug_follows_githubs_rule():
