@@ -1,6 +1,7 @@
 """gankit.report: rescoring and flip-rate math on hand-made logits, figures, report.html."""
 import base64
 import io
+import json
 import math
 
 import numpy as np
@@ -590,3 +591,50 @@ def test_inversion_examples_round_trip_and_become_image_rows(tiny):
     assert section.count("<img") == 2
     g = np.asarray(Image.open(root / "report" / "figures" / "inversion_0.png"))
     assert g.shape[0] > 2 * 3 * 32 and g.shape[1] > 4 * 3 * 32     # 2 faces x 4, scale 3
+
+
+# ----------------------------------------------------------------------------------------
+# report.json keeps its keys; the stage's config is declared once
+
+
+def test_report_json_keeps_its_key_tree(tiny):
+    """The key tree of the tiny report equals the one the report wrote before it became
+    section records (tests/report_keys.json)."""
+    from report_keys import differences, expected, key_tree
+    root, report, _ = tiny
+    saved = json.loads((root / "report" / "report.json").read_text())
+    assert saved == json.loads(json.dumps(report))          # what run_report returned
+    assert differences(key_tree(saved), expected("tiny")) == []
+    # the check can fail: a key dropped, one added, one moved into a section
+    bad = dict(saved, extra=1)
+    bad.pop("cosine")
+    assert set(differences(key_tree(bad), expected("tiny"))) == {"/cosine: missing",
+                                                                  "/extra: new"}
+
+
+def test_the_report_command_and_the_pipeline_section_share_the_config(tmp_path):
+    """`gankit report` has the shared --storage and --device; the pipeline's report
+    section is checked with every other section, before anything runs."""
+    from jobs.cli import build_parser
+    from jobs.config import ConfigError, from_args
+    from jobs.pipeline import load_config, stage_configs
+    from jobs.report import ReportConfig
+    args = build_parser().parse_args(["report", "--fit", "f", "--out", "o", "--device", "cuda",
+                                      "--storage", '{"anon": true}', "--inversion", "a.json",
+                                      "--inversion", "b.json"])
+    cfg = from_args(ReportConfig, args)
+    assert (cfg.device, cfg.storage, cfg.inversion) == ("cuda", {"anon": True},
+                                                        ["a.json", "b.json"])
+    assert cfg.edit_strength is None and cfg.real_rows == 2000
+    path = tmp_path / "p.yaml"
+    for section, message in (("{real_rows: 1}", "report.real_rows must be >= 2"),
+                             ("{device: tpu}", "report.device must be one of"),
+                             ("{bogus: 1}", "report.bogus is not a known field")):
+        path.write_text(f"root: {tmp_path}/run\nreport: {section}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_config(str(path))
+    path.write_text(f"root: {tmp_path}/run\nstorage: {{anon: true}}\nreport: {{title: T}}\n")
+    report = stage_configs(load_config(str(path)))["report"]
+    assert (report.fit, report.out, report.title) == (f"{tmp_path}/run/fit",
+                                                       f"{tmp_path}/run/report", "T")
+    assert report.storage == {"anon": True} and report.model == "toy"
