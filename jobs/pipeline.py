@@ -14,7 +14,7 @@ from one YAML or JSON config.
     sample: {count: 20000, seed: 0, space: w, rows_per_part: 2000}
     fit:    {spaces: [z, w], conditions: [[glasses, [age]]]}
     edit:   {strengths: [-3, 0, 3], count: 16}      # boundaries: default all W ones
-    report: {}                        # passed to jobs.report when it is installed
+    report: {}                        # ReportConfig fields (jobs.report)
 
 Photos to edits: `stages: [align, invert, edit, report]` with `align: {images: FOLDER}`
 aligns the photos' faces (a folder, a glob, a .txt list or Parquet: jobs.image_inputs) at the
@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from jobs import options
 from jobs.config import ConfigError, choice, config_from_dict, require
 from jobs.options import ActorOptions
+from jobs.report import ReportConfig, run_report
 
 log = logging.getLogger("gankit")
 
@@ -72,7 +73,8 @@ class PipelineConfig(ActorOptions):
     edit: dict = field(default_factory=dict)      # EditConfig fields
     paste_back: dict = field(default_factory=dict)  # PasteBackConfig fields (edits, aligned:
                                                     # default root/edits, root/aligned)
-    report: dict = field(default_factory=dict)    # jobs.report's config fields
+    report: dict = field(default_factory=dict)    # ReportConfig fields (fit, edits,
+                                                  # samples, out: root's by default)
 
     def validate(self) -> None:
         require(bool(self.root), "root", "must be the output root URL (a path or s3://...)")
@@ -147,8 +149,8 @@ def _section(cfg: PipelineConfig, stage: str, shared: dict) -> dict:
 
 
 def stage_configs(cfg: PipelineConfig) -> dict:
-    """{stage: its validated config} for every stage but report (heldout and invert only
-    when they run: invert has no defaults for its images)."""
+    """{stage: its validated config} (heldout, invert and report only when they run:
+    invert has no defaults for its images)."""
     from jobs.edit import EditConfig
     from jobs.fit import FitConfig
     from jobs.invert import InvertConfig
@@ -180,7 +182,18 @@ def stage_configs(cfg: PipelineConfig) -> dict:
     configs["edit"] = config_from_dict(EditConfig, edit, "edit")
     if "paste_back" in cfg.stages:
         configs["paste_back"] = paste_back_config(cfg, actor)
+    if "report" in cfg.stages:
+        configs["report"] = report_config(cfg)
     return configs
+
+
+def report_config(cfg: PipelineConfig) -> ReportConfig:
+    """The report stage's config: the run's fit, edits and samples, its models and storage,
+    out = root/report; the section may name others."""
+    wiring = {"fit": cfg.url("fit"), "edits": cfg.url("edit"), "samples": cfg.url("sample"),
+              "out": cfg.url("report"), "model": cfg.model, "classifier": cfg.classifier,
+              "storage": cfg.storage}
+    return config_from_dict(ReportConfig, dict(wiring, **cfg.report), "report")
 
 
 def paste_back_config(cfg: PipelineConfig, actor: dict):
@@ -209,26 +222,6 @@ def at_generator_resolution(cfg: PipelineConfig, align):
     return dataclasses.replace(align, resolution=int(size))
 
 
-def run_report_stage(cfg: PipelineConfig) -> object:
-    """Call jobs.report.run_report when that module is installed, else say it was skipped."""
-    try:
-        from jobs import report
-    except ImportError as e:
-        log.info(f"[pipeline] report skipped: jobs.report is not available ({e})")
-        return None
-    wiring = {"samples": cfg.url("sample"), "boundaries": cfg.url("fit"),
-              "fit": cfg.url("fit"), "index": cfg.url("fit"), "edits": cfg.url("edit"),
-              "out": cfg.url("report"), "model": cfg.model, "classifier": cfg.classifier,
-              "storage": cfg.storage}
-    config_cls = getattr(report, "ReportConfig", None)
-    if config_cls is None or not dataclasses.is_dataclass(config_cls):
-        return report.run_report(dict(wiring, **cfg.report))
-    names = {f.name for f in dataclasses.fields(config_cls)}
-    data = {k: v for k, v in wiring.items() if k in names}
-    data.update(cfg.report)
-    return report.run_report(config_from_dict(config_cls, data, "report"))
-
-
 def run_pipeline(cfg: PipelineConfig) -> dict:
     """Run the configured stages in order; returns {stage: its result}."""
     from jobs.align import run_align
@@ -241,15 +234,13 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     configs = stage_configs(cfg)
     runners = {"sample": run_sample, "fit": run_fit, "heldout": run_sample,
                "align": run_align, "invert": run_invert, "edit": run_edit,
-               "paste_back": run_paste_back}
+               "paste_back": run_paste_back, "report": run_report}
     results = {}
     for stage in STAGES:
         if stage not in cfg.stages:
             continue
         log.info(f"[pipeline] stage {stage} -> {cfg.url(stage)}")
-        if stage == "report":
-            results[stage] = run_report_stage(cfg)
-        elif stage == "align":
+        if stage == "align":
             results[stage] = run_align(at_generator_resolution(cfg, configs["align"]))
         else:
             results[stage] = runners[stage](configs[stage])

@@ -1,5 +1,6 @@
 """The demo path, small: toy model -> sample -> fit (Z, W, conditional) -> held-out edits ->
 report, on the session's Ray cluster. Checks report.json's keys and values, and the files."""
+import html
 import json
 import os
 
@@ -52,6 +53,37 @@ def test_report_json_has_the_keys_and_sane_values(demo_run):
         assert p["sweep"][-1]["condition_changed"] == p["condition_changed"]
     # edits to the other side of a boundary flip the target for most samples
     assert np.mean([e["flip_rate"] for e in report["edits"]["plain"].values()]) > 0.5
+
+
+def test_report_json_keeps_its_key_tree(demo_run):
+    """Every key of the demo's report.json, at every level, as the report wrote it before it
+    became section records (tests/report_keys.json)."""
+    from report_keys import differences, expected, key_tree
+    out, _ = demo_run
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert differences(key_tree(report), expected("demo")) == []
+
+
+def test_the_demo_page_fails_only_what_a_user_must_act_on(demo_run):
+    """Z against W is a comparison, the toy model's documented properties are 'known' with
+    their reason; a FAIL badge names each failing item with why."""
+    from gankit.report.document import Report
+    from gankit.report.gates import KNOWN
+    out, report = demo_run
+    page = (out / "report" / "report.html").read_text()
+    summary = page[page.index("id='summary'"):page.index("id='contents'")]
+    gates = Report.from_json(report).gates()
+    assert html.escape("W boundaries more accurate than Z's") in summary
+    assert "class='cmp'" in summary
+    val = next(g for g in gates if g.kind == "val_accuracy")
+    assert all(not name.startswith("z/") for name in val.results)    # Z: compared, not gated
+    for g in gates:
+        acting = [k for k in g.failing() if k not in g.known]
+        assert (g.status() == "fail") == bool(acting and g.comparison is None)
+        assert set(g.known) <= {item for _, item in KNOWN["toy"]}
+        for item in acting:
+            assert f"{item} (" in summary                            # its reason beside it
+    assert summary.count("class='fail'") == sum(g.status() == "fail" for g in gates)
 
 
 def test_report_json_has_separability_ppl_and_directions(demo_run):

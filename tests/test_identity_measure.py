@@ -116,7 +116,7 @@ def test_invert_and_edit_write_arcface_identity(ray_cluster, tmp_path):
 @pytest.mark.parametrize("measure, named", [("arcface", "Identity kept (ArcFace)"),
                                             ("dlib", "Identity kept (dlib)")])
 def test_the_report_names_the_identity_measure(measure, named):
-    from gankit.report import _edits_section
+    from gankit.report.edits import EditSection
     report = {"identity": {"w/smile": {"similarity": 0.8, "distance": 0.6, "edits": 4}},
               "identity_measure": measure, "edit_strength": 3.0}
-    assert named in _edits_section(report)
+    assert named in EditSection.from_json(report).edits_html()

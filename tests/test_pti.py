@@ -368,8 +368,8 @@ def test_eval_inversion_pti(tmp_path):
     fig = json.loads((tmp_path / "e.json").read_text())
     assert fig["mode"] == "pti" and fig["pti_rank"] == 1 and fig["pti_steps"] == 5
     assert fig["delta_bytes"] > 0 and fig["recon_psnr"] > fig["pivot_psnr"]
-    from gankit.report import _inversion_section            # the report's inversion rows
-    html = _inversion_section({"inversion": [fig]}, {})
+    from gankit.report.inversion import InversionSection     # the report's inversion rows
+    html = InversionSection([fig]).html({}, {})
     assert "PTI change" in html and fig["tuned"] in html
 
 

@@ -1,6 +1,7 @@
 """gankit.report: rescoring and flip-rate math on hand-made logits, figures, report.html."""
 import base64
 import io
+import json
 import math
 
 import numpy as np
@@ -390,9 +391,75 @@ def test_summary_lists_every_gate_with_its_meaning_and_result():
     summary = page[page.index("id='summary'"):page.index("id='contents'")]
     for g in got.values():
         assert html_text(g["gate"]) in summary and html_text(g["meaning"]) in summary
-    assert summary.count("class='fail'") == 3 and summary.count("class='ok'") == 1
+    # W vs Z is a comparison (its own badge), not a failure to act on
+    assert summary.count("class='fail'") == 2 and summary.count("class='ok'") == 1
+    assert summary.count("class='cmp'") == 1 and "Z not behind W" in summary
+    assert "w/old (val accuracy 0.500)" in summary and "w/old (flips 0.600" in summary
     assert "500 samples" in summary and "40 held-out samples" in summary
     assert "model <b>toy</b>" in summary and "top and bottom 2.0%" in summary
+
+
+def gate_line(page: str, gate: str) -> str:
+    """The summary's <li> of one gate."""
+    start = page.index(html_text(gate))
+    return page[page.rindex("<li>", 0, start):page.index("</li>", start)]
+
+
+def z_and_w(z_acc: float, w_acc: float) -> list:
+    return [{"name": f"{s}/smile", "attribute": "smile", "space": s, "conditions": [],
+             "val_accuracy": a, "all_accuracy": a, "n_train": 700, "n_per_side": [500, 500]}
+            for s, a in (("z", z_acc), ("w", w_acc))]
+
+
+def test_z_boundaries_are_compared_with_w_not_gated():
+    """StyleGAN's finding (Z less linear than W) shows as a comparison; Z alone is gated."""
+    report = reader_report(boundaries=z_and_w(0.7, 0.95), edits={}, pairs=[],
+                           separability={"z": {"score": 5.0}, "w": {"score": 1.2}})
+    got = {g["gate"]: g for g in R.gates(report)}
+    assert (got["boundary val accuracy >= 0.9"]["total"],
+            got["boundary val accuracy >= 0.9"]["failing"]) == (1, [])     # W only
+    assert got["W boundaries more accurate than Z's"]["failing"] == []
+    page = R.render_html(report, {})
+    summary = page[page.index("id='summary'"):page.index("id='contents'")]
+    assert "class='fail'" not in summary and summary.count("class='cmp'") == 2
+    assert "Z 0.700 to 0.700, W 0.950 to 0.950: W ahead" in summary
+    assert "separability Z 5.000, W 1.200" in summary
+    # Z ahead of W is reported as the opposite finding, still as a comparison
+    flipped = R.render_html(dict(report, boundaries=z_and_w(0.96, 0.93)), {})
+    assert "Z not behind W, unlike StyleGAN" in flipped
+    # a fit in Z alone (a generator without W): its boundaries are gated
+    alone = {g["gate"]: g for g in R.gates(dict(report, boundaries=z_and_w(0.7, 0.9)[:1]))}
+    assert alone["boundary val accuracy >= 0.9"]["failing"] == ["z/smile"]
+    assert "W boundaries more accurate than Z's" not in alone
+
+
+def test_known_properties_of_the_toy_model_are_badged_known_with_their_reason():
+    dark = {"boundary": "w/dark_skin", "flip_rate": 0.567, "others_changed": 0.1}
+    edits = {"plain": {"smile": {"boundary": "w/smile", "flip_rate": 0.95,
+                                 "others_changed": 0.1}, "dark_skin": dark}}
+    pair = {"target": "blond_hair", "conditions": ["dark_skin"],
+            "flip_rate": {"plain": 0.99, "conditional": 0.996},
+            "condition_changed": {"plain": 0.367, "conditional": 0.246}}
+    report = reader_report(boundaries=reader_report()["boundaries"][:1], edits=edits,
+                           pairs=[pair], separability=None)
+    gates = {g["gate"]: g for g in R.gates(report)}
+    # report.json keeps the facts: the known item still counts as failing there
+    assert gates["plain edit flips its target >= 0.9"]["failing"] == ["w/dark_skin"]
+    page = R.render_html(report, {})
+    flip = gate_line(page, "plain edit flips its target >= 0.9")
+    assert "class='known'" in flip and "Known: w/dark_skin (a known property" in flip
+    assert "MODELS.md" in flip and "Failing:" not in flip
+    cond = gate_line(page, "conditional edit keeps its conditions")
+    assert "class='known'" in cond and "blond_hair | dark_skin (a known cost" in cond
+    # another failing item of the same gate still fails, with its reason beside it
+    worse = dict(report, edits={"plain": dict(edits["plain"], smile=dict(
+        edits["plain"]["smile"], flip_rate=0.5))})
+    flip = gate_line(R.render_html(worse, {}), "plain edit flips its target >= 0.9")
+    assert "class='fail'" in flip and "Failing: w/smile (flips 0.500 of the samples)" in flip
+    assert "Known: w/dark_skin" in flip
+    # the same numbers from a user's own model are failures
+    theirs = R.render_html(dict(report, model="/models/ffhq.pkl"), {})
+    assert "class='known'" not in theirs and theirs.count("class='fail'") == 2
 
 
 def html_text(s: str) -> str:
@@ -524,3 +591,50 @@ def test_inversion_examples_round_trip_and_become_image_rows(tiny):
     assert section.count("<img") == 2
     g = np.asarray(Image.open(root / "report" / "figures" / "inversion_0.png"))
     assert g.shape[0] > 2 * 3 * 32 and g.shape[1] > 4 * 3 * 32     # 2 faces x 4, scale 3
+
+
+# ----------------------------------------------------------------------------------------
+# report.json keeps its keys; the stage's config is declared once
+
+
+def test_report_json_keeps_its_key_tree(tiny):
+    """The key tree of the tiny report equals the one the report wrote before it became
+    section records (tests/report_keys.json)."""
+    from report_keys import differences, expected, key_tree
+    root, report, _ = tiny
+    saved = json.loads((root / "report" / "report.json").read_text())
+    assert saved == json.loads(json.dumps(report))          # what run_report returned
+    assert differences(key_tree(saved), expected("tiny")) == []
+    # the check can fail: a key dropped, one added, one moved into a section
+    bad = dict(saved, extra=1)
+    bad.pop("cosine")
+    assert set(differences(key_tree(bad), expected("tiny"))) == {"/cosine: missing",
+                                                                  "/extra: new"}
+
+
+def test_the_report_command_and_the_pipeline_section_share_the_config(tmp_path):
+    """`gankit report` has the shared --storage and --device; the pipeline's report
+    section is checked with every other section, before anything runs."""
+    from jobs.cli import build_parser
+    from jobs.config import ConfigError, from_args
+    from jobs.pipeline import load_config, stage_configs
+    from jobs.report import ReportConfig
+    args = build_parser().parse_args(["report", "--fit", "f", "--out", "o", "--device", "cuda",
+                                      "--storage", '{"anon": true}', "--inversion", "a.json",
+                                      "--inversion", "b.json"])
+    cfg = from_args(ReportConfig, args)
+    assert (cfg.device, cfg.storage, cfg.inversion) == ("cuda", {"anon": True},
+                                                        ["a.json", "b.json"])
+    assert cfg.edit_strength is None and cfg.real_rows == 2000
+    path = tmp_path / "p.yaml"
+    for section, message in (("{real_rows: 1}", "report.real_rows must be >= 2"),
+                             ("{device: tpu}", "report.device must be one of"),
+                             ("{bogus: 1}", "report.bogus is not a known field")):
+        path.write_text(f"root: {tmp_path}/run\nreport: {section}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_config(str(path))
+    path.write_text(f"root: {tmp_path}/run\nstorage: {{anon: true}}\nreport: {{title: T}}\n")
+    report = stage_configs(load_config(str(path)))["report"]
+    assert (report.fit, report.out, report.title) == (f"{tmp_path}/run/fit",
+                                                       f"{tmp_path}/run/report", "T")
+    assert report.storage == {"anon": True} and report.model == "toy"
