@@ -34,6 +34,7 @@ MODELS = {"stylegan2": (Generator, GeneratorConfig), "stylegan3": (sg3.Generator
 
 
 def model_name(cfg) -> str:
+    """The `model` name config.json gives a generator of this config."""
     return "stylegan3" if isinstance(cfg, sg3.GeneratorConfig) else "stylegan2"
 
 
