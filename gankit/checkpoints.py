@@ -7,8 +7,8 @@ The formats, one importer module each under gankit.loading:
 - nvidia: NVIDIA stylegan2-ada-pytorch / stylegan3 pickles (StyleGAN2, StyleGAN3 T and R);
 - rosinality: rosinality/stylegan2-pytorch `.pt` files;
 - encoder_decoder: the decoder of a pSp / e4e / ReStyle encoder checkpoint.
-Each importer returns a `Checkpoint` (gankit.loading.checkpoint): a config and tensors under
-our key names. Building is a name- and shape-checked copy: every key of our state_dict is
+Each importer returns a `Checkpoint` (gankit.loading.formats): a config and tensors
+under our key names. Building is a name- and shape-checked copy: every key of our state_dict is
 filled exactly once, and a missing, unexpected or misshapen key is an error naming it.
 Loading never executes code from the file (gankit.safe_pickle, torch.load weights_only).
 """
@@ -21,8 +21,8 @@ from typing import Optional, Union
 import torch
 
 from gankit.field_encoders import is_encoder_checkpoint
-from gankit.loading.checkpoint import (NETWORKS, Checkpoint, CheckpointError, PathLike,
-                                       UnsupportedCheckpointError, detect_format, load_object)
+from gankit.loading.formats import (NETWORKS, Checkpoint, CheckpointError, PathLike,
+                                    UnsupportedCheckpointError, detect_format, load_object)
 from gankit.loading.encoder_decoder import from_encoder_checkpoint
 from gankit.loading.native import MODELS, model_name, read_native, save_generator
 from gankit.loading.nvidia import from_nvidia

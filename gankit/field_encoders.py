@@ -33,7 +33,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from gankit.loading.checkpoint import CheckpointError, detect_format, load_object
+from gankit.loading.formats import CheckpointError, detect_format, load_object
 from gankit.loading.rosinality import rosinality_config
 from gankit.models import irse
 from gankit.models import psp

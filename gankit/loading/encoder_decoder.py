@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from gankit.field_encoders import prefixed
-from gankit.loading.checkpoint import Checkpoint, CheckpointError
+from gankit.loading.formats import Checkpoint, CheckpointError
 from gankit.loading.rosinality import from_rosinality
 
 

@@ -20,7 +20,7 @@ from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save as safetensors_bytes
 
 from gankit import atomic
-from gankit.loading.checkpoint import Checkpoint, CheckpointError, PathLike
+from gankit.loading.formats import Checkpoint, CheckpointError, PathLike
 from gankit.models import stylegan3 as sg3
 from gankit.models.stylegan2 import Generator, GeneratorConfig
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from gankit import safe_pickle
-from gankit.loading.checkpoint import (NETWORKS, Checkpoint, CheckpointError,
-                                       UnsupportedCheckpointError)
+from gankit.loading.formats import (NETWORKS, Checkpoint, CheckpointError,
+                                    UnsupportedCheckpointError)
 from gankit.models import stylegan3 as sg3
 from gankit.models.stylegan2 import GeneratorConfig, MappingConfig, SynthesisConfig
 from gankit.safe_pickle import PersistentObject

@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from gankit.loading.checkpoint import Checkpoint, CheckpointError, UnsupportedCheckpointError
+from gankit.loading.formats import Checkpoint, CheckpointError, UnsupportedCheckpointError
 from gankit.models import ops
 from gankit.models.stylegan2 import GeneratorConfig, MappingConfig, SynthesisConfig
 

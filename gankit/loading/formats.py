@@ -1,5 +1,6 @@
-"""What every checkpoint importer returns, and what they share: the `Checkpoint` record (the
-config, the tensors under our key names), the errors, and reading a file into an object.
+"""What the checkpoint importers share: telling a file's format, reading it into an object, the
+`Checkpoint` record every importer returns (the config, the tensors under our key names), and
+the errors.
 
 A file's format is told by its content, not its name (`detect_format`); pickles and torch
 archives are read by gankit.safe_pickle's allow-list unpickler or torch.load(weights_only=True),
