@@ -65,7 +65,8 @@ def prepare(root: str, photos: int) -> None:
 def actor_rate(root: str, blend: str, output: str) -> tuple:
     """(photos/s, output photos/s) of one Paster over every part, in this thread."""
     from jobs import config, storage
-    from jobs.paste_back import PasteBackConfig, Paster, plan_edit_parts
+    from jobs.paste_back import PasteBackConfig, Paster
+    from jobs.stages.paste_back_plan import plan_edit_parts
     from jobs.storage import PartSpec
     out = f"{root}/out-{blend}-{output}"
     cfg = PasteBackConfig(edits=f"{root}/edits", aligned=f"{root}/aligned", out=out,

@@ -4,8 +4,8 @@
 
 Layout (one `torch.save` of a dict):
     state_dict   encoder.*  the encoder (gankit.models.psp's networks, same names)
-                 decoder.*  a rosinality StyleGAN2 Generator (gankit.checkpoints imports it:
-                            `--model FILE` gives the generator)
+                 decoder.*  a rosinality StyleGAN2 Generator (gankit.loading.encoder_decoder
+                            reads it: `--model FILE` gives the generator)
     latent_avg   [n_styles, w_dim]: the decoder's mean w on every layer; present when
                  trained with start_from_latent_avg (pSp, e4e) and always in ReStyle
     opts         the training options, a plain dict: encoder_type, input_nc, output_size
@@ -33,6 +33,8 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from gankit.loading.formats import CheckpointError, detect_format, load_object
+from gankit.loading.rosinality import rosinality_config
 from gankit.models import irse
 from gankit.models import psp
 
@@ -92,12 +94,11 @@ def prefixed(state: dict, prefix: str) -> dict:
 
 def read_object(path: PathLike) -> object:
     """The unpickled file (torch.load weights_only / the allow-list unpickler)."""
-    from gankit.checkpoints import CheckpointError, _load_object, detect_format
     fmt = detect_format(path)
     if fmt == "gankit":
         raise EncoderCheckpointError(f"{path}: a gankit directory, not an encoder checkpoint")
     try:
-        return _load_object(str(path), fmt)
+        return load_object(str(path), fmt)
     except CheckpointError as e:
         raise EncoderCheckpointError(str(e)) from None
 
@@ -188,7 +189,6 @@ def _resolution(decoder: dict, opts: dict, n_styles: int, source: str) -> int:
     (output_size: pSp / ReStyle, stylegan_size: e4e; pSp's inference defaults to 1024);
     it must give the encoder's number of styles, 2 log2(res) - 2."""
     if decoder:
-        from gankit.checkpoints import CheckpointError, rosinality_config
         try:
             res = rosinality_config(decoder, source).img_resolution
         except CheckpointError as e:

@@ -49,7 +49,6 @@ the sample job's. Encoding and writing run on `cpus_per_worker` threads beside t
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import partial
 from types import SimpleNamespace
@@ -57,18 +56,25 @@ from typing import Optional
 
 import numpy as np
 import pyarrow as pa
+import torch
 
-from gankit.editing import MODES
-from gankit.identity import IDENTITY_COLUMNS, identity_scores, load_measure
+from gankit import pti
+from gankit.data import image_column, latent_column, latents_from_column, noise_from_column
+from gankit.editing import MODES, edit
+from gankit.identity import load_measure
+from gankit.latents import to_ws
 from jobs import config, options, runtime, storage
 from jobs.boundary_index import fingerprint, resolve_boundaries
 from jobs.conditioning import generator_facts, needs_facts, one_hot_rows
-from jobs.config import ConfigError, layer_span, option, public_config, require
+from jobs.config import layer_span, option, public_config, require
 from jobs.cpu_pool import CpuPool, StepWriter, gather
 from jobs.options import (ActorOptions, ClassifierOptions, IdentityOptions, ImageOptions,
                           StorageOptions)
 from jobs.rendering import load_models, render_and_label, setup_device
 from jobs.runtime import PartWorker
+from jobs.stages.edit_inputs import (check_dims, check_generator, check_widths, id_column,
+                                     input_plan, kept_latent, sample_truncation)
+from jobs.stages.edit_rows import edit_identity, edit_schema, reference_faces
 from jobs.storage import PartSpec, PartWriter, Store
 
 
@@ -123,113 +129,7 @@ class EditConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions,
 
 
 # ----------------------------------------------------------------------------------------
-# Boundaries (driver)
-
-
-def check_generator(boundaries: list, schema: pa.Schema, G, cfg: EditConfig) -> None:
-    """ConfigError unless G can render these latents with these boundaries: a plain
-    z -> image model (no W) takes Z boundaries only, and a conditional one needs the
-    latents' `class` column for mapping z. G: the model, or its generator_facts."""
-    w_bounds = [n for n, b in boundaries if b.space != "z"]
-    require(getattr(G, "has_w", True) or not w_bounds, "boundaries",
-            f"has {w_bounds[0] if w_bounds else ''!r}, a W / W+ boundary, but {cfg.model} "
-            f"is a plain z -> image generator with no W: use Z boundaries")
-    maps_z = any(b.space == "z" for _, b in boundaries) or not {"w", "wp"} & set(schema.names)
-    require(not (getattr(G, "c_dim", 0) and maps_z) or "class" in schema.names, "latents",
-            f"needs a `class` column to map its z: {cfg.model} is conditional (sample with "
-            f"--class)")
-    require(getattr(G, "has_w", True) or not cfg.keep_latent, "keep_latent",
-            f"writes W / W+ latents, but {cfg.model} is a plain z -> image generator with no W")
-
-
-def check_widths(boundaries: list, G, model: str) -> None:
-    """ConfigError when a boundary (a published direction, say) is not as wide as G's
-    Z / W (the actor's check, on the model it loaded)."""
-    from gankit.published import width_problem
-    has_w = getattr(G, "has_w", True)
-    for name, b in boundaries:
-        problem = width_problem(name, b, G.z_dim, G.w_dim if has_w else None,
-                                G.num_ws if has_w else None, model)
-        require(problem is None, "boundaries", f"has {problem}")
-
-
-def kept_latent(cfg: EditConfig, schema: pa.Schema, boundaries: list,
-                truncation: tuple) -> Optional[str]:
-    """The column keep_latent writes: 'w' when every edited latent is one w repeated over
-    the W+ layers, else 'wp'; None when not asked."""
-    if not cfg.keep_latent:
-        return None
-    spaces = {b.space for _, b in boundaries}
-    maps_z = "z" in spaces or not {"w", "wp"} & set(schema.names)
-    psi, cutoff = truncation
-    layered = (cfg.layers is not None and "w" in spaces) or "wp" in spaces
-    uneven_mapping = maps_z and cutoff is not None and psi != 1
-    return "wp" if "wp" in schema.names or layered or uneven_mapping else "w"
-
-
-def check_dims(boundaries: list, schema: pa.Schema, url: str) -> None:
-    """Fail in the driver, naming the boundary, when it cannot edit these latents."""
-    from gankit.data import field_shape, latent_dim
-    if not {"z", "w", "wp"} & set(schema.names):
-        raise ConfigError("latents", f"{url} has no z, w or wp column "
-                          f"(columns: {', '.join(schema.names)})")
-    z_dim = latent_dim(schema, "z", url) if "z" in schema.names else None
-    num_ws = w_dim = None
-    if "wp" in schema.names:
-        latent_dim(schema, "wp", url)
-        num_ws, w_dim = field_shape(schema.field("wp"))
-    elif "w" in schema.names:
-        w_dim = latent_dim(schema, "w", url)
-    for name, b in boundaries:
-        if b.space == "z":
-            if z_dim is None:
-                raise ConfigError("boundaries", f"has {name!r}, a Z boundary, but {url} "
-                                  f"has no z column")
-            want = z_dim
-        elif b.space == "w":
-            want = w_dim
-        else:
-            want = (b.layers[1] - b.layers[0]) * w_dim if w_dim else None
-            if num_ws is not None and b.layers[1] > num_ws:
-                raise ConfigError("boundaries", f"has {name!r} on W+ layers {b.layers}, but "
-                                  f"{url} has {num_ws} layers")
-        if want is not None and b.dim != want:
-            raise ConfigError("boundaries", f"has {name!r}, a {b.dim}-dim {b.space!r} "
-                              f"boundary, but the latents of {url} are {want}-dim there")
-
-
-# ----------------------------------------------------------------------------------------
-# Per-batch computation (actor)
-
-
-def id_column(schema: pa.Schema, url: str) -> str:
-    from gankit.data import id_column_of
-    name = id_column_of(schema.names)
-    if name is None:
-        raise ConfigError("latents", f"{url} has neither a sample_id nor an image_id column")
-    return name
-
-
-def edit_schema(names: list, keep_original: bool, id_name: str = "sample_id",
-                keep_input: bool = False, identity: bool = False,
-                latent: Optional[tuple] = None) -> pa.Schema:
-    """latent: (column 'w' or 'wp', num_ws, w_dim) with keep_latent."""
-    from gankit.data import ID_COLUMNS, IMAGE_TYPE, wplus_field
-    fields = [pa.field(id_name, ID_COLUMNS[id_name]), pa.field("boundary", pa.string()),
-              pa.field("strength", pa.float32()), pa.field("image", IMAGE_TYPE)]
-    fields += [pa.field(f"logit_{a}", pa.float32()) for a in names]
-    if keep_original:
-        fields.append(pa.field("original", IMAGE_TYPE))
-    if keep_input:
-        fields.append(pa.field("input", IMAGE_TYPE))
-    if identity:
-        fields += [pa.field(m, pa.float32()) for m in IDENTITY_COLUMNS]
-    if latent is not None:
-        column, num_ws, w_dim = latent
-        fields.append(pa.field("w", pa.list_(pa.float32(), w_dim)) if column == "w"
-                      else wplus_field("wp", num_ws, w_dim))
-    return pa.schema(fields, metadata={"gankit.job": "edit",
-                                       "gankit.attributes": json.dumps(names)})
+# Actor
 
 
 class Editor(PartWorker):
@@ -263,10 +163,6 @@ class Editor(PartWorker):
     def read_rows(self, spec: PartSpec) -> tuple:
         """(ids [n], z [n, z_dim] or None, base ws [n, num_ws, w_dim], extras) of part
         `spec`; extras: 'noise' [n, sum r^2] and 'input' (PNG structs) where used."""
-        import torch
-
-        from gankit.data import latents_from_column
-        from gankit.latents import to_ws
         pf = storage.open_parquet(self.src, self.inputs[spec.index])
         wanted = [self.id_name, "z", "w", "wp", "class" if self.c_dim else None,
                   "noise" if self.cfg.stored_noise else None,
@@ -302,14 +198,12 @@ class Editor(PartWorker):
 
     def pti_rows(self, t: pa.Table) -> np.ndarray:
         """float16 [n, size]: each row's tuned change of G (its layout checked against G)."""
-        from gankit import pti
         self.pti_layout = pti.layout_of(t.schema.field(pti.DELTA_COLUMN))
         pti.check_layout(self.pti_layout, self.G)
         return pti.flat_from_column(t.column(pti.DELTA_COLUMN))
 
     def map_z(self, z, labels=None):
         """z [n, z_dim] (+ classes [n]) -> ws, in micro-batches of exactly micro_batch."""
-        import torch
         m, out = self.cfg.micro_batch, []
         with torch.no_grad():
             for s in range(0, len(z), m):
@@ -323,9 +217,6 @@ class Editor(PartWorker):
 
     def edited_ws(self, z, ws, rows, bidx, strengths, labels=None):
         """ws [k, num_ws, w_dim] of edits (row, boundary, strength) given as index arrays."""
-        import torch
-
-        from gankit.editing import edit
         out = torch.empty((len(rows), *ws.shape[1:]), dtype=torch.float32)
         for bi in np.unique(bidx):
             sel = np.nonzero(bidx == bi)[0]
@@ -382,9 +273,6 @@ class Editor(PartWorker):
 
     def kept(self, e_ws) -> Optional[pa.Array]:
         """The edited latents as the keep_latent column (w: layer 0 of ws that are one w)."""
-        import torch
-
-        from gankit.data import latent_column
         if self.latent is None:
             return None
         if self.latent == "wp":
@@ -395,7 +283,6 @@ class Editor(PartWorker):
     def table(self, ids, rows, bidx, strengths, images: list, logits, originals,
               extras: dict, latents: Optional[pa.Array] = None) -> pa.Table:
         """One step's edits as rows; images and originals are the pool's futures."""
-        from gankit.data import image_column
         cols = {self.id_name: pa.array(ids[rows]),
                 "boundary": pa.array([self.boundaries[b][0] for b in bidx]),
                 "strength": pa.array(strengths.astype(np.float32)),
@@ -415,7 +302,6 @@ class Editor(PartWorker):
 
     def fits(self, m: int) -> bool:
         """One render (+ rescoring) of m edits runs on the device."""
-        import torch
         ws = torch.zeros([m, self.G.num_ws, self.G.w_dim], device=self.device)
         render_and_label(self.G, self.C, ws, precision=self.precision)
         return True
@@ -425,7 +311,6 @@ class Editor(PartWorker):
         """ws [k, num_ws, w_dim] (+ stored noise [k, sum r^2], + PTI changes [k, size]) ->
         (futures of the k encoded images, logits [k, A] float32 or None), in micro-batches
         of exactly micro_batch."""
-        import torch
         cfg, m, images, logits = self.cfg, self.cfg.micro_batch, [], []
         with torch.no_grad():
             for s in range(0, len(ws), m):
@@ -443,17 +328,13 @@ class Editor(PartWorker):
         """Rows [s, s + m) of PTI changes as the synthesis network's `deltas` (padded)."""
         if tuned is None:
             return None
-        from gankit.pti import Deltas
         flat = runtime.pad_rows(tuned[s:s + m], m)                        # [m, size]
-        return Deltas.from_flat(self.pti_layout, flat, self.device).layers
+        return pti.Deltas.from_flat(self.pti_layout, flat, self.device).layers
 
     def noise_maps(self, noise: Optional[np.ndarray], s: int, m: int) -> Optional[list]:
         """Rows [s, s + m) of stored noise as per-layer [m, 1, r, r] tensors (padded)."""
         if noise is None:
             return None
-        import torch
-
-        from gankit.data import noise_from_column
         flat = runtime.pad_rows(noise[s:s + m], m)                        # [m, sum r^2]
         return [torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
                 for x in noise_from_column(flat, self.noise_field)]
@@ -461,55 +342,6 @@ class Editor(PartWorker):
 
 # ----------------------------------------------------------------------------------------
 # Driver
-
-
-def decoded(column: pa.Array) -> list:
-    from gankit.images import decode_image
-    return [decode_image(item["bytes"]) for item in column.to_pylist()]
-
-
-def reference_faces(measure, extras: dict) -> tuple:
-    """(descriptors [n, D], where, side) of each row's reconstruction, at the geometry
-    (dlib: landmarks) found on its input (`target`) when it is there, else on the
-    reconstruction."""
-    recon = decoded(extras["reconstruction"])                          # n x [S, S, 3]
-    source = decoded(extras["target"]) if "target" in extras else recon
-    where = measure.locate(np.stack(source)) if source else []
-    side = source[0].shape[0] if source else 1
-    return measure.describe(recon, where, side), where, side
-
-
-def edit_identity(measure, faces: tuple, rows: np.ndarray, images: pa.Array) -> dict:
-    """{identity_similarity, identity_distance}: each edit against its row's reference."""
-    reference, where, side = faces
-    scores = identity_scores(measure, reference[rows], [where[r] for r in rows],
-                             decoded(images), side)
-    return {m: pa.array(v, pa.float32()) for m, v in zip(IDENTITY_COLUMNS, scores)}
-
-
-def input_plan(src: Store, count: Optional[int]) -> tuple:
-    """({index: path}, [PartSpec]) of the input rows to edit: every row, or the first
-    `count` in part order; spec.start/stop are input row offsets."""
-    parts, plan, start = src.list_parts(), [], 0
-    if not parts:
-        raise FileNotFoundError(f"no part files at {src.url} (run `gankit sample` first)")
-    for k, path in parts.items():
-        if count is not None and start >= count:
-            break
-        n = storage.part_footer(src, path)[1]
-        n = n if count is None else min(n, count - start)
-        plan.append(PartSpec(k, start, start + n))
-        start += n
-    return {k: parts[k] for k in (p.index for p in plan)}, plan
-
-
-def sample_truncation(src: Store, cfg: EditConfig) -> tuple:
-    """(psi, cutoff) for mapping z: the config's, else the sample job's manifest, else 1."""
-    if cfg.truncation is not None:
-        return float(cfg.truncation), cfg.truncation_cutoff
-    manifest = storage.read_manifest(src) or {}
-    ident = manifest.get("identity", {})
-    return float(ident.get("truncation", 1.0)), ident.get("truncation_cutoff")
 
 
 def run_edit(cfg: EditConfig) -> dict:

@@ -45,30 +45,26 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
-import re
 from dataclasses import dataclass
 from typing import Optional
-from urllib.parse import quote
 
 import numpy as np
-import pyarrow as pa
 
-from gankit.faces import BLENDS, Blend
+from gankit.faces import BLENDS, Blend, paste_faces
+from gankit.images import decode_image, encode_image
 from jobs import config, options, runtime, storage
 from jobs.config import option, public_config, require
+from jobs.image_inputs import source_photo_reader
 from jobs.options import ActorOptions, ImageCodecOptions, StorageOptions
 from jobs.runtime import PartWorker
+from jobs.stages.paste_back_plan import (check_file_names, check_inputs, complete_manifest,
+                                         plan_edit_parts)
+from jobs.stages.paste_back_rows import (EditImages, RowBuffer, aligned_columns, edit_image,
+                                         edit_pairs, face_row, out_schema, output_path,
+                                         photo_order, read_part, record)
 from jobs.storage import PartSpec, PartWriter, Store
 
-log = logging.getLogger("gankit")
-
 OUTPUTS = ("files", "parquet", "both")
-PHOTOS_DIR = "photos"                 # image files under the output: photos/<name>
-EDIT_COLUMNS = ("image_id", "boundary", "strength", "image")
-ALIGNED_COLUMNS = ("image_id", "source_id", "quad")
-ROW_GROUP_BYTES = 64 << 20            # output rows are written in groups of about this size
-ROW_GROUP_ROWS = 256
 
 
 @dataclass
@@ -106,174 +102,8 @@ class PasteBackConfig(ActorOptions, ImageCodecOptions, StorageOptions):
         return dict({k: getattr(self, k) for k in keys}, **options.identity(self, "fp32"))
 
 
-def out_schema() -> pa.Schema:
-    from gankit.data import IMAGE_TYPE
-    return pa.schema([
-        pa.field("source_id", pa.string()), pa.field("boundary", pa.string()),
-        pa.field("strength", pa.float32()), pa.field("faces", pa.int32()),
-        pa.field("image", IMAGE_TYPE)], metadata={b"gankit.job": b"paste_back"})
-
-
-# ----------------------------------------------------------------------------------------
-# File names
-
-
-def path_token(source: str) -> str:
-    """A photo id as a relative path: its folders kept, anything but letters, digits and
-    `._-` percent-encoded (so two ids never share a name), no empty, `.` or `..` segment."""
-    def segment(s: str) -> str:
-        s = quote(s, safe="._-")
-        return s if s.strip(".") else s.replace(".", "%2E") or "%2F"
-    return "/".join(segment(s) for s in source.split("/"))
-
-
-def boundary_token(boundary: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", boundary)
-
-
-def strength_token(strength: float) -> str:
-    """The shortest text that reads back as the float32 strength, signed: '+3', '-0.5'."""
-    s = np.float32(strength)
-    return ("-" if s < 0 else "+") + np.format_float_positional(abs(s), trim="-")
-
-
-def output_path(source: str, boundary: str, strength: float, fmt: str) -> str:
-    """photos/<photo id>__<boundary>_<strength>.<format>, relative to the output."""
-    ext = {"jpeg": "jpg"}.get(fmt, fmt)
-    return (f"{PHOTOS_DIR}/{path_token(source)}__{boundary_token(boundary)}_"
-            f"{strength_token(strength)}.{ext}")
-
-
-# ----------------------------------------------------------------------------------------
-# Checks and the plan (driver)
-
-
-def first_schema(store: Store) -> Optional[pa.Schema]:
-    parts = store.list_parts()
-    return storage.part_footer(store, next(iter(parts.values())))[0] if parts else None
-
-
-def input_problem(name: str, store: Store, needs: tuple, what: str) -> Optional[str]:
-    """Why `store` cannot be paste-back's `name` input (the columns it lacks), or None."""
-    schema, job = first_schema(store), (storage.read_manifest(store) or {}).get("job")
-    made_by = f" (a '{job}' output)" if job else ""
-    if schema is None:
-        return f"{name} {store.url}{made_by} holds no part files"
-    missing = [c for c in needs if c not in schema.names]
-    if "image" not in missing and "image" in needs:
-        from jobs.image_inputs import is_image_struct
-        if not is_image_struct(schema.field("image").type):
-            missing.append("image (an image struct)")
-    if missing:
-        hint = " (edits of sampled latents have no photo)" if job == "edit" and \
-            "sample_id" in schema.names else ""
-        return (f"{name} {store.url}{made_by} has no {', '.join(missing)} column, which "
-                f"{what} has{hint}")
-    if name == "aligned" and job != "align":
-        return f"aligned {store.url}{made_by} is not a `gankit align` output"
-    return None
-
-
-def check_inputs(edits: Store, aligned: Store, blend: str) -> None:
-    """Each input has the columns paste-back needs; else one sentence naming each bad one."""
-    needs = ALIGNED_COLUMNS + (("landmarks",) if blend == "face" else ())
-    problems = [p for p in (
-        input_problem("edits", edits, EDIT_COLUMNS, "an edit output of aligned faces"),
-        input_problem("aligned", aligned, needs, "an align output")) if p]
-    if problems:
-        raise ValueError(f"paste-back cannot use its inputs: {'; '.join(problems)}")
-
-
-def complete_manifest(store: Store, name: str) -> dict:
-    manifest = storage.read_manifest(store) or {}
-    require(manifest.get("status") == "complete", name,
-            f"{store.url} is not a complete job output (its manifest says "
-            f"{manifest.get('status', 'nothing')}): rerun the job that writes it first")
-    return manifest
-
-
-def same_location(url: Optional[str], store: Store) -> bool:
-    if not url:
-        return False
-    try:
-        other = Store(url, store.options, probe=False)
-    except storage.StoreError:
-        return False
-    return other.fs.unstrip_protocol(other.root) == store.fs.unstrip_protocol(store.root)
-
-
-def lineage(edits: Store, edit_manifest: dict, aligned: Store) -> bool:
-    """Whether the edits' latents are an inversion of `aligned` itself (their manifests say
-    so): then edit part k holds faces of aligned part k only."""
-    latents = (edit_manifest.get("config") or {}).get("latents")
-    if edit_manifest.get("job") != "edit" or not latents:
-        return False
-    try:
-        inverted = storage.read_manifest(Store(latents, edits.options, probe=False)) or {}
-    except (OSError, ValueError):
-        return False
-    return inverted.get("job") == "invert" and same_location(
-        (inverted.get("config") or {}).get("images"), aligned)
-
-
-def id_hashes(ids: list) -> np.ndarray:
-    """int64 hashes of string ids (Python's hash: the same within the driver process)."""
-    return np.fromiter((hash(str(i)) for i in ids), dtype=np.int64, count=len(ids))
-
-
-def indexed_edit_parts(edits: Store, aligned: Store) -> dict:
-    """{aligned part: [edit parts holding any of its faces]} from the `image_id` columns of
-    both: a sorted array of (id hash, edit part), then a lookup per aligned part. A hash
-    collision only adds a part to read: the actor matches real ids."""
-    keys, owners = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    for j, path in edits.list_parts().items():
-        h = np.unique(id_hashes(storage.read_column(edits, path, "image_id")))
-        keys.append(h)
-        owners.append(np.full(h.size, j, dtype=np.int64))
-    key, owner = np.concatenate(keys), np.concatenate(owners)
-    order = np.argsort(key, kind="stable")
-    key, owner = key[order], owner[order]
-    plan = {}
-    for k, path in aligned.list_parts().items():
-        faces = np.unique(id_hashes(storage.read_column(aligned, path, "image_id")))
-        lo, hi = np.searchsorted(key, faces, "left"), np.searchsorted(key, faces, "right")
-        hits = [owner[a:b] for a, b in zip(lo, hi) if b > a]
-        plan[k] = sorted(set(np.concatenate(hits).tolist())) if hits else []
-    return plan
-
-
-def plan_edit_parts(edits: Store, edit_manifest: dict, aligned: Store, plan: list) -> tuple:
-    """({aligned part: [edit parts]}, whether edit part k holds only aligned part k's faces)."""
-    if lineage(edits, edit_manifest, aligned):
-        have = set(edits.list_parts())
-        log.info(f"[paste_back] {edits.url} edits an inversion of {aligned.url}: part k's "
-                 f"edits are in edit part k")
-        return {p.index: [p.index] if p.index in have else [] for p in plan}, True
-    log.info(f"[paste_back] {edits.url} does not come from {aligned.url} by its manifests: "
-             f"indexing the ids of both")
-    return indexed_edit_parts(edits, aligned), False
-
-
-def check_file_names(edit_manifest: dict) -> None:
-    """Two boundaries whose names give one file name would overwrite each other's photos."""
-    seen = {}
-    for name in (edit_manifest.get("identity") or {}).get("boundaries") or []:
-        other = seen.setdefault(boundary_token(name), name)
-        require(other == name, "output", f"files: boundaries {other!r} and {name!r} give the "
-                f"same file name; use --output parquet")
-
-
 # ----------------------------------------------------------------------------------------
 # Actor
-
-
-@dataclass
-class FaceRow:
-    """One aligned face: where it sits in its photo."""
-    face_id: str
-    quad: np.ndarray                    # [4, 2] float64
-    landmarks: Optional[np.ndarray]     # [68, 2] float64, or None (square blend)
-    size: Optional[tuple]               # (width, height) of the photo, as align saw it
 
 
 class Paster(PartWorker):
@@ -291,7 +121,6 @@ class Paster(PartWorker):
         self.lineage, self.source = lineage, source     # source: align's input (its config)
 
     def write_part(self, spec: PartSpec) -> None:
-        from jobs.image_inputs import source_photo_reader
         errors = []
         photos = self.read_faces(spec, errors)            # {photo id: [FaceRow]}
         edits = self.read_edits(spec, photos, errors)     # {face id: {(b, s): (part, row)}}
@@ -385,7 +214,6 @@ class Paster(PartWorker):
 
     def photo(self, photo_id: str, read, size: Optional[tuple]) -> tuple:
         """(the photo [H, W, 3] uint8 as align decoded it, None), or (None, why)."""
-        from gankit.images import decode_image
         data, why = read(photo_id)
         if why:
             return None, why
@@ -400,8 +228,6 @@ class Paster(PartWorker):
 
     def output_row(self, photo_id: str, photo: np.ndarray, pasted: list, boundary: str,
                    strength: float) -> dict:
-        from gankit.faces import paste_faces
-        from gankit.images import encode_image
         cfg = self.cfg
         data = encode_image(paste_faces(photo, pasted, self.blend), cfg.image_format,
                             cfg.image_quality)
@@ -412,107 +238,6 @@ class Paster(PartWorker):
                 "faces": len(pasted), "image": {
                     "bytes": data if cfg.output in ("parquet", "both") else None,
                     "path": path}}
-
-
-def read_part(store: Store, path: str, columns: list) -> pa.Table:
-    """Some columns of one part file (ids, quads: no images)."""
-    pf = storage.open_parquet(store, path)
-    try:
-        return pf.read(columns=columns)
-    except (pa.ArrowException, OSError) as e:
-        raise storage.damaged_part(path, 0, e) from None
-    finally:
-        pf.close()
-
-
-def aligned_columns(aligned: Store, path: str) -> list:
-    names = storage.part_footer(aligned, path)[0].names
-    wanted = ["image_id", "source_id", "quad", "landmarks", "source_width", "source_height"]
-    return [c for c in wanted if c in names]
-
-
-def face_row(r: dict, landmarks_needed: bool) -> tuple:
-    """(FaceRow, None) from an aligned row, or (None, why it cannot be pasted)."""
-    quad = np.asarray(r.get("quad") or [], dtype=np.float64)
-    if quad.size != 8 or not np.isfinite(quad).all():
-        return None, "the aligned face has no quad (its place in the photo)"
-    lm = r.get("landmarks")
-    lm = np.asarray(lm, dtype=np.float64) if lm is not None else None
-    if landmarks_needed and (lm is None or lm.size != 136 or not np.isfinite(lm).all()):
-        return None, "the aligned face has no 68 landmarks for the face blend (blend square)"
-    size = (r["source_width"], r["source_height"]) if r.get("source_width") else None
-    return FaceRow(str(r["image_id"]), quad.reshape(4, 2),
-                   lm.reshape(68, 2) if lm is not None and lm.size == 136 else None, size), None
-
-
-def record(row_id: str, reason: str) -> dict:
-    return {"id": str(row_id), "stage": "paste_back", "reason": reason}
-
-
-def photo_order(photos: dict, edits: dict) -> list:
-    """Photos in the order of their first edit row, so edit images are read in file order."""
-    def first(photo_id):
-        rows = [pos for f in photos[photo_id] for pos in edits.get(f.face_id, {}).values()]
-        return min(rows) if rows else (-1, -1)
-    return sorted(photos, key=first)
-
-
-def edit_pairs(faces: list, edits: dict) -> list:
-    """The (boundary, strength) pairs any of the faces has, in edit-row order."""
-    first = {}
-    for f in faces:
-        for pair, pos in edits[f.face_id].items():
-            first[pair] = min(first.get(pair, pos), pos)
-    return sorted(first, key=first.get)
-
-
-def edit_image(images, pos: Optional[tuple]) -> tuple:
-    """(the edited face [R, R, 3] uint8, None), or (None, why) for a missing or bad one."""
-    from gankit.images import decode_image
-    if pos is None:
-        return None, "this face has no such edit row while others of its photo do"
-    item = images.row(*pos) or {}
-    if not item.get("bytes"):
-        return None, "its edit row holds no image bytes"
-    try:
-        return decode_image(item["bytes"]), None
-    except ValueError as e:
-        return None, f"its edit image: {e}"
-
-
-class EditImages:
-    """The `image` of edit rows by (part, row), one RowReader per edit part read."""
-
-    def __init__(self, edits: Store):
-        self.edits, self.readers = edits, {}
-
-    def row(self, part: int, row: int) -> Optional[dict]:
-        if part not in self.readers:
-            self.readers[part] = storage.RowReader(
-                self.edits, self.edits.path(storage.part_name(part)), ["image"])
-        return self.readers[part].row(row)["image"]
-
-    def close(self) -> None:
-        for reader in self.readers.values():
-            reader.close()
-
-
-class RowBuffer:
-    """Output rows written in row groups of about ROW_GROUP_BYTES or ROW_GROUP_ROWS."""
-
-    def __init__(self, writer: PartWriter):
-        self.writer, self.rows, self.bytes = writer, [], 0
-
-    def add(self, rows: list) -> None:
-        self.rows += rows
-        self.bytes += sum(len(r["image"]["bytes"] or b"") for r in rows)
-        if self.bytes >= ROW_GROUP_BYTES or len(self.rows) >= ROW_GROUP_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.rows:
-            self.writer.write(pa.Table.from_pylist(self.rows, schema=out_schema()))
-        self.rows, self.bytes = [], 0
 
 
 # ----------------------------------------------------------------------------------------

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from gankit.boundaries import (NEWTON_MAX_DIM, Boundary, _select, _solve_liblinear,
-                               _solve_newton, condition_boundary, conditional_normal,
-                               cosine_matrix, fit_boundary, flatten_wp, resolve_solver,
-                               select_extremes)
+from gankit.boundaries import (Boundary, _select, condition_boundary, cosine_matrix,
+                               fit_boundary, flatten_wp, resolve_solver, select_extremes)
+from gankit.latent.solvers import (NEWTON_MAX_DIM, conditional_normal, solve_liblinear,
+                                   solve_newton)
 
 
 def unit(v):
@@ -166,8 +166,8 @@ def test_newton_reaches_the_l2svm_optimum():
         slack = np.maximum(0, 1 - y * (x.astype(np.float64) @ w + b))
         return 0.5 * w @ w + C * np.sum(slack ** 2)
 
-    w_n, b_n = _solve_newton(x, y, C)
-    w_l, b_l = _solve_liblinear(x, y, C)
+    w_n, b_n = solve_newton(x, y, C)
+    w_l, b_l = solve_liblinear(x, y, C)
     assert objective(w_n, b_n) <= objective(w_l, b_l) + 1e-6
     slack = np.maximum(0, 1 - y * (x.astype(np.float64) @ w_n + b_n))
     grad_w = w_n - 2 * C * (slack * y) @ x

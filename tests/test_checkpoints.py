@@ -11,9 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gankit import checkpoints, safe_pickle
+from gankit import safe_pickle
 from gankit.checkpoints import (CheckpointError, UnsafePickleError, convert_checkpoint,
                                 inspect_checkpoint, load_generator, save_generator)
+from gankit.loading import rosinality
 from gankit.models import ops
 from gankit.models.stylegan2 import Generator, GeneratorConfig, MappingConfig, SynthesisConfig
 from jobs.cli import main as cli_main
@@ -527,7 +528,7 @@ def test_rosinality_channel_table():
     def table(cm):
         return {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm, 256: 64 * cm,
                 512: 32 * cm, 1024: 16 * cm}
-    assert checkpoints._channel_base_max(table(2), "x") == (32768, 512)   # NVIDIA config-f
-    assert checkpoints._channel_base_max(table(1), "x") == (16384, 512)
+    assert rosinality._channel_base_max(table(2), "x") == (32768, 512)   # NVIDIA config-f
+    assert rosinality._channel_base_max(table(1), "x") == (16384, 512)
     with pytest.raises(CheckpointError, match="cannot be written as"):
-        checkpoints._channel_base_max(table(4), "x")                    # 512 -> 1024 grows
+        rosinality._channel_base_max(table(4), "x")                    # 512 -> 1024 grows

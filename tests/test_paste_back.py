@@ -20,7 +20,8 @@ from gankit import faces
 from gankit.data import IMAGE_TYPE
 from gankit.images import decode_image
 from jobs import storage
-from jobs.paste_back import PasteBackConfig, output_path, path_token, run_paste_back
+from jobs.paste_back import PasteBackConfig, run_paste_back
+from jobs.stages.paste_back_rows import output_path, path_token
 from test_faces import distance_to_polygon, pixel_centres, skimage_photo
 
 pytest.importorskip("dlib", reason="dlib is not installed: pip install 'gankit[faces]'")

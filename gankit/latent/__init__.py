@@ -1,0 +1,1 @@
+"""Latent-space math: fitting boundaries and the solvers behind them."""

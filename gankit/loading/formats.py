@@ -1,0 +1,71 @@
+"""What the checkpoint importers share: telling a file's format, reading it into an object, the
+`Checkpoint` record every importer returns (the config, the tensors under our key names), and
+the errors.
+
+A file's format is told by its content, not its name (`detect_format`); pickles and torch
+archives are read by gankit.safe_pickle's allow-list unpickler or torch.load(weights_only=True),
+so nothing in the file runs.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+from gankit import safe_pickle
+from gankit.models.stylegan2 import GeneratorConfig
+from gankit.safe_pickle import UnsafePickleError
+
+NETWORKS = ("G_ema", "G")
+PathLike = Union[str, os.PathLike]
+
+
+class CheckpointError(ValueError):
+    """The file is not a usable generator checkpoint (message names the file and the key)."""
+
+
+class UnsupportedCheckpointError(CheckpointError, NotImplementedError):
+    """A kind of checkpoint gankit cannot load (another network, another blur kernel)."""
+
+
+@dataclass
+class Checkpoint:
+    """A generator read from a file, before it is built: its config and its tensors."""
+    fmt: str                                  # 'gankit', 'nvidia-pickle', 'rosinality'
+    cfg: GeneratorConfig
+    tensors: dict                             # our key -> tensor
+    derived: tuple = ()                       # our keys computed here, not read from the file
+    notes: dict = field(default_factory=dict)
+
+
+def detect_format(path: PathLike) -> str:
+    """'gankit' (directory, config.json or .safetensors), 'torch-zip', or 'pickle'."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such checkpoint file or directory")
+    if p.is_dir():
+        return "gankit"
+    with open(p, "rb") as f:
+        head = f.read(16)
+    if head.startswith(safe_pickle.ZIP_MAGIC):
+        return "torch-zip"
+    if head.startswith(b"\x80"):
+        return "pickle"
+    if head.lstrip().startswith(b"{") or head[8:9] == b"{":  # JSON, or safetensors header
+        return "gankit"
+    raise CheckpointError(f"{p}: not a recognised checkpoint (neither a gankit directory, "
+                          f"a pickle, nor a torch archive)")
+
+
+def load_object(source: str, fmt: str) -> object:
+    """Unpickle with the allow-list (or torch.load weights_only); corrupt files get one sentence."""
+    try:
+        if fmt == "torch-zip":
+            return safe_pickle.torch_load(source, source)
+        return safe_pickle.load(source)
+    except UnsafePickleError:
+        raise
+    except (EOFError, pickle.UnpicklingError, RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{source}: unreadable {fmt} file ({type(e).__name__}: {e})") from None
