@@ -291,7 +291,7 @@ class Paster(PartWorker):
         self.lineage, self.source = lineage, source     # source: align's input (its config)
 
     def write_part(self, spec: PartSpec) -> None:
-        from jobs.image_inputs import source_photo_reader
+        from jobs.storage.source_photos import source_photo_reader
         errors = []
         photos = self.read_faces(spec, errors)            # {photo id: [FaceRow]}
         edits = self.read_edits(spec, photos, errors)     # {face id: {(b, s): (part, row)}}

@@ -29,14 +29,16 @@ def hidden_name(name: str) -> bool:
     return name.startswith((".", "_"))
 
 
-def walk_files(fs, root: str, batch: Optional[int] = None) -> Iterator[tuple]:
+def walk_files(fs, root: str, batch: Optional[int] = None,
+               follow_links: bool = False) -> Iterator[tuple]:
     """Every file under `root` (a path as `fs` names it), recursively, in batches of
     (paths, sizes): paths as `fs` names them, sizes in bytes (None where unknown). Local
-    walks skip hidden and `_` names below `root` (the caller drops them anyway). `batch`:
-    files per batch (default BATCH_FILES)."""
+    walks skip hidden and `_` names below `root` (the caller drops them anyway), and list
+    a symbolic link that leaves `root` as a file of unknown size, unfollowed, unless
+    `follow_links` (see local_files). `batch`: files per batch (default BATCH_FILES)."""
     batch = batch or BATCH_FILES
     if is_local(fs):
-        files = local_files(root)
+        files = local_files(root, follow_links)
     elif is_s3(fs):
         files = (f for page, _ in s3_pages(fs, root.rstrip("/") + "/") for f in page)
     else:
@@ -53,10 +55,27 @@ def walk_files(fs, root: str, batch: Optional[int] = None) -> Iterator[tuple]:
         yield paths, sizes
 
 
-def local_files(root: str) -> Iterator[tuple]:
+def local_files(root: str, follow_links: bool = False) -> Iterator[tuple]:
     """(path, size) of every file under a local folder, one directory open at a time.
-    Linked folders are followed once each (a link back up the tree is not a loop)."""
-    stack, seen = [root], set()
+    Real folders are walked first, then linked folders in name order, each real folder
+    once (a link back up the tree is not a loop): a file is listed under its real path
+    where it has one in the tree, whatever order the directories come in. Listed as they
+    are (size None), for their reads to say why they are no photos: a link that leaves
+    `root` (unless `follow_links`: then followed anywhere), a dangling link, a FIFO,
+    socket or device, a folder that cannot be opened."""
+    real_root, seen, linked = os.path.realpath(root), set(), []
+    yield from walk_tree(root, root, real_root, follow_links, seen, linked)
+    while linked:
+        batch = sorted(linked)
+        linked.clear()
+        for folder in batch:
+            yield from walk_tree(folder, root, real_root, follow_links, seen, linked)
+
+
+def walk_tree(top: str, root: str, real_root: str, follow_links: bool, seen: set,
+              linked: list) -> Iterator[tuple]:
+    """The files under `top` through real folders; linked folders found go to `linked`."""
+    stack = [top]
     while stack:
         folder = stack.pop()
         real = os.path.realpath(folder)
@@ -65,19 +84,43 @@ def local_files(root: str) -> Iterator[tuple]:
         seen.add(real)
         try:
             entries = os.scandir(folder)
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
+        except (FileNotFoundError, NotADirectoryError):
+            continue                         # vanished meanwhile (or `root` is no folder)
+        except PermissionError:
+            if folder != root:
+                yield folder, None
             continue
         with entries:
             for e in entries:
-                if hidden_name(e.name):
-                    continue
-                try:
-                    if e.is_dir():
-                        stack.append(e.path)
-                    elif e.is_file():
-                        yield e.path, e.stat().st_size
-                except OSError:              # vanished meanwhile, or a dangling link
-                    continue
+                if not hidden_name(e.name):
+                    yield from local_entry(e, real_root, follow_links, stack, linked)
+
+
+def local_entry(e: os.DirEntry, real_root: str, follow_links: bool, stack: list,
+                linked: list) -> Iterator[tuple]:
+    """One directory entry: a folder goes on `stack` (a linked one on `linked`), a file is
+    yielded with its size, a link leaving `real_root` (unless `follow_links`) and anything
+    else with None."""
+    try:
+        if e.is_symlink():
+            if not follow_links and not inside(os.path.realpath(e.path), real_root):
+                yield e.path, None
+                return
+            if e.is_dir():
+                linked.append(e.path)
+                return
+        if e.is_dir():
+            stack.append(e.path)
+        elif e.is_file():
+            yield e.path, e.stat().st_size
+        elif os.path.lexists(e.path):
+            yield e.path, None
+    except OSError:                          # vanished meanwhile
+        return
+
+
+def inside(real: str, real_root: str) -> bool:
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
 def s3_pages(fs, prefix: str, delimiter: str = "",

@@ -136,3 +136,118 @@ def test_empty_folder_is_one_sentence(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no Parquet files and no image files"):
         plan(str(tmp_path / "empty"))
+
+
+# ----------------------------------------------------------------------------------------
+# Issue #27 item 4: symbolic links stay inside the input folder
+
+
+def read_all(src, inputs) -> dict:
+    """{id: bytes, or the reason its row holds none}, read as the workers read them."""
+    got = {}
+    for spec in inputs.plan:
+        for t in part_tables(src, inputs, spec, "image", ["image_id", "image"], 16):
+            for i, item in zip(t.column("image_id").to_pylist(), t.column("image").to_pylist()):
+                got[i] = item["bytes"] or no_bytes_reason(item)
+    return got
+
+
+@pytest.fixture
+def linked(folder, tmp_path):
+    """The photo folder with links planted in it: to /etc/passwd, to a sibling folder's
+    photo, a chain of links ending outside, a linked folder outside, a dangling link; and
+    links that stay inside (a file, a folder)."""
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "s.png").write_bytes(photo_bytes(7))
+    (folder / "passwd.png").symlink_to("/etc/passwd")
+    (folder / "sibling.png").symlink_to(secret / "s.png")
+    (folder / "b" / "hop2.png").symlink_to(secret / "s.png")
+    (folder / "hop1.png").symlink_to(folder / "b" / "hop2.png")
+    (folder / "secretdir").symlink_to(secret)
+    (folder / "dangling.png").symlink_to(tmp_path / "gone.png")
+    (folder / "inside.png").symlink_to(folder / "a.png")
+    (folder / "b2").symlink_to(folder / "b")
+    return folder
+
+
+LEAVING = ["passwd.png", "sibling.png", "b/hop2.png", "hop1.png", "secretdir", "dangling.png"]
+
+
+def test_links_leaving_the_input_folder_become_error_records_naming_them(linked, tmp_path):
+    src, inputs = plan(str(linked), tmp_path / "out")
+    got = read_all(src, inputs)
+    assert "secretdir/s.png" not in got                  # the linked folder is not walked
+    for name in LEAVING:
+        assert isinstance(got[name], str), name
+        assert f"{linked}/{name} cannot be read (leaves the input folder" in got[name], name
+        assert "root:x" not in got[name] and "/etc/passwd" not in got[name]  # nor the target
+        assert str(tmp_path / "secret") not in got[name] and "gone" not in got[name]
+    assert got["inside.png"] == (linked / "a.png").read_bytes()   # links inside are read
+    assert "b2/c.jpg" not in got             # a folder linked inside: its files listed once,
+    assert got["b/c.jpg"] == (linked / "b" / "c.jpg").read_bytes()   # by their real path
+
+
+def test_follow_links_reads_them_anywhere(linked, tmp_path):
+    src = storage.open_store(str(linked))
+    inputs = plan_image_inputs(src, "image", None, str(linked), images_per_part=4,
+                               follow_links=True)
+    got = read_all(src, inputs)
+    assert got["sibling.png"] == got["hop1.png"] == got["secretdir/s.png"] == photo_bytes(7)
+    assert "not found" in got["dangling.png"]
+    assert inputs.identity()["follow_links"] is True
+
+
+def test_a_file_swapped_for_a_link_after_listing_is_refused_when_read(folder, tmp_path):
+    src, inputs = plan(str(folder), tmp_path / "out")
+    (tmp_path / "elsewhere.png").write_bytes(photo_bytes(8))
+    (folder / "a.png").unlink()
+    (folder / "a.png").symlink_to(tmp_path / "elsewhere.png")
+    assert "leaves the input folder" in read_all(src, inputs)["a.png"]
+
+
+def test_the_file_opened_is_checked_not_only_its_name(folder, tmp_path):
+    """A link swapped in between the check of the name and the open: what was opened is
+    resolved again (Linux: /proc/self/fd) and refused."""
+    import os
+    from jobs.storage.image_reading import Unreadable, check_opened
+    (tmp_path / "elsewhere.png").write_bytes(b"x")
+    fd = os.open(tmp_path / "elsewhere.png", os.O_RDONLY)
+    try:
+        with pytest.raises(Unreadable, match="leaves the input folder"):
+            check_opened(fd, os.fstat(fd), str(folder / "a.png"), str(folder),
+                         os.path.realpath(folder))
+    finally:
+        os.close(fd)
+
+
+def test_a_list_keeps_relative_entries_inside_its_folder(folder, tmp_path):
+    """A list's absolute entries are the user's choice; a relative one that climbs out
+    ('..') or goes through a link to outside is refused like a link."""
+    (tmp_path / "other.png").write_bytes(photo_bytes(9))
+    (folder / "out").symlink_to(tmp_path)
+    lst = folder / "list.txt"
+    lst.write_text(f"a.png\n../other.png\nout/other.png\n{tmp_path / 'other.png'}\n")
+    src, inputs = plan(str(lst), tmp_path / "o")
+    got = read_all(src, inputs)                          # ids: relative to tmp_path
+    assert got["other.png"] == photo_bytes(9)
+    assert got["photos/a.png"] == (folder / "a.png").read_bytes()
+    assert "cannot be read (leaves the input folder" in got["photos/../other.png"]
+    assert "cannot be read (leaves the input folder" in got["photos/out/other.png"]
+
+
+def test_parquet_paths_through_a_link_out_of_the_dataset_are_refused(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "outside.png").write_bytes(photo_bytes(5))
+    (data / "link.png").symlink_to(tmp_path / "outside.png")
+    column = pa.StructArray.from_arrays(
+        [pa.array([None, None], pa.binary()), pa.array(["link.png", "/etc/hostname"])],
+        ["bytes", "path"])
+    pq.write_table(pa.table({"image_id": ["link", "absolute"], "image": column}),
+                   data / "rows.parquet")
+    src, inputs = plan(str(data))
+    got = read_all(src, inputs)
+    assert "link.png cannot be read (leaves the input folder" in got["link"]
+    assert "paths are relative to the dataset" in got["link"]
+    assert "climbs out" in got["absolute"] or "absolute" in got["absolute"]

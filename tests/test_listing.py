@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs import listing, storage, walk
-from jobs.image_inputs import part_source_urls, plan_image_inputs
+from jobs.image_inputs import plan_image_inputs
+from jobs.storage.source_photos import part_source_urls
 
 
 @pytest.fixture
