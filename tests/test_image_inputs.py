@@ -251,3 +251,88 @@ def test_parquet_paths_through_a_link_out_of_the_dataset_are_refused(tmp_path):
     assert "link.png cannot be read (leaves the input folder" in got["link"]
     assert "paths are relative to the dataset" in got["link"]
     assert "climbs out" in got["absolute"] or "absolute" in got["absolute"]
+
+
+# ----------------------------------------------------------------------------------------
+# Issue #27 item 5: an unreadable entry of a list names its URL and the cause
+
+
+@pytest.fixture
+def http_server():
+    """A local HTTP server: /ok.png a photo, /forbidden.png 403, /broken.png 500, /slow.png
+    answers after 5 s, anything else 404. Yields its base URL."""
+    import http.server
+    import threading
+    import time
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/slow.png":
+                time.sleep(5)
+            status = {"/ok.png": 200, "/slow.png": 200, "/forbidden.png": 403,
+                      "/broken.png": 500}.get(self.path, 404)
+            body = photo_bytes(4) if status == 200 else b"no"
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_unreadable_list_entry_names_its_url_and_the_cause(tmp_path, http_server):
+    lst = tmp_path / "list.txt"
+    lst.write_text("\n".join([f"{http_server}/ok.png", f"{http_server}/gone.png",
+                              f"{http_server}/forbidden.png", f"{http_server}/broken.png",
+                              "http://127.0.0.1:1/x.png", "/nonexistent/y.jpg",
+                              "missing.png"]))
+    src, inputs = plan(str(lst), tmp_path / "out")
+    got = {url: why for why, url in zip(
+        read_all(src, inputs).values(),
+        inputs.listing.read(0, inputs.rows).column("url").to_pylist())}
+    assert got[f"{http_server}/ok.png"] == photo_bytes(4)
+    expect = {f"{http_server}/gone.png": "HTTP 404 Not Found",
+              f"{http_server}/forbidden.png": "HTTP 403",
+              f"{http_server}/broken.png": "HTTP 500",
+              "http://127.0.0.1:1/x.png": "connection refused",
+              "file:///nonexistent/y.jpg": "not found",
+              f"file://{tmp_path}/missing.png": "not found"}
+    for url, cause in expect.items():
+        assert f"no image bytes: {url} cannot be read ({cause}" in got[url], got[url]
+        assert "relative to the dataset" not in got[url]
+
+
+def test_a_read_that_times_out_says_so(http_server):
+    import aiohttp
+    from jobs.storage.image_reading import read_url
+    options = {"client_kwargs": {"timeout": aiohttp.ClientTimeout(total=0.5)}}
+    assert read_url(f"{http_server}/slow.png", options) == (None, "timed out")
+
+
+def test_a_parquet_path_that_cannot_be_read_says_it_is_relative_to_the_dataset(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    column = pa.StructArray.from_arrays(
+        [pa.array([None], pa.binary()), pa.array(["img/none.png"])], ["bytes", "path"])
+    pq.write_table(pa.table({"image_id": ["x"], "image": column}), data / "rows.parquet")
+    src, inputs = plan(str(data))
+    assert read_all(src, inputs)["x"] == ("no image bytes: img/none.png cannot be read (not "
+                                          "found; paths are relative to the dataset)")
+
+
+def test_causes_a_root_user_cannot_meet_here_are_named():
+    """This suite runs as root, which reads any file: the causes of errors it cannot make
+    are checked on the exceptions themselves."""
+    from jobs.storage.image_reading import failure
+    assert failure(PermissionError(13, "Permission denied")) == "permission denied"
+    assert failure(FileNotFoundError(2, "x")) == "not found"

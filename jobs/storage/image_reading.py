@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import stat
 from collections import OrderedDict
 from typing import Optional
@@ -66,15 +67,20 @@ def failure(e: BaseException) -> str:
     response, connect, _ = http_errors()
     if isinstance(e, Unreadable):
         return str(e)
+    if isinstance(e, FileNotFoundError) and e.__cause__ is not None:
+        return failure(e.__cause__)              # fsspec's HTTP: the status, the timeout
     if isinstance(e, response):
         return f"HTTP {e.status}" + (f" {e.message}" if e.message else "")
     if isinstance(e, FileNotFoundError):
         return "not found"
     if isinstance(e, PermissionError):
         return "permission denied"
-    if isinstance(e, (ConnectionRefusedError,) + connect):
-        return "connection refused" if isinstance(e, ConnectionRefusedError) or \
-            "refused" in str(e).lower() else f"cannot connect ({e})"
+    if isinstance(e, connect):
+        e = getattr(e, "os_error", None) or e    # what the connection met
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, socket.gaierror):
+        return f"host not found ({e.strerror})"
     if isinstance(e, (TimeoutError, asyncio.TimeoutError, fsspec.exceptions.FSTimeoutError)):
         return "timed out"
     if isinstance(e, IsADirectoryError):
