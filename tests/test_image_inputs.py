@@ -336,3 +336,19 @@ def test_causes_a_root_user_cannot_meet_here_are_named():
     from jobs.storage.image_reading import failure
     assert failure(PermissionError(13, "Permission denied")) == "permission denied"
     assert failure(FileNotFoundError(2, "x")) == "not found"
+
+
+def test_a_fifo_or_a_huge_file_in_the_folder_is_an_error_record_never_read(
+        folder, tmp_path, monkeypatch):
+    """A FIFO would block the worker's read forever; a file of gigabytes would fill its
+    memory: both are refused from their metadata."""
+    import os
+    from jobs.storage import image_reading
+    os.mkfifo(folder / "pipe.png")
+    (folder / "huge.png").write_bytes(b"\0" * 4096)
+    monkeypatch.setattr(image_reading, "MAX_FILE_BYTES", 1024)
+    src, inputs = plan(str(folder), tmp_path / "out")
+    got = read_all(src, inputs)
+    assert "pipe.png cannot be read (is not a regular file" in got["pipe.png"]
+    assert "huge.png cannot be read (is 4,096 bytes, more than any image" in got["huge.png"]
+    assert got["a.png"] == (folder / "a.png").read_bytes()
