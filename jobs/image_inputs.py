@@ -41,8 +41,8 @@ from fsspec.utils import glob_translate
 from jobs import config, listing, runtime, storage, walk
 from jobs.config import option, require
 from jobs.storage import PartSpec, Store
-from jobs.storage.image_reading import (decode_item, decode_rows, files_table,  # noqa: F401
-                                        fill_from_paths, no_bytes_reason)
+from jobs.storage.image_reading import (UNDECODABLE, decode_item, decode_rows,  # noqa: F401
+                                        files_table, fill_from_paths, no_bytes_reason)
 
 GLOB_CHARS = "*?["
 
@@ -182,17 +182,38 @@ class FolderEntries:
             if self.pattern is not None:
                 kept = [(p, n) for p, n in zip(paths, sizes) if self.pattern.match(p)]
                 paths, sizes = [p for p, _ in kept], [n for _, n in kept]
-            paths = pa.array(paths, pa.string())
+            paths, undecodable = readable_paths(paths)
             rel = pc.utf8_ltrim(pc.utf8_slice_codeunits(paths, len(self.base)), characters="/")
             keep = pc.and_(pc.not_equal(rel, ""),
                            pc.invert(pc.match_substring_regex(rel, HIDDEN_RE)))
-            table = pa.Table.from_arrays([rel, to_urls(fs, paths, prefix),
-                                          pa.array(sizes, pa.int64())], schema=listing.ENTRY)
+            urls = to_urls(fs, paths, prefix)
+            if undecodable:                  # never read: their records ask for a rename
+                urls = pa.array([UNDECODABLE + p if p in undecodable else u for p, u in
+                                 zip(paths.to_pylist(), urls.to_pylist())], pa.string())
+            table = pa.Table.from_arrays([rel, urls, pa.array(sizes, pa.int64())],
+                                         schema=listing.ENTRY)
             yield table.filter(keep)
 
     @staticmethod
     def to_id(keys: pa.Array) -> pa.Array:
         return keys
+
+
+def readable_paths(paths: list) -> tuple:
+    """(paths as an Arrow string array, {those whose name is not UTF-8}): a local name of
+    other bytes (surrogate-escaped by Python) is written with its bytes as '\\xNN'."""
+    try:
+        return pa.array(paths, pa.string()), set()
+    except UnicodeEncodeError:
+        pass
+    undecodable = set()
+    for j, p in enumerate(paths):
+        try:
+            p.encode("utf-8")
+        except UnicodeEncodeError:
+            paths[j] = p.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            undecodable.add(paths[j])
+    return pa.array(paths, pa.string()), undecodable
 
 
 class ListEntries:
@@ -297,6 +318,7 @@ def fixed_listing(src: Store, out: Optional[Store], kind: str, url: str,
                              f"job reads {url}: use another output location")
         if index is None:
             return listing.convert_legacy(out, saved, images_per_part)
+        listing.check_shards(out, index)
         return listing.listing_of(out, index)
     entries = file_entries(src, kind, follow_links)
     found = listing.write_listing(out, entries, entries.to_id, url, kind, images_per_part)

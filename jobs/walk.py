@@ -86,9 +86,10 @@ def walk_tree(top: str, root: str, real_root: str, follow_links: bool, seen: set
             entries = os.scandir(folder)
         except (FileNotFoundError, NotADirectoryError):
             continue                         # vanished meanwhile (or `root` is no folder)
-        except PermissionError:
-            if folder != root:
-                yield folder, None
+        except OSError as e:                 # permission denied, a path too long, ...
+            if folder == root:
+                raise ValueError(f"{root}: cannot list the folder ({e.strerror})") from None
+            yield folder, None               # its record says why (its read fails alike)
             continue
         with entries:
             for e in entries:

@@ -19,6 +19,7 @@ process for the error record (`no_bytes_reason`), which is written by the same w
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 import stat
@@ -36,8 +37,13 @@ from jobs.walk import inside
 MAX_FILE_BYTES = 1 << 30           # no photo is this large; a bigger file is refused unread
 CAUSES_KEPT = 4096                 # the causes of the last unreadable files, per process
 LOCAL = "file://"
+UNDECODABLE = "undecodable-name://"      # a listed local file whose name is not UTF-8
 
 _causes: OrderedDict = OrderedDict()     # {path as its image struct keeps it: why unread}
+
+
+OS_CAUSES = {errno.ENAMETOOLONG: "its path is longer than the system allows",
+             errno.ELOOP: "a loop of symbolic links", errno.ENXIO: "a socket or device"}
 
 
 class Unreadable(Exception):
@@ -85,6 +91,10 @@ def failure(e: BaseException) -> str:
         return "timed out"
     if isinstance(e, IsADirectoryError):
         return "is a folder"
+    if isinstance(e, OSError) and e.errno in OS_CAUSES:
+        return OS_CAUSES[e.errno]
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror                        # not str(e): that repeats the path
     return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
 
 
@@ -166,6 +176,8 @@ def read_url(url: str, options: dict, folder: Optional[str] = None) -> tuple:
     """(a file's bytes, None), or (None, why it cannot be read). `folder`: the input folder
     (a URL) a file named under it must not leave; None: no boundary."""
     confined = under(url, folder)
+    if url.startswith(UNDECODABLE):
+        return None, "its name is not UTF-8 text: rename the file to read it"
     try:
         if confined:
             check_lexical(url, folder)
