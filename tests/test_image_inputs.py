@@ -272,10 +272,14 @@ def http_server():
             status = {"/ok.png": 200, "/slow.png": 200, "/forbidden.png": 403,
                       "/broken.png": 500}.get(self.path, 404)
             body = photo_bytes(4) if status == 200 else b"no"
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command == "GET":
+                    self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass                                 # a client that gave up (timed out)
 
         do_HEAD = do_GET
 
