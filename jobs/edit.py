@@ -339,11 +339,17 @@ class Editor(PartWorker):
         return out
 
     def drop_nonfinite(self, spec: PartSpec, ids, z, ws, extras) -> tuple:
-        """Rows whose latents hold NaN or inf become error records; the rest go on."""
+        """Rows whose latents or PTI change hold NaN or inf become error records; the rest
+        go on."""
         good = np.isfinite(ws.reshape(len(ids), -1).numpy()).all(axis=1)
         if z is not None:
             good &= np.isfinite(z).all(axis=1)
-        errors = [(str(i), "edit", "latent contains NaN or inf") for i in ids[~good]]
+        tuned = extras.get("pti")                        # [n, size] float16 or None
+        fine = np.isfinite(tuned).all(axis=1) if tuned is not None else np.ones_like(good)
+        errors = [(str(i), "edit", "latent contains NaN or inf" if not g else
+                   "its PTI change (pti_delta) holds NaN or inf")
+                  for i, g in zip(ids[~(good & fine)], good[~(good & fine)])]
+        good &= fine
         runtime.commit_errors(self.out, spec, errors)
         keep = np.nonzero(good)[0]
         extras = {k: (v.take(pa.array(keep)) if isinstance(v, pa.Array) else v[keep])
