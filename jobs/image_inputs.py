@@ -234,7 +234,7 @@ class ListEntries:
     def __iter__(self) -> Iterator[pa.Table]:
         try:
             with self.src.fs.open(self.src.root, "rb") as f:
-                text = io.TextIOWrapper(f, encoding="utf-8")
+                text = io.TextIOWrapper(f, encoding="utf-8-sig")   # a BOM is no name
                 while lines := text.readlines(self.LINES_BYTES):
                     table = self.entries(lines)
                     if table.num_rows:
@@ -322,6 +322,8 @@ def fixed_listing(src: Store, out: Optional[Store], kind: str, url: str,
         return listing.listing_of(out, index)
     entries = file_entries(src, kind, follow_links)
     found = listing.write_listing(out, entries, entries.to_id, url, kind, images_per_part)
+    if found is None and kind == "folder" and src.fs.isfile(src.root):
+        raise ValueError(f"{url} is one file: give its folder, a glob or a .txt list of images")
     if found is None:
         raise FileNotFoundError(f"no Parquet files and no image files at {url}")
     return found

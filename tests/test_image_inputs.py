@@ -356,3 +356,23 @@ def test_a_fifo_or_a_huge_file_in_the_folder_is_an_error_record_never_read(
     assert "pipe.png cannot be read (is not a regular file" in got["pipe.png"]
     assert "huge.png cannot be read (is 4,096 bytes, more than any image" in got["huge.png"]
     assert got["a.png"] == (folder / "a.png").read_bytes()
+
+
+def test_a_list_written_with_a_byte_order_mark_and_crlf_reads_its_first_entry(folder, tmp_path):
+    """A list saved by a Windows editor: its first name began with U+FEFF, not found."""
+    (folder / "bom.txt").write_bytes(b"\xef\xbb\xbfa.png\r\nb/c.jpg\r\n")
+    src, inputs = plan(str(folder / "bom.txt"), tmp_path / "out")
+    assert read_all(src, inputs)["a.png"] == (folder / "a.png").read_bytes()
+
+
+def test_one_image_file_as_the_input_is_one_sentence(folder):
+    with pytest.raises(ValueError, match=r"a.png is one file: give its folder, a glob or a "
+                                         r"\.txt list"):
+        plan(str(folder / "a.png"))
+
+
+def test_a_file_turned_into_a_folder_since_the_listing_is_named(folder, tmp_path):
+    src, inputs = plan(str(folder), tmp_path / "out")
+    (folder / "a.png").unlink()
+    (folder / "a.png").mkdir()
+    assert "a.png cannot be read (is a folder, not a file" in read_all(src, inputs)["a.png"]

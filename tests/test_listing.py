@@ -264,3 +264,26 @@ def test_odd_file_names_are_listed_and_read_or_named(tmp_path):
                                              "not UTF-8 text: rename the file to read it)")
     [deep] = [k for k in got if k.startswith("y")]
     assert got[deep].endswith("cannot be read (its path is longer than the system allows)")
+
+
+def test_paste_back_reads_no_photo_through_a_link_planted_since_align(tmp_path):
+    """The photos behind an output are read under the boundary their job had: a photo
+    swapped for a link out of the folder after align is refused, its cause given."""
+    from test_image_inputs import photo_bytes
+    from jobs.storage.source_photos import source_photo_reader
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        (photos / f"p{i}.png").write_bytes(photo_bytes(i))
+    inputs = plan(str(photos), tmp_path / "out")
+    (tmp_path / "secret.png").write_bytes(photo_bytes(9))
+    (photos / "p1.png").unlink()
+    (photos / "p1.png").symlink_to(tmp_path / "secret.png")
+    out = storage.open_store(str(tmp_path / "out"))
+    read = source_photo_reader(out, inputs.plan[0], {"images": str(photos)}, {})
+    assert read("p0.png") == (photo_bytes(0), None)
+    data, why = read("p1.png")
+    assert data is None and "cannot be read (leaves the input folder" in why
+    linked = source_photo_reader(out, inputs.plan[0], {"images": str(photos),
+                                                       "follow_links": True}, {})
+    assert linked("p1.png") == (photo_bytes(9), None)

@@ -153,7 +153,8 @@ def read_local(path: str, folder: Optional[str]) -> bytes:
                          f"--follow-links reads such links)")
     st = os.stat(path)
     if stat.S_ISDIR(st.st_mode):
-        raise Unreadable("is a folder the listing could not open")
+        raise Unreadable("is a folder, not a file (one the listing could not open, or one "
+                         "made since)")
     if not stat.S_ISREG(st.st_mode):
         raise Unreadable("is not a regular file (a FIFO, socket or device)")
     if st.st_size > MAX_FILE_BYTES:
