@@ -474,17 +474,36 @@ def write_listing(out: Store, entries: Iterable, to_id: Callable[[pa.Array], pa.
     at once (default CHUNK_ROWS)."""
     sorter = ExternalSort(chunk_rows)
     writer = ListingWriter(out, images, kind, images_per_part)
+    last = None
     try:
         for table in entries:
             sorter.add(table)
         for table in sorter.merged():
-            writer.write(pa.Table.from_arrays(
-                [to_id(table.column("key").combine_chunks()), table.column("url"),
-                 table.column("size")], schema=SCHEMA))
+            ids, last = unique_ids(to_id(table.column("key").combine_chunks()), last)
+            writer.write(pa.Table.from_arrays([ids, table.column("url"), table.column("size")],
+                                              schema=SCHEMA))
         return writer.close({"runs": len(sorter.runs), "peak_rows": sorter.peak_rows})
     finally:
         writer.abort()
         sorter.cleanup()
+
+
+def unique_ids(ids: pa.Array, last: Optional[tuple]) -> tuple:
+    """(ids with each repeat of the id before it renamed 'ID#2', 'ID#3', ..., (last id, its
+    count)). Rows come sorted, so repeats are adjacent: two files of one id (a list naming
+    /data/x.png and http://data/x.png) keep distinct ids, and error records stay apart."""
+    n = len(ids)
+    if n == 0:
+        return ids, last
+    repeats = pc.equal(ids.slice(1), ids.slice(0, n - 1))
+    if not pc.any(repeats).as_py() and (last is None or ids[0].as_py() != last[0]):
+        return ids, (ids[n - 1].as_py(), 1)
+    out, (prev, count) = [], last or (None, 0)
+    for i in ids.to_pylist():
+        count = count + 1 if i == prev else 1
+        prev = i
+        out.append(i if count == 1 else f"{i}#{count}")
+    return pa.array(out, pa.string()), (prev, count)
 
 
 def convert_legacy(out: Store, saved: dict, images_per_part: int) -> Listing:

@@ -287,3 +287,15 @@ def test_paste_back_reads_no_photo_through_a_link_planted_since_align(tmp_path):
     linked = source_photo_reader(out, inputs.plan[0], {"images": str(photos),
                                                        "follow_links": True}, {})
     assert linked("p1.png") == (photo_bytes(9), None)
+
+
+def test_two_files_of_one_id_keep_distinct_ids(tmp_path, small_layout):
+    """A list naming /data/x.png and http://data/x.png gave both rows the id data/x.png: the
+    good row and the other's error record could not be told apart."""
+    names = [f"{tmp_path}/d/x{i:02d}.png" for i in range(30)]
+    lines = names + [f"http://{n.lstrip('/')}" for n in names[:20]]
+    (tmp_path / "mixed.txt").write_text("\n".join(lines))
+    ids = ids_of(plan(str(tmp_path / "mixed.txt"), tmp_path / "out"))
+    assert len(ids) == len(set(ids)) == 50
+    key = f"{str(tmp_path).lstrip('/')}/d/x00.png"
+    assert ids[:3] == [key, key + "#2", key.replace("x00", "x01")]
