@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import Iterator, Optional
 
+from fsspec.asyn import sync
+
 S3_PAGE_KEYS = 1000          # keys per ListObjectsV2 request (S3's largest page)
 BATCH_FILES = 8192           # files per batch handed to the caller
 
@@ -130,7 +132,6 @@ def s3_pages(fs, prefix: str, delimiter: str = "",
     ([(path, size)] of its objects, ['bucket/sub-prefix'] of its common prefixes), of
     `page_keys` keys at most (default S3_PAGE_KEYS). Keys that end in '/' (folder markers)
     are no files."""
-    from fsspec.asyn import sync
     bucket, _, key_prefix = prefix.partition("/")
     kwargs = dict(Bucket=bucket, Prefix=key_prefix, MaxKeys=page_keys or S3_PAGE_KEYS,
                   **getattr(fs, "req_kw", {}))

@@ -66,7 +66,7 @@ def test_listing_is_sorted_through_runs_smaller_than_it(tmp_path, small_layout):
 
 def test_a_list_file_streams_and_keeps_ids_relative_to_its_common_folder(
         tmp_path, small_layout, monkeypatch):
-    monkeypatch.setattr("jobs.image_inputs.ListEntries.LINES_BYTES", 64)
+    monkeypatch.setattr("jobs.storage.file_entries.ListEntries.LINES_BYTES", 64)
     names = [f"photos/d{i % 5}/f{i:03d}.jpg" for i in range(120)]
     random.Random(1).shuffle(names)
     lines = ["# shuffled"] + names + [str(tmp_path / names[0]), ""]   # a repeat, absolute

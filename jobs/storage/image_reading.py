@@ -30,6 +30,8 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 
+from gankit.data import image_column as image_structs
+from gankit.images import decode_image
 from jobs import storage
 from jobs.storage import Store
 from jobs.walk import inside
@@ -221,7 +223,6 @@ def files_table(entries: pa.Table, schema: pa.Schema, src: Store,
     """Listing rows (image_id, url) -> a table of the ids and image structs read from the
     files (`folder`: the boundary, see read_url). A file that cannot be read keeps no
     bytes and its URL as path (its error record names it and the cause)."""
-    from gankit.data import image_column
     ids, urls = entries.column("image_id").to_pylist(), entries.column("url").to_pylist()
     data = []
     for url in urls:
@@ -230,7 +231,7 @@ def files_table(entries: pa.Table, schema: pa.Schema, src: Store,
             remember(url, why)
         data.append(got)
     paths = [url if d is None else i for i, url, d in zip(ids, urls, data)]
-    return pa.Table.from_arrays([pa.array(ids, pa.string()), image_column(data, paths)],
+    return pa.Table.from_arrays([pa.array(ids, pa.string()), image_structs(data, paths)],
                                 schema=schema)
 
 
@@ -268,7 +269,6 @@ def no_bytes_reason(item: Optional[dict]) -> str:
 def decode_item(item, prepare=None) -> tuple:
     """An image struct -> (uint8 [H, W, 3] passed through `prepare`, None), or (None, why
     the row cannot be used): no bytes, undecodable, or refused by `prepare` (ValueError)."""
-    from gankit.images import decode_image
     data = (item or {}).get("bytes")
     if not data:
         return None, no_bytes_reason(item)

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Optional
 
 from jobs import listing, storage
-from jobs.image_inputs import input_folder, input_parts, pick_id_column
+from jobs.image_inputs import input_parts, pick_id_column
+from jobs.storage.file_entries import input_folder
 from jobs.storage import PartSpec, Store
 from jobs.storage.image_reading import (no_bytes_reason, read_relative, read_url, remember,
                                         url_options)
