@@ -305,7 +305,14 @@ class Editor(PartWorker):
         from gankit import pti
         self.pti_layout = pti.layout_of(t.schema.field(pti.DELTA_COLUMN))
         pti.check_layout(self.pti_layout, self.G)
-        return pti.flat_from_column(t.column(pti.DELTA_COLUMN))
+        col = t.column(pti.DELTA_COLUMN).combine_chunks()
+        if not col.null_count:
+            return pti.flat_from_column(col)
+        size = col.type.list_size          # a null row: NaN, an error record (drop_nonfinite)
+        flat = col.values.slice(col.offset * size, len(col) * size).to_numpy(
+            zero_copy_only=False).astype(np.float16).reshape(len(col), size)
+        flat[col.is_null().to_numpy(zero_copy_only=False)] = np.nan
+        return flat
 
     def map_z(self, z, labels=None):
         """z [n, z_dim] (+ classes [n]) -> ws, in micro-batches of exactly micro_batch."""
@@ -347,7 +354,7 @@ class Editor(PartWorker):
         tuned = extras.get("pti")                        # [n, size] float16 or None
         fine = np.isfinite(tuned).all(axis=1) if tuned is not None else np.ones_like(good)
         errors = [(str(i), "edit", "latent contains NaN or inf" if not g else
-                   "its PTI change (pti_delta) holds NaN or inf")
+                   "its PTI change (pti_delta) is null or holds NaN or inf")
                   for i, g in zip(ids[~(good & fine)], good[~(good & fine)])]
         good &= fine
         runtime.commit_errors(self.out, spec, errors)

@@ -101,8 +101,9 @@ def test_lease_symlink_to_an_outside_file_is_never_written(tmp_path):
 
 
 def test_a_pti_row_whose_change_holds_nan_is_an_error_record(model_files, tmp_path):
-    """PTI rows fed to edit with their float16 change damaged (NaN, inf): those rows become
-    error records like rows with NaN latents, instead of images of NaN; the others edit."""
+    """PTI rows fed to edit with their float16 change damaged (NaN, inf, a null row): those
+    rows become error records like rows with NaN latents, instead of images of NaN (or the
+    whole part failing on the null); the others edit."""
     from gankit import pti
     from gankit.boundaries import Boundary
     from gankit.checkpoints import load_generator
@@ -116,7 +117,7 @@ def test_a_pti_row_whose_change_holds_nan_is_an_error_record(model_files, tmp_pa
     w = np.random.default_rng(1).standard_normal((n, G.w_dim)).astype(np.float32)
     table = pa.table({"sample_id": pa.array(range(n), pa.int64()), "w": latent_column(w)})
     table = table.append_column(pti.delta_field(layout), pa.FixedSizeListArray.from_arrays(
-        pa.array(flat.reshape(-1)), layout.size))
+        pa.array(flat.reshape(-1)), layout.size, mask=pa.array([j == 5 for j in range(n)])))
     src = storage.open_store(str(tmp_path / "pti"), create=True)
     storage.write_table_part(src, storage.part_name(0), table, {})
     b = tmp_path / "w.npz"
@@ -126,9 +127,19 @@ def test_a_pti_row_whose_change_holds_nan_is_an_error_record(model_files, tmp_pa
                                    model=model_files["model"], micro_batch=2, batch_size=2,
                                    device="cpu", runner="local"))
     edited = storage.read_table(str(tmp_path / "o"))
-    assert sorted(edited.column("sample_id").to_pylist()) == [0, 2, 3, 5]
+    assert sorted(edited.column("sample_id").to_pylist()) == [0, 2, 3]
     errors = storage.read_table(storage.open_store(str(tmp_path / "o")).child("_errors"))
-    assert sorted(errors.column("id").to_pylist()) == ["1", "4"]
-    assert set(errors.column("reason").to_pylist()) == {"its PTI change (pti_delta) holds NaN "
-                                                        "or inf"}
-    assert manifest["errors"] == 2
+    assert sorted(errors.column("id").to_pylist()) == ["1", "4", "5"]
+    assert set(errors.column("reason").to_pylist()) == {"its PTI change (pti_delta) is null "
+                                                        "or holds NaN or inf"}
+    assert manifest["errors"] == 3
+
+
+def test_a_pti_column_with_damaged_layout_metadata_is_named():
+    """Was `JSONDecodeError: Expecting property name ...` with no column named."""
+    from gankit import pti
+    field = pa.field(pti.DELTA_COLUMN, pa.list_(pa.float16(), 4),
+                     metadata={pti.LAYOUT_KEY: b"{not json"})
+    with pytest.raises(ValueError, match=r"column 'pti_delta': its PTI layout metadata is "
+                                         r"damaged \(JSONDecodeError"):
+        pti.layout_of(field)
