@@ -96,30 +96,31 @@ def walk_tree(top: str, root: str, real_root: str, follow_links: bool, seen: set
         with entries:
             for e in entries:
                 if not hidden_name(e.name):
-                    yield from local_entry(e, real_root, follow_links, stack, linked)
+                    found = local_entry(e, real_root, follow_links, stack, linked)
+                    if found is not None:
+                        yield found
 
 
 def local_entry(e: os.DirEntry, real_root: str, follow_links: bool, stack: list,
-                linked: list) -> Iterator[tuple]:
+                linked: list) -> Optional[tuple]:
     """One directory entry: a folder goes on `stack` (a linked one on `linked`), a file is
-    yielded with its size, a link leaving `real_root` (unless `follow_links`) and anything
-    else with None."""
+    (path, size), a link leaving `real_root` (unless `follow_links`) and anything else
+    (path, None)."""
     try:
         if e.is_symlink():
             if not follow_links and not inside(os.path.realpath(e.path), real_root):
-                yield e.path, None
-                return
+                return e.path, None
             if e.is_dir():
                 linked.append(e.path)
-                return
+                return None
         if e.is_dir():
             stack.append(e.path)
-        elif e.is_file():
-            yield e.path, e.stat().st_size
-        elif os.path.lexists(e.path):
-            yield e.path, None
+            return None
+        if e.is_file():
+            return e.path, e.stat().st_size
+        return (e.path, None) if os.path.lexists(e.path) else None
     except OSError:                          # vanished meanwhile
-        return
+        return None
 
 
 def inside(real: str, real_root: str) -> bool:
