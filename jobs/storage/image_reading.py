@@ -192,7 +192,11 @@ def read_url(url: str, options: dict, folder: Optional[str] = None) -> tuple:
             if size is not None and size > MAX_FILE_BYTES:
                 raise Unreadable(f"is {size:,} bytes, more than any image gankit reads "
                                  f"({MAX_FILE_BYTES:,})")
-            return f.read(), None
+            data = f.read(MAX_FILE_BYTES + 1)      # a server may not say the size
+        if len(data) > MAX_FILE_BYTES:
+            raise Unreadable(f"is more than {MAX_FILE_BYTES:,} bytes, more than any image "
+                             f"gankit reads")
+        return data, None
     except read_errors() as e:
         return None, failure(e)
 
