@@ -376,3 +376,26 @@ def test_a_file_turned_into_a_folder_since_the_listing_is_named(folder, tmp_path
     (folder / "a.png").unlink()
     (folder / "a.png").mkdir()
     assert "a.png cannot be read (is a folder, not a file" in read_all(src, inputs)["a.png"]
+
+
+def test_an_s3_list_reads_its_files_and_refuses_an_entry_that_climbs(s3_bucket, s3_options,
+                                                                      tmp_path):
+    """S3 has no links, but an entry '../x' (which a client normalises into another key)
+    leaves the list's folder: refused; the others read, a missing one named with its
+    cause."""
+    import s3fs
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3_options)
+    prefix = f"{s3_bucket}/boundary"
+    fs.pipe(f"{prefix}/photos/a.png", photo_bytes(1))
+    fs.pipe(f"{prefix}/photos/b.png", photo_bytes(3))
+    fs.pipe(f"{prefix}/secret.png", photo_bytes(2))
+    fs.pipe(f"{prefix}/photos/list.txt", b"a.png\nb.png\n../secret.png\n")
+    url = f"s3://{prefix}/photos/list.txt"
+    src = storage.open_store(url, s3_options)
+    out = storage.open_store(str(tmp_path / "out"), create=True)
+    inputs = plan_image_inputs(src, "image", None, url, out=out, images_per_part=4)
+    fs.rm(f"{prefix}/photos/b.png")
+    got = read_all(src, inputs)
+    assert got["a.png"] == photo_bytes(1)
+    assert got["b.png"].endswith("b.png cannot be read (not found)")
+    assert "../secret.png cannot be read (leaves the input folder" in got["../secret.png"]
