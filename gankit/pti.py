@@ -415,7 +415,11 @@ def layout_of(field) -> DeltaLayout:
     if LAYOUT_KEY not in meta:
         raise ValueError(f"column {field.name!r} has no PTI layout in its metadata "
                          f"(not written by gankit invert --mode pti)")
-    return DeltaLayout.from_json(meta[LAYOUT_KEY])
+    try:
+        return DeltaLayout.from_json(meta[LAYOUT_KEY])
+    except (ValueError, KeyError, TypeError) as e:      # JSON errors are ValueErrors
+        raise ValueError(f"column {field.name!r}: its PTI layout metadata is damaged "
+                         f"({type(e).__name__}: {e})") from None
 
 
 def flat_from_column(col) -> np.ndarray:

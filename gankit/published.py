@@ -66,12 +66,33 @@ def read_direction_file(data: bytes, source: str) -> tuple:
 
 
 def _npy_array(data: bytes, source: str) -> np.ndarray:
+    _npy_header_fits(data, source)
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as e:         # an object array asks for pickle: refused by numpy
         raise DirectionFileError(f"{source} is not a numeric .npy array ({e}); a direction "
                                  f"file holds numbers only") from None
     return _array(arr, source, "the file")
+
+
+def _npy_header_fits(data: bytes, source: str) -> None:
+    """The .npy header's shape and type account for the bytes after it: an empty or foreign
+    file, or a header claiming terabytes, is refused before numpy allocates."""
+    f = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    except (ValueError, EOFError) as e:
+        raise DirectionFileError(f"{source} is not a .npy file ({len(data)} bytes: "
+                                 f"{str(e).splitlines()[0] if str(e) else 'no header'})") from None
+    if dtype.hasobject:
+        return                      # np.load refuses it without unpickling (below)
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if need != len(data) - f.tell():
+        raise DirectionFileError(f"{source}: its header declares {shape} of {dtype} "
+                                 f"({need:,} bytes), the file holds {len(data) - f.tell():,}")
 
 
 def _array(obj, source: str, what: str) -> np.ndarray:

@@ -179,7 +179,8 @@ def run_align(cfg: AlignConfig) -> dict:
     src = storage.open_store(cfg.images, cfg.storage)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images, keep=[],
-                               out=out, images_per_part=cfg.images_per_part)
+                               out=out, images_per_part=cfg.images_per_part,
+                               follow_links=cfg.follow_links)
     for why in inputs.bad.values():
         log.info(f"[align] {why}: its rows become error records")
     actors = runtime.actors_for(dataclasses.replace(cfg, device="cpu"), len(inputs.plan))

@@ -200,7 +200,14 @@ class Editor(PartWorker):
         """float16 [n, size]: each row's tuned change of G (its layout checked against G)."""
         self.pti_layout = pti.layout_of(t.schema.field(pti.DELTA_COLUMN))
         pti.check_layout(self.pti_layout, self.G)
-        return pti.flat_from_column(t.column(pti.DELTA_COLUMN))
+        col = t.column(pti.DELTA_COLUMN).combine_chunks()
+        if not col.null_count:
+            return pti.flat_from_column(col)
+        size = col.type.list_size          # a null row: NaN, an error record (drop_nonfinite)
+        flat = col.values.slice(col.offset * size, len(col) * size).to_numpy(
+            zero_copy_only=False).astype(np.float16).reshape(len(col), size)
+        flat[col.is_null().to_numpy(zero_copy_only=False)] = np.nan
+        return flat
 
     def map_z(self, z, labels=None):
         """z [n, z_dim] (+ classes [n]) -> ws, in micro-batches of exactly micro_batch."""
@@ -230,11 +237,17 @@ class Editor(PartWorker):
         return out
 
     def drop_nonfinite(self, spec: PartSpec, ids, z, ws, extras) -> tuple:
-        """Rows whose latents hold NaN or inf become error records; the rest go on."""
+        """Rows whose latents or PTI change hold NaN or inf become error records; the rest
+        go on."""
         good = np.isfinite(ws.reshape(len(ids), -1).numpy()).all(axis=1)
         if z is not None:
             good &= np.isfinite(z).all(axis=1)
-        errors = [(str(i), "edit", "latent contains NaN or inf") for i in ids[~good]]
+        tuned = extras.get("pti")                        # [n, size] float16 or None
+        fine = np.isfinite(tuned).all(axis=1) if tuned is not None else np.ones_like(good)
+        errors = [(str(i), "edit", "latent contains NaN or inf" if not g else
+                   "its PTI change (pti_delta) is null or holds NaN or inf")
+                  for i, g in zip(ids[~(good & fine)], good[~(good & fine)])]
+        good &= fine
         runtime.commit_errors(self.out, spec, errors)
         keep = np.nonzero(good)[0]
         extras = {k: (v.take(pa.array(keep)) if isinstance(v, pa.Array) else v[keep])

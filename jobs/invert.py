@@ -461,7 +461,8 @@ def run_invert(cfg: InvertConfig) -> dict:
     src = storage.open_store(cfg.images, cfg.storage)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images, keep=[],
-                               out=out, images_per_part=cfg.images_per_part)
+                               out=out, images_per_part=cfg.images_per_part,
+                               follow_links=cfg.follow_links)
     for k, why in inputs.bad.items():
         log.info(f"[invert] {why}: its rows become error records")
     actors = runtime.actors_for(cfg, len(inputs.plan))

@@ -207,7 +207,7 @@ def run_label(cfg: LabelConfig) -> dict:
     src = storage.open_store(cfg.images, cfg.storage)
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     inputs = plan_image_inputs(src, cfg.image_column, cfg.id_column, cfg.images,
-                               cfg.keep_columns, out, cfg.images_per_part)
+                               cfg.keep_columns, out, cfg.images_per_part, cfg.follow_links)
     missing = [n for n in cfg.keep_columns or [] if n not in inputs.schema.names]
     config.require(not missing, "keep_columns",
                     f"{missing} are not columns of {cfg.images}")

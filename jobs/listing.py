@@ -5,7 +5,7 @@ shards in the job's output, written once while the input is listed, read by row 
     <out>/_inputs/listing-00001.parquet   rows [S, 2S) ...
     <out>/_inputs/listing.json            written last, so the listing is whole when it
                                           exists: the input URL, rows, shard and row group
-                                          sizes, each shard's first id, the fingerprint
+                                          sizes, each shard's bytes, the fingerprint
 
 Rows are sorted by id (then URL), so part k of a job is always the same files, and files
 added to the input later never shift the parts: a rerun reads this listing, not the input.
@@ -63,6 +63,19 @@ def shard_name(k: int) -> str:
     return f"{LISTING_DIR}/listing-{k:05d}.parquet"
 
 
+def base(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def damaged(out: Store, what: str) -> ValueError:
+    """One sentence for a listing that cannot be read (a shard missing, truncated, flipped
+    bits, an index edited): never advice to delete one shard, which the index still names."""
+    return ValueError(f"the listing kept in {out.url}/{LISTING_DIR} is damaged ({what}): "
+                      f"delete {out.url}/{LISTING_DIR} and rerun to list the input again (the "
+                      f"committed parts are reused if its files are the ones first listed; "
+                      f"else use a new output location)")
+
+
 # ----------------------------------------------------------------------------------------
 # Reading
 
@@ -105,16 +118,20 @@ def read_shard_rows(store: Store, name: str, lo: int, hi: int, written: str) -> 
             groups.append(g)
         row += n
     if hi > row:
-        raise ValueError(f"{path} holds {row} rows, the listing says at least {hi}: the "
-                         f"listing is damaged; use a new output location")
+        raise damaged(store, f"{base(name)} holds {row} rows, the index says at least {hi}")
     f = store.fs.open(path, "rb", cache_type="none")    # only the byte ranges pyarrow asks
+    pf, failed = None, None
     try:
         pf = pq.ParquetFile(f, metadata=metadata, page_checksum_verification=True)
         table = pf.read_row_groups(groups, columns=["image_id", "url"])
     except (pa.ArrowException, OSError) as e:
-        raise storage.damaged_part(path, groups[0], e) from None
+        failed = storage.first_line(e)
     finally:
+        if pf is not None:
+            pf.close()
         f.close()
+    if failed is not None:
+        raise damaged(store, f"{base(name)}: row group {groups[0]} fails its check: {failed}")
     return table.slice(lo - first, hi - lo)
 
 
@@ -138,9 +155,10 @@ def shard_footer(store: Store, name: str, written: str) -> pq.FileMetaData:
             footer = store.fs.cat_file(path, start=size - 8 - n, end=size)
             metadata = pq.ParquetFile(io.BytesIO(b"PAR1" + footer)).metadata
         except FileNotFoundError:
-            raise
+            raise damaged(store, f"{base(name)} is missing") from None
         except (pa.ArrowException, OSError, ValueError, struct.error) as e:
-            raise storage.unreadable_parquet(path, e) from None
+            raise damaged(store, f"{base(name)} is no readable Parquet file: "
+                                 f"{storage.first_line(e)}") from None
         if len(_footers) >= FOOTERS_KEPT:
             _footers.pop(next(iter(_footers)))
         _footers[key] = metadata
@@ -150,14 +168,41 @@ def shard_footer(store: Store, name: str, written: str) -> pq.FileMetaData:
 def read_index(out: Store) -> Optional[dict]:
     """The index of the listing at `out`, or None when none was finished there."""
     try:
-        return out.read_json(INDEX)
+        index = out.read_json(INDEX)
     except FileNotFoundError:
         return None
+    except ValueError:
+        raise damaged(out, "listing.json is not valid JSON") from None
+    fields = {"rows": int, "shards": int, "shard_rows": int, "sha256": str, "written": str}
+    wrong = [k for k, t in fields.items() if not isinstance(index, dict) or
+             not isinstance(index.get(k), t) or (t is int and index[k] < 1)]
+    if wrong:
+        raise damaged(out, f"listing.json lacks or has a wrong {', '.join(wrong)}")
+    return index
 
 
 def listing_of(out: Store, index: dict) -> Listing:
     return Listing(out.url, out.options, index["rows"], index["shard_rows"], index["sha256"],
                    index["written"])
+
+
+def check_shards(out: Store, index: dict) -> None:
+    """Every shard the index names is there, of the size it was written (listings written
+    before sizes were kept: there); one sentence naming the first that is not. One listing
+    of `_inputs/`, before any work."""
+    try:
+        found = {p.rstrip("/").rsplit("/", 1)[-1]: size for p, size in
+                 ((i["name"], i.get("size")) for i in
+                  out.fs.ls(out.path(LISTING_DIR), detail=True))}
+    except FileNotFoundError:
+        found = {}
+    sizes = index.get("shard_bytes") or [None] * index["shards"]
+    for k in range(index["shards"]):
+        name = shard_name(k).rsplit("/", 1)[-1]
+        if name not in found:
+            raise damaged(out, f"{name} is missing")
+        if sizes[k] is not None and found[name] != sizes[k]:
+            raise damaged(out, f"{name} is {found[name]:,} bytes, written as {sizes[k]:,}")
 
 
 # ----------------------------------------------------------------------------------------
@@ -355,7 +400,7 @@ class ListingWriter:
         self.shard_rows = self.group_rows * GROUPS_PER_SHARD
         self.pending, self.pending_rows = [], 0
         self.rows, self.in_shard, self.shards = 0, 0, 0
-        self.writer, self.tmp = None, None
+        self.writer, self.tmp, self.shard_bytes = None, None, []
         self.digest = JsonDigest()
 
     def write(self, table: pa.Table) -> None:
@@ -390,6 +435,7 @@ class ListingWriter:
         self.writer, self.tmp, self.in_shard = None, None, 0
         try:
             writer.close()
+            self.shard_bytes.append(os.path.getsize(tmp))
             self.out.put_file(tmp, shard_name(self.shards - 1))
         finally:
             os.remove(tmp)
@@ -405,6 +451,7 @@ class ListingWriter:
         index = {"format": "gankit.listing", "version": 1, "images": self.images,
                  "kind": self.kind, "rows": self.rows, "shards": self.shards,
                  "shard_rows": self.shard_rows, "group_rows": self.group_rows,
+                 "shard_bytes": self.shard_bytes,
                  "sha256": self.digest.hexdigest(), "written": uuid.uuid4().hex,
                  "sorted_in": sorted_in or {}}
         self.out.write_json(INDEX, index)
@@ -427,17 +474,36 @@ def write_listing(out: Store, entries: Iterable, to_id: Callable[[pa.Array], pa.
     at once (default CHUNK_ROWS)."""
     sorter = ExternalSort(chunk_rows)
     writer = ListingWriter(out, images, kind, images_per_part)
+    last = None
     try:
         for table in entries:
             sorter.add(table)
         for table in sorter.merged():
-            writer.write(pa.Table.from_arrays(
-                [to_id(table.column("key").combine_chunks()), table.column("url"),
-                 table.column("size")], schema=SCHEMA))
+            ids, last = unique_ids(to_id(table.column("key").combine_chunks()), last)
+            writer.write(pa.Table.from_arrays([ids, table.column("url"), table.column("size")],
+                                              schema=SCHEMA))
         return writer.close({"runs": len(sorter.runs), "peak_rows": sorter.peak_rows})
     finally:
         writer.abort()
         sorter.cleanup()
+
+
+def unique_ids(ids: pa.Array, last: Optional[tuple]) -> tuple:
+    """(ids with each repeat of the id before it renamed 'ID#2', 'ID#3', ..., (last id, its
+    count)). Rows come sorted, so repeats are adjacent: two files of one id (a list naming
+    /data/x.png and http://data/x.png) keep distinct ids, and error records stay apart."""
+    n = len(ids)
+    if n == 0:
+        return ids, last
+    repeats = pc.equal(ids.slice(1), ids.slice(0, n - 1))
+    if not pc.any(repeats).as_py() and (last is None or ids[0].as_py() != last[0]):
+        return ids, (ids[n - 1].as_py(), 1)
+    out, (prev, count) = [], last or (None, 0)
+    for i in ids.to_pylist():
+        count = count + 1 if i == prev else 1
+        prev = i
+        out.append(i if count == 1 else f"{i}#{count}")
+    return pa.array(out, pa.string()), (prev, count)
 
 
 def convert_legacy(out: Store, saved: dict, images_per_part: int) -> Listing:

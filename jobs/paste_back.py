@@ -54,7 +54,7 @@ from gankit.faces import BLENDS, Blend, paste_faces
 from gankit.images import decode_image, encode_image
 from jobs import config, options, runtime, storage
 from jobs.config import option, public_config, require
-from jobs.image_inputs import source_photo_reader
+from jobs.storage.source_photos import source_photo_reader
 from jobs.options import ActorOptions, ImageCodecOptions, StorageOptions
 from jobs.runtime import PartWorker
 from jobs.stages.paste_back_plan import (check_file_names, check_inputs, complete_manifest,

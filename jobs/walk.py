@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import Iterator, Optional
 
+from fsspec.asyn import sync
+
 S3_PAGE_KEYS = 1000          # keys per ListObjectsV2 request (S3's largest page)
 BATCH_FILES = 8192           # files per batch handed to the caller
 
@@ -29,14 +31,16 @@ def hidden_name(name: str) -> bool:
     return name.startswith((".", "_"))
 
 
-def walk_files(fs, root: str, batch: Optional[int] = None) -> Iterator[tuple]:
+def walk_files(fs, root: str, batch: Optional[int] = None,
+               follow_links: bool = False) -> Iterator[tuple]:
     """Every file under `root` (a path as `fs` names it), recursively, in batches of
     (paths, sizes): paths as `fs` names them, sizes in bytes (None where unknown). Local
-    walks skip hidden and `_` names below `root` (the caller drops them anyway). `batch`:
-    files per batch (default BATCH_FILES)."""
+    walks skip hidden and `_` names below `root` (the caller drops them anyway), and list
+    a symbolic link that leaves `root` as a file of unknown size, unfollowed, unless
+    `follow_links` (see local_files). `batch`: files per batch (default BATCH_FILES)."""
     batch = batch or BATCH_FILES
     if is_local(fs):
-        files = local_files(root)
+        files = local_files(root, follow_links)
     elif is_s3(fs):
         files = (f for page, _ in s3_pages(fs, root.rstrip("/") + "/") for f in page)
     else:
@@ -53,10 +57,27 @@ def walk_files(fs, root: str, batch: Optional[int] = None) -> Iterator[tuple]:
         yield paths, sizes
 
 
-def local_files(root: str) -> Iterator[tuple]:
+def local_files(root: str, follow_links: bool = False) -> Iterator[tuple]:
     """(path, size) of every file under a local folder, one directory open at a time.
-    Linked folders are followed once each (a link back up the tree is not a loop)."""
-    stack, seen = [root], set()
+    Real folders are walked first, then linked folders in name order, each real folder
+    once (a link back up the tree is not a loop): a file is listed under its real path
+    where it has one in the tree, whatever order the directories come in. Listed as they
+    are (size None), for their reads to say why they are no photos: a link that leaves
+    `root` (unless `follow_links`: then followed anywhere), a dangling link, a FIFO,
+    socket or device, a folder that cannot be opened."""
+    real_root, seen, linked = os.path.realpath(root), set(), []
+    yield from walk_tree(root, root, real_root, follow_links, seen, linked)
+    while linked:
+        batch = sorted(linked)
+        linked.clear()
+        for folder in batch:
+            yield from walk_tree(folder, root, real_root, follow_links, seen, linked)
+
+
+def walk_tree(top: str, root: str, real_root: str, follow_links: bool, seen: set,
+              linked: list) -> Iterator[tuple]:
+    """The files under `top` through real folders; linked folders found go to `linked`."""
+    stack = [top]
     while stack:
         folder = stack.pop()
         real = os.path.realpath(folder)
@@ -65,19 +86,45 @@ def local_files(root: str) -> Iterator[tuple]:
         seen.add(real)
         try:
             entries = os.scandir(folder)
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
+        except (FileNotFoundError, NotADirectoryError):
+            continue                         # vanished meanwhile (or `root` is no folder)
+        except OSError as e:                 # permission denied, a path too long, ...
+            if folder == root:
+                raise ValueError(f"{root}: cannot list the folder ({e.strerror})") from None
+            yield folder, None               # its record says why (its read fails alike)
             continue
         with entries:
             for e in entries:
-                if hidden_name(e.name):
-                    continue
-                try:
-                    if e.is_dir():
-                        stack.append(e.path)
-                    elif e.is_file():
-                        yield e.path, e.stat().st_size
-                except OSError:              # vanished meanwhile, or a dangling link
-                    continue
+                if not hidden_name(e.name):
+                    found = local_entry(e, real_root, follow_links, stack, linked)
+                    if found is not None:
+                        yield found
+
+
+def local_entry(e: os.DirEntry, real_root: str, follow_links: bool, stack: list,
+                linked: list) -> Optional[tuple]:
+    """One directory entry: a folder goes on `stack` (a linked one on `linked`), a file is
+    (path, size), a link leaving `real_root` (unless `follow_links`) and anything else
+    (path, None)."""
+    try:
+        if e.is_symlink():
+            if not follow_links and not inside(os.path.realpath(e.path), real_root):
+                return e.path, None
+            if e.is_dir():
+                linked.append(e.path)
+                return None
+        if e.is_dir():
+            stack.append(e.path)
+            return None
+        if e.is_file():
+            return e.path, e.stat().st_size
+        return (e.path, None) if os.path.lexists(e.path) else None
+    except OSError:                          # vanished meanwhile
+        return None
+
+
+def inside(real: str, real_root: str) -> bool:
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
 def s3_pages(fs, prefix: str, delimiter: str = "",
@@ -86,7 +133,6 @@ def s3_pages(fs, prefix: str, delimiter: str = "",
     ([(path, size)] of its objects, ['bucket/sub-prefix'] of its common prefixes), of
     `page_keys` keys at most (default S3_PAGE_KEYS). Keys that end in '/' (folder markers)
     are no files."""
-    from fsspec.asyn import sync
     bucket, _, key_prefix = prefix.partition("/")
     kwargs = dict(Bucket=bucket, Prefix=key_prefix, MaxKeys=page_keys or S3_PAGE_KEYS,
                   **getattr(fs, "req_kw", {}))

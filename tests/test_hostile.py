@@ -98,3 +98,48 @@ def test_lease_symlink_to_an_outside_file_is_never_written(tmp_path):
     with pytest.raises(storage.LeaseHeld):
         storage.JobLease(store, "sample").acquire()
     assert victim.read_text() == "precious"
+
+
+def test_a_pti_row_whose_change_holds_nan_is_an_error_record(model_files, tmp_path):
+    """PTI rows fed to edit with their float16 change damaged (NaN, inf, a null row): those
+    rows become error records like rows with NaN latents, instead of images of NaN (or the
+    whole part failing on the null); the others edit."""
+    from gankit import pti
+    from gankit.boundaries import Boundary
+    from gankit.checkpoints import load_generator
+    from gankit.data import latent_column
+    from jobs.edit import EditConfig, run_edit
+    G = load_generator(model_files["model"])
+    layout = pti.delta_layout(G, 1)
+    n = 6
+    flat = np.random.default_rng(0).standard_normal((n, layout.size)).astype(np.float16)
+    flat[1, 3], flat[4, 0] = np.nan, np.inf
+    w = np.random.default_rng(1).standard_normal((n, G.w_dim)).astype(np.float32)
+    table = pa.table({"sample_id": pa.array(range(n), pa.int64()), "w": latent_column(w)})
+    table = table.append_column(pti.delta_field(layout), pa.FixedSizeListArray.from_arrays(
+        pa.array(flat.reshape(-1)), layout.size, mask=pa.array([j == 5 for j in range(n)])))
+    src = storage.open_store(str(tmp_path / "pti"), create=True)
+    storage.write_table_part(src, storage.part_name(0), table, {})
+    b = tmp_path / "w.npz"
+    Boundary("smile", "w", np.eye(G.w_dim, dtype=np.float32)[0], 0.0).save(b)
+    manifest = run_edit(EditConfig(latents=str(tmp_path / "pti"), out=str(tmp_path / "o"),
+                                   boundaries=[str(b)], strengths=[1.0], classifier=None,
+                                   model=model_files["model"], micro_batch=2, batch_size=2,
+                                   device="cpu", runner="local"))
+    edited = storage.read_table(str(tmp_path / "o"))
+    assert sorted(edited.column("sample_id").to_pylist()) == [0, 2, 3]
+    errors = storage.read_table(storage.open_store(str(tmp_path / "o")).child("_errors"))
+    assert sorted(errors.column("id").to_pylist()) == ["1", "4", "5"]
+    assert set(errors.column("reason").to_pylist()) == {"its PTI change (pti_delta) is null "
+                                                        "or holds NaN or inf"}
+    assert manifest["errors"] == 3
+
+
+def test_a_pti_column_with_damaged_layout_metadata_is_named():
+    """Was `JSONDecodeError: Expecting property name ...` with no column named."""
+    from gankit import pti
+    field = pa.field(pti.DELTA_COLUMN, pa.list_(pa.float16(), 4),
+                     metadata={pti.LAYOUT_KEY: b"{not json"})
+    with pytest.raises(ValueError, match=r"column 'pti_delta': its PTI layout metadata is "
+                                         r"damaged \(JSONDecodeError"):
+        pti.layout_of(field)

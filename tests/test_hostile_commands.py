@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from gankit.images import decode_image
@@ -69,3 +70,28 @@ def test_an_inversion_in_flight_is_not_shown_as_zero_rows_per_second():
     assert "none written yet" in line and "step 100/100" in line
     progress.done = 4
     assert "rows/s" in progress.line()
+
+
+def npy_with_header(shape: tuple, payload: bytes) -> bytes:
+    """A .npy file whose header declares `shape` (float32) over `payload`."""
+    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}".encode()
+    header += b" " * (-(len(header) + 11) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + payload
+
+
+@pytest.mark.parametrize("data, said", [
+    (b"", "is not a .npy file (0 bytes"),
+    (b"hello", "is not a .npy file (5 bytes"),
+    (npy_with_header((1, 10**12), b"\0" * 16),
+     "its header declares (1, 1000000000000) of float32 (4,000,000,000,000 bytes), the "
+     "file holds 16"),
+])
+def test_directions_import_refuses_an_empty_foreign_or_lying_npy_in_one_sentence(data, said):
+    """An empty .npy was an EOFError traceback; a header claiming 10^12 values made numpy
+    try to allocate 3.6 TiB."""
+    from gankit.published import DirectionFileError, read_direction_file
+    with pytest.raises(DirectionFileError) as e:
+        read_direction_file(data, "x.npy")
+    assert said in str(e.value)
+    ok = npy_with_header((1, 4), np.ones(4, np.float32).tobytes())
+    assert read_direction_file(ok, "ok.npy")[1].shape == (1, 4)

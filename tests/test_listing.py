@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs import listing, storage, walk
-from jobs.image_inputs import part_source_urls, plan_image_inputs
+from jobs.image_inputs import plan_image_inputs
+from jobs.storage.source_photos import part_source_urls
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ def test_listing_is_sorted_through_runs_smaller_than_it(tmp_path, small_layout):
 
 def test_a_list_file_streams_and_keeps_ids_relative_to_its_common_folder(
         tmp_path, small_layout, monkeypatch):
-    monkeypatch.setattr("jobs.image_inputs.ListEntries.LINES_BYTES", 64)
+    monkeypatch.setattr("jobs.storage.file_entries.ListEntries.LINES_BYTES", 64)
     names = [f"photos/d{i % 5}/f{i:03d}.jpg" for i in range(120)]
     random.Random(1).shuffle(names)
     lines = ["# shuffled"] + names + [str(tmp_path / names[0]), ""]   # a repeat, absolute
@@ -86,7 +87,8 @@ def test_a_worker_reads_only_its_parts_rows(tmp_path, small_layout):
             (tmp_path / "out" / listing.shard_name(k)).unlink()
     got = inputs.listing.read(spec.start, spec.stop).column("image_id").to_pylist()
     assert got == names[spec.start:spec.stop]
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ValueError, match=r"_inputs is damaged \(listing-00000.parquet is "
+                                         r"missing\): delete .*_inputs and rerun"):
         inputs.listing.read(0, 4)
 
 
@@ -185,3 +187,115 @@ def test_a_parts_photos_are_read_from_its_rows_in_both_layouts(tmp_path, small_l
     assert part_source_urls(out, spec) == expect
     assert part_source_urls(storage.open_store(str(tmp_path / "elsewhere"), create=True),
                             spec) is None
+
+
+# ----------------------------------------------------------------------------------------
+# Issue #27: a damaged listing, odd file names
+
+
+def damage(out, how: str) -> None:
+    shard, index = out / listing.shard_name(1), out / listing.INDEX
+    if how == "missing":
+        shard.unlink()
+    elif how == "truncated":
+        shard.write_bytes(shard.read_bytes()[:300])
+    elif how == "grown":
+        shard.write_bytes(shard.read_bytes() + b"\0")
+    elif how == "junk index":
+        index.write_text('{"rows": 3')
+    elif how == "index fields":
+        index.write_text(json.dumps(dict(json.loads(index.read_text()), shard_rows="x")))
+
+
+@pytest.mark.parametrize("how", ["missing", "truncated", "grown", "junk index",
+                                 "index fields"])
+def test_a_damaged_listing_is_one_sentence_before_any_work(tmp_path, small_layout, how):
+    """A rerun over an output whose listing lost a shard, or whose shard or index was
+    edited, says so and how to list again, never `[Errno 2]`, a KeyError or advice to
+    delete one shard (which the index still names); listed again, the parts are the same."""
+    make_tree(tmp_path / "photos", 100)
+    first = plan(str(tmp_path / "photos"), tmp_path / "out")
+    damage(tmp_path / "out", how)
+    with pytest.raises(ValueError, match=r"the listing kept in .*/out/_inputs is damaged "
+                                         r"\(.*\): delete .*/out/_inputs and rerun"):
+        plan(str(tmp_path / "photos"), tmp_path / "out")
+    storage.open_store(str(tmp_path / "out")).fs.rm(str(tmp_path / "out" / "_inputs"),
+                                                    recursive=True)
+    again = plan(str(tmp_path / "photos"), tmp_path / "out")
+    assert again.identity() == first.identity()
+
+
+def test_a_flipped_bit_in_a_shard_is_named_when_its_rows_are_read(tmp_path, small_layout):
+    make_tree(tmp_path / "photos", 40)
+    inputs = plan(str(tmp_path / "photos"), tmp_path / "out")
+    shard = tmp_path / "out" / listing.shard_name(0)
+    data = bytearray(shard.read_bytes())
+    data[60] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"damaged \(listing-00000.parquet: row group 0 fails "
+                                         r"its check: .*\): delete .*_inputs and rerun"):
+        inputs.listing.read(0, 4)
+
+
+def test_odd_file_names_are_listed_and_read_or_named(tmp_path):
+    """A newline in a name, a name of other bytes than UTF-8 (was a UnicodeEncodeError for
+    the whole listing), names that differ by case or Unicode normalisation, a path longer
+    than the system takes (was an OSError for the whole listing)."""
+    import os
+    from test_image_inputs import photo_bytes, read_all
+    root = tmp_path / "photos"
+    root.mkdir()
+    names = ["new\nline.png", "caf\u00e9.png", "cafe\u0301.png", "A.png", "a.png"]
+    for j, name in enumerate(names):
+        (root / name).write_bytes(photo_bytes(j))
+    with open(os.fsencode(root) + b"/bad\xffname.png", "wb") as f:
+        f.write(photo_bytes(9))
+    fd = os.open(root, os.O_RDONLY)
+    for _ in range(20):                               # 20 x 250 bytes: past PATH_MAX
+        os.mkdir("y" * 250, dir_fd=fd)
+        fd, parent = os.open("y" * 250, os.O_RDONLY, dir_fd=fd), fd
+        os.close(parent)
+    os.close(fd)
+    src = storage.open_store(str(root))
+    inputs = plan_image_inputs(src, "image", None, str(root), images_per_part=4)
+    got = read_all(src, inputs)
+    assert {n: got[n] for n in names} == {n: photo_bytes(j) for j, n in enumerate(names)}
+    assert got["bad\\xffname.png"].endswith("bad\\xffname.png cannot be read (its name is "
+                                             "not UTF-8 text: rename the file to read it)")
+    [deep] = [k for k in got if k.startswith("y")]
+    assert got[deep].endswith("cannot be read (its path is longer than the system allows)")
+
+
+def test_paste_back_reads_no_photo_through_a_link_planted_since_align(tmp_path):
+    """The photos behind an output are read under the boundary their job had: a photo
+    swapped for a link out of the folder after align is refused, its cause given."""
+    from test_image_inputs import photo_bytes
+    from jobs.storage.source_photos import source_photo_reader
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        (photos / f"p{i}.png").write_bytes(photo_bytes(i))
+    inputs = plan(str(photos), tmp_path / "out")
+    (tmp_path / "secret.png").write_bytes(photo_bytes(9))
+    (photos / "p1.png").unlink()
+    (photos / "p1.png").symlink_to(tmp_path / "secret.png")
+    out = storage.open_store(str(tmp_path / "out"))
+    read = source_photo_reader(out, inputs.plan[0], {"images": str(photos)}, {})
+    assert read("p0.png") == (photo_bytes(0), None)
+    data, why = read("p1.png")
+    assert data is None and "cannot be read (leaves the input folder" in why
+    linked = source_photo_reader(out, inputs.plan[0], {"images": str(photos),
+                                                       "follow_links": True}, {})
+    assert linked("p1.png") == (photo_bytes(9), None)
+
+
+def test_two_files_of_one_id_keep_distinct_ids(tmp_path, small_layout):
+    """A list naming /data/x.png and http://data/x.png gave both rows the id data/x.png: the
+    good row and the other's error record could not be told apart."""
+    names = [f"{tmp_path}/d/x{i:02d}.png" for i in range(30)]
+    lines = names + [f"http://{n.lstrip('/')}" for n in names[:20]]
+    (tmp_path / "mixed.txt").write_text("\n".join(lines))
+    ids = ids_of(plan(str(tmp_path / "mixed.txt"), tmp_path / "out"))
+    assert len(ids) == len(set(ids)) == 50
+    key = f"{str(tmp_path).lstrip('/')}/d/x00.png"
+    assert ids[:3] == [key, key + "#2", key.replace("x00", "x01")]
