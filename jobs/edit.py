@@ -69,7 +69,7 @@ from jobs.options import (ActorOptions, ClassifierOptions, IdentityOptions, Imag
                           StorageOptions)
 from jobs.rendering import load_models, render_and_label, setup_device
 from jobs.runtime import PartWorker
-from jobs.storage import PartSpec, PartWriter, Store
+from jobs.storage import PartSpec, Store
 
 
 @dataclass
@@ -350,7 +350,7 @@ class Editor(PartWorker):
                   for k, v in extras.items()}
         return ids[keep], (z[keep] if z is not None else None), ws[keep], extras, len(errors)
 
-    def write_part(self, spec: PartSpec) -> None:
+    def write_part(self, spec: PartSpec, part: runtime.PartContext) -> None:
         if spec.rows == 0:         # an input part with no rows (an align part whose photos
             storage.write_table_part(self.out, storage.part_name(spec.index),  # had no face)
                                      self.schema.empty_table(), {"index": spec.index,
@@ -366,8 +366,7 @@ class Editor(PartWorker):
         strengths = np.asarray(self.cfg.strengths, dtype=np.float64)
         if self.identity is not None:
             extras["faces"] = reference_faces(self.identity, extras)
-        with PartWriter(self.out, storage.part_name(spec.index), self.schema) as w, \
-                StepWriter(w) as steps:
+        with part.writer(self.schema) as w, StepWriter(w) as steps:
             for s in range(0, total, step):
                 j = np.arange(s, min(s + step, total))   # edit index -> (row, boundary, t)
                 rows, bidx, tidx = j // (nb * ns), (j // ns) % nb, j % ns

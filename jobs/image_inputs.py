@@ -475,14 +475,15 @@ def bad_file_records(src: Store, path: str, spec: PartSpec, id_column: str, stag
     return [{"id": i, "stage": stage, "reason": reason} for i in ids]
 
 
-def write_bad_file(out: Store, src: Store, path: str, spec: PartSpec, schema: pa.Schema,
+def write_bad_file(part: runtime.PartContext, src: Store, path: str, schema: pa.Schema,
                    id_column: str, stage: str, reason: str) -> None:
     """Commit an unusable input file's part: its error records and no rows."""
+    spec = part.spec
     records = bad_file_records(src, path, spec, id_column, stage, reason)
-    runtime.commit_errors(out, spec, records)
-    storage.write_table_part(out, storage.part_name(spec.index), schema.empty_table(),
-                             {"index": spec.index, "start": spec.start, "stop": spec.stop,
-                              "errors": len(records)})
+    runtime.commit_errors(part.out, spec, records)
+    with part.writer(schema) as w:
+        w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
+                  "errors": len(records)})
 
 
 def first_resolution(store: Store, parts: dict, column: str) -> int:

@@ -32,7 +32,7 @@ from jobs.image_inputs import (ImageInputOptions, ImageInputs, conform, decode_r
 from jobs.options import ActorOptions, ClassifierOptions, StorageOptions
 from jobs.rendering import classify, setup_device
 from jobs.runtime import PartWorker
-from jobs.storage import PartSpec, PartWriter, Store
+from jobs.storage import PartSpec, Store
 
 log = logging.getLogger("gankit")
 
@@ -103,12 +103,12 @@ class Labeler(PartWorker):
         meta.update({b"gankit.job": b"label", b"gankit.attributes": json.dumps(names).encode()})
         return pa.schema(fields, metadata=meta)
 
-    def write_part(self, spec: PartSpec) -> None:
+    def write_part(self, spec: PartSpec, part: runtime.PartContext) -> None:
         m = self.cfg.micro_batch
         step = max(1, -(-self.cfg.batch_size // m)) * m
         path, schema = self.inputs.parts.get(spec.index), self.out_schema()
         if spec.index in self.inputs.bad:
-            write_bad_file(self.out, self.src, path, spec, schema, self.id_column,
+            write_bad_file(part, self.src, path, schema, self.id_column,
                            "label", self.inputs.bad[spec.index])
             return
         read = pa.schema([self.inputs.schema.field(f.name) for f in schema
@@ -118,11 +118,9 @@ class Labeler(PartWorker):
         tables = part_tables(self.src, self.inputs, spec, self.cfg.image_column, read.names,
                              step)
         decoding = (self.decode(conform(table, read)) for table in tables)   # part-aligned
-        with PartWriter(self.out, storage.part_name(spec.index), schema) as w, \
-                StepWriter(w) as steps:
+        with part.writer(schema) as w, StepWriter(w) as steps:
             for table, chunks in one_ahead(decoding):
                 steps.put(self.label(table, chunks, schema, errors))
-                runtime.fault_point()                               # test-only fault injection
             steps.finish()
             runtime.commit_errors(self.out, spec, errors)
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,

@@ -33,7 +33,7 @@ from jobs.config import option, public_config, require
 from jobs.options import ActorOptions, StorageOptions
 from jobs.rendering import load_models, setup_device
 from jobs.runtime import PartWorker
-from jobs.storage import PartSpec, PartWriter
+from jobs.storage import PartSpec
 
 PPL_SCHEMA = pa.schema([pa.field("path", pa.int64()), pa.field("distance", pa.float64())])
 
@@ -162,15 +162,14 @@ class PathLengths(PartWorker):
         net = load_feature_net(self.cfg.feature_net, device)
         self.distance = lambda a, b: net.distance(net(a), net(b))     # [B]
 
-    def write_part(self, spec: PartSpec) -> None:
+    def write_part(self, spec: PartSpec, part: runtime.PartContext) -> None:
         from gankit.metrics import ppl_distances
         rows = range(spec.start, spec.stop)
         d = ppl_distances(self.G, self.distance, self.cfg.ppl_config(self.space), rows)
         table = pa.table({"path": np.arange(spec.start, spec.stop, dtype=np.int64),
                           "distance": d}, schema=PPL_SCHEMA)
-        with PartWriter(self.out, storage.part_name(spec.index), PPL_SCHEMA) as w:
+        with part.writer(PPL_SCHEMA) as w:
             w.write(table)
-            runtime.fault_point()
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop, "errors": 0})
 
 

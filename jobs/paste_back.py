@@ -290,7 +290,7 @@ class Paster(PartWorker):
         self.edit_parts = {int(k): v for k, v in edit_parts.items()}
         self.lineage, self.source = lineage, source     # source: align's input (its config)
 
-    def write_part(self, spec: PartSpec) -> None:
+    def write_part(self, spec: PartSpec, part: runtime.PartContext) -> None:
         from jobs.image_inputs import source_photo_reader
         errors = []
         photos = self.read_faces(spec, errors)            # {photo id: [FaceRow]}
@@ -298,12 +298,11 @@ class Paster(PartWorker):
         read = source_photo_reader(self.aligned, spec, self.source, self.cfg.storage)
         images = EditImages(self.edits)
         try:
-            with PartWriter(self.out, storage.part_name(spec.index), out_schema()) as w:
+            with part.writer(out_schema()) as w:
                 rows = RowBuffer(w)
                 for photo_id in photo_order(photos, edits):
                     rows.add(self.paste_photo(photo_id, photos[photo_id], edits, read,
                                               images, errors))
-                    runtime.fault_point()                           # test-only fault injection
                 rows.flush()
                 runtime.commit_errors(self.out, spec, errors)
                 w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,

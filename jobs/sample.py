@@ -49,7 +49,7 @@ from jobs.cpu_pool import CpuPool, StepWriter, gather
 from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
 from jobs.rendering import load_models, render_and_label, setup_device
 from jobs.runtime import PartWorker
-from jobs.storage import PartSpec, PartWriter
+from jobs.storage import PartSpec
 
 
 @dataclass
@@ -141,14 +141,12 @@ class Sampler(PartWorker):
         self.schema = sample_schema(self.cfg, self.G, self.C)
         self.pool = CpuPool(cpus)
 
-    def write_part(self, spec: PartSpec) -> None:
+    def write_part(self, spec: PartSpec, part: runtime.PartContext) -> None:
         m = self.cfg.micro_batch
         step = max(1, -(-self.cfg.batch_size // m)) * m     # whole micro-batches per step
-        with PartWriter(self.out, storage.part_name(spec.index), self.schema) as w, \
-                StepWriter(w) as steps:
+        with part.writer(self.schema) as w, StepWriter(w) as steps:
             for s in range(spec.start, spec.stop, step):
                 steps.put(self.rows(s, min(s + step, spec.stop)))
-                runtime.fault_point()                       # test-only fault injection
             steps.finish()
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": 0})

@@ -4,12 +4,12 @@ in-process worker when one worker is all the job would get (`runner`)."""
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from dataclasses import dataclass
 from typing import Optional
 
 from jobs.config import ConfigError
+from jobs.ray_session import ensure_ray
 from jobs.runtime.faults import FAULT_ENV
 
 RUNNERS = ("auto", "ray", "local")
@@ -30,24 +30,6 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-def ensure_ray(num_cpus: Optional[int] = None) -> None:
-    """Connect to the cluster in RAY_ADDRESS (or the one this job was submitted to), or start
-    a local one with more logical CPUs than actors (actors holding every CPU hang Ray Data)."""
-    import ray
-    if ray.is_initialized():
-        return
-    from jobs import console
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    quiet = {"log_to_driver": console.verbose(),
-             "logging_level": logging.DEBUG if console.verbose() else logging.WARNING}
-    if os.environ.get("RAY_ADDRESS"):
-        context = ray.init(address=os.environ["RAY_ADDRESS"], **quiet)
-    else:
-        cpus = max(num_cpus or 0, os.cpu_count() or 1, 4)
-        context = ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
-    console.after_ray_init(context.address_info.get("session_dir"))
 
 
 def cluster_resources() -> tuple:
