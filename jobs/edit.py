@@ -238,14 +238,15 @@ class Editor(PartWorker):
     job = "edit"
 
     def __init__(self, cfg: dict, boundaries: list, inputs: dict, truncation: tuple,
-                 id_name: str, device: str, cpus: float, out, latent: Optional[str] = None):
+                 id_name: str, device: str, precision: str, cpus: float, out,
+                 latent: Optional[str] = None):
         super().__init__(out)
         self.cfg = EditConfig(**cfg)
         self.boundaries = boundaries                                  # [(name, Boundary)]
         self.inputs = {int(k): v for k, v in inputs.items()}
         self.psi, self.cutoff = truncation
         self.src = Store(self.cfg.latents, self.cfg.storage, probe=False)
-        self.device, self.precision = setup_device(device, self.cfg.precision, cpus)
+        self.device, self.precision = setup_device(device, precision, cpus)
         self.G, self.C = load_models(self.cfg.model, self.cfg.classifier, self.device,
                                      self.precision, self.cfg.classifier_input)
         check_widths(boundaries, self.G, self.cfg.model)
@@ -538,7 +539,8 @@ def run_edit(cfg: EditConfig) -> dict:
     latent = kept_latent(cfg, schema, boundaries, truncation)
     kwargs = {"cfg": config.config_dict(cfg), "boundaries": boundaries,
               "inputs": {str(k): v for k, v in inputs.items()}, "truncation": truncation,
-              "id_name": id_name, "device": actors.device, "cpus": actors.num_cpus,
+              "id_name": id_name, "device": actors.device, "precision": precision,
+              "cpus": actors.num_cpus,
               "latent": latent}
     identity = {"latents": cfg.latents, "boundaries": [n for n, _ in boundaries],
                 "geometry": fingerprint(boundaries), "strengths": list(cfg.strengths),

@@ -315,14 +315,15 @@ class Inverter(PartWorker):
     job = "invert"
     batch_field = "batch_size"          # images optimised together
 
-    def __init__(self, cfg: dict, inputs: ImageInputs, device: str, cpus: float, out):
+    def __init__(self, cfg: dict, inputs: ImageInputs, device: str, precision: str,
+                 cpus: float, out):
         super().__init__(out)
         from gankit.inversion import w_stats
         from gankit.perceptual import load_feature_net
         self.cfg = InvertConfig(**cfg)
         self.inputs, self.id_column = inputs, inputs.id_column
         self.src = Store(self.cfg.images, self.cfg.storage, probe=False)
-        self.device, self.precision = setup_device(device, self.cfg.precision, cpus)
+        self.device, self.precision = setup_device(device, precision, cpus)
         G, _ = load_models(self.cfg.model, None, self.device, self.precision)
         self.G = with_class(G, self.cfg)
         self.pool = CpuPool(cpus)
@@ -468,8 +469,7 @@ def run_invert(cfg: InvertConfig) -> dict:
     actors = runtime.actors_for(cfg, len(inputs.plan))
     precision = runtime.job_precision(cfg.precision, actors)
     kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs.for_workers(),
-              "device": actors.device,
-              "cpus": actors.num_cpus}
+              "device": actors.device, "precision": precision, "cpus": actors.num_cpus}
     identity = dict(cfg.identity(precision), input_rows=inputs.rows,
                     input_parts=len(inputs.plan), **inputs.identity())
     return runtime.run_parts("invert", out, inputs.plan, Inverter, kwargs, identity,

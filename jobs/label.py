@@ -80,14 +80,14 @@ class Labeler(PartWorker):
     job = "label"
 
     def __init__(self, cfg: dict, inputs: ImageInputs, resolution: int, device: str,
-                 cpus: float, out):
+                 precision: str, cpus: float, out):
         super().__init__(out)
         from gankit import zoo
         self.cfg = LabelConfig(**cfg)
         self.inputs, self.resolution = inputs, resolution
         self.id_column = inputs.id_column
         self.src = Store(self.cfg.images, self.cfg.storage, probe=False)
-        self.device, self.precision = setup_device(device, self.cfg.precision, cpus)
+        self.device, self.precision = setup_device(device, precision, cpus)
         self.C = zoo.load_classifier(self.cfg.classifier, device=self.device,
                                      input_spec=self.cfg.classifier_input).eval()
         self.pool = CpuPool(cpus)
@@ -215,8 +215,8 @@ def run_label(cfg: LabelConfig) -> dict:
     actors = runtime.actors_for(cfg, len(inputs.plan))
     precision = runtime.job_precision(cfg.precision, actors)
     kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs.for_workers(),
-              "resolution": resolution,
-              "device": actors.device, "cpus": actors.num_cpus}
+              "resolution": resolution, "device": actors.device, "precision": precision,
+              "cpus": actors.num_cpus}
     identity = dict(cfg.identity(precision), resolution=resolution, input_rows=inputs.rows,
                     input_parts=len(inputs.plan), **inputs.identity())
     return runtime.run_parts("label", out, inputs.plan, Labeler, kwargs, identity,

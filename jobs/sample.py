@@ -131,10 +131,10 @@ class Sampler(PartWorker):
 
     job = "sample"
 
-    def __init__(self, cfg: dict, device: str, cpus: float, out):
+    def __init__(self, cfg: dict, device: str, precision: str, cpus: float, out):
         super().__init__(out)
         self.cfg = SampleConfig(**cfg)
-        self.device, self.precision = setup_device(device, self.cfg.precision, cpus)
+        self.device, self.precision = setup_device(device, precision, cpus)
         self.G, self.C = load_models(self.cfg.model, self.cfg.classifier, self.device,
                                      self.precision, self.cfg.classifier_input)
         self.choices = self.cfg.check_model(self.G)
@@ -225,7 +225,8 @@ def run_sample(cfg: SampleConfig) -> dict:
     plan = storage.part_ranges(cfg.count, cfg.rows_per_part)
     actors = runtime.actors_for(cfg, len(plan))
     precision = runtime.job_precision(cfg.precision, actors)
-    kwargs = {"cfg": config.config_dict(cfg), "device": actors.device, "cpus": actors.num_cpus}
+    kwargs = {"cfg": config.config_dict(cfg), "device": actors.device, "precision": precision,
+              "cpus": actors.num_cpus}
     return runtime.run_parts("sample", out, plan, Sampler, kwargs, cfg.identity(precision),
                              config.public_config(cfg), actors)
 

@@ -9,6 +9,7 @@ the commit leaves the footer it wrote, which the driver's manifest records.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 import pyarrow as pa
 
 from jobs.progress import PartProgress
@@ -20,8 +21,11 @@ from jobs.storage import Footer, PartSpec, PartWriter, Store, part_name
 class PartContext:
     out: Store                      # the job's output
     spec: PartSpec                  # the part: its index and rows [start, stop)
-    progress: PartProgress          # where its rows and status are reported
+    progress: Optional[PartProgress] = None     # where its rows and status go (None: nowhere)
     writers: list = field(default_factory=list)     # PartWriters opened by `writer`
+
+    def __post_init__(self):
+        self.progress = self.progress or PartProgress(None, self.spec.index)
 
     def writer(self, schema: pa.Schema) -> PartWriter:
         """The part's writer: part_name(index) in `out`, committed atomically."""
