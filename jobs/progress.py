@@ -17,6 +17,8 @@ import threading
 import time
 from typing import Optional
 
+from tqdm import tqdm
+
 log = logging.getLogger("gankit")
 
 LINE_EVERY_S = 30.0           # a non-terminal gets one progress line this often
@@ -128,7 +130,6 @@ class Progress:
             return self
         self.t0 = self.last_line = time.time()
         if sys.stderr.isatty() and log.isEnabledFor(logging.INFO):
-            from tqdm import tqdm
             self.bar = tqdm(total=self.total, initial=self.done, unit="row", desc=self.job,
                             dynamic_ncols=True, smoothing=0.1, leave=False)
         self.thread = threading.Thread(target=self._poll, daemon=True)

@@ -8,6 +8,10 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
+import torch
+
+from gankit import precision as numerics
+from gankit import zoo
 from jobs.config import ConfigError
 from jobs.ray_session import ensure_ray
 from jobs.runtime.faults import FAULT_ENV
@@ -18,7 +22,6 @@ RUNNERS = ("auto", "ray", "local")
 def check_model(field: str, spec: Optional[str], kind: str) -> None:
     """Fail in the driver, naming the field, when a model file is not there (the actors
     would otherwise fail one by one). Entry points 'package.module:factory' are left to them."""
-    from gankit import zoo
     problem = zoo.missing(spec, kind) if spec else None
     if problem:
         raise FileNotFoundError(f"{field}: {problem}")
@@ -26,7 +29,6 @@ def check_model(field: str, spec: Optional[str], kind: str) -> None:
 
 def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' when this process sees a GPU, else 'cpu'."""
-    import torch
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
@@ -104,7 +106,6 @@ def choose_runner(cfg, n_parts: int, device: str) -> str:
 
 def local_resources() -> tuple:
     """(CPUs, GPUs, CPUs per GPU) of this machine, as a local Ray would see them."""
-    import torch
     cpus, gpus = os.cpu_count() or 1, torch.cuda.device_count()
     return cpus, gpus, cpus // gpus if gpus else 0
 
@@ -113,7 +114,6 @@ def job_precision(precision: str, actors: ActorPlan) -> str:
     """The precision the actors will run at, resolved for their device. CPU actors are
     checked here, so a precision they cannot run fails before any work; a GPU's abilities
     are checked by each actor as it starts (the driver may have no GPU)."""
-    from gankit import precision as numerics
     resolved = numerics.resolve(precision, actors.device)
     if actors.device == "cpu":
         try:

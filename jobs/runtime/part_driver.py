@@ -24,11 +24,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import sys
 import uuid
 
 import numpy as np
+import torch
 
+from gankit.data import error_table
 from jobs import progress, storage
 from jobs.result import JobResult
 from jobs.runtime.cluster import ActorPlan
@@ -52,7 +55,6 @@ def pad_rows(x, size: int):
     n = x.shape[0]
     if n == size:
         return x
-    import torch
     if isinstance(x, torch.Tensor):
         return torch.cat([x, x.new_zeros((size - n, *x.shape[1:]))])
     return np.concatenate([x, np.zeros((size - n, *x.shape[1:]), dtype=x.dtype)])
@@ -126,7 +128,6 @@ class PartWorker:
     def out_of_memory(self) -> str:
         """One sentence for a GPU out-of-memory error: the batch field, and the largest
         halving of it that fits (tried on the spot), if any does."""
-        import torch
         field = self.batch_field
         m = getattr(self.cfg, field)
         torch.cuda.empty_cache()
@@ -142,7 +143,6 @@ class PartWorker:
                 f"{field}, so a location with committed parts needs a new output URL)")
 
     def _fits(self, m: int) -> bool:
-        import torch
         try:
             with torch.no_grad():
                 return self.fits(m)
@@ -155,7 +155,6 @@ def commit_errors(out: Store, spec: PartSpec, records: list) -> None:
     """Commit part `spec`'s error records (before the part itself), if it has any."""
     if not records:
         return
-    from gankit.data import error_table
     storage.write_table_part(out, f"{storage.ERRORS_DIR}/{storage.part_name(spec.index)}",
                              error_table(records), {"index": spec.index, "errors": len(records)})
 
@@ -337,7 +336,6 @@ class WorkerFailed(RuntimeError):
 def root_cause(e: BaseException) -> str:
     """The worker's one-line PartFailed message inside a Ray error, else 'Type: last line
     of the message' of the innermost cause."""
-    import re
     if isinstance(e, PartFailed):             # raised in this process (the local runner)
         return str(e)[:500]
     m = re.findall(r"PartFailed: (part \d{5}: [^\n]*)", str(e))

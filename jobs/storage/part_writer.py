@@ -42,7 +42,6 @@ def parquet_writer(path: str, schema: pa.Schema) -> pq.ParquetWriter:
 def _leaf_paths(schema: pa.Schema) -> list:
     """Dotted Parquet paths of the schema's leaf columns ('image.bytes', 'z.list.element'),
     as pyarrow names them: read back from an empty file written in memory."""
-    import io
     buf = io.BytesIO()
     pq.write_table(schema.empty_table(), buf)
     buf.seek(0)
