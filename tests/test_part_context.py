@@ -4,6 +4,7 @@ process as the local runner builds it.
 - Each row group the part's writer writes reaches the run's progress counter, named in the
   call; error records do not count; a note reaches it too; a failing counter never fails the
   part.
+- On Ray, a worker finds its run's counter actor by the run token its part names.
 - The record a worker returns for the manifest is the footer its commit wrote, and equals
   what a reader reads back from the part (local and remote stores).
 """
@@ -30,9 +31,9 @@ class Counting(runtime.PartWorker):
                       "errors": len(errors)})
 
 
-def call(worker, spec: PartSpec, counter) -> dict:
+def call(worker, spec: PartSpec, counter, run: str = "run") -> dict:
     batch = {"index": [spec.index], "start": [spec.start], "stop": [spec.stop],
-             "run": ["run"], "attempts": [3]}
+             "run": [run], "attempts": [3]}
     return {k: v[0] for k, v in worker(batch, counter).items()}
 
 
@@ -75,3 +76,20 @@ def test_a_part_committed_outside_its_context_is_named():
                                                  "not committed through its context's writer"):
         call(Stray(storage.open_store("memory://ctx-stray/out", create=True)),
              PartSpec(2, 0, 1), progress.Counter())
+
+
+def test_on_ray_a_worker_finds_its_runs_counter_by_the_run_token(ray_cluster, tmp_path):
+    import ray
+    counter = progress.start_counter("ctx-test-run")
+    try:
+        out = storage.open_store(str(tmp_path / "out"), create=True)
+        worker = Counting(out)
+        call(worker, PartSpec(1, 0, 5), None, run="ctx-test-run")
+        call(worker, PartSpec(2, 5, 9), None, run="ctx-test-run")
+        rows, note = ray.get(counter.snapshot.remote(), timeout=30)   # after the adds: in order
+        assert rows == {1: 5, 2: 4} and note == "part 00002: rows 5-8"
+        assert list(worker.counters) == ["ctx-test-run"]             # looked up once
+        call(worker, PartSpec(3, 9, 10), None, run="another-run")    # no counter: no progress
+        assert worker.counters["another-run"] is None
+    finally:
+        ray.kill(counter)

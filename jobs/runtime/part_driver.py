@@ -86,7 +86,7 @@ class PartWorker:
         for k, s, e, run, attempts in zip(batch["index"], batch["start"], batch["stop"],
                                           batch["run"], batch["attempts"]):
             spec = PartSpec(int(k), int(s), int(e))
-            sink = progress.PartProgress(counter or self.counter(str(run)), spec.index)
+            sink = progress.PartProgress(counter or self.run_counter(str(run)), spec.index)
             part = PartContext(self.out, spec, sink)
             try:
                 self.start(spec, str(run), int(attempts))
@@ -104,7 +104,7 @@ class PartWorker:
                 reply[key].append(value)
         return {k: np.asarray(v) for k, v in reply.items()}
 
-    def counter(self, run: str):
+    def run_counter(self, run: str):
         """Run `run`'s progress counter on the Ray cluster, looked up once per run."""
         if run not in self.counters:
             self.counters[run] = progress.find_counter(run)
