@@ -353,9 +353,7 @@ class Editor(PartWorker):
 
     def write_part(self, spec: PartSpec, part: runtime.PartContext) -> None:
         if spec.rows == 0:         # an input part with no rows (an align part whose photos
-            storage.write_table_part(self.out, storage.part_name(spec.index),  # had no face)
-                                     self.schema.empty_table(), {"index": spec.index,
-                                     "start": spec.start, "stop": spec.stop, "errors": 0})
+            part.commit_empty(self.schema)                                   # had no face)
             return
         ids, z, ws, extras, n_errors = self.drop_nonfinite(spec, *self.read_rows(spec))
         noise = extras.get("noise")                      # [n, sum r^2] or None

@@ -478,12 +478,9 @@ def bad_file_records(src: Store, path: str, spec: PartSpec, id_column: str, stag
 def write_bad_file(part: runtime.PartContext, src: Store, path: str, schema: pa.Schema,
                    id_column: str, stage: str, reason: str) -> None:
     """Commit an unusable input file's part: its error records and no rows."""
-    spec = part.spec
-    records = bad_file_records(src, path, spec, id_column, stage, reason)
-    runtime.commit_errors(part.out, spec, records)
-    with part.writer(schema) as w:
-        w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
-                  "errors": len(records)})
+    records = bad_file_records(src, path, part.spec, id_column, stage, reason)
+    runtime.commit_errors(part.out, part.spec, records)
+    part.commit_empty(schema, len(records))
 
 
 def first_resolution(store: Store, parts: dict, column: str) -> int:

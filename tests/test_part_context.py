@@ -93,3 +93,20 @@ def test_on_ray_a_worker_finds_its_runs_counter_by_the_run_token(ray_cluster, tm
         assert worker.counters["another-run"] is None
     finally:
         ray.kill(counter)
+
+
+def test_an_empty_part_is_the_file_write_table_part_writes(tmp_path):
+    """A part with no rows (a bad input file, an input part with none) commits the same
+    bytes as before it went through the part's context."""
+    class Empty(runtime.PartWorker):
+        def write_part(self, spec, part):
+            part.commit_empty(SCHEMA, errors=2)
+
+    out = storage.open_store(str(tmp_path / "ctx"), create=True)
+    reply = call(Empty(out), PartSpec(5, 20, 23), progress.Counter())
+    before = storage.open_store(str(tmp_path / "before"), create=True)
+    storage.write_table_part(before, storage.part_name(5), SCHEMA.empty_table(),
+                             {"index": 5, "start": 20, "stop": 23, "errors": 2})
+    name = storage.part_name(5)
+    assert (tmp_path / "ctx" / name).read_bytes() == (tmp_path / "before" / name).read_bytes()
+    assert (reply["rows"], reply["errors"]) == (0, 2)

@@ -33,6 +33,15 @@ class PartContext:
         self.writers.append(w)
         return w
 
+    def commit_empty(self, schema: pa.Schema, errors: int = 0) -> Footer:
+        """Commit the part with no rows (all its rows were error records, or it had none):
+        written as storage.write_table_part writes an empty table."""
+        spec = self.spec
+        with self.writer(schema) as w:
+            w.write(schema.empty_table())
+            return w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
+                             "errors": errors})
+
     def row_group_written(self, rows: int) -> None:
         """Called by the part's writer after each row group (before the part commits)."""
         self.progress.rows(rows)
