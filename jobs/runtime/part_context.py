@@ -19,6 +19,8 @@ from jobs.storage import Footer, PartSpec, PartWriter, Store, part_name
 
 @dataclass
 class PartContext:
+    """Part `spec` of a job writing to `out`, as its worker's loop sees it."""
+
     out: Store                      # the job's output
     spec: PartSpec                  # the part: its index and rows [start, stop)
     progress: Optional[PartProgress] = None     # where its rows and status go (None: nowhere)

@@ -151,9 +151,8 @@ def written_footer(writer: pq.ParquetWriter, meta: dict, size: int) -> Footer:
                   hashlib.sha256(buf.getvalue()[4:]).hexdigest())
 
 
-def write_table_part(store: Store, name: str, table: pa.Table, meta: dict,
-                     on_row_group: Optional[Callable[[int], None]] = None) -> Footer:
+def write_table_part(store: Store, name: str, table: pa.Table, meta: dict) -> Footer:
     """Commit a whole table as one part (used for small tables such as error records)."""
-    with PartWriter(store, name, table.schema, on_row_group) as w:
+    with PartWriter(store, name, table.schema) as w:
         w.write(table)
         return w.commit(meta)
