@@ -40,7 +40,7 @@ from jobs.config import option, require
 from jobs.image_inputs import ImageInputOptions
 from jobs.options import ActorOptions, StorageOptions
 from jobs.runtime import PartWorker
-from jobs.storage import PartSpec, PartWriter, Store
+from jobs.storage import PartSpec, Store
 
 log = logging.getLogger("gankit")
 
@@ -133,20 +133,19 @@ class Aligner(PartWorker):
         faces.dlib_model(self.cfg.detector)             # read the model files once, here
         faces.dlib_model("landmarks")
 
-    def write_part(self, spec: PartSpec) -> None:
+    def write_part(self, spec: PartSpec, part: runtime.PartContext) -> None:
         from jobs.image_inputs import part_tables, write_bad_file
         path, schema, errors = self.inputs.parts.get(spec.index), out_schema(), []
         if spec.index in self.inputs.bad:               # an unusable file: records, no rows
-            write_bad_file(self.out, self.src, path, spec, schema,
+            write_bad_file(part, self.src, path, schema,
                            self.inputs.id_column, "align", self.inputs.bad[spec.index])
             return
         columns = [self.inputs.id_column, self.cfg.image_column]
         tables = part_tables(self.src, self.inputs, spec, self.cfg.image_column, columns,
                              self.cfg.batch_size)
-        with PartWriter(self.out, storage.part_name(spec.index), schema) as w:
+        with part.writer(schema) as w:
             for table in tables:
                 w.write(self.align_batch(table.select(columns), schema, errors))
-                runtime.fault_point()                               # test-only fault injection
             runtime.commit_errors(self.out, spec, errors)
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": len(errors)})

@@ -13,7 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from typing import Optional
+
+from gankit.caveats import CaveatWarning
 
 log = logging.getLogger("gankit")
 LEVELS = {"quiet": logging.WARNING, "normal": logging.INFO, "verbose": logging.DEBUG}
@@ -58,9 +61,6 @@ def command_line(verbosity: str) -> None:
 def show_caveats_as_lines() -> None:
     """gankit's caveats (results that mean little) print as one 'warning:' line each,
     not as Python's file:line and source text; other warnings keep Python's form."""
-    import warnings
-
-    from gankit.caveats import CaveatWarning
     python_show = warnings.showwarning
     if getattr(python_show, "gankit", False):       # installed already (main called again)
         return

@@ -23,6 +23,8 @@ from typing import Callable
 
 import numpy as np
 
+from gankit.images import encode_image
+
 
 class CpuPool:
     """`threads` threads for per-row CPU work (encoding, decoding) beside the model."""
@@ -39,7 +41,6 @@ class CpuPool:
 
     def encode(self, u8: np.ndarray, fmt: str, quality: int) -> list:
         """uint8 [n, H, W, 3] -> futures of encoded bytes (see `gather`)."""
-        from gankit.images import encode_image
         return self.map_chunks(lambda rows: [encode_image(a, fmt, quality) for a in rows],
                                list(u8))
 

@@ -75,7 +75,7 @@ from jobs.runtime import PartWorker
 from jobs.stages.edit_inputs import (check_dims, check_generator, check_widths, id_column,
                                      input_plan, kept_latent, sample_truncation)
 from jobs.stages.edit_rows import edit_identity, edit_schema, reference_faces
-from jobs.storage import PartSpec, PartWriter, Store
+from jobs.storage import PartSpec, Store
 
 
 @dataclass
@@ -138,14 +138,15 @@ class Editor(PartWorker):
     job = "edit"
 
     def __init__(self, cfg: dict, boundaries: list, inputs: dict, truncation: tuple,
-                 id_name: str, device: str, cpus: float, out, latent: Optional[str] = None):
+                 id_name: str, device: str, precision: str, cpus: float, out,
+                 latent: Optional[str] = None):
         super().__init__(out)
         self.cfg = EditConfig(**cfg)
         self.boundaries = boundaries                                  # [(name, Boundary)]
         self.inputs = {int(k): v for k, v in inputs.items()}
         self.psi, self.cutoff = truncation
         self.src = Store(self.cfg.latents, self.cfg.storage, probe=False)
-        self.device, self.precision = setup_device(device, self.cfg.precision, cpus)
+        self.device, self.precision = setup_device(device, precision, cpus)
         self.G, self.C = load_models(self.cfg.model, self.cfg.classifier, self.device,
                                      self.precision, self.cfg.classifier_input)
         check_widths(boundaries, self.G, self.cfg.model)
@@ -254,11 +255,9 @@ class Editor(PartWorker):
                   for k, v in extras.items()}
         return ids[keep], (z[keep] if z is not None else None), ws[keep], extras, len(errors)
 
-    def write_part(self, spec: PartSpec) -> None:
+    def write_part(self, spec: PartSpec, part: runtime.PartContext) -> None:
         if spec.rows == 0:         # an input part with no rows (an align part whose photos
-            storage.write_table_part(self.out, storage.part_name(spec.index),  # had no face)
-                                     self.schema.empty_table(), {"index": spec.index,
-                                     "start": spec.start, "stop": spec.stop, "errors": 0})
+            part.commit_empty(self.schema)                                   # had no face)
             return
         ids, z, ws, extras, n_errors = self.drop_nonfinite(spec, *self.read_rows(spec))
         noise = extras.get("noise")                      # [n, sum r^2] or None
@@ -270,8 +269,7 @@ class Editor(PartWorker):
         strengths = np.asarray(self.cfg.strengths, dtype=np.float64)
         if self.identity is not None:
             extras["faces"] = reference_faces(self.identity, extras)
-        with PartWriter(self.out, storage.part_name(spec.index), self.schema) as w, \
-                StepWriter(w) as steps:
+        with part.writer(self.schema) as w, StepWriter(w) as steps:
             for s in range(0, total, step):
                 j = np.arange(s, min(s + step, total))   # edit index -> (row, boundary, t)
                 rows, bidx, tidx = j // (nb * ns), (j // ns) % nb, j % ns
@@ -384,7 +382,8 @@ def run_edit(cfg: EditConfig) -> dict:
     latent = kept_latent(cfg, schema, boundaries, truncation)
     kwargs = {"cfg": config.config_dict(cfg), "boundaries": boundaries,
               "inputs": {str(k): v for k, v in inputs.items()}, "truncation": truncation,
-              "id_name": id_name, "device": actors.device, "cpus": actors.num_cpus,
+              "id_name": id_name, "device": actors.device, "precision": precision,
+              "cpus": actors.num_cpus,
               "latent": latent}
     identity = {"latents": cfg.latents, "boundaries": [n for n, _ in boundaries],
                 "geometry": fingerprint(boundaries), "strengths": list(cfg.strengths),

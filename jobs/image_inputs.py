@@ -307,14 +307,12 @@ def bad_file_records(src: Store, path: str, spec: PartSpec, id_column: str, stag
     return [{"id": i, "stage": stage, "reason": reason} for i in ids]
 
 
-def write_bad_file(out: Store, src: Store, path: str, spec: PartSpec, schema: pa.Schema,
+def write_bad_file(part: runtime.PartContext, src: Store, path: str, schema: pa.Schema,
                    id_column: str, stage: str, reason: str) -> None:
     """Commit an unusable input file's part: its error records and no rows."""
-    records = bad_file_records(src, path, spec, id_column, stage, reason)
-    runtime.commit_errors(out, spec, records)
-    storage.write_table_part(out, storage.part_name(spec.index), schema.empty_table(),
-                             {"index": spec.index, "start": spec.start, "stop": spec.stop,
-                              "errors": len(records)})
+    records = bad_file_records(src, path, part.spec, id_column, stage, reason)
+    runtime.commit_errors(part.out, part.spec, records)
+    part.commit_empty(schema, len(records))
 
 
 def first_resolution(store: Store, parts: dict, column: str) -> int:

@@ -55,7 +55,7 @@ from gankit.data import latent_column
 from gankit.identity import IDENTITY_COLUMNS, identity_scores, load_measure
 from gankit.inversion import HYBRID_SCHEDULES, LOSSES, MODES, PIVOTS
 from gankit.inversion import InversionConfig as Inversion
-from jobs import config, options, progress, runtime, storage
+from jobs import config, options, runtime, storage
 from jobs.config import option, public_config, require
 from jobs.cpu_pool import CpuPool, StepWriter, gather
 from jobs.image_inputs import (ImageInputOptions, ImageInputs, conform, decode_item, part_tables,
@@ -63,7 +63,7 @@ from jobs.image_inputs import (ImageInputOptions, ImageInputs, conform, decode_i
 from jobs.options import ActorOptions, IdentityOptions, ImageOptions, StorageOptions
 from jobs.rendering import load_models, setup_device
 from jobs.runtime import PartWorker
-from jobs.storage import PartSpec, PartWriter, Store
+from jobs.storage import PartSpec, Store
 
 log = logging.getLogger("gankit")
 
@@ -315,14 +315,15 @@ class Inverter(PartWorker):
     job = "invert"
     batch_field = "batch_size"          # images optimised together
 
-    def __init__(self, cfg: dict, inputs: ImageInputs, device: str, cpus: float, out):
+    def __init__(self, cfg: dict, inputs: ImageInputs, device: str, precision: str,
+                 cpus: float, out):
         super().__init__(out)
         from gankit.inversion import w_stats
         from gankit.perceptual import load_feature_net
         self.cfg = InvertConfig(**cfg)
         self.inputs, self.id_column = inputs, inputs.id_column
         self.src = Store(self.cfg.images, self.cfg.storage, probe=False)
-        self.device, self.precision = setup_device(device, self.cfg.precision, cpus)
+        self.device, self.precision = setup_device(device, precision, cpus)
         G, _ = load_models(self.cfg.model, None, self.device, self.precision)
         self.G = with_class(G, self.cfg)
         self.pool = CpuPool(cpus)
@@ -338,26 +339,25 @@ class Inverter(PartWorker):
             from gankit.pti import modulated_layers
             modulated_layers(self.G)          # a StyleGAN3 is refused here, in one sentence
 
-    def write_part(self, spec: PartSpec) -> None:
+    def write_part(self, spec: PartSpec, part: runtime.PartContext) -> None:
         from gankit.data import ID_COLUMNS
         id_type = self.inputs.schema.field(self.id_column).type
         id_field = pa.field(self.id_column, ID_COLUMNS.get(self.id_column, id_type))
         schema = invert_schema(self.cfg, self.G, id_field)
         path = self.inputs.parts.get(spec.index)
         if spec.index in self.inputs.bad:
-            write_bad_file(self.out, self.src, path, spec, schema, self.id_column,
+            write_bad_file(part, self.src, path, schema, self.id_column,
                            "invert", self.inputs.bad[spec.index])
             return
         read = pa.schema([id_field, self.inputs.schema.field(self.cfg.image_column)])
         errors, start = [], spec.start
         tables = part_tables(self.src, self.inputs, spec, self.cfg.image_column, read.names,
                              self.cfg.batch_size)
-        with PartWriter(self.out, storage.part_name(spec.index), schema) as w, \
-                StepWriter(w) as steps:
+        with part.writer(schema) as w, StepWriter(w) as steps:
             for table in tables:
                 n = table.num_rows
                 table = conform(table, read)                            # an int64 image_id
-                table, errs = self.invert_batch(table, start, schema)   # becomes a string
+                table, errs = self.invert_batch(table, start, schema, part)  # id: a string
                 errors += errs
                 start += n
                 steps.put(table)
@@ -366,8 +366,10 @@ class Inverter(PartWorker):
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": len(errors)})
 
-    def invert_batch(self, table: pa.Table, start: int, schema: pa.Schema) -> tuple:
-        """Rows [start, start + n) of the job -> (table of good rows, error records)."""
+    def invert_batch(self, table: pa.Table, start: int, schema: pa.Schema,
+                     part: runtime.PartContext) -> tuple:
+        """Rows [start, start + n) of the job -> (table of good rows, error records); the
+        optimisation's steps are noted in the progress of `part` (runtime.PartContext)."""
         import torch
 
         from gankit.images import from_uint8
@@ -385,7 +387,7 @@ class Inverter(PartWorker):
                 init = self.E(x)                                        # [n, num_ws, w_dim]
         res = invert(self.G, x, self.cfg.inversion(), feature_net=self.net, init_ws=init,
                      indices=[start + j for j in rows], w_std=self.w_std,
-                     on_step=lambda step, steps, loss: progress.note(
+                     on_step=lambda step, steps, loss: part.note(
                          f"images {start}-{start + len(x) - 1} step {step}/{steps}, "
                          f"loss {loss:.4f}"))
         return self.rows_table(schema, [ids[j] for j in rows], res, u8), errors
@@ -468,8 +470,7 @@ def run_invert(cfg: InvertConfig) -> dict:
     actors = runtime.actors_for(cfg, len(inputs.plan))
     precision = runtime.job_precision(cfg.precision, actors)
     kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs.for_workers(),
-              "device": actors.device,
-              "cpus": actors.num_cpus}
+              "device": actors.device, "precision": precision, "cpus": actors.num_cpus}
     identity = dict(cfg.identity(precision), input_rows=inputs.rows,
                     input_parts=len(inputs.plan), **inputs.identity())
     return runtime.run_parts("invert", out, inputs.plan, Inverter, kwargs, identity,

@@ -32,7 +32,7 @@ from jobs.image_inputs import (ImageInputOptions, ImageInputs, conform, decode_r
 from jobs.options import ActorOptions, ClassifierOptions, StorageOptions
 from jobs.rendering import classify, setup_device
 from jobs.runtime import PartWorker
-from jobs.storage import PartSpec, PartWriter, Store
+from jobs.storage import PartSpec, Store
 
 log = logging.getLogger("gankit")
 
@@ -80,14 +80,14 @@ class Labeler(PartWorker):
     job = "label"
 
     def __init__(self, cfg: dict, inputs: ImageInputs, resolution: int, device: str,
-                 cpus: float, out):
+                 precision: str, cpus: float, out):
         super().__init__(out)
         from gankit import zoo
         self.cfg = LabelConfig(**cfg)
         self.inputs, self.resolution = inputs, resolution
         self.id_column = inputs.id_column
         self.src = Store(self.cfg.images, self.cfg.storage, probe=False)
-        self.device, self.precision = setup_device(device, self.cfg.precision, cpus)
+        self.device, self.precision = setup_device(device, precision, cpus)
         self.C = zoo.load_classifier(self.cfg.classifier, device=self.device,
                                      input_spec=self.cfg.classifier_input).eval()
         self.pool = CpuPool(cpus)
@@ -103,12 +103,12 @@ class Labeler(PartWorker):
         meta.update({b"gankit.job": b"label", b"gankit.attributes": json.dumps(names).encode()})
         return pa.schema(fields, metadata=meta)
 
-    def write_part(self, spec: PartSpec) -> None:
+    def write_part(self, spec: PartSpec, part: runtime.PartContext) -> None:
         m = self.cfg.micro_batch
         step = max(1, -(-self.cfg.batch_size // m)) * m
         path, schema = self.inputs.parts.get(spec.index), self.out_schema()
         if spec.index in self.inputs.bad:
-            write_bad_file(self.out, self.src, path, spec, schema, self.id_column,
+            write_bad_file(part, self.src, path, schema, self.id_column,
                            "label", self.inputs.bad[spec.index])
             return
         read = pa.schema([self.inputs.schema.field(f.name) for f in schema
@@ -118,11 +118,9 @@ class Labeler(PartWorker):
         tables = part_tables(self.src, self.inputs, spec, self.cfg.image_column, read.names,
                              step)
         decoding = (self.decode(conform(table, read)) for table in tables)   # part-aligned
-        with PartWriter(self.out, storage.part_name(spec.index), schema) as w, \
-                StepWriter(w) as steps:
+        with part.writer(schema) as w, StepWriter(w) as steps:
             for table, chunks in one_ahead(decoding):
                 steps.put(self.label(table, chunks, schema, errors))
-                runtime.fault_point()                               # test-only fault injection
             steps.finish()
             runtime.commit_errors(self.out, spec, errors)
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
@@ -217,8 +215,8 @@ def run_label(cfg: LabelConfig) -> dict:
     actors = runtime.actors_for(cfg, len(inputs.plan))
     precision = runtime.job_precision(cfg.precision, actors)
     kwargs = {"cfg": config.config_dict(cfg), "inputs": inputs.for_workers(),
-              "resolution": resolution,
-              "device": actors.device, "cpus": actors.num_cpus}
+              "resolution": resolution, "device": actors.device, "precision": precision,
+              "cpus": actors.num_cpus}
     identity = dict(cfg.identity(precision), resolution=resolution, input_rows=inputs.rows,
                     input_parts=len(inputs.plan), **inputs.identity())
     return runtime.run_parts("label", out, inputs.plan, Labeler, kwargs, identity,

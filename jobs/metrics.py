@@ -33,7 +33,7 @@ from jobs.config import option, public_config, require
 from jobs.options import ActorOptions, StorageOptions
 from jobs.rendering import load_models, setup_device
 from jobs.runtime import PartWorker
-from jobs.storage import PartSpec, PartWriter
+from jobs.storage import PartSpec
 
 PPL_SCHEMA = pa.schema([pa.field("path", pa.int64()), pa.field("distance", pa.float64())])
 
@@ -152,25 +152,24 @@ class PathLengths(PartWorker):
 
     job = "ppl"
 
-    def __init__(self, cfg: dict, space: str, device: str, cpus: float, out):
+    def __init__(self, cfg: dict, space: str, device: str, precision: str, cpus: float, out):
         super().__init__(out)
         from gankit.perceptual import load_feature_net
         self.cfg = MetricsConfig(**cfg)
         self.space = space
-        device, precision = setup_device(device, self.cfg.ppl_precision(), cpus)
+        device, precision = setup_device(device, precision, cpus)
         self.G, _ = load_models(self.cfg.model, None, device, precision)
         net = load_feature_net(self.cfg.feature_net, device)
         self.distance = lambda a, b: net.distance(net(a), net(b))     # [B]
 
-    def write_part(self, spec: PartSpec) -> None:
+    def write_part(self, spec: PartSpec, part: runtime.PartContext) -> None:
         from gankit.metrics import ppl_distances
         rows = range(spec.start, spec.stop)
         d = ppl_distances(self.G, self.distance, self.cfg.ppl_config(self.space), rows)
         table = pa.table({"path": np.arange(spec.start, spec.stop, dtype=np.int64),
                           "distance": d}, schema=PPL_SCHEMA)
-        with PartWriter(self.out, storage.part_name(spec.index), PPL_SCHEMA) as w:
+        with part.writer(PPL_SCHEMA) as w:
             w.write(table)
-            runtime.fault_point()
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop, "errors": 0})
 
 
@@ -180,9 +179,9 @@ def path_lengths(cfg: MetricsConfig, space: str) -> dict:
     out = storage.open_store(f"{cfg.out.rstrip('/')}/ppl_{space}", cfg.storage, create=True)
     plan = storage.part_ranges(cfg.ppl_paths, cfg.rows_per_part)
     actors = runtime.actors_for(cfg, len(plan))
-    runtime.job_precision(cfg.ppl_precision(), actors)
+    precision = runtime.job_precision(cfg.ppl_precision(), actors)
     kwargs = {"cfg": config.config_dict(cfg), "space": space, "device": actors.device,
-              "cpus": actors.num_cpus}
+              "precision": precision, "cpus": actors.num_cpus}
     runtime.run_parts(f"ppl_{space}", out, plan, PathLengths, kwargs, cfg.ppl_identity(space),
                       public_config(cfg), actors)
     d = storage.read_table(out, ["distance"]).column("distance").to_numpy()   # [n], path order

@@ -62,7 +62,7 @@ from jobs.stages.paste_back_plan import (check_file_names, check_inputs, complet
 from jobs.stages.paste_back_rows import (EditImages, RowBuffer, aligned_columns, edit_image,
                                          edit_pairs, face_row, out_schema, output_path,
                                          photo_order, read_part, record)
-from jobs.storage import PartSpec, PartWriter, Store
+from jobs.storage import PartSpec, Store
 
 OUTPUTS = ("files", "parquet", "both")
 
@@ -120,19 +120,18 @@ class Paster(PartWorker):
         self.edit_parts = {int(k): v for k, v in edit_parts.items()}
         self.lineage, self.source = lineage, source     # source: align's input (its config)
 
-    def write_part(self, spec: PartSpec) -> None:
+    def write_part(self, spec: PartSpec, part: runtime.PartContext) -> None:
         errors = []
         photos = self.read_faces(spec, errors)            # {photo id: [FaceRow]}
         edits = self.read_edits(spec, photos, errors)     # {face id: {(b, s): (part, row)}}
         read = source_photo_reader(self.aligned, spec, self.source, self.cfg.storage)
         images = EditImages(self.edits)
         try:
-            with PartWriter(self.out, storage.part_name(spec.index), out_schema()) as w:
+            with part.writer(out_schema()) as w:
                 rows = RowBuffer(w)
                 for photo_id in photo_order(photos, edits):
                     rows.add(self.paste_photo(photo_id, photos[photo_id], edits, read,
                                               images, errors))
-                    runtime.fault_point()                           # test-only fault injection
                 rows.flush()
                 runtime.commit_errors(self.out, spec, errors)
                 w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,

@@ -1,9 +1,10 @@
 """Live progress of a part job, across all its actors and within parts.
 
-Workers count the rows they write (`written`, called by storage.PartWriter for every row
-group of a part) and send the counts to a small named actor of the run, without waiting for
-a reply. The driver polls that actor once a second and shows rows done out of rows planned,
-rows per second and the time left: a redrawn bar on a terminal, and a log line every
+Workers count the rows they write (a `PartProgress` per part, told of every row group its
+storage.PartWriter writes) and send the counts to a small named actor of the run, without
+waiting for a reply (the local runner's worker: to a plain Counter the driver hands it).
+The driver polls that counter once a second and shows rows done out of rows planned, rows
+per second and the time left: a redrawn bar on a terminal, and a log line every
 `LINE_EVERY_S` seconds elsewhere (a log file, a submitted Ray job).
 
 Everything here is best effort: progress never fails or slows a job.
@@ -16,6 +17,8 @@ import threading
 import time
 from typing import Optional
 
+from tqdm import tqdm
+
 log = logging.getLogger("gankit")
 
 LINE_EVERY_S = 30.0           # a non-terminal gets one progress line this often
@@ -26,44 +29,54 @@ POLL_S = 1.0
 # Worker side
 
 
-_current = {"run": None, "index": None, "actor": None}
-_local_counters: dict = {}        # run -> Counter, for a job run by the local runner
+class PartProgress:
+    """What one part reports while it is computed: rows written (`rows`, called for each
+    row group of the part: jobs.runtime.PartContext) and a short status (`note`, e.g. an
+    inversion's step and loss, shown beside the progress). `counter` is the run's Counter:
+    the object itself under the local runner, a `RemoteCounter` on an actor; None, or one
+    that fails (its driver gone), and reports go nowhere."""
+
+    def __init__(self, counter, index: int):
+        self.counter, self.index = counter, index
+
+    def rows(self, n: int) -> None:
+        self._send("add", n)
+
+    def note(self, text: str) -> None:
+        self._send("note", text)
+
+    def _send(self, method: str, value) -> None:
+        if self.counter is None:
+            return
+        try:
+            getattr(self.counter, method)(self.index, value)
+        except Exception:          # progress is best effort: never fail a part for it
+            self.counter = None
 
 
-def begin_part(run: str, index: int) -> None:
-    """Called by the worker before it computes part `index` of run `run`."""
-    if _current["run"] != run:
-        _current["actor"] = None
-    _current.update(run=run, index=index)
+class RemoteCounter:
+    """The run's Counter actor, called without waiting for a reply."""
+
+    def __init__(self, actor):
+        self.actor = actor
+
+    def add(self, index: int, rows: int) -> None:
+        self.actor.add.remote(index, rows)
+
+    def note(self, index: int, text: str) -> None:
+        self.actor.note.remote(index, text)
 
 
-def written(name: str, rows: int) -> None:
-    """Rows of a row group just written under `name` (error records are not progress)."""
-    if name.startswith("part-"):
-        _send("add", rows)
-
-
-def note(text: str) -> None:
-    """A short status of the part in flight (e.g. an inversion's step and loss), shown
-    beside the progress."""
-    _send("note", text)
-
-
-def _send(method: str, value) -> None:
-    """Call the run's counter without waiting for it (found once per run, by name)."""
-    if _current["run"] is None:
-        return
-    local = _local_counters.get(_current["run"])
-    if local is not None:
-        getattr(local, method)(_current["index"], value)
-        return
+def find_counter(run: str) -> Optional[RemoteCounter]:
+    """The counter of run `run` on the Ray cluster, found by its name (None without one, or
+    outside Ray: the local runner hands its workers their counter and never imports ray)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
     try:
-        if _current["actor"] is None:
-            import ray
-            _current["actor"] = ray.get_actor(actor_name(_current["run"]))
-        getattr(_current["actor"], method).remote(_current["index"], value)
+        return RemoteCounter(ray.get_actor(actor_name(run)))
     except Exception:        # no counter (a job run without one): progress is best effort
-        _current["run"] = None
+        return None
 
 
 def actor_name(run: str) -> str:
@@ -112,13 +125,11 @@ class Progress:
 
     def __enter__(self) -> "Progress":
         try:
-            self.counter = _local_counters.setdefault(self.run, Counter()) if self.local \
-                else start_counter(self.run)
+            self.counter = Counter() if self.local else start_counter(self.run)
         except Exception:
             return self
         self.t0 = self.last_line = time.time()
         if sys.stderr.isatty() and log.isEnabledFor(logging.INFO):
-            from tqdm import tqdm
             self.bar = tqdm(total=self.total, initial=self.done, unit="row", desc=self.job,
                             dynamic_ncols=True, smoothing=0.1, leave=False)
         self.thread = threading.Thread(target=self._poll, daemon=True)
@@ -174,7 +185,6 @@ class Progress:
             self.thread.join(timeout=10)
         if self.bar is not None:
             self.bar.close()
-        _local_counters.pop(self.run, None)
         if self.counter is not None and not self.local:
             try:
                 import ray

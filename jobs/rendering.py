@@ -11,13 +11,16 @@ import numpy as np
 
 
 def setup_device(device: str, precision: str, cpus: Optional[float]) -> tuple:
-    """(device, precision) resolved in an actor ('auto' -> what it sees), checked, and the
-    backends set for them (deterministic kernels, TF32 only for 'tf32'). A CPU actor runs
-    `cpus` torch threads."""
+    """(device, precision) of an actor: the device resolved ('auto' -> what it sees), the
+    job's precision (resolved once, by the driver: runtime.job_precision) checked on it, and
+    the backends set for them (deterministic kernels, TF32 only for 'tf32'). A CPU actor
+    runs `cpus` torch threads."""
     from gankit import precision as numerics
     from jobs.runtime import resolve_device
+    if precision == "auto":
+        raise ValueError("setup_device takes the job's resolved precision "
+                         "(runtime.job_precision), not 'auto'")
     device = resolve_device(device)
-    precision = numerics.resolve(precision, device)
     numerics.check(precision, device)
     threads = int(cpus) if cpus and not device.startswith("cuda") else None
     numerics.configure_backends(device, precision, threads)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Optional
 
+from jobs import storage
+from jobs.ray_session import ensure_ray
+
 
 class JobResult(dict):
     """The manifest of a finished part job (a dict) that can open the job's output."""
@@ -22,7 +25,6 @@ class JobResult(dict):
         return dict(self)
 
     def to_arrow(self, columns: Optional[list] = None):
-        from jobs import storage
         return storage.read_table(storage.open_store(self.url, self.options), columns)
 
     def to_pandas(self, columns: Optional[list] = None):
@@ -30,10 +32,7 @@ class JobResult(dict):
 
     def dataset(self, columns: Optional[list] = None):
         """The output as a Ray Data dataset (its part files only; starts Ray if needed)."""
-        import ray
-
-        from jobs import storage
-        from jobs.runtime import ensure_ray
+        import ray                  # only here: the local runner runs without Ray
         ensure_ray()
         store = storage.open_store(self.url, self.options)
         paths = list(store.list_parts().values())

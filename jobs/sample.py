@@ -49,7 +49,7 @@ from jobs.cpu_pool import CpuPool, StepWriter, gather
 from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
 from jobs.rendering import load_models, render_and_label, setup_device
 from jobs.runtime import PartWorker
-from jobs.storage import PartSpec, PartWriter
+from jobs.storage import PartSpec
 
 
 @dataclass
@@ -131,24 +131,22 @@ class Sampler(PartWorker):
 
     job = "sample"
 
-    def __init__(self, cfg: dict, device: str, cpus: float, out):
+    def __init__(self, cfg: dict, device: str, precision: str, cpus: float, out):
         super().__init__(out)
         self.cfg = SampleConfig(**cfg)
-        self.device, self.precision = setup_device(device, self.cfg.precision, cpus)
+        self.device, self.precision = setup_device(device, precision, cpus)
         self.G, self.C = load_models(self.cfg.model, self.cfg.classifier, self.device,
                                      self.precision, self.cfg.classifier_input)
         self.choices = self.cfg.check_model(self.G)
         self.schema = sample_schema(self.cfg, self.G, self.C)
         self.pool = CpuPool(cpus)
 
-    def write_part(self, spec: PartSpec) -> None:
+    def write_part(self, spec: PartSpec, part: runtime.PartContext) -> None:
         m = self.cfg.micro_batch
         step = max(1, -(-self.cfg.batch_size // m)) * m     # whole micro-batches per step
-        with PartWriter(self.out, storage.part_name(spec.index), self.schema) as w, \
-                StepWriter(w) as steps:
+        with part.writer(self.schema) as w, StepWriter(w) as steps:
             for s in range(spec.start, spec.stop, step):
                 steps.put(self.rows(s, min(s + step, spec.stop)))
-                runtime.fault_point()                       # test-only fault injection
             steps.finish()
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop,
                       "errors": 0})
@@ -227,7 +225,8 @@ def run_sample(cfg: SampleConfig) -> dict:
     plan = storage.part_ranges(cfg.count, cfg.rows_per_part)
     actors = runtime.actors_for(cfg, len(plan))
     precision = runtime.job_precision(cfg.precision, actors)
-    kwargs = {"cfg": config.config_dict(cfg), "device": actors.device, "cpus": actors.num_cpus}
+    kwargs = {"cfg": config.config_dict(cfg), "device": actors.device, "precision": precision,
+              "cpus": actors.num_cpus}
     return runtime.run_parts("sample", out, plan, Sampler, kwargs, cfg.identity(precision),
                              config.public_config(cfg), actors)
 

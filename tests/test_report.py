@@ -217,13 +217,15 @@ def make_tiny_report(root, **report_kwargs) -> dict:
     from jobs import storage
     from jobs.fit import FitConfig, run_fit
     from jobs.report import ReportConfig, run_report
+    from jobs.runtime import PartContext
     from jobs.sample import SampleConfig, Sampler
     root = str(root)
     if not storage.open_store(f"{root}/fit").exists("boundaries.json"):
         cfg = SampleConfig(model="toy", classifier="toy", count=N_SAMPLES, space="w",
                            out=f"{root}/samples")
         out = storage.open_store(cfg.out, create=True)
-        Sampler(cfg.__dict__, "cpu", 2, out).write_part(storage.PartSpec(0, 0, N_SAMPLES))
+        spec = storage.PartSpec(0, 0, N_SAMPLES)
+        Sampler(cfg.__dict__, "cpu", "fp32", 2, out).write_part(spec, PartContext(out, spec))
         run_fit(FitConfig(samples=cfg.out, out=f"{root}/fit", spaces=["w"], fraction=0.1))
     return run_report(ReportConfig(fit=f"{root}/fit", samples=f"{root}/samples",
                                    **report_kwargs))

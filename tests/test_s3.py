@@ -90,8 +90,9 @@ def test_a_part_streams_as_a_multipart_upload_visible_only_at_commit(s3_bucket):
         for _ in range(4):                                          # 16 MiB: several parts
             w.write(table)
         assert len(w.upload.parts or []) >= 2 and not fs.exists(f"{prefix[5:]}/part-00000.parquet")
-        w.commit({"index": 0, "errors": 0})
+        footer = w.commit({"index": 0, "errors": 0})
     assert store.list_parts() == {0: f"{prefix[5:]}/part-00000.parquet"}
+    assert footer.record() == storage.read_footer(store, store.list_parts()[0]).record()
     assert storage.part_footer(store, store.list_parts()[0])[1:] == (16, {"index": 0,
                                                                           "errors": 0, "rows": 16})
     with pytest.raises(RuntimeError, match="the model failed"):

@@ -128,7 +128,7 @@ class OomWorker(PartWorker):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
         return True
 
-    def write_part(self, spec):
+    def write_part(self, spec, part):
         self.fits(self.cfg.micro_batch)
 
 

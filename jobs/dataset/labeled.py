@@ -21,7 +21,7 @@ from jobs.dataset.common import (cpu_actors, finished, hf_metadata, logit_matrix
                                  with_paths)
 from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
 from jobs.runtime import PartWorker
-from jobs.storage import PartSpec, PartWriter, Store
+from jobs.storage import PartSpec, Store
 
 log = logging.getLogger("gankit")
 
@@ -104,9 +104,9 @@ class Filterer(PartWorker):
         self.schema, self.names, self.rule = schema, names, rule
         self.seed, self.model, self.batch_size = seed, model, batch_size
 
-    def write_part(self, spec: PartSpec) -> None:
+    def write_part(self, spec: PartSpec, part: runtime.PartContext) -> None:
         pf = storage.open_parquet(self.src, self.inputs[spec.index])
-        with PartWriter(self.out, storage.part_name(spec.index), self.schema) as w:
+        with part.writer(self.schema) as w:
             for batch in pf.iter_batches(batch_size=self.batch_size):
                 w.write(self.rows(pa.Table.from_batches([batch])))
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop, "errors": 0})

@@ -20,7 +20,7 @@ from jobs.dataset.common import (cpu_actors, finished, hf_metadata, logit_matrix
                                  sample_source, shared_options, stage_precision, with_paths)
 from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
 from jobs.runtime import PartWorker
-from jobs.storage import PartSpec, PartWriter, Store
+from jobs.storage import PartSpec, Store
 
 log = logging.getLogger("gankit")
 
@@ -110,11 +110,11 @@ class PairAssembler(PartWorker):
         return t.column("sample_id").to_numpy(), t.column("z"), \
             probabilities(logit_matrix(t, self.names))
 
-    def write_part(self, spec: PartSpec) -> None:
+    def write_part(self, spec: PartSpec, part: runtime.PartContext) -> None:
         edits_path, samples_path = self.inputs[spec.index]
         ids, z, probs = self.before(samples_path)
         pf = storage.open_parquet(self.edits, edits_path)
-        with PartWriter(self.out, storage.part_name(spec.index), self.schema) as w:
+        with part.writer(self.schema) as w:
             for batch in pf.iter_batches(batch_size=self.batch_size):
                 w.write(self.rows(pa.Table.from_batches([batch]), ids, z, probs))
             w.commit({"index": spec.index, "start": spec.start, "stop": spec.stop, "errors": 0})

@@ -4,12 +4,16 @@ in-process worker when one worker is all the job would get (`runner`)."""
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from dataclasses import dataclass
 from typing import Optional
 
+import torch
+
+from gankit import precision as numerics
+from gankit import zoo
 from jobs.config import ConfigError
+from jobs.ray_session import ensure_ray
 from jobs.runtime.faults import FAULT_ENV
 
 RUNNERS = ("auto", "ray", "local")
@@ -18,7 +22,6 @@ RUNNERS = ("auto", "ray", "local")
 def check_model(field: str, spec: Optional[str], kind: str) -> None:
     """Fail in the driver, naming the field, when a model file is not there (the actors
     would otherwise fail one by one). Entry points 'package.module:factory' are left to them."""
-    from gankit import zoo
     problem = zoo.missing(spec, kind) if spec else None
     if problem:
         raise FileNotFoundError(f"{field}: {problem}")
@@ -26,28 +29,9 @@ def check_model(field: str, spec: Optional[str], kind: str) -> None:
 
 def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' when this process sees a GPU, else 'cpu'."""
-    import torch
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-def ensure_ray(num_cpus: Optional[int] = None) -> None:
-    """Connect to the cluster in RAY_ADDRESS (or the one this job was submitted to), or start
-    a local one with more logical CPUs than actors (actors holding every CPU hang Ray Data)."""
-    import ray
-    if ray.is_initialized():
-        return
-    from jobs import console
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    quiet = {"log_to_driver": console.verbose(),
-             "logging_level": logging.DEBUG if console.verbose() else logging.WARNING}
-    if os.environ.get("RAY_ADDRESS"):
-        context = ray.init(address=os.environ["RAY_ADDRESS"], **quiet)
-    else:
-        cpus = max(num_cpus or 0, os.cpu_count() or 1, 4)
-        context = ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
-    console.after_ray_init(context.address_info.get("session_dir"))
 
 
 def cluster_resources() -> tuple:
@@ -122,7 +106,6 @@ def choose_runner(cfg, n_parts: int, device: str) -> str:
 
 def local_resources() -> tuple:
     """(CPUs, GPUs, CPUs per GPU) of this machine, as a local Ray would see them."""
-    import torch
     cpus, gpus = os.cpu_count() or 1, torch.cuda.device_count()
     return cpus, gpus, cpus // gpus if gpus else 0
 
@@ -131,7 +114,6 @@ def job_precision(precision: str, actors: ActorPlan) -> str:
     """The precision the actors will run at, resolved for their device. CPU actors are
     checked here, so a precision they cannot run fails before any work; a GPU's abilities
     are checked by each actor as it starts (the driver may have no GPU)."""
-    from gankit import precision as numerics
     resolved = numerics.resolve(precision, actors.device)
     if actors.device == "cpu":
         try:

@@ -8,10 +8,12 @@ import time
 
 # TEST-ONLY fault injection. With GANKIT_FAULT_EXIT_AFTER_BATCHES=N and GANKIT_FAULT_MARKER=
 # <path> in the driver's environment, the first worker process to write its N-th row group
-# creates <path> (exclusively, so this fires once per marker across all processes) and
-# exits with os._exit mid-part, as a preempted machine would. Never set them in production.
+# (counted over the parts it computes; fault_point, called for every stage by the part's
+# runtime.PartContext) creates <path> (exclusively, so this fires once per marker across all
+# processes) and exits with os._exit mid-part, as a preempted machine would.
 # With GANKIT_FAULT_POISON_PART=<index>, every worker that starts that part exits at once.
 # With GANKIT_FAULT_HOLD_MARKER=<path>, the first worker to start a part holds it (hold_point).
+# Both are called by PartWorker.start as each part starts. Never set them in production.
 FAULT_ENV = ("GANKIT_FAULT_EXIT_AFTER_BATCHES", "GANKIT_FAULT_MARKER", "GANKIT_FAULT_POISON_PART",
              "GANKIT_FAULT_HOLD_MARKER")
 _fault_batches = 0
@@ -45,7 +47,8 @@ def hold_point(index: int) -> None:
 
 
 def fault_point() -> None:
-    """Called by workers after each row group written (before the part commits)."""
+    """Called after each row group a part's writer writes (before the part commits), by
+    runtime.PartContext: the same point in every stage's loop."""
     global _fault_batches
     after, marker = (os.environ.get(k) for k in FAULT_ENV[:2])
     if not after or not marker:

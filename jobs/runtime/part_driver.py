@@ -8,10 +8,10 @@ Execution model of a part job (sample, label, edit):
              ray.data.from_items(missing, one block per part)
                .map_batches(Worker, batch_size=1, compute=ActorPoolStrategy(size=k),
                             num_gpus=1 | num_cpus=c)
-    actor:   __init__ loads the model(s) once on its device, at its precision;
+    actor:   __init__ loads the model(s) once on its device, at the job's precision;
              __call__ computes one part step by step while `cpus_per_worker` threads
              encode/decode images and write row groups (jobs.cpu_pool), commits the part
-             (storage.PartWriter), then returns only {index, rows, errors}
+             (the writer of its PartContext), then returns only {index, rows, errors, ...}
     driver:  streams those tiny replies (progress line per part), writes _manifest.json.
 
 Rows never travel through the driver, so its memory stays flat whatever the row count.
@@ -24,14 +24,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import sys
 import uuid
 
 import numpy as np
+import torch
 
+from gankit.data import error_table
 from jobs import progress, storage
+from jobs.result import JobResult
 from jobs.runtime.cluster import ActorPlan
 from jobs.runtime.faults import FAULT_ENV, hold_point, poison_point
+from jobs.runtime.part_context import PartContext
 from jobs.storage import PartSpec, RunRecord, Store
 
 log = logging.getLogger("gankit")
@@ -50,7 +55,6 @@ def pad_rows(x, size: int):
     n = x.shape[0]
     if n == size:
         return x
-    import torch
     if isinstance(x, torch.Tensor):
         return torch.cat([x, x.new_zeros((size - n, *x.shape[1:]))])
     return np.concatenate([x, np.zeros((size - n, *x.shape[1:]), dtype=x.dtype)])
@@ -59,9 +63,10 @@ def pad_rows(x, size: int):
 class PartWorker:
     """Base of the per-part callable classes given to map_batches.
 
-    A subclass loads its models once in `__init__` and implements `write_part(spec)`, which
-    computes part `spec` and commits it with storage.PartWriter (the manifest then records
-    the committed footer: rows, errors, size and hash).
+    A subclass loads its models once in `__init__` and implements `write_part(spec, part)`,
+    which computes part `spec` and commits it with `part.writer(schema)` (PartContext: its
+    row groups report progress; the manifest then records the footer the commit wrote:
+    rows, errors, size and hash).
     """
 
     job = "job"
@@ -69,20 +74,24 @@ class PartWorker:
 
     def __init__(self, out: Store):
         self.out = out
+        self.counters: dict = {}     # run token -> its progress counter, found once
 
-    def write_part(self, spec: PartSpec) -> None:
+    def write_part(self, spec: PartSpec, part: PartContext) -> None:
         raise NotImplementedError
 
-    def __call__(self, batch: dict) -> dict:   # one or more part descriptors -> their metas
+    def __call__(self, batch: dict, counter=None) -> dict:
+        """One or more part descriptors -> their footer records. `counter`: the run's
+        progress.Counter, handed over by the local runner; an actor finds its run's."""
         reply = {"index": [], "rows": [], "errors": [], "bytes": [], "footer_sha256": []}
         for k, s, e, run, attempts in zip(batch["index"], batch["start"], batch["stop"],
                                           batch["run"], batch["attempts"]):
             spec = PartSpec(int(k), int(s), int(e))
+            sink = progress.PartProgress(counter or self.run_counter(str(run)), spec.index)
+            part = PartContext(self.out, spec, sink)
             try:
                 self.start(spec, str(run), int(attempts))
-                self.write_part(spec)
-                record = storage.read_footer(self.out, self.out.path(
-                    storage.part_name(spec.index))).record()      # for the manifest
+                self.write_part(spec, part)
+                record = part.footer().record()                  # for the manifest
             except PartFailed:
                 raise
             except Exception as err:       # one line the driver can quote (see root_cause)
@@ -95,9 +104,14 @@ class PartWorker:
                 reply[key].append(value)
         return {k: np.asarray(v) for k, v in reply.items()}
 
+    def run_counter(self, run: str):
+        """Run `run`'s progress counter on the Ray cluster, looked up once per run."""
+        if run not in self.counters:
+            self.counters[run] = progress.find_counter(run)
+        return self.counters[run]
+
     def start(self, spec: PartSpec, run: str, attempts: int) -> None:
         """Count this start of the part; past `attempts` starts its workers all died on it."""
-        progress.begin_part(run, spec.index)
         starts = start_attempt(self.out, run, spec.index)
         if starts > attempts:
             raise PartFailed(f"part {spec.index:05d}: its worker died on each of its "
@@ -114,7 +128,6 @@ class PartWorker:
     def out_of_memory(self) -> str:
         """One sentence for a GPU out-of-memory error: the batch field, and the largest
         halving of it that fits (tried on the spot), if any does."""
-        import torch
         field = self.batch_field
         m = getattr(self.cfg, field)
         torch.cuda.empty_cache()
@@ -130,7 +143,6 @@ class PartWorker:
                 f"{field}, so a location with committed parts needs a new output URL)")
 
     def _fits(self, m: int) -> bool:
-        import torch
         try:
             with torch.no_grad():
                 return self.fits(m)
@@ -143,7 +155,6 @@ def commit_errors(out: Store, spec: PartSpec, records: list) -> None:
     """Commit part `spec`'s error records (before the part itself), if it has any."""
     if not records:
         return
-    from gankit.data import error_table
     storage.write_table_part(out, f"{storage.ERRORS_DIR}/{storage.part_name(spec.index)}",
                              error_table(records), {"index": spec.index, "errors": len(records)})
 
@@ -214,7 +225,6 @@ def run_parts(job: str, out: Store, plan: list, worker_cls, worker_kwargs: dict,
     JobResult (a dict that also opens the output).
     Holds the output's lease (storage.JobLease) throughout: a second job writing to the
     same location at the same time fails fast with storage.LeaseHeld."""
-    from jobs.result import JobResult
     with storage.JobLease(out, job):
         manifest = _run_parts(job, out, plan, worker_cls, worker_kwargs, identity, config,
                               actors)
@@ -267,13 +277,13 @@ def compute_parts(job: str, out: Store, plan: list, missing: list, worker_cls, k
     items = [{"index": p.index, "start": p.start, "stop": p.stop, "run": run_token,
               "attempts": actors.attempts} for p in missing]
     local = actors.runner == "local"
-    replies = local_replies(worker_cls, kwargs, items) if local else \
-        actor_replies(worker_cls, kwargs, items, actors)
     done = len(plan) - len(missing)
     rows = {p.index: p.rows for p in missing}
     try:
         with progress.Progress(job, run_token, rows, sum(metas[k]["rows"] for k in metas),
                                local=local) as bar:
+            replies = local_replies(worker_cls, kwargs, items, bar.counter) if local else \
+                actor_replies(worker_cls, kwargs, items, actors)
             for reply in replies:
                 k = int(reply["index"][0])
                 metas[k] = {"rows": int(reply["rows"][0]), "errors": int(reply["errors"][0]),
@@ -301,12 +311,13 @@ def actor_replies(worker_cls, kwargs: dict, items: list, actors: ActorPlan):
     return ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=0)
 
 
-def local_replies(worker_cls, kwargs: dict, items: list):
-    """The parts' replies from one worker built in this process, in plan order."""
+def local_replies(worker_cls, kwargs: dict, items: list, counter):
+    """The parts' replies from one worker built in this process, in plan order; it reports
+    its progress to `counter` (progress.Counter)."""
     worker = worker_cls(**kwargs)
     try:
         for item in items:
-            yield worker({key: [value] for key, value in item.items()})
+            yield worker({key: [value] for key, value in item.items()}, counter)
     finally:
         pool = getattr(worker, "pool", None)
         if pool is not None:             # an actor's codec threads die with it; these not
@@ -325,7 +336,6 @@ class WorkerFailed(RuntimeError):
 def root_cause(e: BaseException) -> str:
     """The worker's one-line PartFailed message inside a Ray error, else 'Type: last line
     of the message' of the innermost cause."""
-    import re
     if isinstance(e, PartFailed):             # raised in this process (the local runner)
         return str(e)[:500]
     m = re.findall(r"PartFailed: (part \d{5}: [^\n]*)", str(e))

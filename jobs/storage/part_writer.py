@@ -1,14 +1,17 @@
 """Writing one part: a Parquet file that appears under its final name only when complete."""
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import tempfile
+from typing import Callable, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs import progress
+from jobs.storage.reading import Footer
 from jobs.storage.store import PART_META_KEY, Store, temporary_beside
 
 
@@ -39,7 +42,6 @@ def parquet_writer(path: str, schema: pa.Schema) -> pq.ParquetWriter:
 def _leaf_paths(schema: pa.Schema) -> list:
     """Dotted Parquet paths of the schema's leaf columns ('image.bytes', 'z.list.element'),
     as pyarrow names them: read back from an empty file written in memory."""
-    import io
     buf = io.BytesIO()
     pq.write_table(schema.empty_table(), buf)
     buf.seek(0)
@@ -51,8 +53,12 @@ class PartWriter:
     """Streams one part in row groups, then commits it atomically.
 
         with PartWriter(store, part_name(k), schema) as w:
-            w.write(table)   # one or more times; each call is one row group
-            w.commit(meta)   # without commit() (an exception), nothing becomes visible
+            w.write(table)           # one or more times; each call is one row group
+            footer = w.commit(meta)  # without commit() (an exception), nothing is visible
+
+    `on_row_group(rows)`, if given, is called after each row group is written (the part
+    job's progress and its test-only fault hook: jobs.runtime.PartContext). `commit` returns
+    the footer it wrote (rows, part metadata, size, hash), so nobody reads it back.
 
     Local stores: a temporary file beside the final name, renamed at commit. S3: a multipart
     upload of the final key whose parts go up while the row groups are written (on the
@@ -62,8 +68,10 @@ class PartWriter:
     a local scratch file uploaded in one request at commit.
     """
 
-    def __init__(self, store: Store, name: str, schema: pa.Schema):
+    def __init__(self, store: Store, name: str, schema: pa.Schema,
+                 on_row_group: Optional[Callable[[int], None]] = None):
         self.store, self.name, self.schema = store, name, schema
+        self.on_row_group = on_row_group
         final = store.path(name)
         self.tmp = self.upload = None
         if store.local:  # temporary next to the final name, so the rename stays atomic
@@ -76,6 +84,7 @@ class PartWriter:
             os.close(fd)
         self.rows = 0
         self.writer = None
+        self.footer: Optional[Footer] = None     # what commit wrote
         self.done = False
 
     def write(self, table: pa.Table) -> None:
@@ -83,15 +92,19 @@ class PartWriter:
             self.writer = parquet_writer(self.upload or self.tmp, self.schema)
         self.writer.write_table(table.cast(self.schema) if table.schema != self.schema else table)
         self.rows += table.num_rows
-        progress.written(self.name, table.num_rows)
+        if self.on_row_group is not None:
+            self.on_row_group(table.num_rows)
 
-    def commit(self, meta: dict) -> None:
-        """Close with `meta` ({index, start, stop, errors, ...}) in the footer and publish."""
+    def commit(self, meta: dict) -> Footer:
+        """Close with `meta` ({index, start, stop, errors, ...}) in the footer and publish;
+        returns that footer."""
         meta = dict(meta, rows=self.rows)
         if self.writer is None:  # an empty part still commits (all rows may be errors)
             self.writer = parquet_writer(self.upload or self.tmp, self.schema)
         self.writer.add_key_value_metadata({PART_META_KEY.decode(): json.dumps(meta)})
         self.writer.close()
+        footer = written_footer(self.writer, meta, self.upload.tell() if self.upload
+                                else os.path.getsize(self.tmp))
         if self.upload is not None:
             self.upload.close()          # uploads the last part; the key is not visible yet
             self.upload.commit()         # completes the multipart upload: now it is
@@ -100,7 +113,8 @@ class PartWriter:
         else:
             self.store.put_file(self.tmp, self.name)
             os.remove(self.tmp)
-        self.done = True
+        self.done, self.footer = True, footer
+        return footer
 
     def abort(self) -> None:
         if self.done:
@@ -126,8 +140,19 @@ class PartWriter:
         return False
 
 
-def write_table_part(store: Store, name: str, table: pa.Table, meta: dict) -> None:
+def written_footer(writer: pq.ParquetWriter, meta: dict, size: int) -> Footer:
+    """The footer a closed writer wrote, as storage.read_footer would read it back: the
+    file metadata serialises to the same bytes (after _metadata's leading magic)."""
+    md = writer.writer.metadata
+    buf = io.BytesIO()
+    md.write_metadata_file(buf)                      # 'PAR1' + footer + length + 'PAR1'
+    meta = json.loads(json.dumps(meta))              # as read back
+    return Footer(md.schema.to_arrow_schema(), md.num_rows, meta, size,
+                  hashlib.sha256(buf.getvalue()[4:]).hexdigest())
+
+
+def write_table_part(store: Store, name: str, table: pa.Table, meta: dict) -> Footer:
     """Commit a whole table as one part (used for small tables such as error records)."""
     with PartWriter(store, name, table.schema) as w:
         w.write(table)
-        w.commit(meta)
+        return w.commit(meta)
