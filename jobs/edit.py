@@ -121,6 +121,26 @@ class EditConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions,
         require(bool(self.model), "model", "must name a generator ('toy' or a path)")
         options.validate(self)
 
+    def identity(self, precision: str, boundaries: list, truncation: tuple,
+                 noise_stored: bool, latent: Optional[str]) -> dict:
+        """What the edits depend on: a rerun must match it to resume. boundaries: the
+        resolved [(name, Boundary)]; truncation: (psi, cutoff) as mapped; noise_stored: the
+        latents hold `noise` maps; latent: the column keep_latent writes."""
+        identity = {"latents": self.latents, "boundaries": [n for n, _ in boundaries],
+                    "geometry": fingerprint(boundaries), "strengths": list(self.strengths),
+                    "mode": self.mode, "layers": self.layers, "count": self.count,
+                    "keep_original": self.keep_original, "model": self.model,
+                    "classifier": self.classifier, "truncation": list(truncation),
+                    "micro_batch": self.micro_batch}
+        # added later, so they join the identity only when on: older outputs still resume
+        identity.update({k: True for k, on in (("keep_input", self.keep_input), ("stored_noise",
+                         self.stored_noise and noise_stored)) if on})
+        identity.update(self.identity_key())
+        if latent:
+            identity["keep_latent"] = latent
+        identity.update(options.identity(self, precision))
+        return identity
+
 
 # ----------------------------------------------------------------------------------------
 # Boundaries (driver)
@@ -541,18 +561,7 @@ def run_edit(cfg: EditConfig) -> dict:
               "inputs": {str(k): v for k, v in inputs.items()}, "truncation": truncation,
               "id_name": id_name, "device": actors.device, "cpus": actors.num_cpus,
               "latent": latent}
-    identity = {"latents": cfg.latents, "boundaries": [n for n, _ in boundaries],
-                "geometry": fingerprint(boundaries), "strengths": list(cfg.strengths),
-                "mode": cfg.mode, "layers": cfg.layers, "count": cfg.count,
-                "keep_original": cfg.keep_original, "model": cfg.model,
-                "classifier": cfg.classifier, "truncation": list(truncation),
-                "micro_batch": cfg.micro_batch}
-    # added later, so they join the identity only when on: older outputs still resume
-    identity.update({k: True for k, on in (("keep_input", cfg.keep_input), ("stored_noise",
-                     cfg.stored_noise and "noise" in schema.names)) if on})
-    identity.update(cfg.identity_key())
-    if latent:
-        identity["keep_latent"] = latent
-    identity.update(options.identity(cfg, precision))
+    identity = cfg.identity(precision, boundaries, truncation,
+                            "noise" in schema.names, latent)
     return runtime.run_parts("edit", out, plan, Editor, kwargs, identity, public_config(cfg),
                              actors)

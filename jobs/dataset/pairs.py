@@ -74,6 +74,13 @@ class PairsConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions,
                           classifier=self.classifier, micro_batch=self.micro_batch,
                           batch_size=self.batch_size, **shared_options(self))
 
+    def identity(self, boundaries: list, precision: str) -> dict:
+        """What the pairs depend on: the samples' identity and the edits' geometry."""
+        from jobs.boundary_index import fingerprint
+        return {"kind": "pairs", "sample": self.sample_config("").identity(precision),
+                "boundaries": [n for n, _ in boundaries], "geometry": fingerprint(boundaries),
+                "strengths": list(self.strengths), "mode": self.mode, "layers": self.layers}
+
 
 def pairs_schema(samples: pa.Schema, names: list) -> pa.Schema:
     """Output schema of (b): one row per (sample, boundary, strength)."""
@@ -193,16 +200,14 @@ def pairs_inputs(edits: Store, samples: Store) -> tuple:
 def run_pairs(cfg: PairsConfig) -> dict:
     """Sample, edit along each boundary at each strength and assemble the pairs under
     `cfg.out`; returns dataset_info."""
-    from jobs.boundary_index import fingerprint, resolve_boundaries
+    from jobs.boundary_index import resolve_boundaries
     from jobs.edit import run_edit
     from jobs.sample import run_sample
     cfg.validate()
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     edit_cfg = cfg.edit_config(f"{out.url}/samples", f"{out.url}/edits")
     boundaries = resolve_boundaries(edit_cfg.boundaries, edit_cfg.index, edit_cfg.storage)
-    identity = {"kind": "pairs", "sample": cfg.sample_config("").identity(stage_precision(cfg)),
-                "boundaries": [n for n, _ in boundaries], "geometry": fingerprint(boundaries),
-                "strengths": list(cfg.strengths), "mode": cfg.mode, "layers": cfg.layers}
+    identity = cfg.identity(boundaries, stage_precision(cfg))
     done = finished(out, identity)
     if done is not None:
         log.info(f"[dataset] {cfg.out} is complete ({done['rows']} pairs); nothing to do")
