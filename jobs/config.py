@@ -43,7 +43,8 @@ def choice(value, options, field: str) -> None:
 
 def option(default=None, help: str = "", *, choices: Optional[tuple] = None,
            parse: Optional[Callable] = None, one_word: bool = False, repeat: bool = False,
-           metavar: Optional[str] = None, required: bool = False, flag=True, const=None):
+           metavar: Optional[str] = None, required: bool = False, flag=True, const=None,
+           identity=False):
     """A config field with its help line.
 
     default   the value (lists and dicts are copied per config)
@@ -55,13 +56,57 @@ def option(default=None, help: str = "", *, choices: Optional[tuple] = None,
     flag      the flag's name when it is not the field's, or False for a field that only a
               config file sets
     const     the value of the flag given without a word (`--identity` = `--identity dlib`)
+    identity  the job's outputs depend on it: True, or Joins(...) (how), puts it in the
+              job's identity (`identity_of`), which a rerun must match to resume
     """
     meta = {"help": help, "choices": choices, "parse": parse, "one_word": one_word,
             "repeat": repeat, "metavar": metavar, "required": required, "flag": flag,
-            "const": const}
+            "const": const, "identity": Joins() if identity is True else identity}
+    return _field(default, meta)
+
+
+def _field(default, meta: dict) -> dataclasses.Field:
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def override(group, name: str, default, **changes):
+    """Option `name` of option group `group` with a stage's own default (and any other of
+    option()'s arguments in `changes`): the one place a stage differs from the group."""
+    declared = {f.name: f for f in dataclasses.fields(group)}[name]
+    if "identity" in changes and changes["identity"] is True:
+        changes["identity"] = Joins()
+    return _field(default, dict(declared.metadata, **changes))
+
+
+_ALWAYS = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class Joins:
+    """How an option joins a job's identity: under `key` (default: the field's name); with
+    `unless`, only when its value differs from that one, the value the outputs written
+    before the option existed used (so they still resume)."""
+    key: Optional[str] = None
+    unless: object = _ALWAYS
+
+    def entry(self, name: str, value) -> dict:
+        if self.unless is not _ALWAYS and value == self.unless:
+            return {}
+        return {self.key or name: copy.deepcopy(value)}
+
+
+def identity_of(cfg, *, only=None) -> dict:
+    """{key: value} of the options of `cfg` marked as identity (those of the option groups
+    in `only`, when given), in the order the config declares them."""
+    names = None if only is None else {f.name for g in only for f in dataclasses.fields(g)}
+    ident = {}
+    for f in fields_in_order(type(cfg)):
+        mark = f.metadata.get("identity")
+        if mark and (names is None or f.name in names):
+            ident.update(mark.entry(f.name, getattr(cfg, f.name)))
+    return ident
 
 
 def fields_in_order(cls) -> list:
