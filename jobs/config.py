@@ -110,11 +110,11 @@ def identity_of(cfg, *, only=None) -> dict:
 
 
 def fields_in_order(cls) -> list:
-    """The stage's own fields first, then those of the option groups it inherits."""
-    own = list(vars(cls).get("__annotations__", {}))
+    """The stage's own fields first, then those of each option group it inherits, in the
+    order it lists them (a field a stage overrides stays among its own)."""
     every = {f.name: f for f in dataclasses.fields(cls)}
-    return [every[n] for n in own if n in every] + [f for n, f in every.items()
-                                                     if n not in own]
+    order = [n for c in cls.__mro__ for n in vars(c).get("__annotations__", {}) if n in every]
+    return [every[n] for n in dict.fromkeys(order)]
 
 
 def default_of(f: dataclasses.Field):

@@ -53,8 +53,17 @@ def register(subparsers) -> None:
                               formatter_class=config.HelpFormatter)
     p.add_argument("--pairs", action="store_true", help="write the paired edit dataset")
     config.add_flags(p, DatasetConfig, unset=("count", "rows_per_part"))
-    config.add_flags(p, PairsConfig, skip={f.name for f in dataclasses.fields(DatasetConfig)})
+    config.add_flags(p, PairsConfig, skip=names(DatasetConfig))
+    for action in p._actions:           # say which product an option of one product is for
+        only = ("labeled" if action.dest in names(DatasetConfig) - names(PairsConfig) else
+                "pairs" if action.dest in names(PairsConfig) - names(DatasetConfig) else None)
+        if only and action.option_strings:
+            action.help = f"({only}) {action.help}"
     p.set_defaults(func=cmd_dataset)
+
+
+def names(cls) -> set:
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 def cmd_dataset(args) -> None:
