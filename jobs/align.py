@@ -187,9 +187,3 @@ def run_align(cfg: AlignConfig) -> dict:
                     **inputs.identity())
     return runtime.run_parts("align", out, inputs.plan, Aligner, kwargs, identity,
                              public_config(cfg), actors)
-
-
-def register(subparsers) -> None:
-    config.add_stage_command(subparsers, "align", "FFHQ-align the faces of photos (dlib "
-                             "landmarks; needs pip install 'gankit[faces]')", AlignConfig,
-                             "jobs.align:run_align")

@@ -12,8 +12,7 @@ import json
 STRENGTHS = (-3, -2, -1, 0, 1, 2, 3)   # in units of the direction's std
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("directions", help="find and name unsupervised directions in W")
+def directions_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="toy", help="generator: 'toy' or a checkpoint path")
     p.add_argument("--classifier", default="toy",
                    help="classifier for the annotation ('toy', TorchScript, entry point); "
@@ -36,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="the samples' seed")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--out", help="output folder (local path or fsspec URL); required")
-    p.set_defaults(func=directions_command, directions_parser=p)
+    p.set_defaults(directions_parser=p)
     actions = p.add_subparsers(dest="directions_action", metavar="{import}")
     register_import(actions)
 

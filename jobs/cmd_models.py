@@ -7,16 +7,15 @@ import json
 NETWORKS = ("G_ema", "G")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("inspect", help="print a generator checkpoint's architecture")
+def inspect_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="'toy', NVIDIA .pkl, rosinality .pt, or gankit checkpoint "
                                 "directory")
     p.add_argument("--network", default="G_ema", choices=NETWORKS,
                    help="which generator of a multi-network file (default G_ema)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=inspect_command)
 
-    p = subparsers.add_parser("convert", help="convert a checkpoint to gankit's native format")
+
+def convert_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="NVIDIA .pkl, rosinality .pt, or gankit checkpoint directory")
     p.add_argument("output", help="output directory (config.json + model.safetensors)")
     p.add_argument("--network", default="G_ema", choices=NETWORKS,
@@ -26,7 +25,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(x right, y down; 1.0 = the image width), as NVIDIA's --translate")
     p.add_argument("--rotate", type=float, default=None, metavar="DEGREES",
                    help="StyleGAN3: rotate every image it renders (counter-clockwise)")
-    p.set_defaults(func=convert_command)
 
 
 def checkpoint_path(name: str) -> str:

@@ -44,7 +44,7 @@ def choice(value, options, field: str) -> None:
 def option(default=None, help: str = "", *, choices: Optional[tuple] = None,
            parse: Optional[Callable] = None, one_word: bool = False, repeat: bool = False,
            metavar: Optional[str] = None, required: bool = False, flag=True, const=None,
-           identity=False):
+           positional: bool = False, identity=False):
     """A config field with its help line.
 
     default   the value (lists and dicts are copied per config)
@@ -56,12 +56,14 @@ def option(default=None, help: str = "", *, choices: Optional[tuple] = None,
     flag      the flag's name when it is not the field's, or False for a field that only a
               config file sets
     const     the value of the flag given without a word (`--identity` = `--identity dlib`)
+    positional  a word of the command line without a flag (`gankit run FILE`)
     identity  the job's outputs depend on it: True, or Joins(...) (how), puts it in the
               job's identity (`identity_of`), which a rerun must match to resume
     """
     meta = {"help": help, "choices": choices, "parse": parse, "one_word": one_word,
             "repeat": repeat, "metavar": metavar, "required": required, "flag": flag,
-            "const": const, "identity": Joins() if identity is True else identity}
+            "const": const, "positional": positional,
+            "identity": Joins() if identity is True else identity}
     return _field(default, meta)
 
 
@@ -139,7 +141,11 @@ def add_flags(parser: argparse.ArgumentParser, cls, skip=(), unset=()) -> None:
             kw = _argument(f, hints[f.name])
             if f.name in unset:
                 kw.update(default=None, required=False)
-            parser.add_argument("--" + name.replace("_", "-"), dest=f.name, **kw)
+            if f.metadata.get("positional"):
+                kw = {k: v for k, v in kw.items() if k in ("help", "metavar", "nargs")}
+                parser.add_argument(f.name, **kw)
+            else:
+                parser.add_argument("--" + name.replace("_", "-"), dest=f.name, **kw)
 
 
 def _argument(f: dataclasses.Field, hint) -> dict:
@@ -201,10 +207,15 @@ def add_stage_command(subparsers, name: str, help: str, cls, run: str) -> None:
     add_flags(p, cls)
 
     def command(args) -> None:
-        import importlib
-        module, _, function = run.partition(":")
-        getattr(importlib.import_module(module), function)(from_args(cls, args))
+        load(run)(from_args(cls, args))
     p.set_defaults(func=command)
+
+
+def load(name: str):
+    """'package.module:attribute' -> the attribute (its module imported)."""
+    import importlib
+    module, _, attribute = name.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 class HelpFormatter(argparse.HelpFormatter):

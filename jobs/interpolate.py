@@ -322,12 +322,3 @@ def run_style_mix(cfg: StyleMixConfig) -> dict:
     doc["grid"] = write_figure(cfg, "style_mix", cells, [""] + rows, [""] + cols, doc)
     print(f"wrote {doc['grid']}")
     return doc
-
-
-def register(subparsers) -> None:
-    config.add_stage_command(subparsers, "interpolate", "interpolate between seeds or "
-                             "inverted images: a grid (+ GIF / WebP)", InterpolateConfig,
-                             "jobs.interpolate:run_interpolate")
-    config.add_stage_command(subparsers, "style-mix", "StyleGAN's style-mixing grid of "
-                             "seeds or inverted images", StyleMixConfig,
-                             "jobs.interpolate:run_style_mix")

@@ -218,9 +218,4 @@ def few_samples(result: dict) -> list:
     return found
 
 
-def register(subparsers) -> None:
-    config.add_stage_command(subparsers, "metrics", "separability and PPL, Z vs W (sharded "
-                             "PPL)", MetricsConfig, "jobs.metrics:run_metrics")
-
-
 __all__ = ["MetricsConfig", "run_metrics", "sample_latents"]

@@ -546,9 +546,3 @@ def run_paste_back(cfg: PasteBackConfig) -> dict:
     identity = dict(cfg.identity(), photo_parts=len(plan), edit_parts=digest)
     return runtime.run_parts("paste_back", out, plan, Paster, kwargs, identity,
                              public_config(cfg), actors)
-
-
-def register(subparsers) -> None:
-    config.add_stage_command(subparsers, "paste-back", "put edited faces back into the photos "
-                             "they were aligned from (CPU actors, one part of photos each)",
-                             PasteBackConfig, "jobs.paste_back:run_paste_back")

@@ -47,10 +47,8 @@ from jobs.dataset.labeled import DatasetConfig, run_dataset
 from jobs.dataset.pairs import PairsConfig, run_pairs
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser("dataset", help="labeled synthetic dataset, or (--pairs) paired "
-                              "edit dataset, with a dataset card",
-                              formatter_class=config.HelpFormatter)
+def dataset_flags(p) -> None:
+    """--pairs, then the flags of both products (one flag for an option both have)."""
     p.add_argument("--pairs", action="store_true", help="write the paired edit dataset")
     config.add_flags(p, DatasetConfig, unset=("count", "rows_per_part"))
     config.add_flags(p, PairsConfig, skip=names(DatasetConfig))
@@ -59,7 +57,6 @@ def register(subparsers) -> None:
                 "pairs" if action.dest in names(PairsConfig) - names(DatasetConfig) else None)
         if only and action.option_strings:
             action.help = f"({only}) {action.help}"
-    p.set_defaults(func=cmd_dataset)
 
 
 def names(cls) -> set:
@@ -74,4 +71,4 @@ def cmd_dataset(args) -> None:
         run_dataset(config.from_args(DatasetConfig, args))
 
 
-__all__ = ["DatasetConfig", "PairsConfig", "run_dataset", "run_pairs", "register"]
+__all__ = ["DatasetConfig", "PairsConfig", "run_dataset", "run_pairs", "dataset_flags", "cmd_dataset"]
