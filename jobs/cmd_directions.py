@@ -9,11 +9,13 @@ import argparse
 import io
 import json
 
+from jobs.options import MODEL_HELP
+
 STRENGTHS = (-3, -2, -1, 0, 1, 2, 3)   # in units of the direction's std
 
 
 def directions_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="toy", help="generator: 'toy' or a checkpoint path")
+    p.add_argument("--model", default="toy", help=MODEL_HELP)
     p.add_argument("--classifier", default="toy",
                    help="classifier for the annotation ('toy', TorchScript, entry point); "
                         "'none' to skip the annotation")

@@ -10,6 +10,9 @@ from jobs.config import option
 class RunConfig:
     config: str = option("", "pipeline config file (YAML or JSON)", positional=True)
 
+    def validate(self) -> None:
+        """load_config checks the file."""
+
 
 def cmd_run(cfg: RunConfig) -> None:
     from jobs.pipeline import load_config, run_pipeline

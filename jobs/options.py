@@ -28,10 +28,10 @@ from jobs.runtime.cluster import RUNNERS
 
 DEVICES = ("auto", "cuda", "cpu")
 
-MODEL_HELP = ("generator: 'toy' (the bundled toy model), a checkpoint file (NVIDIA's "
-              "StyleGAN2-ADA / StyleGAN3 .pkl, a rosinality or pSp / e4e / ReStyle .pt, "
-              "gankit's native .safetensors + .json), package.module:factory (a Python entry "
-              "point), or script:PATH (a z -> image TorchScript / .pt2 program)")
+MODEL_HELP = ("generator: 'toy' (the bundled toy model), a checkpoint (NVIDIA's StyleGAN2-ADA "
+              "/ StyleGAN3 .pkl, a rosinality or pSp / e4e / ReStyle .pt, a gankit native "
+              "directory: config.json + model.safetensors), package.module:factory (a Python "
+              "entry point) or script:PATH (a z -> image TorchScript / .pt2 program)")
 
 
 @dataclass

@@ -42,7 +42,7 @@ import os
 from dataclasses import dataclass
 
 from jobs import options
-from jobs.config import ConfigError, config_from_dict, option, require
+from jobs.config import ConfigError, config_from_dict, option, override, require
 from jobs.options import ActorOptions, ModelOptions, StorageOptions
 
 log = logging.getLogger("gankit")
@@ -62,6 +62,7 @@ class PipelineConfig(ModelOptions, ActorOptions, StorageOptions):
     the storage options go to every stage that takes them, each section to its stage."""
     root: str = option("", "output root URL; stages write to root/<stage>/", flag=False)
     stages: list = option(list(DEFAULT_STAGES), "stages to run", choices=STAGES, flag=False)
+    model: str = override(ModelOptions, "model", "toy")     # (listed here: after stages)
     classifier: str = option("toy", "classifier for sample labels and edit rescoring",
                              flag=False)
     sample: dict = option({}, "SampleConfig fields", flag=False)

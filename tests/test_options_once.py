@@ -336,3 +336,64 @@ def test_dataset_identities_as_main():
                         SHARED_ON[2]):
         for p in PRECISIONS:
             same(cfg.identity(boundaries(), p), main_pairs(cfg, boundaries(), p))
+
+
+# ----------------------------------------------------------------------------------------
+# The mechanisms: one declaration per shared option, marks, compositions
+
+
+def test_model_has_one_help_naming_every_form():
+    from jobs.options import MODEL_HELP
+    for form in ("'toy'", ".pkl", "rosinality", "e4e", "script:PATH", "package.module:factory"):
+        assert form in MODEL_HELP
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {name: a.help for name, p in sub.choices.items() for a in p._actions
+             if "--model" in a.option_strings}
+    assert {"sample", "edit", "invert", "metrics", "dataset", "train-encoder"} <= set(helps)
+    helps.pop("report")                 # the report's config is converted apart
+    assert all(h.startswith(MODEL_HELP) for h in helps.values()), helps
+
+
+def test_identity_marks_join_always_or_only_when_changed():
+    from dataclasses import dataclass
+
+    from jobs.config import Joins, identity_of, option, override
+
+    @dataclass
+    class Group:
+        a: int = option(1, "a", identity=True)
+        b: int = option(2, "b")
+
+    @dataclass
+    class Stage(Group):
+        c: str = option("x", "c", identity=Joins(unless="x"))
+        d: object = option(None, "d", identity=Joins("dee", unless=None))
+        b: int = override(Group, "b", 5, identity=True)
+
+    assert identity_of(Stage()) == {"a": 1, "b": 5}
+    assert identity_of(Stage(c="y", d=[3])) == {"a": 1, "b": 5, "c": "y", "dee": [3]}
+    assert identity_of(Stage(c="y"), only=(Group,)) == {"a": 1, "b": 5}
+    assert dataclasses.fields(Stage)[1].metadata["help"] == "b"     # the group's help
+
+
+def test_a_dataset_hands_every_sample_and_edit_option_on():
+    """No field is mapped by hand: each option of the groups reaches the stage's config."""
+    from jobs.dataset import DatasetConfig, PairsConfig
+    from jobs.edit import EditOptions
+    from jobs.options import BatchOptions, ModelOptions
+    from jobs.sample import SampleOptions
+    changed = {"model": "m", "truncation": 0.5, "truncation_cutoff": 4, "micro_batch": 4,
+               "batch_size": 8, "classes": [2], "count": 7, "seed": 3, "classifier": "c",
+               "rows_per_part": 5, "workers": 2, "image_format": "jpeg", "storage": {"k": 1}}
+    sample = DatasetConfig(out="o", **changed).sample_config("s")
+    assert {k: getattr(sample, k) for k in changed} == changed
+    assert {f.name for f in dataclasses.fields(SampleOptions)} <= set(changed)
+    edits = {"boundaries": ["w/a"], "index": "i", "strengths": [1.0], "mode": "to_distance",
+             "layers": [0, 2]}
+    pairs = PairsConfig(out="o", **changed, **edits)
+    edit = pairs.edit_config("l", "e")
+    handed = {f.name for g in (EditOptions, ModelOptions, BatchOptions)
+              for f in dataclasses.fields(g)}
+    assert {k: getattr(edit, k) for k in handed} == {k: getattr(pairs, k) for k in handed}
+    assert pairs.sample_config("s").space == "wp" and edit.keep_original
