@@ -24,6 +24,7 @@ class Command:
     config: Optional[str] = None   # 'module:Class': its option() fields are the flags
     flags: Optional[str] = None    # else 'module:function(parser)' adding them by hand
     register: Optional[str] = None  # or a module registering itself (report, for now)
+    actions: tuple = ()            # its own sub-commands (`gankit directions import`)
 
 
 COMMANDS = (
@@ -52,8 +53,11 @@ COMMANDS = (
     Command("run", "run a pipeline from a YAML or JSON config", "jobs.cmd_pipeline:cmd_run",
             "jobs.cmd_pipeline:RunConfig"),
     Command("directions", "find and name unsupervised directions in W",
-            "jobs.cmd_directions:directions_command",
-            flags="jobs.cmd_directions:directions_flags"),
+            "jobs.cmd_directions:directions_command", "jobs.cmd_directions:DirectionsJobConfig",
+            actions=(Command("import", "import published directions (InterFaceGAN .npy, "
+                             "e4e/pSp .pt, GANSpace PCA .pt) into a boundary index",
+                             "jobs.directions_import:run_import",
+                             "jobs.directions_import:DirectionImportConfig"),)),
     Command("invert", "invert real images into W / W+ (batched, resumable)",
             "jobs.invert:run_invert", "jobs.invert:InvertConfig"),
     Command("eval-inversion", "toy world: invert renders, edit one attribute, compare with "
@@ -79,16 +83,33 @@ COMMANDS = (
 
 
 def add_command(subparsers, c: Command) -> None:
-    """`gankit <c.name>` with its flags; `func` runs it."""
+    """`gankit <c.name>` with its flags (and its sub-commands); `func` runs it."""
     if c.register:
         load(f"{c.register}:register")(subparsers)
-    elif c.config:
-        add_stage_command(subparsers, c.name, c.help, load(c.config), c.run)
+        return
+    if c.config:
+        p = add_stage_command(subparsers, c.name, c.help, load(c.config), c.run)
     else:
         p = subparsers.add_parser(c.name, help=c.help, description=c.help[:1].upper() +
                                   c.help[1:] + ".")
         load(c.flags)(p)
         p.set_defaults(func=lambda args: load(c.run)(args))
+    if c.actions:
+        actions = p.add_subparsers(dest=c.name + "_action",
+                                   metavar="{" + ",".join(a.name for a in c.actions) + "}")
+        for action in c.actions:
+            add_command(actions, action)
+            talk_flags(actions.choices[action.name])
+
+
+def talk_flags(p: argparse.ArgumentParser) -> None:
+    """--quiet | --verbose, on every command."""
+    p.formatter_class = HelpFormatter               # every help line ends with its default
+    talk = p.add_mutually_exclusive_group()
+    talk.add_argument("--quiet", action="store_true",
+                      help="only warnings and errors (no progress, no start/done lines)")
+    talk.add_argument("--verbose", action="store_true",
+                      help="gankit's details and all of Ray's output on the console")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,13 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         add_command(subparsers, command)
-    for command in subparsers.choices.values():     # every help line ends with its default
-        command.formatter_class = HelpFormatter
-        talk = command.add_mutually_exclusive_group()
-        talk.add_argument("--quiet", action="store_true",
-                          help="only warnings and errors (no progress, no start/done lines)")
-        talk.add_argument("--verbose", action="store_true",
-                          help="gankit's details and all of Ray's output on the console")
+    for command in subparsers.choices.values():
+        talk_flags(command)
     return parser
 
 

@@ -199,9 +199,9 @@ def from_args(cls, args: argparse.Namespace, prefix: str = ""):
     return config_from_dict(cls, data, prefix)
 
 
-def add_stage_command(subparsers, name: str, help: str, cls, run: str) -> None:
+def add_stage_command(subparsers, name: str, help: str, cls, run: str):
     """`gankit <name>`: flags from config class `cls`; the config they give is passed to
-    `run` ('module:function', imported when the command runs)."""
+    `run` ('module:function', imported when the command runs). Returns its parser."""
     p = subparsers.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".",
                               formatter_class=HelpFormatter)
     add_flags(p, cls)
@@ -209,6 +209,7 @@ def add_stage_command(subparsers, name: str, help: str, cls, run: str) -> None:
     def command(args) -> None:
         load(run)(from_args(cls, args))
     p.set_defaults(func=command)
+    return p
 
 
 def load(name: str):

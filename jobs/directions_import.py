@@ -28,7 +28,7 @@ log = logging.getLogger("gankit")
 class DirectionImportConfig(StorageOptions):
     file: str = option("", "the direction file: InterFaceGAN .npy, e4e/pSp .pt tensor, or "
                            "GANSpace PCA .pt dict (a local path or fsspec URL)",
-                       required=True, flag=False)
+                       required=True, positional=True)
     name: str = option("", "NAME of the boundaries: SPACE/NAME in the index (GANSpace: "
                            "w/NAME_0, w/NAME_1, ...)", required=True)
     space: str = option("w", "latent space the direction lives in", choices=("z", "w"))
