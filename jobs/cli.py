@@ -29,9 +29,9 @@ class Command:
 
 COMMANDS = (
     Command("inspect", "print a generator checkpoint's architecture",
-            "jobs.cmd_models:inspect_command", flags="jobs.cmd_models:inspect_flags"),
+            "jobs.cmd_models:inspect_command", "jobs.cmd_models:InspectConfig"),
     Command("convert", "convert a checkpoint to gankit's native format",
-            "jobs.cmd_models:convert_command", flags="jobs.cmd_models:convert_flags"),
+            "jobs.cmd_models:convert_command", "jobs.cmd_models:ConvertConfig"),
     Command("train-classifier", "train the toy attribute classifier",
             "jobs.cmd_train:train_classifier", flags="gankit.train.toy:add_classifier_flags"),
     Command("train-gan", "train the toy StyleGAN2 (resumable)", "jobs.cmd_train:train_gan",

@@ -44,7 +44,8 @@ def choice(value, options, field: str) -> None:
 def option(default=None, help: str = "", *, choices: Optional[tuple] = None,
            parse: Optional[Callable] = None, one_word: bool = False, repeat: bool = False,
            metavar: Optional[str] = None, required: bool = False, flag=True, const=None,
-           positional: bool = False, identity=False):
+           positional: bool = False, switch: bool = False, length: Optional[int] = None,
+           identity=False):
     """A config field with its help line.
 
     default   the value (lists and dicts are copied per config)
@@ -57,12 +58,14 @@ def option(default=None, help: str = "", *, choices: Optional[tuple] = None,
               config file sets
     const     the value of the flag given without a word (`--identity` = `--identity dlib`)
     positional  a word of the command line without a flag (`gankit run FILE`)
+    switch    a bool flag that only turns the option on (`--json`; no `--no-json`)
+    length    a list field given as exactly this many words (`--translate TX TY`)
     identity  the job's outputs depend on it: True, or Joins(...) (how), puts it in the
               job's identity (`identity_of`), which a rerun must match to resume
     """
     meta = {"help": help, "choices": choices, "parse": parse, "one_word": one_word,
             "repeat": repeat, "metavar": metavar, "required": required, "flag": flag,
-            "const": const, "positional": positional,
+            "const": const, "positional": positional, "switch": switch, "length": length,
             "identity": Joins() if identity is True else identity}
     return _field(default, meta)
 
@@ -159,14 +162,15 @@ def _argument(f: dataclasses.Field, hint) -> dict:
     if meta.get("const") is not None:
         kw.update(nargs="?", const=meta["const"])
     if base is bool:
-        return dict(kw, action=argparse.BooleanOptionalAction)
+        return dict(kw, action="store_true" if meta.get("switch") else
+                    argparse.BooleanOptionalAction)
     if meta.get("choices"):          # shown, and checked by check_choices: one sentence
         kw.setdefault("metavar", "{" + ",".join(map(str, meta["choices"])) + "}")
     parse = meta.get("parse")
     if base is list and not meta.get("one_word"):
         kw["type"] = parse or _item_type(hint)
         return dict(kw, action="append", default=None) if meta.get("repeat") \
-            else dict(kw, nargs="+")
+            else dict(kw, nargs=meta.get("length") or "+")
     kw["type"] = parse or {dict: json.loads}.get(base, base if base in (int, float) else str)
     return kw
 
