@@ -36,9 +36,9 @@ import numpy as np
 import pyarrow as pa
 
 from jobs import config, options, runtime, storage
-from jobs.config import option, require
+from jobs.config import option, override, require
 from jobs.image_inputs import ImageInputOptions
-from jobs.options import ActorOptions, StorageOptions
+from jobs.options import ActorOptions, StepOptions, StorageOptions
 from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, Store
 
@@ -48,21 +48,22 @@ FACES = ("largest", "all")
 
 
 @dataclass
-class AlignConfig(ActorOptions, StorageOptions, ImageInputOptions):
+class AlignConfig(StepOptions, ActorOptions, StorageOptions, ImageInputOptions):
     images: str = option("", "input URL: a directory of Parquet files with an image and an "
                              "id column, a folder of photos, a glob or a .txt list of photo "
-                             "URLs", required=True)
+                             "URLs", required=True, identity=True)
     out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
-    resolution: int = option(1024, "aligned size: the generator's (FFHQ: 1024)")
+    resolution: int = option(1024, "aligned size: the generator's (FFHQ: 1024)", identity=True)
     faces: str = option("largest", "largest: one face per photo; all: one row per face",
-                        choices=FACES)
-    upsample: int = option(1, "detector upsamplings (1 finds faces down to about 40 px)")
+                        choices=FACES, identity=True)
+    upsample: int = option(1, "detector upsamplings (1 finds faces down to about 40 px)",
+                           identity=True)
     detector: str = option("hog", "hog (fast) or mmod (dlib's CNN, much slower)",
-                           choices=("hog", "mmod"))
-    image_column: str = option("image", "struct {bytes, path} column: the photos")
+                           choices=("hog", "mmod"), identity=True)
+    image_column: str = option("image", "struct {bytes, path} column: the photos", identity=True)
     id_column: Optional[str] = option(None, "id column (default: sample_id if present, else "
-                                            "image_id)")
-    batch_size: int = option(64, "photos per row group")
+                                            "image_id)", identity=True)
+    batch_size: int = override(StepOptions, "batch_size", 64)
 
     def validate(self) -> None:
         require(bool(self.images), "images", "must be the URL of an image dataset")
@@ -72,9 +73,7 @@ class AlignConfig(ActorOptions, StorageOptions, ImageInputOptions):
         options.validate(self)
 
     def identity(self) -> dict:
-        keys = ("images", "resolution", "faces", "upsample", "detector", "image_column",
-                "id_column")
-        return {k: getattr(self, k) for k in keys}
+        return config.identity_of(self)
 
 
 def shaped_field(name: str, shape: tuple) -> pa.Field:
@@ -188,9 +187,3 @@ def run_align(cfg: AlignConfig) -> dict:
                     **inputs.identity())
     return runtime.run_parts("align", out, inputs.plan, Aligner, kwargs, identity,
                              public_config(cfg), actors)
-
-
-def register(subparsers) -> None:
-    config.add_stage_command(subparsers, "align", "FFHQ-align the faces of photos (dlib "
-                             "landmarks; needs pip install 'gankit[faces]')", AlignConfig,
-                             "jobs.align:run_align")

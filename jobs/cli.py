@@ -1,48 +1,122 @@
 """The `gankit` command line: a thin layer over functions a notebook could call.
 
-Each command lives in the module that owns it and registers itself through a function
-`register(subparsers)` that adds a subparser and sets `func` (called with the parsed args).
-To add a command, append its module to COMMAND_MODULES.
+Every command is one row of COMMANDS: its name, its help line, the config class whose
+`option()` fields are its flags (jobs.config) and the function the checked config is
+passed to. To add a command, add its row. The few whose words are not a config yet name a
+function that adds their flags instead, and their function gets the parsed flags.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
+from dataclasses import dataclass
+from typing import Optional
 
-# Modules that define `register(subparsers)`; imported lazily so `gankit --help` stays fast.
-COMMAND_MODULES = [
-    "jobs.cmd_models",      # inspect, convert
-    "jobs.cmd_train",       # train-classifier, train-gan
-    "jobs.cmd_calibrate",   # calibrate-gan
-    "jobs.cmd_pipeline",    # sample, label, fit, edit, run
-    "jobs.cmd_directions",  # directions
-    "jobs.cmd_invert",      # invert
-    "jobs.report",          # report
-    "jobs.metrics",         # metrics (separability, sharded PPL)
-    "jobs.demo",            # demo
-    "jobs.dataset",         # dataset (labeled synthetic, or --pairs)
-    "jobs.align",           # align (FFHQ faces; the optional [faces] extra)
-    "jobs.paste_back",      # paste-back (edited faces into their photos)
-    "jobs.interpolate",     # interpolate, style-mix (figures)
-]
+from jobs.config import HelpFormatter, add_stage_command, load
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    run: str                       # 'module:function' called with the config (or the args)
+    config: Optional[str] = None   # 'module:Class': its option() fields are the flags
+    flags: Optional[str] = None    # else 'module:function(parser)' adding them by hand
+    actions: tuple = ()            # its own sub-commands (`gankit directions import`)
+
+
+COMMANDS = (
+    Command("inspect", "print a generator checkpoint's architecture",
+            "jobs.cmd_models:inspect_command", "jobs.cmd_models:InspectConfig"),
+    Command("convert", "convert a checkpoint to gankit's native format",
+            "jobs.cmd_models:convert_command", "jobs.cmd_models:ConvertConfig"),
+    Command("train-classifier", "train the toy attribute classifier",
+            "jobs.cmd_train:train_classifier", flags="gankit.train.toy:add_classifier_flags"),
+    Command("train-gan", "train the toy StyleGAN2 (resumable)", "jobs.cmd_train:train_gan",
+            flags="gankit.train.toy:add_gan_flags"),
+    Command("train-encoder", "train a W+ encoder on synthetic pairs (image, w+) of a "
+            "generator (resumable)", "jobs.cmd_train:train_encoder",
+            "jobs.cmd_train:TrainEncoderConfig"),
+    Command("calibrate-gan", "refit a generator's mapping so its attribute rates match the "
+            "data's (MODELS.md)", "jobs.cmd_calibrate:calibrate_command",
+            "jobs.cmd_calibrate:CalibrateJobConfig"),
+    Command("sample", "sample latents (+ images, + labels) to Parquet", "jobs.sample:run_sample",
+            "jobs.sample:SampleConfig"),
+    Command("label", "label an image dataset with a classifier", "jobs.label:run_label",
+            "jobs.label:LabelConfig"),
+    Command("fit", "fit InterFaceGAN boundaries on a sample dataset", "jobs.fit:run_fit",
+            "jobs.fit:FitConfig"),
+    Command("edit", "edit latents along boundaries and render the edits", "jobs.edit:run_edit",
+            "jobs.edit:EditConfig"),
+    Command("run", "run a pipeline from a YAML or JSON config", "jobs.cmd_pipeline:cmd_run",
+            "jobs.cmd_pipeline:RunConfig"),
+    Command("directions", "find and name unsupervised directions in W",
+            "jobs.cmd_directions:directions_command", "jobs.cmd_directions:DirectionsJobConfig",
+            actions=(Command("import", "import published directions (InterFaceGAN .npy, "
+                             "e4e/pSp .pt, GANSpace PCA .pt) into a boundary index",
+                             "jobs.directions_import:run_import",
+                             "jobs.directions_import:DirectionImportConfig"),)),
+    Command("invert", "invert real images into W / W+ (batched, resumable)",
+            "jobs.invert:run_invert", "jobs.invert:InvertConfig"),
+    Command("eval-inversion", "toy world: invert renders, edit one attribute, compare with "
+            "the renderer's counterfactual", "jobs.cmd_invert:cmd_eval",
+            "jobs.cmd_invert:EvalInversionConfig"),
+    Command("report", "report.json + report.html from fit and edit outputs",
+            "jobs.report:run_report", "jobs.report:ReportConfig"),
+    Command("metrics", "separability and PPL, Z vs W (sharded PPL)", "jobs.metrics:run_metrics",
+            "jobs.metrics:MetricsConfig"),
+    Command("demo", "the whole pipeline on the bundled toy model", "jobs.demo:run_demo",
+            "jobs.demo:DemoConfig"),
+    Command("dataset", "labeled synthetic dataset, or (--pairs) paired edit dataset, with a "
+            "dataset card", "jobs.dataset:cmd_dataset", flags="jobs.dataset:dataset_flags"),
+    Command("align", "FFHQ-align the faces of photos (dlib landmarks; needs pip install "
+            "'gankit[faces]')", "jobs.align:run_align", "jobs.align:AlignConfig"),
+    Command("paste-back", "put edited faces back into the photos they were aligned from (CPU "
+            "actors, one part of photos each)", "jobs.paste_back:run_paste_back",
+            "jobs.paste_back:PasteBackConfig"),
+    Command("interpolate", "interpolate between seeds or inverted images: a grid (+ GIF / "
+            "WebP)", "jobs.interpolate:run_interpolate", "jobs.interpolate:InterpolateConfig"),
+    Command("style-mix", "StyleGAN's style-mixing grid of seeds or inverted images",
+            "jobs.interpolate:run_style_mix", "jobs.interpolate:StyleMixConfig"),
+)
+
+
+def add_command(subparsers, c: Command) -> None:
+    """`gankit <c.name>` with its flags (and its sub-commands); `func` runs it."""
+    if c.config:
+        p = add_stage_command(subparsers, c.name, c.help, load(c.config), c.run)
+    else:
+        p = subparsers.add_parser(c.name, help=c.help, description=c.help[:1].upper() +
+                                  c.help[1:] + ".")
+        load(c.flags)(p)
+        p.set_defaults(func=lambda args: load(c.run)(args))
+    if c.actions:
+        actions = p.add_subparsers(dest=c.name + "_action",
+                                   metavar="{" + ",".join(a.name for a in c.actions) + "}")
+        for action in c.actions:
+            add_command(actions, action)
+            talk_flags(actions.choices[action.name])
+
+
+def talk_flags(p: argparse.ArgumentParser) -> None:
+    """--quiet | --verbose, on every command."""
+    p.formatter_class = HelpFormatter               # every help line ends with its default
+    talk = p.add_mutually_exclusive_group()
+    talk.add_argument("--quiet", action="store_true",
+                      help="only warnings and errors (no progress, no start/done lines)")
+    talk.add_argument("--verbose", action="store_true",
+                      help="gankit's details and all of Ray's output on the console")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gankit", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"gankit {version()}")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
-    from jobs.config import HelpFormatter
-    for command in subparsers.choices.values():     # every help line ends with its default
-        command.formatter_class = HelpFormatter
-        talk = command.add_mutually_exclusive_group()
-        talk.add_argument("--quiet", action="store_true",
-                          help="only warnings and errors (no progress, no start/done lines)")
-        talk.add_argument("--verbose", action="store_true",
-                          help="gankit's details and all of Ray's output on the console")
+    for command in COMMANDS:
+        add_command(subparsers, command)
+    for command in subparsers.choices.values():
+        talk_flags(command)
     return parser
 
 

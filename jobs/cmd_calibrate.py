@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Optional
+
+from jobs.config import choice, option, require
 
 TOY_TRAINING_IMAGES = 200000   # the toy generator's reals: `gankit train-gan` defaults, seed 1
 TOY_TRAINING_SEED = 1
@@ -11,21 +14,27 @@ TOY_TRAINING_SEED = 1
 
 @dataclass
 class CalibrateJobConfig:
-    generator: str = "toy"         # 'toy' or a checkpoint path
-    classifier: str = "toy"        # 'toy' or a TorchScript classifier
-    data_labels: str = "toy"       # 'toy' (the toy generator's training renders) or the URL of a
-                                   # `gankit label` dataset of real images (logit_<attr> columns)
-    out: str = ""                  # output generator directory (native format)
-    target_joint: str = "data"     # 'data' or 'generated' (gankit.train.calibrate)
-    bank_size: int = 60000
-    steps: int = 4000
-    moment_weight: float = 1000.0  # label moment term (gankit.train.calibrate)
-    cell_weight: float = 0.0       # label cell KL term, 0 = off
-    seed: int = 0
-    device: str = "cpu"
+    generator: str = option("toy", "'toy' or a checkpoint path")
+    classifier: str = option("toy", "'toy' or a TorchScript classifier")
+    data_labels: str = option("toy", "'toy' (true labels of the toy generator's training "
+                                     "renders) or a `gankit label` dataset URL of real "
+                                     "images (logit_<attr> columns)")
+    out: str = option("", "write the calibrated generator (native format) here",
+                      required=True)
+    target_joint: str = option("data", "label joint raked to the data's rates: the data's "
+                                       "(its correlations where the generator can draw them) "
+                                       "or the generator's own (gankit.train.calibrate)",
+                               choices=("data", "generated"))
+    bank_size: int = option(60000, "samples drawn and labelled")
+    steps: int = option(4000, "refit steps in W")
+    moment_weight: float = option(1000.0, "weight of the label moment term (mean and "
+                                          "covariance of the heads)")
+    cell_weight: float = option(0.0, "weight of the KL term on label cells (keeps rare "
+                                     "cells), 0 = off")
+    seed: int = option(0, "seeds the bank and the refit")
+    device: Optional[str] = option(None, "cpu or cuda (default: cuda if present)")
 
     def validate(self) -> None:
-        from jobs.config import choice, require
         require(bool(self.out), "out", "must be the output generator directory")
         require(self.bank_size >= 1000, "bank_size", f"must be >= 1000 (got {self.bank_size})")
         require(self.steps >= 1, "steps", f"must be >= 1 (got {self.steps})")
@@ -34,33 +43,8 @@ class CalibrateJobConfig:
         choice(self.target_joint, ("data", "generated"), "target_joint")
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser("calibrate-gan", help="refit a generator's mapping so its "
-                              "attribute rates match the data's (MODELS.md)")
-    p.add_argument("--generator", default="toy", help="'toy' or a checkpoint path")
-    p.add_argument("--classifier", default="toy", help="'toy' or a TorchScript classifier")
-    p.add_argument("--data-labels", default="toy", help="'toy' (true labels of the toy "
-                   "training renders) or a `gankit label` dataset URL of real images")
-    p.add_argument("--out", required=True, help="write the calibrated generator here")
-    p.add_argument("--target-joint", choices=("data", "generated"), default="data",
-                   help="label joint raked to the data's rates: the data's (its correlations "
-                        "where the generator can draw them) or the generator's own")
-    p.add_argument("--bank-size", type=int, default=60000, help="samples drawn and labelled")
-    p.add_argument("--steps", type=int, default=4000, help="refit steps in W")
-    p.add_argument("--moment-weight", type=float, default=1000.0,
-                   help="weight of the label moment term (mean and covariance of the heads)")
-    p.add_argument("--cell-weight", type=float, default=0.0,
-                   help="weight of the KL term on label cells (keeps rare cells), 0 = off")
-    p.add_argument("--seed", type=int, default=0, help="seeds the bank and the refit")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
-    p.set_defaults(func=cmd_calibrate)
-
-
-def cmd_calibrate(args) -> None:
-    from jobs.runtime import resolve_device
-    cfg = CalibrateJobConfig(args.generator, args.classifier, args.data_labels, args.out,
-                             args.target_joint, args.bank_size, args.steps, args.moment_weight,
-                             args.cell_weight, args.seed, resolve_device(args.device or "auto"))
+def calibrate_command(cfg: CalibrateJobConfig) -> None:
+    """`gankit calibrate-gan`: run, then print what was measured as JSON."""
     print(json.dumps(run_calibrate(cfg), indent=2))
 
 
@@ -97,14 +81,16 @@ def run_calibrate(cfg: CalibrateJobConfig) -> dict:
     from gankit import zoo
     from gankit.checkpoints import save_generator
     from gankit.train.calibrate import CalibrateConfig, calibrate_generator
+    from jobs.runtime import resolve_device
     cfg.validate()
     t0 = time.monotonic()
-    G = zoo.load_generator(cfg.generator, device=cfg.device)
-    C = zoo.load_classifier(cfg.classifier, device=cfg.device)
+    device = resolve_device(cfg.device or "auto")
+    G = zoo.load_generator(cfg.generator, device=device)
+    C = zoo.load_classifier(cfg.classifier, device=device)
     labels = data_labels(cfg.data_labels, C.attribute_names)
     calibration = CalibrateConfig(bank_size=cfg.bank_size, steps=cfg.steps, seed=cfg.seed,
                                   target_joint=cfg.target_joint, moment_weight=cfg.moment_weight,
-                                  cell_weight=cfg.cell_weight, device=cfg.device)
+                                  cell_weight=cfg.cell_weight, device=device)
     G, info = calibrate_generator(G, C, labels, calibration)
     source = {"calibrated_from": cfg.generator, "classifier": cfg.classifier,
               "data_labels": cfg.data_labels, "target_joint": cfg.target_joint,

@@ -5,69 +5,49 @@ per direction. A thin layer over gankit.directions (no Ray: it is one model on o
 instead (jobs.directions_import); `gankit directions --method ...` is unchanged."""
 from __future__ import annotations
 
-import argparse
 import io
 import json
+from dataclasses import dataclass
+from typing import Optional
+
+from jobs.config import option, require
+from jobs.options import ModelOptions
 
 STRENGTHS = (-3, -2, -1, 0, 1, 2, 3)   # in units of the direction's std
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("directions", help="find and name unsupervised directions in W")
-    p.add_argument("--model", default="toy", help="generator: 'toy' or a checkpoint path")
-    p.add_argument("--classifier", default="toy",
-                   help="classifier for the annotation ('toy', TorchScript, entry point); "
-                        "'none' to skip the annotation")
-    p.add_argument("--method", default="sefa", choices=("sefa", "pca"),
-                   help="sefa: eigenvectors of the style affines' weights (closed form); "
-                   "pca: GANSpace's principal components of sampled w")
-    p.add_argument("--top", type=int, default=10, help="directions kept")
-    p.add_argument("--layers", default="all", help="'all' or ws range 'start:stop'")
-    p.add_argument("--torgb", default="last", choices=("last", "all"),
-                   help="SeFa on a skip generator: the convolutions' affines plus the last "
-                        "torgb's (genforce/sefa's rule), or every torgb's too")
-    p.add_argument("--samples", type=int, default=10000,
-                   help="sampled w for PCA and for each direction's std")
-    p.add_argument("--annotate-samples", type=int, default=64, help="K edited samples")
-    p.add_argument("--sigma", type=float, default=3.0, help="annotation edit, in stds")
-    p.add_argument("--threshold", type=float, default=0.2,
-                   help="min mean change of probability to name a direction")
-    p.add_argument("--grid-seeds", type=int, default=4, help="rows of each sweep grid")
-    p.add_argument("--seed", type=int, default=0, help="the samples' seed")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--out", help="output folder (local path or fsspec URL); required")
-    p.set_defaults(func=directions_command, directions_parser=p)
-    actions = p.add_subparsers(dest="directions_action", metavar="{import}")
-    register_import(actions)
+@dataclass
+class DirectionsJobConfig(ModelOptions):
+    classifier: str = option("toy", "classifier for the annotation ('toy', TorchScript, entry "
+                                    "point); 'none' to skip the annotation")
+    method: str = option("sefa", "sefa: eigenvectors of the style affines' weights (closed "
+                                 "form); pca: GANSpace's principal components of sampled w",
+                         choices=("sefa", "pca"))
+    top: int = option(10, "directions kept")
+    layers: str = option("all", "'all' or ws range 'start:stop'")
+    torgb: str = option("last", "SeFa on a skip generator: the convolutions' affines plus the "
+                                "last torgb's (genforce/sefa's rule), or every torgb's too",
+                        choices=("last", "all"))
+    samples: int = option(10000, "sampled w for PCA and for each direction's std")
+    annotate_samples: int = option(64, "K edited samples")
+    sigma: float = option(3.0, "annotation edit, in stds")
+    threshold: float = option(0.2, "min mean change of probability to name a direction")
+    grid_seeds: int = option(4, "rows of each sweep grid")
+    seed: int = option(0, "the samples' seed")
+    device: str = option("cpu", "cpu or cuda")
+    # not argparse's `required`: `directions import` has its own --out
+    out: Optional[str] = option(None, "output folder (local path or fsspec URL); required")
 
+    def validate(self) -> None:
+        require(bool(self.out), "out", "must be an output folder (local path or fsspec URL)")
 
-def register_import(actions: argparse._SubParsersAction) -> None:
-    """`gankit directions import FILE --name NAME --space z|w --out INDEX`."""
-    from jobs.config import HelpFormatter, add_flags, fields_in_order, from_args
-    from jobs.directions_import import DirectionImportConfig, run_import
-    text = ("import published directions (InterFaceGAN .npy, e4e/pSp .pt, GANSpace PCA .pt) "
-            "into a boundary index")
-    p = actions.add_parser("import", help=text, description=text[:1].upper() + text[1:] + ".",
-                           formatter_class=HelpFormatter)
-    file_field = next(f for f in fields_in_order(DirectionImportConfig) if f.name == "file")
-    p.add_argument("file", help=file_field.metadata["help"])
-    add_flags(p, DirectionImportConfig)
-    for flag, help in (("--quiet", "only warnings and errors"), ("--verbose", "more detail")):
-        p.add_argument(flag, action="store_true", help=help)
-
-    def command(args: argparse.Namespace) -> int:
-        run_import(from_args(DirectionImportConfig, args))
-        return 0
-    p.set_defaults(func=command)
-
-
-def _config(args: argparse.Namespace, num_ws: int):
-    from gankit.directions import AnnotateConfig, DirectionsConfig, parse_layers
-    ann = AnnotateConfig(k=args.annotate_samples, sigma=args.sigma,
-                         threshold=args.threshold, seed=args.seed)
-    return DirectionsConfig(method=args.method, top=args.top,
-                            layers=parse_layers(args.layers, num_ws), torgb=args.torgb,
-                            n_samples=args.samples, seed=args.seed, annotate=ann)
+    def directions_config(self, num_ws: int):
+        from gankit.directions import AnnotateConfig, DirectionsConfig, parse_layers
+        ann = AnnotateConfig(k=self.annotate_samples, sigma=self.sigma,
+                             threshold=self.threshold, seed=self.seed)
+        return DirectionsConfig(method=self.method, top=self.top,
+                                layers=parse_layers(self.layers, num_ws), torgb=self.torgb,
+                                n_samples=self.samples, seed=self.seed, annotate=ann)
 
 
 def _write(url: str, data: bytes) -> None:
@@ -90,25 +70,23 @@ def write_grids(G, result, out: str, seeds: int, seed: int) -> list:
     return paths
 
 
-def directions_command(args: argparse.Namespace) -> int:
+def directions_command(cfg: DirectionsJobConfig) -> int:
     import numpy as np
-    if not args.out:      # not argparse's `required`: `directions import` has its own --out
-        args.directions_parser.error("the following arguments are required: --out")
 
     from gankit import zoo
     from gankit.directions import find_directions
 
-    G = zoo.load_generator(args.model, device=args.device).eval()
-    C = None if args.classifier == "none" else \
-        zoo.load_classifier(args.classifier, device=args.device).eval()
-    result = find_directions(G, C, _config(args, G.num_ws))
-    out = args.out.rstrip("/")
+    G = zoo.load_generator(cfg.model, device=cfg.device).eval()
+    C = None if cfg.classifier == "none" else \
+        zoo.load_classifier(cfg.classifier, device=cfg.device).eval()
+    result = find_directions(G, C, cfg.directions_config(G.num_ws))
+    out = cfg.out.rstrip("/")
     buf = io.BytesIO()
     np.save(buf, result.vectors.astype(np.float32))                       # [K, w_dim]
     _write(f"{out}/directions.npy", buf.getvalue())
-    grids = write_grids(G, result, out, args.grid_seeds, args.seed)
+    grids = write_grids(G, result, out, cfg.grid_seeds, cfg.seed)
     doc = result.to_json()
-    doc.update(torgb=args.torgb, model=args.model, classifier=args.classifier,
+    doc.update(torgb=cfg.torgb, model=cfg.model, classifier=cfg.classifier,
                strengths=list(STRENGTHS),
                vectors="directions.npy")
     for entry, path in zip(doc["directions"], grids):

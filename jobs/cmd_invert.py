@@ -1,87 +1,78 @@
-"""`gankit invert`: flags -> InvertConfig -> jobs.invert.run_invert; `gankit eval-inversion`:
-the toy world's counterfactual check of inversion + editing (gankit.toy_eval)."""
+"""`gankit eval-inversion`: the toy world's counterfactual check of inversion + editing
+(gankit.toy_eval). (`gankit invert` is InvertConfig -> jobs.invert.run_invert.)"""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Optional
 
 from gankit.inversion import HYBRID_SCHEDULES, MODES, PIVOTS
 from gankit.inversion import InversionConfig as Inversion
-from jobs import config
+from jobs.config import option
 
 
-def register(subparsers) -> None:
-    from jobs.invert import InvertConfig
-    config.add_stage_command(subparsers, "invert", "invert real images into W / W+ (batched, "
-                             "resumable)", InvertConfig, "jobs.invert:run_invert")
-    register_eval(subparsers)
+@dataclass
+class EvalInversionConfig:
+    """The toy world's check of inversion + editing (gankit.toy_eval)."""
+    boundary: str = option("", "a W boundary .npz (from `gankit fit`)", required=True)
+    attribute: str = option("", "toy attribute the boundary edits", required=True)
+    value: Optional[float] = option(None, "counterfactual factor value (default: the top of "
+                                          "its range)")
+    strength: float = option(3.0, "edit: move to this distance")
+    n: int = option(16, "faces (negatives for the attribute)")
+    seed: int = option(0, "faces drawn from this seed")
+    space: str = option("w", "w, or wp (W+)", choices=("w", "wp"))
+    mode: str = option("optimize", "optimize: from w_avg; encode: the encoder's w+ (0 steps, "
+                                   "needs --space wp); hybrid: the encoder's w+ refined by "
+                                   "--steps steps; pti: a pivot (--pti-pivot) and a "
+                                   "per-image change of G tuned on it", choices=MODES)
+    encoder: Optional[str] = option(None, "W+ encoder for encode/hybrid: 'toy' or a native "
+                                          "encoder directory (default: 'toy')")
+    steps: int = option(200, "optimisation steps per image")
+    feature_net: str = option("toy", "perceptual features: 'toy', NVIDIA's vgg16.pt, a "
+                                     "TorchScript or .pt2 file")
+    mse_weight: float = option(1.0, "pixel MSE weight")
+    perceptual_weight: float = option(1e-3, "toy features' squared distances are O(100): "
+                                            "1e-3 balances the MSE")
+    hybrid_schedule: str = option(Inversion.hybrid_schedule, "mode hybrid: fast (Adamax, its "
+                                  "own ramps) or nvidia (the optimize mode's Adam schedule)",
+                                  choices=HYBRID_SCHEDULES)
+    pti_pivot: str = option(Inversion.pti_pivot, "mode pti: the pivot's mode", choices=PIVOTS)
+    pti_rank: int = option(Inversion.pti_rank, "mode pti: rank of each layer's change "
+                                               "(0 = full)")
+    pti_steps: int = option(Inversion.pti_steps, "mode pti: tuning steps")
+    pti_lr: float = option(Inversion.pti_lr, "mode pti: Adam's learning rate for the change")
+    pti_stop: float = option(0.0, "mode pti: stop an image at this feature distance (0: "
+                                  "every step; the toy features are not LPIPS)")
+    out: Optional[str] = option(None, "write the figures as JSON here")
+
+    def validate(self) -> None:
+        self.inversion().validate()
+
+    def inversion(self) -> Inversion:
+        return Inversion(space=self.space, mode=self.mode, steps=self.steps,
+                         mse_weight=self.mse_weight, perceptual_weight=self.perceptual_weight,
+                         pti_pivot=self.pti_pivot, pti_rank=self.pti_rank,
+                         pti_steps=self.pti_steps, pti_lr=self.pti_lr, pti_stop=self.pti_stop,
+                         hybrid_schedule=self.hybrid_schedule)
 
 
-# ----------------------------------------------------------------------------------------
-# gankit eval-inversion: ground truth for real-image editing in the toy world
-
-
-def register_eval(subparsers) -> None:
-    p = subparsers.add_parser("eval-inversion", help="toy world: invert renders, edit one "
-                              "attribute, compare with the renderer's counterfactual",
-                              formatter_class=config.HelpFormatter)
-    p.add_argument("--boundary", required=True, help="a W boundary .npz (from `gankit fit`)")
-    p.add_argument("--attribute", required=True, help="toy attribute the boundary edits")
-    p.add_argument("--value", type=float, default=None,
-                   help="counterfactual factor value (default: the top of its range)")
-    p.add_argument("--strength", type=float, default=3.0, help="edit: move to this distance")
-    p.add_argument("--n", type=int, default=16, help="faces (negatives for the attribute)")
-    p.add_argument("--seed", type=int, default=0, help="faces drawn from this seed")
-    p.add_argument("--space", default="w", choices=("w", "wp"), help="w, or wp (W+)")
-    p.add_argument("--mode", default="optimize", choices=MODES,
-                   help="optimize: from w_avg; encode: the encoder's w+ (0 steps, needs "
-                   "--space wp); hybrid: the encoder's w+ refined by --steps steps; pti: a "
-                   "pivot (--pti-pivot) and a per-image change of G tuned on it")
-    p.add_argument("--encoder", default=None, help="W+ encoder for encode/hybrid: 'toy' or "
-                   "a native encoder directory (default: 'toy')")
-    p.add_argument("--steps", type=int, default=200, help="optimisation steps per image")
-    p.add_argument("--feature-net", default="toy", help="perceptual features: 'toy', "
-                   "NVIDIA's vgg16.pt, a TorchScript or .pt2 file")
-    p.add_argument("--mse-weight", type=float, default=1.0, help="pixel MSE weight")
-    p.add_argument("--perceptual-weight", type=float, default=1e-3,
-                   help="toy features' squared distances are O(100): 1e-3 balances the MSE")
-    p.add_argument("--hybrid-schedule", default=Inversion.hybrid_schedule,
-                   choices=HYBRID_SCHEDULES, help="mode hybrid: fast (Adamax, its own ramps) "
-                   "or nvidia (the optimize mode's Adam schedule)")
-    p.add_argument("--pti-pivot", default=Inversion.pti_pivot, choices=PIVOTS,
-                   help="mode pti: the pivot's mode")
-    p.add_argument("--pti-rank", type=int, default=Inversion.pti_rank,
-                   help="mode pti: rank of each layer's change (0 = full)")
-    p.add_argument("--pti-steps", type=int, default=Inversion.pti_steps,
-                   help="mode pti: tuning steps")
-    p.add_argument("--pti-lr", type=float, default=Inversion.pti_lr,
-                   help="mode pti: Adam's learning rate for the change")
-    p.add_argument("--pti-stop", type=float, default=0.0, help="mode pti: stop an image at "
-                   "this feature distance (0: every step; the toy features are not LPIPS)")
-    p.add_argument("--out", default=None, help="write the figures as JSON here")
-    p.set_defaults(func=cmd_eval)
-
-
-def cmd_eval(args) -> None:
+def cmd_eval(job: EvalInversionConfig) -> None:
+    """`gankit eval-inversion`: print the figures (and write them to --out)."""
     from gankit import zoo
     from gankit.boundaries import Boundary
-    from gankit.inversion import InversionConfig
     from gankit.perceptual import load_feature_net
-    cfg = InversionConfig(space=args.space, mode=args.mode, steps=args.steps,
-                          mse_weight=args.mse_weight, perceptual_weight=args.perceptual_weight,
-                          pti_pivot=args.pti_pivot, pti_rank=args.pti_rank,
-                          pti_steps=args.pti_steps, pti_lr=args.pti_lr, pti_stop=args.pti_stop,
-                          hybrid_schedule=args.hybrid_schedule)
-    cfg.validate()
-    G = zoo.load_generator("toy").eval()
-    pivot = args.pti_pivot if args.mode == "pti" else args.mode
-    E = zoo.load_encoder(args.encoder or "toy") if pivot != "optimize" else None
     from gankit.toy_eval import eval_inversion
+    cfg = job.inversion()
+    G = zoo.load_generator("toy").eval()
+    pivot = job.pti_pivot if job.mode == "pti" else job.mode
+    E = zoo.load_encoder(job.encoder or "toy") if pivot != "optimize" else None
     figures = eval_inversion(
-        G, zoo.load_classifier("toy").eval(), Boundary.load(args.boundary), args.attribute,
-        cfg, args.n, args.seed, args.strength,
-        load_feature_net(args.feature_net) if args.feature_net else None, args.value, encoder=E)
+        G, zoo.load_classifier("toy").eval(), Boundary.load(job.boundary), job.attribute,
+        cfg, job.n, job.seed, job.strength,
+        load_feature_net(job.feature_net) if job.feature_net else None, job.value, encoder=E)
     text = json.dumps(figures, indent=2)
     print(json.dumps({k: v for k, v in figures.items() if k != "examples"}, indent=2))
-    if args.out:
-        with open(args.out, "w") as f:
+    if job.out:
+        with open(job.out, "w") as f:
             f.write(text)

@@ -1,32 +1,45 @@
 """`gankit inspect PATH` and `gankit convert IN OUT`: thin wrappers over gankit.checkpoints."""
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass
+from typing import Optional
+
+from jobs.config import option
 
 NETWORKS = ("G_ema", "G")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("inspect", help="print a generator checkpoint's architecture")
-    p.add_argument("path", help="'toy', NVIDIA .pkl, rosinality .pt, or gankit checkpoint "
-                                "directory")
-    p.add_argument("--network", default="G_ema", choices=NETWORKS,
-                   help="which generator of a multi-network file (default G_ema)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=inspect_command)
+@dataclass
+class InspectConfig:
+    path: str = option("", "'toy', NVIDIA .pkl, rosinality .pt, or gankit checkpoint "
+                           "directory", positional=True)
+    network: str = option("G_ema", "which generator of a multi-network file (default G_ema)",
+                          choices=NETWORKS)
+    json: bool = option(False, "print the summary as JSON", switch=True)
 
-    p = subparsers.add_parser("convert", help="convert a checkpoint to gankit's native format")
-    p.add_argument("input", help="NVIDIA .pkl, rosinality .pt, or gankit checkpoint directory")
-    p.add_argument("output", help="output directory (config.json + model.safetensors)")
-    p.add_argument("--network", default="G_ema", choices=NETWORKS,
-                   help="which generator of a multi-network file (default G_ema)")
-    p.add_argument("--translate", type=float, nargs=2, metavar=("TX", "TY"), default=None,
-                   help="StyleGAN3: move every image the converted model renders by TX, TY "
-                        "(x right, y down; 1.0 = the image width), as NVIDIA's --translate")
-    p.add_argument("--rotate", type=float, default=None, metavar="DEGREES",
-                   help="StyleGAN3: rotate every image it renders (counter-clockwise)")
-    p.set_defaults(func=convert_command)
+    def validate(self) -> None:
+        """The checkpoint loader names what is wrong with the file."""
+
+
+@dataclass
+class ConvertConfig:
+    input: str = option("", "NVIDIA .pkl, rosinality .pt, or gankit checkpoint directory",
+                        positional=True)
+    output: str = option("", "output directory (config.json + model.safetensors)",
+                         positional=True)
+    network: str = option("G_ema", "which generator of a multi-network file (default G_ema)",
+                          choices=NETWORKS)
+    translate: Optional[list[float]] = option(None, "StyleGAN3: move every image the "
+                                                    "converted model renders by TX, TY (x "
+                                                    "right, y down; 1.0 = the image width), as "
+                                                    "NVIDIA's --translate", length=2,
+                                              metavar=("TX", "TY"))
+    rotate: Optional[float] = option(None, "StyleGAN3: rotate every image it renders "
+                                           "(counter-clockwise)", metavar="DEGREES")
+
+    def validate(self) -> None:
+        """The converter names what is wrong with the file."""
 
 
 def checkpoint_path(name: str) -> str:
@@ -35,11 +48,11 @@ def checkpoint_path(name: str) -> str:
     return zoo.TOY_GENERATOR if name == "toy" else name
 
 
-def inspect_command(args: argparse.Namespace) -> int:
+def inspect_command(cfg: InspectConfig) -> int:
     from gankit.checkpoints import inspect_checkpoint
 
-    info = inspect_checkpoint(checkpoint_path(args.path), network=args.network)
-    if args.json:
+    info = inspect_checkpoint(checkpoint_path(cfg.path), network=cfg.network)
+    if cfg.json:
         print(json.dumps(info, indent=2))
         return 0
     channels = ", ".join(f"{res}: {ch}" for res, ch in info["channels"].items())
@@ -55,13 +68,13 @@ def inspect_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def convert_command(args: argparse.Namespace) -> int:
+def convert_command(cfg: ConvertConfig) -> int:
     from gankit.checkpoints import convert_checkpoint
 
     transform = None
-    if args.translate is not None or args.rotate is not None:
-        transform = (tuple(args.translate or (0.0, 0.0)), args.rotate or 0.0)
-    out = convert_checkpoint(checkpoint_path(args.input), args.output, network=args.network,
+    if cfg.translate is not None or cfg.rotate is not None:
+        transform = (tuple(cfg.translate or (0.0, 0.0)), cfg.rotate or 0.0)
+    out = convert_checkpoint(checkpoint_path(cfg.input), cfg.output, network=cfg.network,
                              transform=transform)
     print(f"wrote {out}")
     return 0

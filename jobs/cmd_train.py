@@ -2,71 +2,60 @@
 world's models (the encoder works for any generator gankit loads)."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Optional
 
+from gankit.train.encoder import EncoderTrainConfig
+from jobs.config import option, require
+from jobs.options import ModelOptions
 
-def register(subparsers) -> None:
-    from gankit.train.toy import add_classifier_flags, add_common_flags, add_gan_flags
-    c = subparsers.add_parser("train-classifier", help="train the toy attribute classifier")
-    add_classifier_flags(c)
-    c.set_defaults(func=train_classifier)
-    g = subparsers.add_parser("train-gan", help="train the toy StyleGAN2 (resumable)")
-    add_gan_flags(g)
-    g.set_defaults(func=train_gan)
-    e = subparsers.add_parser("train-encoder", help="train a W+ encoder on synthetic pairs "
-                              "(image, w+) of a generator (resumable)")
-    e.add_argument("--model", default="toy", help="generator: 'toy' or a checkpoint path")
-    e.add_argument("--run-dir", required=True, help="training state; rerun to resume")
-    e.add_argument("--out", required=True, help="write the encoder (native format) here")
-    e.add_argument("--samples", default=None, help="pairs from a `gankit sample --images "
-                   "--space wp` dataset URL instead of generating them on the fly")
-    e.add_argument("--feature-net", default="toy", help="image-space feature loss net "
-                   "('toy', vgg16.pt, TorchScript) or 'none'")
-    from gankit.train.encoder import EncoderTrainConfig
-    trained = EncoderTrainConfig()      # the defaults, shown in --help
-    e.add_argument("--steps", type=int, default=trained.steps, help="optimiser steps")
-    e.add_argument("--batch-size", type=int, default=trained.batch_size, help="pairs per step")
-    e.add_argument("--lr", type=float, default=trained.lr,
-                   help="Adam's learning rate (cosine decay)")
-    e.add_argument("--pool-size", type=int, default=trained.pool_size,
-                   help="pairs held; a multiple of --refresh")
-    e.add_argument("--refresh", type=int, default=trained.refresh,
-                   help="fresh pairs per step (0: a fixed pool, e.g. from --samples)")
-    e.add_argument("--image-every", type=int, default=trained.image_every,
-                   help="image-space loss every N steps (0 = latent loss only)")
-    e.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after")
-    e.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    e.set_defaults(func=train_encoder)
-    add_common_flags(e)
+
+TRAINED = EncoderTrainConfig()          # the trainer's defaults, shown in --help
 
 
 @dataclass
-class TrainEncoderConfig:
-    model: str = "toy"                 # generator: 'toy' or a checkpoint path
-    run_dir: str = ""                  # training state (training.pt); rerun to resume
-    out: str = ""                      # encoder directory (config.json + model.safetensors)
-    samples: Optional[str] = None      # pairs from a samples dataset URL (None = generate)
-    feature_net: Optional[str] = "toy"  # image-space feature loss (None = pixel MSE only)
-    threads: int = 1                   # torch CPU threads
-    device: str = "cpu"                # 'cpu' or 'cuda'
-    eval_images: int = 256             # held-out renders / generated images for the figures
-    train: Optional[object] = None     # gankit.train.encoder.EncoderTrainConfig (None = defaults)
-
-    def __post_init__(self):
-        if self.train is None:
-            from gankit.train.encoder import EncoderTrainConfig
-            self.train = EncoderTrainConfig()
+class TrainEncoderConfig(ModelOptions):
+    run_dir: str = option("", "training state (training.pt); rerun to resume", required=True)
+    out: str = option("", "write the encoder (native format: config.json + "
+                          "model.safetensors) here", required=True)
+    samples: Optional[str] = option(None, "pairs from a `gankit sample --images --space wp` "
+                                          "dataset URL instead of generating them on the fly")
+    feature_net: Optional[str] = option("toy", "image-space feature loss net ('toy', "
+                                               "vgg16.pt, TorchScript) or 'none'")
+    steps: int = option(TRAINED.steps, "optimiser steps")
+    batch_size: int = option(TRAINED.batch_size, "pairs per step")
+    lr: float = option(TRAINED.lr, "Adam's learning rate (cosine decay)")
+    pool_size: int = option(TRAINED.pool_size, "pairs held; a multiple of --refresh")
+    refresh: int = option(TRAINED.refresh, "fresh pairs per step (0: a fixed pool, e.g. "
+                                           "from --samples)")
+    image_every: int = option(TRAINED.image_every, "image-space loss every N steps (0 = "
+                                                   "latent loss only)")
+    max_minutes: Optional[float] = option(None, "stop (resumably) after")
+    threads: int = option(1, "torch CPU threads")
+    seed: int = option(TRAINED.seed, "seeds the pairs and the weights")
+    device: Optional[str] = option(None, "cpu or cuda (default: cuda if present)")
+    eval_images: int = option(256, "held-out renders / generated images for the figures",
+                              flag=False)
+    train: dict = option({}, "other gankit.train.encoder.EncoderTrainConfig fields "
+                             "(style_mixing, pixel_weight, ...)", flag=False)
 
     def validate(self) -> None:
-        from jobs.config import require
         require(bool(self.run_dir), "run_dir", "must be a directory for the training state")
         require(bool(self.out), "out", "must be the output encoder directory")
         require(self.threads >= 1, "threads", f"must be >= 1 (got {self.threads})")
         try:
-            self.train.validate()
-        except ValueError as err:
+            self.train_config().validate()
+        except (TypeError, ValueError) as err:
             raise ValueError(f"train: {err}") from None
+
+    def train_config(self) -> EncoderTrainConfig:
+        flags = ("steps", "batch_size", "lr", "pool_size", "refresh", "image_every",
+                 "max_minutes", "seed")
+        return EncoderTrainConfig(**dict(self.train, **{k: getattr(self, k) for k in flags}))
+
+    def features(self) -> Optional[str]:
+        return None if self.feature_net in (None, "none") else self.feature_net
 
 
 def _device(args) -> str:
@@ -94,16 +83,8 @@ def train_gan(args) -> None:
                     args.attr_moment_weight)
 
 
-def train_encoder(args) -> None:
-    from gankit.train.encoder import EncoderTrainConfig
-    given = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "pool_size", "refresh",
-                                           "image_every", "max_minutes", "seed")
-             if getattr(args, k) is not None}
-    cfg = TrainEncoderConfig(
-        model=args.model, run_dir=args.run_dir, out=args.out, samples=args.samples,
-        feature_net=None if args.feature_net in (None, "none") else args.feature_net,
-        threads=args.threads, device=_device(args), train=EncoderTrainConfig(**given))
-    import json
+def train_encoder(cfg: TrainEncoderConfig) -> None:
+    """`gankit train-encoder`: train, then print the figures as JSON."""
     print(json.dumps(run_train_encoder(cfg), indent=2))
 
 
@@ -127,9 +108,11 @@ def train_and_save(cfg: TrainEncoderConfig) -> dict:
     from gankit.perceptual import load_feature_net
     from gankit.train.encoder import train_encoder as train
     from gankit.train.encoder import trained_steps
-    G = zoo.load_generator(cfg.model, device=cfg.device).eval().requires_grad_(False)
-    net = load_feature_net(cfg.feature_net, cfg.device) if cfg.feature_net else None
-    fixed, train_cfg = None, cfg.train
+    from jobs.runtime import resolve_device
+    device = resolve_device(cfg.device or "auto")
+    G = zoo.load_generator(cfg.model, device=device).eval().requires_grad_(False)
+    net = load_feature_net(cfg.features(), device) if cfg.features() else None
+    fixed, train_cfg = None, cfg.train_config()
     if cfg.samples:
         fixed = samples_pairs(cfg.samples, G)
         train_cfg = replace_fixed(train_cfg)
@@ -168,7 +151,7 @@ def evaluate_encoder(E, G, net, cfg: TrainEncoderConfig) -> dict:
 
     from gankit.train.encoder import encode_quality, generate_pairs
     n = cfg.eval_images
-    held_out = replace(cfg.train, seed=cfg.train.seed + 1_000_003)
+    held_out = replace(cfg.train_config(), seed=cfg.seed + 1_000_003)
     x, _ = generate_pairs(G, np.arange(n), held_out)
     out = {"generated": encode_quality(E, G, x, net)}
     if cfg.model == "toy":

@@ -15,7 +15,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from jobs.config import ConfigError, option, require
+from jobs.config import ConfigError, Joins, option, require
 
 UNIFORM = "uniform"
 
@@ -36,7 +36,8 @@ class ClassOptions:
     classes: Optional[Union[list, str]] = option(
         None, "a conditional generator's class per row: an index, a list '1,4,7' (row i "
               "uniform over it) or 'uniform' (over all classes); stored in column `class`",
-        parse=parse_classes, flag="class", metavar="K|K,K,...|uniform")
+        parse=parse_classes, flag="class", metavar="K|K,K,...|uniform",
+        identity=Joins(unless=None))     # joins only when set: unconditional outputs resume
 
     def validate_classes(self) -> None:
         c = self.classes
@@ -44,10 +45,6 @@ class ClassOptions:
                 isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in c)),
                 "class", f"must be 'uniform' or a non-empty list of class indices >= 0 "
                          f"(got {c!r})")
-
-    def class_identity(self) -> dict:
-        """Joins a job's identity only when set, so unconditional outputs still resume."""
-        return {} if self.classes is None else {"classes": self.classes}
 
 
 def class_choices(classes, c_dim: int, model: str) -> Optional[list]:

@@ -43,7 +43,9 @@ def choice(value, options, field: str) -> None:
 
 def option(default=None, help: str = "", *, choices: Optional[tuple] = None,
            parse: Optional[Callable] = None, one_word: bool = False, repeat: bool = False,
-           metavar: Optional[str] = None, required: bool = False, flag=True, const=None):
+           metavar: Optional[str] = None, required: bool = False, flag=True, const=None,
+           positional: bool = False, switch: bool = False, length: Optional[int] = None,
+           identity=False):
     """A config field with its help line.
 
     default   the value (lists and dicts are copied per config)
@@ -55,21 +57,69 @@ def option(default=None, help: str = "", *, choices: Optional[tuple] = None,
     flag      the flag's name when it is not the field's, or False for a field that only a
               config file sets
     const     the value of the flag given without a word (`--identity` = `--identity dlib`)
+    positional  a word of the command line without a flag (`gankit run FILE`)
+    switch    a bool flag that only turns the option on (`--json`; no `--no-json`)
+    length    a list field given as exactly this many words (`--translate TX TY`)
+    identity  the job's outputs depend on it: True, or Joins(...) (how), puts it in the
+              job's identity (`identity_of`), which a rerun must match to resume
     """
     meta = {"help": help, "choices": choices, "parse": parse, "one_word": one_word,
             "repeat": repeat, "metavar": metavar, "required": required, "flag": flag,
-            "const": const}
+            "const": const, "positional": positional, "switch": switch, "length": length,
+            "identity": Joins() if identity is True else identity}
+    return _field(default, meta)
+
+
+def _field(default, meta: dict) -> dataclasses.Field:
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
+def override(group, name: str, default, **changes):
+    """Option `name` of option group `group` with a stage's own default (and any other of
+    option()'s arguments in `changes`): the one place a stage differs from the group."""
+    declared = {f.name: f for f in dataclasses.fields(group)}[name]
+    if "identity" in changes and changes["identity"] is True:
+        changes["identity"] = Joins()
+    return _field(default, dict(declared.metadata, **changes))
+
+
+_ALWAYS = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class Joins:
+    """How an option joins a job's identity: under `key` (default: the field's name); with
+    `unless`, only when its value differs from that one, the value the outputs written
+    before the option existed used (so they still resume)."""
+    key: Optional[str] = None
+    unless: object = _ALWAYS
+
+    def entry(self, name: str, value) -> dict:
+        if self.unless is not _ALWAYS and value == self.unless:
+            return {}
+        return {self.key or name: copy.deepcopy(value)}
+
+
+def identity_of(cfg, *, only=None) -> dict:
+    """{key: value} of the options of `cfg` marked as identity (those of the option groups
+    in `only`, when given), in the order the config declares them."""
+    names = None if only is None else {f.name for g in only for f in dataclasses.fields(g)}
+    ident = {}
+    for f in fields_in_order(type(cfg)):
+        mark = f.metadata.get("identity")
+        if mark and (names is None or f.name in names):
+            ident.update(mark.entry(f.name, getattr(cfg, f.name)))
+    return ident
+
+
 def fields_in_order(cls) -> list:
-    """The stage's own fields first, then those of the option groups it inherits."""
-    own = list(vars(cls).get("__annotations__", {}))
+    """The stage's own fields first, then those of each option group it inherits, in the
+    order it lists them (a field a stage overrides stays among its own)."""
     every = {f.name: f for f in dataclasses.fields(cls)}
-    return [every[n] for n in own if n in every] + [f for n, f in every.items()
-                                                     if n not in own]
+    order = [n for c in cls.__mro__ for n in vars(c).get("__annotations__", {}) if n in every]
+    return [every[n] for n in dict.fromkeys(order)]
 
 
 def default_of(f: dataclasses.Field):
@@ -94,7 +144,11 @@ def add_flags(parser: argparse.ArgumentParser, cls, skip=(), unset=()) -> None:
             kw = _argument(f, hints[f.name])
             if f.name in unset:
                 kw.update(default=None, required=False)
-            parser.add_argument("--" + name.replace("_", "-"), dest=f.name, **kw)
+            if f.metadata.get("positional"):
+                kw = {k: v for k, v in kw.items() if k in ("help", "metavar", "nargs")}
+                parser.add_argument(f.name, **kw)
+            else:
+                parser.add_argument("--" + name.replace("_", "-"), dest=f.name, **kw)
 
 
 def _argument(f: dataclasses.Field, hint) -> dict:
@@ -108,14 +162,15 @@ def _argument(f: dataclasses.Field, hint) -> dict:
     if meta.get("const") is not None:
         kw.update(nargs="?", const=meta["const"])
     if base is bool:
-        return dict(kw, action=argparse.BooleanOptionalAction)
+        return dict(kw, action="store_true" if meta.get("switch") else
+                    argparse.BooleanOptionalAction)
     if meta.get("choices"):          # shown, and checked by check_choices: one sentence
         kw.setdefault("metavar", "{" + ",".join(map(str, meta["choices"])) + "}")
     parse = meta.get("parse")
     if base is list and not meta.get("one_word"):
         kw["type"] = parse or _item_type(hint)
         return dict(kw, action="append", default=None) if meta.get("repeat") \
-            else dict(kw, nargs="+")
+            else dict(kw, nargs=meta.get("length") or "+")
     kw["type"] = parse or {dict: json.loads}.get(base, base if base in (int, float) else str)
     return kw
 
@@ -148,18 +203,24 @@ def from_args(cls, args: argparse.Namespace, prefix: str = ""):
     return config_from_dict(cls, data, prefix)
 
 
-def add_stage_command(subparsers, name: str, help: str, cls, run: str) -> None:
+def add_stage_command(subparsers, name: str, help: str, cls, run: str):
     """`gankit <name>`: flags from config class `cls`; the config they give is passed to
-    `run` ('module:function', imported when the command runs)."""
+    `run` ('module:function', imported when the command runs). Returns its parser."""
     p = subparsers.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".",
                               formatter_class=HelpFormatter)
     add_flags(p, cls)
 
     def command(args) -> None:
-        import importlib
-        module, _, function = run.partition(":")
-        getattr(importlib.import_module(module), function)(from_args(cls, args))
+        load(run)(from_args(cls, args))
     p.set_defaults(func=command)
+    return p
+
+
+def load(name: str):
+    """'package.module:attribute' -> the attribute (its module imported)."""
+    import importlib
+    module, _, attribute = name.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 class HelpFormatter(argparse.HelpFormatter):

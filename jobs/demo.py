@@ -29,11 +29,11 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gankit.report import pair_failure, pair_passes, render_html
 from gankit.report.gates import KNOWN
-from jobs.config import require
+from jobs.config import option, require
 from jobs.report import ReportConfig, run_report
 
 log = logging.getLogger("gankit")
@@ -45,22 +45,33 @@ PAIRS = [["eyeglasses", ["old"]], ["old", ["eyeglasses"]], ["blond_hair", ["dark
 
 @dataclass
 class DemoConfig:
-    out: str = "demo_out"              # output folder (or URL)
-    count: int = 20000                 # training samples for the fit
-    heldout: int = 240                 # fresh samples edited for the report
-    edit_strength: float = 3.0         # d: edits go to signed distance -d .. d in W
-    selection: str = "threshold"       # fit on every sample, labelled logit > 0 (see above) ...
-    fraction: float = 0.02             # ... or 'extremes': InterFaceGAN's top/bottom fraction
-    workers: int = 2                   # CPU actors (the Ray cluster gets workers + 2 CPUs)
-    rows_per_part: int = 2500          # sample part size (parts are the unit of parallelism)
-    seed: int = 0                      # training samples' seed; held-out use seed + 1
-    pairs: list = field(default_factory=lambda: [list(p) for p in PAIRS])
-    ppl_samples: int = 400             # PPL paths per space (full sampling; 0 = skip PPL)
-    separability_rows: int = 20000     # sample rows read for the Z/W separability (0 = skip)
-    directions: int = 5                # top SeFa and PCA directions, annotated (0 = skip)
-    direction_samples: int = 16        # samples edited to annotate each direction
-    inversion_faces: int = 8           # toy renders inverted per mode (0 = skip step 5)
-    inversion_steps: int = 100         # optimize-mode steps; the hybrid gets half
+    """The demo's settings: the flags set the first seven, a caller the rest."""
+    out: str = option("demo_out", "output folder (or URL)")
+    count: int = option(20000, "training samples for the fit")
+    heldout: int = option(240, "held-out samples: fresh ones edited for the report")
+    edit_strength: float = option(3.0, "W distance d: edits go to signed distance -d .. d")
+    workers: int = option(2, "CPU actors (the Ray cluster gets workers + 2 CPUs)")
+    ppl_samples: int = option(400, "PPL paths per space (full sampling; 0 = skip PPL)")
+    selection: str = option("threshold", "boundary fit: every sample, labelled logit > 0 "
+                                         "(threshold), or InterFaceGAN's top and bottom "
+                                         "--fraction (extremes)",
+                            choices=("extremes", "threshold"))
+    fraction: float = option(0.02, "extremes: the top and bottom share kept", flag=False)
+    rows_per_part: int = option(2500, "sample part size (parts are the unit of parallelism)",
+                                flag=False)
+    seed: int = option(0, "training samples' seed; held-out ones use seed + 1", flag=False)
+    pairs: list = option([list(p) for p in PAIRS], "conditional boundaries fitted: "
+                         "[target, [conditions]]", flag=False)
+    separability_rows: int = option(20000, "sample rows read for the Z / W separability "
+                                           "(0 = skip)", flag=False)
+    directions: int = option(5, "top SeFa and PCA directions, annotated (0 = skip)",
+                             flag=False)
+    direction_samples: int = option(16, "samples edited to annotate each direction",
+                                    flag=False)
+    inversion_faces: int = option(8, "toy renders inverted per mode (0 = skip step 5)",
+                                  flag=False)
+    inversion_steps: int = option(100, "optimize-mode steps; the hybrid gets half",
+                                  flag=False)
 
     def validate(self) -> None:
         require(self.count >= 100, "count", f"must be >= 100 (got {self.count})")
@@ -277,17 +288,3 @@ def rewrite_with_summary(root: str, report: dict) -> None:
     out.write_bytes("report.html", render_html(report, figs).encode())
 
 
-def register(subparsers) -> None:
-    d = subparsers.add_parser("demo", help="the whole pipeline on the bundled toy model")
-    d.add_argument("--out", default="demo_out", help="output folder")
-    d.add_argument("--count", type=int, default=20000, help="training samples")
-    d.add_argument("--heldout", type=int, default=240, help="held-out samples edited")
-    d.add_argument("--edit-strength", type=float, default=3.0, help="W distance d")
-    d.add_argument("--workers", type=int, default=2, help="CPU actors")
-    d.add_argument("--ppl-samples", type=int, default=400, help="PPL paths per space")
-    d.add_argument("--selection", default="threshold", choices=["extremes", "threshold"],
-                   help="boundary fit: every sample labelled logit > 0, or InterFaceGAN's "
-                        "top/bottom 2%%")
-    d.set_defaults(func=lambda a: run_demo(DemoConfig(
-        out=a.out, count=a.count, heldout=a.heldout, edit_strength=a.edit_strength,
-        workers=a.workers, ppl_samples=a.ppl_samples, selection=a.selection)) and 0)

@@ -18,8 +18,8 @@ from typing import Optional
 from gankit.published import DirectionFileError
 from jobs import storage
 from jobs.boundary_index import INDEX
-from jobs.config import ConfigError, check_choices, option, require
-from jobs.options import StorageOptions
+from jobs.config import ConfigError, check_choices, option, override, require
+from jobs.options import MODEL_HELP, ModelOptions, StorageOptions
 
 log = logging.getLogger("gankit")
 
@@ -28,14 +28,14 @@ log = logging.getLogger("gankit")
 class DirectionImportConfig(StorageOptions):
     file: str = option("", "the direction file: InterFaceGAN .npy, e4e/pSp .pt tensor, or "
                            "GANSpace PCA .pt dict (a local path or fsspec URL)",
-                       required=True, flag=False)
+                       required=True, positional=True)
     name: str = option("", "NAME of the boundaries: SPACE/NAME in the index (GANSpace: "
                            "w/NAME_0, w/NAME_1, ...)", required=True)
     space: str = option("w", "latent space the direction lives in", choices=("z", "w"))
     out: str = option("", "boundary index URL (a fit output): boundaries.json is created, or "
                           "extended", required=True)
-    model: Optional[str] = option(None, "generator ('toy' or a checkpoint) whose Z / W width "
-                                        "the direction must have")
+    model: Optional[str] = override(ModelOptions, "model", None, help=MODEL_HELP + ": the "
+                                    "direction must have its Z / W width (default: unchecked)")
     components: Optional[int] = option(None, "GANSpace: import the first K components "
                                              "(default: all)")
     replace: bool = option(False, "replace boundaries of the same name imported before from "

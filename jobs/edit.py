@@ -66,10 +66,10 @@ from gankit.latents import to_ws
 from jobs import config, options, runtime, storage
 from jobs.boundary_index import fingerprint, resolve_boundaries
 from jobs.conditioning import generator_facts, needs_facts, one_hot_rows
-from jobs.config import layer_span, option, public_config, require
+from jobs.config import Joins, layer_span, option, override, public_config, require
 from jobs.cpu_pool import CpuPool, StepWriter, gather
-from jobs.options import (ActorOptions, ClassifierOptions, IdentityOptions, ImageOptions,
-                          StorageOptions)
+from jobs.options import (ActorOptions, BatchOptions, ClassifierOptions, IdentityOptions,
+                          ImageOptions, ModelOptions, StorageOptions, TruncationOptions)
 from jobs.rendering import load_models, render_and_label, setup_device
 from jobs.runtime import PartWorker
 from jobs.stages.edit_inputs import (check_dims, check_generator, check_widths, id_column,
@@ -79,38 +79,47 @@ from jobs.storage import PartSpec, Store
 
 
 @dataclass
-class EditConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions,
-                 IdentityOptions):
-    latents: str = option("", "latents dataset URL: an id column and z and/or w | wp "
-                              "(a sample or invert output)", required=True)
-    out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
+class EditOptions:
+    """Which edits: the boundaries, the strengths along each, how they move a latent."""
     boundaries: list = option([], "names in the index (w/smile) or .npz paths / URLs "
                                   "(a config file may leave it empty: every indexed one)",
                               required=True)
     index: Optional[str] = option(None, "fit output URL holding boundaries.json (for names)")
-    strengths: list[float] = option([-3.0, 0.0, 3.0], "edit strengths, for every boundary")
+    strengths: list[float] = option([-3.0, 0.0, 3.0], "edit strengths, for every boundary",
+                                    identity=True)
     mode: str = option("shift", "shift: move by t; to_distance: move to signed distance t",
-                       choices=MODES)
+                       choices=MODES, identity=True)
     layers: Optional[list] = option(None, "W+ layers [start, stop) a w boundary edits "
                                           "(default: all)", parse=layer_span, one_word=True,
-                                    metavar="START-STOP")
-    count: Optional[int] = option(None, "edit the first N input rows only")
-    keep_original: bool = option(False, "add the unedited image as column `original`")
+                                    metavar="START-STOP", identity=True)
+
+
+@dataclass
+class EditConfig(EditOptions, ModelOptions, TruncationOptions, BatchOptions, ActorOptions,
+                 ImageOptions, ClassifierOptions, StorageOptions, IdentityOptions):
+    latents: str = option("", "latents dataset URL: an id column and z and/or w | wp "
+                              "(a sample or invert output)", required=True, identity=True)
+    out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
+    count: Optional[int] = option(None, "edit the first N input rows only", identity=True)
+    keep_original: bool = option(False, "add the unedited image as column `original`",
+                                 identity=True)
+    # added later, so it joins the identity only when on: older outputs still resume
     keep_input: bool = option(False, "add the inverted image (the latents' `target` column) "
-                                     "as column `input`")
+                                     "as column `input`", identity=Joins(unless=False))
     keep_latent: bool = option(False, "add each edited latent beside its image: column `w` "
                                       "when every edit is one w per row, else `wp` (W+)")
     stored_noise: bool = option(True, "render with the latents' `noise` maps where they hold "
                                       "them (--no-stored-noise: G's const noise)")
-    model: str = option("toy", "generator: the one the latents come from")
     classifier: Optional[str] = option("toy", "rescoring classifier ('' = none: no logit "
-                                              "columns)", parse=lambda text: text or None)
-    truncation: Optional[float] = option(None, "psi for mapping edited z (default: the "
-                                               "sample job's)")
-    truncation_cutoff: Optional[int] = option(None, "with --truncation: the W+ layers "
-                                                    "truncated")
-    micro_batch: int = option(16, "edits per model call (outputs depend on it)")
-    batch_size: int = option(256, "edits per actor step and Parquet row group (a memory knob)")
+                                              "columns)", parse=lambda text: text or None,
+                                       identity=True)
+    # the identity holds the (psi, cutoff) the edits map z with, the sample job's by default
+    truncation: Optional[float] = override(TruncationOptions, "truncation", None,
+                                           help="psi for mapping edited z (default: the "
+                                                "sample job's)", identity=False)
+    truncation_cutoff: Optional[int] = override(TruncationOptions, "truncation_cutoff", None,
+                                                help="with --truncation: the W+ layers "
+                                                     "truncated", identity=False)
 
     def validate(self) -> None:
         require(bool(self.latents), "latents", "must be the URL of a sample dataset")
@@ -124,8 +133,22 @@ class EditConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions,
                 0 <= self.layers[0] < self.layers[1]), "layers",
                 f"must be [start, stop] with 0 <= start < stop (got {self.layers!r})")
         require(self.count is None or self.count >= 1, "count", f"must be >= 1 (got {self.count})")
-        require(bool(self.model), "model", "must name a generator ('toy' or a path)")
         options.validate(self)
+
+    def identity(self, precision: str, boundaries: list, truncation: tuple,
+                 noise_stored: bool, latent: Optional[str]) -> dict:
+        """What the edits depend on: a rerun must match it to resume. boundaries: the
+        resolved [(name, Boundary)]; truncation: (psi, cutoff) as mapped; noise_stored: the
+        latents hold `noise` maps; latent: the column keep_latent writes."""
+        identity = dict(config.identity_of(self), boundaries=[n for n, _ in boundaries],
+                        geometry=fingerprint(boundaries), truncation=list(truncation))
+        if self.stored_noise and noise_stored:     # added later: joins only when on
+            identity["stored_noise"] = True
+        identity.update(self.identity_key())
+        if latent:
+            identity["keep_latent"] = latent
+        identity.update(options.identity(self, precision))
+        return identity
 
 
 # ----------------------------------------------------------------------------------------
@@ -385,18 +408,7 @@ def run_edit(cfg: EditConfig) -> dict:
               "id_name": id_name, "device": actors.device, "precision": precision,
               "cpus": actors.num_cpus,
               "latent": latent}
-    identity = {"latents": cfg.latents, "boundaries": [n for n, _ in boundaries],
-                "geometry": fingerprint(boundaries), "strengths": list(cfg.strengths),
-                "mode": cfg.mode, "layers": cfg.layers, "count": cfg.count,
-                "keep_original": cfg.keep_original, "model": cfg.model,
-                "classifier": cfg.classifier, "truncation": list(truncation),
-                "micro_batch": cfg.micro_batch}
-    # added later, so they join the identity only when on: older outputs still resume
-    identity.update({k: True for k, on in (("keep_input", cfg.keep_input), ("stored_noise",
-                     cfg.stored_noise and "noise" in schema.names)) if on})
-    identity.update(cfg.identity_key())
-    if latent:
-        identity["keep_latent"] = latent
-    identity.update(options.identity(cfg, precision))
+    identity = cfg.identity(precision, boundaries, truncation,
+                            "noise" in schema.names, latent)
     return runtime.run_parts("edit", out, plan, Editor, kwargs, identity, public_config(cfg),
                              actors)

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from gankit.boundaries import SELECTIONS, SOLVERS
 from gankit.data import attribute_names, field_shape, latent_dim
-from jobs import storage
+from jobs import config, storage
 from jobs.boundary_index import INDEX
 from jobs.config import ConfigError, check_choices, layer_span, option, public_config, require
 from jobs.options import StorageOptions
@@ -50,25 +50,29 @@ def condition(text: str) -> list:
 @dataclass
 class FitConfig(StorageOptions):
     samples: str = option("", "sample dataset URL (latents + logit_<attr> columns)",
-                          required=True)
+                          required=True, identity=True)
     out: str = option("", "output URL (boundaries/ and boundaries.json)", required=True)
     attributes: Optional[list] = option(None, "attributes to fit (default: every logit_<attr> "
                                               "column)")
-    spaces: list = option(["z", "w"], "latent spaces to fit in", choices=("z", "w", "wp"))
+    spaces: list = option(["z", "w"], "latent spaces to fit in", choices=("z", "w", "wp"),
+                          identity=True)
     wp_layers: list = option([], "W+ layer ranges fitted when spaces has wp, e.g. 0-4 4-8",
-                             parse=layer_span, metavar="START-STOP")
+                             parse=layer_span, metavar="START-STOP", identity=True)
     selection: str = option("extremes", "extremes: InterFaceGAN's top and bottom by score; "
                                         "threshold: every sample, labelled logit > 0",
-                            choices=SELECTIONS)
-    fraction: float = option(0.02, "extremes: the top and bottom share kept by score ...")
-    count: Optional[int] = option(None, "... or this many at each end (overrides fraction)")
-    val_fraction: float = option(0.3, "share of the kept samples held out for validation")
-    seed: int = option(0, "train/validation split seed")
+                            choices=SELECTIONS, identity=True)
+    fraction: float = option(0.02, "extremes: the top and bottom share kept by score ...",
+                             identity=True)
+    count: Optional[int] = option(None, "... or this many at each end (overrides fraction)",
+                                  identity=True)
+    val_fraction: float = option(0.3, "share of the kept samples held out for validation",
+                                 identity=True)
+    seed: int = option(0, "train/validation split seed", identity=True)
     solver: str = option("auto", "linear classifier: auto picks by selection and size "
-                                 "(BENCHMARKS.md)", choices=SOLVERS)
+                                 "(BENCHMARKS.md)", choices=SOLVERS, identity=True)
     conditions: list = option([], "conditional boundary of TARGET on A, B (repeatable)",
                               parse=condition, repeat=True, flag="condition",
-                              metavar="TARGET:A[,B...]")
+                              metavar="TARGET:A[,B...]", identity=True)
 
     def validate(self) -> None:
         check_choices(self)
@@ -236,9 +240,7 @@ def save_entry(out, boundary, space_name: str, attr: str, conds: list) -> dict:
 def fit_identity(cfg: FitConfig, src, attributes: list) -> dict:
     """What the boundaries depend on: the fit settings and the samples' own identity."""
     manifest = storage.read_manifest(src) or {}
-    keys = ("samples", "spaces", "wp_layers", "selection", "fraction", "count", "val_fraction",
-            "seed", "solver", "conditions")
-    ident = {k: getattr(cfg, k) for k in keys}
+    ident = config.identity_of(cfg)
     ident.update(attributes=attributes, sample_identity=manifest.get("identity"),
                  sample_rows=manifest.get("rows"))
     return json.loads(json.dumps(ident, default=str))

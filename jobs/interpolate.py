@@ -28,7 +28,7 @@ import numpy as np
 
 from jobs import config
 from jobs.config import option, require
-from jobs.options import StorageOptions
+from jobs.options import DEVICES, ModelOptions, StorageOptions
 
 
 def id_list(text: str) -> list:
@@ -57,14 +57,13 @@ def check_cells(cells: int, field: str, shape: str) -> None:
 
 
 @dataclass
-class FigureOptions(StorageOptions):
+class FigureOptions(ModelOptions, StorageOptions):
     """What a figure renders from and where it goes."""
     out: str = option("", "output folder (local path or fsspec URL)", required=True)
-    model: str = option("toy", "generator: 'toy', a checkpoint path or package.module:factory")
     latents: str = option("", "an inverted dataset (gankit invert's output) whose w / wp rows "
                               "the --ids name (default: sources are seeds)")
     truncation_psi: float = option(1.0, "truncation of seeded latents (1 = none)")
-    device: str = option("auto", "cuda when available, or cpu", choices=("auto", "cuda", "cpu"))
+    device: str = option("auto", "cuda when available, or cpu", choices=DEVICES)
     scale: int = option(0, "nearest upscale of each cell (0: up to 128 px a side)")
 
     def check_figure(self) -> None:
@@ -322,12 +321,3 @@ def run_style_mix(cfg: StyleMixConfig) -> dict:
     doc["grid"] = write_figure(cfg, "style_mix", cells, [""] + rows, [""] + cols, doc)
     print(f"wrote {doc['grid']}")
     return doc
-
-
-def register(subparsers) -> None:
-    config.add_stage_command(subparsers, "interpolate", "interpolate between seeds or "
-                             "inverted images: a grid (+ GIF / WebP)", InterpolateConfig,
-                             "jobs.interpolate:run_interpolate")
-    config.add_stage_command(subparsers, "style-mix", "StyleGAN's style-mixing grid of "
-                             "seeds or inverted images", StyleMixConfig,
-                             "jobs.interpolate:run_style_mix")

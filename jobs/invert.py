@@ -56,11 +56,12 @@ from gankit.identity import IDENTITY_COLUMNS, identity_scores, load_measure
 from gankit.inversion import HYBRID_SCHEDULES, LOSSES, MODES, PIVOTS
 from gankit.inversion import InversionConfig as Inversion
 from jobs import config, options, runtime, storage
-from jobs.config import option, public_config, require
+from jobs.config import Joins, option, public_config, require
 from jobs.cpu_pool import CpuPool, StepWriter, gather
 from jobs.image_inputs import (ImageInputOptions, ImageInputs, conform, decode_item, part_tables,
                                plan_image_inputs, write_bad_file)
-from jobs.options import ActorOptions, IdentityOptions, ImageOptions, StorageOptions
+from jobs.options import (ActorOptions, IdentityOptions, ImageOptions, ModelOptions,
+                          StorageOptions)
 from jobs.rendering import load_models, setup_device
 from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, Store
@@ -73,14 +74,13 @@ PTI_KEYS = ("pti_pivot", "pti_steps", "pti_lr", "pti_rank", "pti_stop", "pti_loc
 
 
 @dataclass
-class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions,
-                   IdentityOptions):
+class InvertConfig(ModelOptions, ActorOptions, ImageOptions, StorageOptions,
+                   ImageInputOptions, IdentityOptions):
     images: str = option("", "input URL: a directory of Parquet files with an image and an "
                              "id column, a folder of images, a glob or a .txt list of image "
-                             "URLs", required=True)
+                             "URLs", required=True, identity=True)
     out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
-    model: str = option("toy", "generator: 'toy', a checkpoint path or package.module:factory")
-    space: str = option(Inversion.space, "w, or wp (W+)", choices=("w", "wp"))
+    space: str = option(Inversion.space, "w, or wp (W+)", choices=("w", "wp"), identity=True)
     mode: str = option(Inversion.mode, "optimize: from w_avg (the loss: --loss); encode: the "
                                    "encoder's w+ (0 steps, "
                                    "needs --space wp); hybrid: the encoder's w+ refined by "
@@ -98,23 +98,27 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
                                                      "checkpoint's n_iters_per_batch)",
                                                metavar="N")
     steps: int = option(Inversion.steps, "optimisation steps per image, NVIDIA's count "
-                                         "(hybrid: the refinement steps; encode ignores it)")
+                                         "(hybrid: the refinement steps; encode ignores it)",
+                        identity=True)
     feature_net: Optional[str] = option(None, "perceptual features: 'toy', NVIDIA's vgg16.pt, "
                                               "a TorchScript or .pt2 file (default: none, "
-                                              "pixel MSE only)")
+                                              "pixel MSE only)", identity=True)
     loss: str = option(Inversion.loss, "mse+perceptual: mse_weight * pixel MSE + "
                                        "perceptual_weight * feature distance from G's w_avg "
                                        "(NVIDIA's schedule plus a pixel term); nvidia: "
                                        "NVIDIA's projector, the feature distance alone (give "
                                        "its vgg16.pt) from the mean of 10,000 mapped z",
-                       choices=LOSSES)
-    mse_weight: float = option(Inversion.mse_weight, "pixel MSE weight (loss mse+perceptual)")
-    perceptual_weight: float = option(Inversion.perceptual_weight, "feature distance weight")
+                       choices=LOSSES,    # added later: older outputs (this loss) resume
+                       identity=Joins(unless="mse+perceptual"))
+    mse_weight: float = option(Inversion.mse_weight, "pixel MSE weight (loss mse+perceptual)",
+                               identity=True)
+    perceptual_weight: float = option(Inversion.perceptual_weight, "feature distance weight",
+                                      identity=True)
     optimize_noise: bool = option(Inversion.optimize_noise, "optimise per-image noise maps",
-                                  flag="noise")
+                                  flag="noise", identity=True)
     noise_reg_weight: float = option(Inversion.noise_reg_weight,
-                                     "noise autocorrelation penalty (NVIDIA's)")
-    lr: float = option(Inversion.lr, "Adam's initial learning rate")
+                                     "noise autocorrelation penalty (NVIDIA's)", identity=True)
+    lr: float = option(Inversion.lr, "Adam's initial learning rate", identity=True)
     hybrid_schedule: str = option(Inversion.hybrid_schedule, "mode hybrid: fast (Adamax at "
                                   "--hybrid-lr, its own ramps: 1000-step quality in 100-200 "
                                   "steps) or nvidia (Adam at --lr with NVIDIA's ramps, "
@@ -122,18 +126,25 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
                                   "it)", choices=HYBRID_SCHEDULES)
     hybrid_lr: float = option(Inversion.hybrid_lr, "the fast hybrid's peak learning rate")
     early_stop_loss: Optional[float] = option(None, "freeze an image once its loss is below "
-                                                    "this")
-    seed: int = option(Inversion.seed, "the image at row i draws from (seed, i)")
-    save_noise: bool = option(False, "store the optimised noise maps")
-    keep_target: bool = option(False, "store the prepared input image beside the result")
-    image_column: str = option("image", "struct {bytes, path} column of PNG, JPEG or WebP bytes")
+                                                    "this", identity=True)
+    seed: int = option(Inversion.seed, "the image at row i draws from (seed, i)", identity=True)
+    save_noise: bool = option(False, "store the optimised noise maps", identity=True)
+    keep_target: bool = option(False, "store the prepared input image beside the result",
+                               identity=True)
+    image_column: str = option("image", "struct {bytes, path} column of PNG, JPEG or WebP bytes",
+                               identity=True)
     id_column: Optional[str] = option(None, "id column (default: sample_id if present, else "
-                                            "image_id)")
-    max_aspect: float = option(2.0, "more elongated images become error records")
-    batch_size: int = option(16, "images optimised together (part of the identity)")
+                                            "image_id)", identity=True)
+    max_aspect: float = option(2.0, "more elongated images become error records",
+                               identity=True)
+    # not StepOptions' batch_size: batched kernels round differently, so the results
+    # depend on it (and no micro_batch splits it)
+    batch_size: int = option(16, "images optimised together (part of the identity)",
+                             identity=True)
     class_index: Optional[int] = option(None, "a conditional generator's class K: every image "
                                               "is inverted with its label, starting at its "
-                                              "mean w", flag="class", metavar="K")
+                                              "mean w", flag="class", metavar="K",
+                                        identity=Joins("class", unless=None))
     pti_pivot: str = option(Inversion.pti_pivot, "mode pti: the pivot's mode, run with "
                                                  "--space, --steps, --lr ... (PTI: optimize "
                                                  "in w)", choices=PIVOTS)
@@ -152,7 +163,6 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
     def validate(self) -> None:
         require(bool(self.images), "images", "must be the URL of an image dataset")
         require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
-        require(bool(self.model), "model", "must name a generator ('toy' or a path)")
         require(self.pivot_mode() != "encode" or self.space == "wp", "space",
                 "must be 'wp' with mode 'encode': the encoder outputs W+ latents (use mode "
                 "'hybrid' to start a W optimisation from their layer mean)")
@@ -188,20 +198,13 @@ class InvertConfig(ActorOptions, ImageOptions, StorageOptions, ImageInputOptions
                 f"must be >= 0 (got {self.pti_locality})")
 
     def identity(self, precision: str) -> dict:
-        keys = ("images", "model", "space", "steps", "feature_net", "mse_weight",
-                "perceptual_weight", "optimize_noise", "noise_reg_weight", "lr",
-                "early_stop_loss", "seed", "save_noise", "keep_target", "image_column",
-                "id_column", "max_aspect", "batch_size")
-        ident = {k: getattr(self, k) for k in keys}
+        """The options the results depend on, then those that join by mode."""
+        ident = config.identity_of(self)
         if self.mode != "optimize":   # added later: outputs of the optimize mode still resume
             ident.update(mode=self.mode, encoder=self.encoder_spec())
             if self.encoder_iterations is not None:
                 ident["encoder_iterations"] = self.encoder_iterations
         ident.update(self.identity_key())
-        if self.loss != "mse+perceptual":   # likewise
-            ident["loss"] = self.loss
-        if self.class_index is not None:
-            ident["class"] = self.class_index
         if self.mode == "pti":
             ident.update({k: getattr(self, k) for k in PTI_KEYS})
         if self.pivot_mode() == "hybrid" and self.hybrid_schedule != "nvidia":

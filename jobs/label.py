@@ -29,7 +29,7 @@ from jobs.config import option, public_config, require
 from jobs.cpu_pool import CpuPool, StepWriter, gather
 from jobs.image_inputs import (ImageInputOptions, ImageInputs, conform, decode_rows,
                                inputs_resolution, part_tables, plan_image_inputs, write_bad_file)
-from jobs.options import ActorOptions, ClassifierOptions, StorageOptions
+from jobs.options import ActorOptions, BatchOptions, ClassifierOptions, StorageOptions
 from jobs.rendering import classify, setup_device
 from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, Store
@@ -38,22 +38,22 @@ log = logging.getLogger("gankit")
 
 
 @dataclass
-class LabelConfig(ActorOptions, ClassifierOptions, StorageOptions, ImageInputOptions):
+class LabelConfig(BatchOptions, ActorOptions, ClassifierOptions, StorageOptions,
+                  ImageInputOptions):
     images: str = option("", "input URL: a directory of Parquet files with an image column, "
                              "a folder of images, a glob or a .txt list of image URLs",
-                         required=True)
+                         required=True, identity=True)
     out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
     classifier: str = option("toy", "'toy', a .pt / .pt2 / .safetensors file or "
-                                    "package.module:factory")
-    image_column: str = option("image", "struct {bytes, path} column of PNG, JPEG or WebP bytes")
+                                    "package.module:factory", identity=True)
+    image_column: str = option("image", "struct {bytes, path} column of PNG, JPEG or WebP bytes",
+                               identity=True)
     id_column: Optional[str] = option(None, "id column (default: sample_id if present, else "
-                                            "image_id)")
+                                            "image_id)", identity=True)
     resolution: Optional[int] = option(None, "required image size (default: the first good "
-                                             "image's)")
+                                             "image's)", identity=True)
     keep_columns: Optional[list] = option(None, "input columns copied to the output (default: "
-                                                "all but the image column)")
-    micro_batch: int = option(16, "rows per model call (outputs depend on it)")
-    batch_size: int = option(256, "rows per actor step and Parquet row group (a memory knob)")
+                                                "all but the image column)", identity=True)
 
     def validate(self) -> None:
         require(bool(self.images), "images", "must be the URL of an image dataset")
@@ -64,10 +64,7 @@ class LabelConfig(ActorOptions, ClassifierOptions, StorageOptions, ImageInputOpt
         options.validate(self)
 
     def identity(self, precision: str) -> dict:
-        keys = ("images", "classifier", "image_column", "id_column", "resolution",
-                "keep_columns", "micro_batch")
-        ident = {k: getattr(self, k) for k in keys}
-        return dict(ident, **options.identity(self, precision))
+        return dict(config.identity_of(self), **options.identity(self, precision))
 
 
 # ----------------------------------------------------------------------------------------

@@ -29,8 +29,8 @@ import numpy as np
 import pyarrow as pa
 
 from jobs import config, options, runtime, storage
-from jobs.config import option, public_config, require
-from jobs.options import ActorOptions, StorageOptions
+from jobs.config import Joins, option, override, public_config, require
+from jobs.options import ActorOptions, MicroBatchOptions, ModelOptions, StorageOptions
 from jobs.rendering import load_models, setup_device
 from jobs.runtime import PartWorker
 from jobs.storage import PartSpec
@@ -39,7 +39,7 @@ PPL_SCHEMA = pa.schema([pa.field("path", pa.int64()), pa.field("distance", pa.fl
 
 
 @dataclass
-class MetricsConfig(ActorOptions, StorageOptions):
+class MetricsConfig(ModelOptions, MicroBatchOptions, ActorOptions, StorageOptions):
     out: str = option("", "output URL: metrics.json and ppl_<space>/ parts", required=True)
     samples: str = option("", "separability: a sample dataset with z, w and logit_* columns "
                               "(default: skip separability)")
@@ -47,25 +47,25 @@ class MetricsConfig(ActorOptions, StorageOptions):
                                                     "the paper's 200,000)")
     keep_fraction: float = option(0.5, "separability: per attribute, the most confident "
                                        "share kept")
-    model: str = option("toy", "PPL generator: 'toy', a checkpoint path or "
-                               "package.module:factory")
     feature_net: str = option("toy", "PPL distance: 'toy', NVIDIA's vgg16.pt, a TorchScript "
-                                     "or .pt2 file")
-    ppl_paths: int = option(0, "PPL paths per space (the paper's 100,000; 0 = skip PPL)")
+                                     "or .pt2 file", identity=True)
+    ppl_paths: int = option(0, "PPL paths per space (the paper's 100,000; 0 = skip PPL)",
+                            identity=True)
     ppl_spaces: list = option(["z", "w"], "PPL spaces", choices=("z", "w"))
     sampling: str = option("full", "PPL path ends: full (t ~ U(0, 1)) or end (t = 0)",
-                           choices=("full", "end"))
-    epsilon: float = option(1e-4, "PPL step along the path")
+                           choices=("full", "end"), identity=True)
+    epsilon: float = option(1e-4, "PPL step along the path", identity=True)
     crop: bool = option(False, "PPL on the central face region, as NVIDIA's ppl_zfull, "
                                "ppl_wfull, ppl_zend and ppl_wend (their published FFHQ "
-                               "numbers); its box downsample follows theirs")
+                               "numbers); its box downsample follows theirs",
+                        identity=Joins(unless=False))
     noise: str = option("random", "PPL noise maps: random (NVIDIA's: fresh noise, here drawn "
                                   "per path from (seed, path), so any sharding gives the same "
                                   "values) or const (G's constant noise, as older gankit outputs)",
-                        choices=("random", "const"))
-    seed: int = option(0, "PPL paths and the separability SVM splits")
-    micro_batch: int = option(64, "paths per model call (part of the job's identity)")
-    rows_per_part: int = option(1024, "paths per part: a multiple of micro_batch")
+                        choices=("random", "const"), identity=Joins(unless="const"))
+    seed: int = option(0, "PPL paths and the separability SVM splits", identity=True)
+    micro_batch: int = override(MicroBatchOptions, "micro_batch", 64)   # rows: PPL paths
+    rows_per_part: int = option(1024, "paths per part: a multiple of micro_batch", identity=True)
 
     def validate(self) -> None:
         require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
@@ -95,14 +95,10 @@ class MetricsConfig(ActorOptions, StorageOptions):
         return "fp32" if self.precision == "auto" else self.precision
 
     def ppl_identity(self, space: str) -> dict:
-        keys = ("model", "feature_net", "ppl_paths", "sampling", "epsilon", "seed",
-                "micro_batch", "rows_per_part")
-        ident = {"space": space, **{k: getattr(self, k) for k in keys}}
         # Outputs written before crop and noise existed used no crop and const noise: those
-        # values join the identity only when they differ, so such outputs resume under
+        # join the identity only when they differ (Joins), so such outputs resume under
         # --noise const, and the new default (random noise) never mixes with them.
-        ident.update({"crop": True} if self.crop else {})
-        ident.update({"noise": self.noise} if self.noise != "const" else {})
+        ident = {"space": space, **config.identity_of(self)}
         return dict(ident, **options.identity(self, self.ppl_precision()))
 
 
@@ -219,11 +215,6 @@ def few_samples(result: dict) -> list:
     for sentence in found:
         warnings.warn(sentence, CaveatWarning, stacklevel=2)
     return found
-
-
-def register(subparsers) -> None:
-    config.add_stage_command(subparsers, "metrics", "separability and PPL, Z vs W (sharded "
-                             "PPL)", MetricsConfig, "jobs.metrics:run_metrics")
 
 
 __all__ = ["MetricsConfig", "run_metrics", "sample_latents"]

@@ -2,16 +2,22 @@
 
 A stage's config inherits the groups it uses; the flags, the YAML keys and the checks of
 enumerated values come from jobs.config, the rules between fields from `validate` here, and
-what joins a job's identity from `identity`:
+what joins a job's identity from the options marked `identity=True` (jobs.config.identity_of)
+and, for the groups here, from `identity`:
 
     @dataclass
-    class SampleConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions):
+    class SampleConfig(SampleOptions, ActorOptions, ImageOptions, ClassifierOptions,
+                       StorageOptions):
         ...
+
+A stage whose default differs from the group's says so in one place:
+`micro_batch: int = override(MicroBatchOptions, "micro_batch", 64)`.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -21,6 +27,45 @@ from jobs.config import check_choices, option, require
 from jobs.runtime.cluster import RUNNERS
 
 DEVICES = ("auto", "cuda", "cpu")
+
+MODEL_HELP = ("generator: 'toy' (the bundled toy model), a checkpoint (NVIDIA's StyleGAN2-ADA "
+              "/ StyleGAN3 .pkl, a rosinality or pSp / e4e / ReStyle .pt, a gankit native "
+              "directory: config.json + model.safetensors), package.module:factory (a Python "
+              "entry point) or script:PATH (a z -> image TorchScript / .pt2 program)")
+
+
+@dataclass
+class ModelOptions:
+    """The generator a job loads."""
+    model: str = option("toy", MODEL_HELP, identity=True)
+
+
+@dataclass
+class TruncationOptions:
+    """The truncation trick on the latents a job maps from z: w_avg + psi (w - w_avg)."""
+    truncation: float = option(1.0, "truncation psi (1 = none)", identity=True)
+    truncation_cutoff: Optional[int] = option(None, "truncate only the first N W+ layers "
+                                                    "(default: all)", identity=True)
+
+
+@dataclass
+class StepOptions:
+    """How many rows an actor takes per step."""
+    batch_size: int = option(256, "rows per actor step and Parquet row group (a memory knob: "
+                                  "outputs do not depend on it)")
+
+
+@dataclass
+class MicroBatchOptions:
+    """How many rows one model call takes."""
+    micro_batch: int = option(16, "rows per model call: outputs depend on it (kernels pick "
+                                  "their algorithm by batch shape), so it is part of the "
+                                  "job's identity", identity=True)
+
+
+@dataclass
+class BatchOptions(MicroBatchOptions, StepOptions):
+    """Model calls and actor steps of a job that runs a model row by row."""
 
 
 @dataclass
@@ -133,6 +178,14 @@ def validate(cfg) -> None:
                 f"must be >= 0 (got {cfg.cpus_per_worker})")
         require(cfg.part_attempts >= 1, "part_attempts",
                 f"must be >= 1 (got {cfg.part_attempts})")
+    if isinstance(cfg, ModelOptions):
+        require(cfg.model is None or bool(cfg.model), "model",
+                "must name a generator ('toy' or a path)")
+    if isinstance(cfg, TruncationOptions):
+        require(cfg.truncation is None or math.isfinite(cfg.truncation), "truncation",
+                "must be a finite number")
+        require(cfg.truncation_cutoff is None or cfg.truncation_cutoff >= 1,
+                "truncation_cutoff", f"must be >= 1 or null (got {cfg.truncation_cutoff})")
     if isinstance(cfg, ImageCodecOptions):
         require(1 <= cfg.image_quality <= 100, "image_quality",
                 f"must be in 1..100 (got {cfg.image_quality})")

@@ -69,22 +69,26 @@ OUTPUTS = ("files", "parquet", "both")
 
 @dataclass
 class PasteBackConfig(ActorOptions, ImageCodecOptions, StorageOptions):
-    edits: str = option("", "an edit output of inverted `gankit align` faces", required=True)
+    edits: str = option("", "an edit output of inverted `gankit align` faces", required=True,
+                        identity=True)
     aligned: str = option("", "the `gankit align` output those faces came from",
-                          required=True)
+                          required=True, identity=True)
     out: str = option("", "output URL: Parquet parts, one row per (photo, boundary, "
                           "strength), and the photos under photos/", required=True)
-    strengths: Optional[list[float]] = option(None, "the strengths to paste (default: all)")
+    strengths: Optional[list[float]] = option(None, "the strengths to paste (default: all)",
+                                              identity=True)
     blend: str = option(Blend.kind, "face: only the face, the hull of the jaw and brows "
                                     "landmarks; square: the whole aligned square",
-                        choices=BLENDS)
+                        choices=BLENDS, identity=True)
     dilation: float = option(Blend.dilation, "face blend: the mask reaches this share of "
-                                             "the aligned square's side past the hull")
+                                             "the aligned square's side past the hull",
+                             identity=True)
     feather: float = option(Blend.feather, "the blend fades out over this share of the "
-                                           "aligned square's side, inside the mask's edge")
+                                           "aligned square's side, inside the mask's edge",
+                            identity=True)
     output: str = option("files", "files: image files under photos/, the Parquet rows "
                                   "holding their paths; parquet: the images in the Parquet "
-                                  "rows only; both", choices=OUTPUTS)
+                                  "rows only; both", choices=OUTPUTS, identity=True)
 
     def validate(self) -> None:
         for name in ("edits", "aligned", "out"):
@@ -98,8 +102,7 @@ class PasteBackConfig(ActorOptions, ImageCodecOptions, StorageOptions):
         return Blend(self.blend, self.dilation, self.feather)
 
     def identity(self) -> dict:
-        keys = ("edits", "aligned", "strengths", "blend", "dilation", "feather", "output")
-        return dict({k: getattr(self, k) for k in keys}, **options.identity(self, "fp32"))
+        return dict(config.identity_of(self), **options.identity(self, "fp32"))
 
 
 # ----------------------------------------------------------------------------------------
@@ -267,9 +270,3 @@ def run_paste_back(cfg: PasteBackConfig) -> dict:
     identity = dict(cfg.identity(), photo_parts=len(plan), edit_parts=digest)
     return runtime.run_parts("paste_back", out, plan, Paster, kwargs, identity,
                              public_config(cfg), actors)
-
-
-def register(subparsers) -> None:
-    config.add_stage_command(subparsers, "paste-back", "put edited faces back into the photos "
-                             "they were aligned from (CPU actors, one part of photos each)",
-                             PasteBackConfig, "jobs.paste_back:run_paste_back")

@@ -39,11 +39,11 @@ import dataclasses
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from jobs import options
-from jobs.config import ConfigError, choice, config_from_dict, require
-from jobs.options import ActorOptions
+from jobs.config import ConfigError, config_from_dict, option, override, require
+from jobs.options import ActorOptions, ModelOptions, StorageOptions
 from jobs.report import ReportConfig, run_report
 
 log = logging.getLogger("gankit")
@@ -58,30 +58,30 @@ FOLDERS = {"sample": "samples", "edit": "edits", "invert": "inverted", "align": 
 
 
 @dataclass
-class PipelineConfig(ActorOptions):
-    root: str = ""                     # output root URL; stages write to root/<stage>/
-    stages: list = field(default_factory=lambda: list(DEFAULT_STAGES))  # stages to run
-    model: str = "toy"                 # generator for sample and edit
-    classifier: str = "toy"            # classifier for sample labels and edit rescoring
-    storage: dict = field(default_factory=dict)   # fsspec options for every URL
-    sample: dict = field(default_factory=dict)    # SampleConfig fields
-    fit: dict = field(default_factory=dict)       # FitConfig fields
-    heldout: dict = field(default_factory=dict)   # SampleConfig fields of fresh samples
-    align: dict = field(default_factory=dict)     # AlignConfig fields (images: the photos)
-    invert: dict = field(default_factory=dict)    # InvertConfig fields (images: URL, or
-                                                  # the align stage's output when it runs)
-    edit: dict = field(default_factory=dict)      # EditConfig fields
-    paste_back: dict = field(default_factory=dict)  # PasteBackConfig fields (edits, aligned:
-                                                    # default root/edits, root/aligned)
-    report: dict = field(default_factory=dict)    # ReportConfig fields (fit, edits,
-                                                  # samples, out: root's by default)
+class PipelineConfig(ModelOptions, ActorOptions, StorageOptions):
+    """A config file's keys (no flags: `gankit run FILE`); the model, the actor options and
+    the storage options go to every stage that takes them, each section to its stage."""
+    root: str = option("", "output root URL; stages write to root/<stage>/", flag=False)
+    stages: list = option(list(DEFAULT_STAGES), "stages to run", choices=STAGES, flag=False)
+    model: str = override(ModelOptions, "model", "toy")     # (listed here: after stages)
+    classifier: str = option("toy", "classifier for sample labels and edit rescoring",
+                             flag=False)
+    sample: dict = option({}, "SampleConfig fields", flag=False)
+    fit: dict = option({}, "FitConfig fields", flag=False)
+    heldout: dict = option({}, "SampleConfig fields of fresh samples", flag=False)
+    align: dict = option({}, "AlignConfig fields (images: the photos)", flag=False)
+    invert: dict = option({}, "InvertConfig fields (images: URL, or the align stage's output "
+                              "when it runs)", flag=False)
+    edit: dict = option({}, "EditConfig fields", flag=False)
+    paste_back: dict = option({}, "PasteBackConfig fields (edits, aligned: default "
+                                  "root/edits, root/aligned)", flag=False)
+    report: dict = option({}, "ReportConfig fields (fit, edits, samples, out: root's by "
+                              "default)", flag=False)
 
     def validate(self) -> None:
         require(bool(self.root), "root", "must be the output root URL (a path or s3://...)")
         require(len(self.stages) > 0, "stages", "must list at least one stage")
-        for s in self.stages:
-            choice(s, STAGES, "stages")
-        options.validate(self)
+        options.validate(self)          # (each of stages one of STAGES)
         require(not {"heldout", "invert"} <= set(self.stages), "stages",
                 "can hold heldout or invert, not both: the edit stage edits one of them")
         require("align" not in self.stages or "invert" in self.stages, "stages",

@@ -31,7 +31,6 @@ previous steps' images and writes them (jobs.cpu_pool).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Optional
@@ -46,52 +45,45 @@ from jobs.conditioning import (ClassOptions, check_space, class_choices, generat
                                needs_facts, one_hot_rows, row_labels)
 from jobs.config import ConfigError, option, require
 from jobs.cpu_pool import CpuPool, StepWriter, gather
-from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
+from jobs.options import (ActorOptions, BatchOptions, ClassifierOptions, ImageOptions,
+                          ModelOptions, StorageOptions, TruncationOptions)
 from jobs.rendering import load_models, render_and_label, setup_device
 from jobs.runtime import PartWorker
 from jobs.storage import PartSpec
 
 
 @dataclass
-class SampleConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions, ClassOptions):
-    model: str = option("toy", "generator: 'toy', a checkpoint path, package.module:factory or "
-                               "script:PATH (a z -> image TorchScript / .pt2 program)")
-    count: int = option(1000, "rows: sample_id 0 .. count-1", required=True)
-    seed: int = option(0, "row i draws z from a generator seeded by (seed, i)")
-    space: str = option("w", "latents stored beside z: z (none), w or wp (W+)",
-                        choices=SPACES)
-    truncation: float = option(1.0, "truncation psi (1 = none)")
-    truncation_cutoff: Optional[int] = option(None, "truncate only the first N W+ layers "
-                                                    "(default: all)")
-    images: bool = option(False, "render and store the images (--image-format, "
-                                 "--image-quality, --image-size)")
+class SampleOptions(ModelOptions, TruncationOptions, BatchOptions, ClassOptions):
+    """What the sampled rows are, for whichever job runs the sample stage (sample, dataset)."""
+    count: int = option(1000, "rows: sample_id 0 .. count-1", required=True, identity=True)
+    seed: int = option(0, "row i draws z from a generator seeded by (seed, i)", identity=True)
     classifier: Optional[str] = option(None, "add logit_<attr> columns: 'toy', a .pt / .pt2 / "
-                                             ".safetensors file or package.module:factory")
+                                             ".safetensors file or package.module:factory",
+                                       identity=True)
+    rows_per_part: int = option(1000, "rows per part file (fixed row ranges per part)",
+                                identity=True)
+
+
+@dataclass
+class SampleConfig(SampleOptions, ActorOptions, ImageOptions, ClassifierOptions,
+                   StorageOptions):
+    space: str = option("w", "latents stored beside z: z (none), w or wp (W+)",
+                        choices=SPACES, identity=True)
+    images: bool = option(False, "render and store the images (--image-format, "
+                                 "--image-quality, --image-size)", identity=True)
     out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
-    rows_per_part: int = option(1000, "rows per part file (fixed row ranges per part)")
-    micro_batch: int = option(16, "rows per model call; rows depend on it, so it is part of "
-                                  "the job's identity")
-    batch_size: int = option(256, "rows per actor step and Parquet row group (a memory knob; "
-                                  "rows do not depend on it)")
 
     def validate(self) -> None:
-        require(bool(self.model), "model", "must name a generator ('toy' or a path)")
         require(self.count >= 1, "count", f"must be >= 1 (got {self.count})")
         require(self.seed >= 0, "seed", f"must be >= 0 (got {self.seed})")
-        require(math.isfinite(self.truncation), "truncation", "must be a finite number")
-        require(self.truncation_cutoff is None or self.truncation_cutoff >= 1,
-                "truncation_cutoff", f"must be >= 1 or null (got {self.truncation_cutoff})")
         require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
         require(self.rows_per_part >= 1, "rows_per_part", f"must be >= 1 (got {self.rows_per_part})")
         self.validate_classes()
         options.validate(self)
 
     def identity(self, precision: str) -> dict:
-        """The fields the rows depend on: a rerun must match them to resume."""
-        keys = ("model", "count", "seed", "space", "truncation", "truncation_cutoff", "images",
-                "classifier", "rows_per_part", "micro_batch")
-        ident = dict({k: getattr(self, k) for k in keys}, **self.class_identity())
-        return dict(ident, **options.identity(self, precision, self.images))
+        """The options the rows depend on: a rerun must match them to resume."""
+        return dict(config.identity_of(self), **options.identity(self, precision, self.images))
 
     def check_model(self, G) -> Optional[list]:
         """What G can do against the config (ConfigError): its W, its classes -> the class

@@ -47,14 +47,20 @@ from jobs.dataset.labeled import DatasetConfig, run_dataset
 from jobs.dataset.pairs import PairsConfig, run_pairs
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser("dataset", help="labeled synthetic dataset, or (--pairs) paired "
-                              "edit dataset, with a dataset card",
-                              formatter_class=config.HelpFormatter)
+def dataset_flags(p) -> None:
+    """--pairs, then the flags of both products (one flag for an option both have)."""
     p.add_argument("--pairs", action="store_true", help="write the paired edit dataset")
     config.add_flags(p, DatasetConfig, unset=("count", "rows_per_part"))
-    config.add_flags(p, PairsConfig, skip={f.name for f in dataclasses.fields(DatasetConfig)})
-    p.set_defaults(func=cmd_dataset)
+    config.add_flags(p, PairsConfig, skip=names(DatasetConfig))
+    for action in p._actions:           # say which product an option of one product is for
+        only = ("labeled" if action.dest in names(DatasetConfig) - names(PairsConfig) else
+                "pairs" if action.dest in names(PairsConfig) - names(DatasetConfig) else None)
+        if only and action.option_strings:
+            action.help = f"({only}) {action.help}"
+
+
+def names(cls) -> set:
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 def cmd_dataset(args) -> None:
@@ -65,4 +71,4 @@ def cmd_dataset(args) -> None:
         run_dataset(config.from_args(DatasetConfig, args))
 
 
-__all__ = ["DatasetConfig", "PairsConfig", "run_dataset", "run_pairs", "register"]
+__all__ = ["DatasetConfig", "PairsConfig", "run_dataset", "run_pairs", "dataset_flags", "cmd_dataset"]

@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from jobs import options, runtime, storage
+from jobs import runtime, storage
 from jobs.config import ConfigError
 from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
 from jobs.storage import PartSpec, Store
@@ -17,12 +17,8 @@ CARD, INFO = "README.md", "dataset_info.json"
 HF_IMAGE = {"_type": "Image"}          # the `datasets` Image feature (struct<bytes, path>)
 
 
+# the option groups a dataset config hands on, as they are, to the stages it runs
 SHARED = (ActorOptions, ImageOptions, ClassifierOptions, StorageOptions)
-
-
-def shared_options(cfg) -> dict:
-    """The shared options a dataset config hands on to its sample and edit stages."""
-    return options.values(cfg, *SHARED)
 
 
 def stage_precision(cfg) -> str:

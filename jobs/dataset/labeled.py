@@ -11,15 +11,14 @@ import numpy as np
 import pyarrow as pa
 
 from gankit.dataset_filters import decide_rule, filter_stats, keep_mask, labels, probabilities
-from gankit.latents import SPACES
-from jobs import runtime, storage
-from jobs.conditioning import ClassOptions
-from jobs.config import option, public_config, require
+from jobs import config, options, runtime, storage
+from jobs.config import option, override, public_config, require
 from jobs.dataset.card import fmt, schema_rows, write_card
-from jobs.dataset.common import (cpu_actors, finished, hf_metadata, logit_matrix, part_plan,
-                                 sample_source, scan_logits, shared_options, stage_precision,
+from jobs.dataset.common import (SHARED, cpu_actors, finished, hf_metadata, logit_matrix,
+                                 part_plan, sample_source, scan_logits, stage_precision,
                                  with_paths)
 from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
+from jobs.sample import SampleConfig, SampleOptions, run_sample
 from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, Store
 
@@ -27,32 +26,32 @@ log = logging.getLogger("gankit")
 
 
 @dataclass
-class DatasetConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions,
-                    ClassOptions):
+class FilterOptions:
+    """Which sampled rows the labeled dataset keeps (gankit.dataset_filters)."""
+    samples: Optional[str] = option(None, "reuse this sample dataset (image and logit_ "
+                                          "columns) instead of sampling one", identity=True)
+    min_confidence: Optional[float] = option(None, "keep rows whose every probability is "
+                                                   ">= C or <= 1 - C", identity=True)
+    confidence_attributes: Optional[list] = option(None, "attributes --min-confidence looks "
+                                                         "at (default: all)", identity=True)
+    balance: Optional[str] = option(None, "equal positives and negatives for ATTR",
+                                    metavar="ATTR", identity=True)
+
+
+@dataclass
+class DatasetConfig(FilterOptions, SampleOptions, ActorOptions, ImageOptions, ClassifierOptions,
+                    StorageOptions):
+    """The sample stage's options (SampleOptions, handed on as they are), the filters, the
+    card: `sample_config` is the sample job it runs."""
     out: str = option("", "output URL: samples/, data/, README.md, dataset_info.json",
                       required=True)
-    model: str = option("toy", "generator: 'toy', a checkpoint path or package.module:factory")
-    classifier: str = option("toy", "attribute classifier (a logit per attribute)")
-    count: int = option(1000, "rows sampled (before filters)", required=True)
-    seed: int = option(0, "row i draws z from (seed, i); also the balance key")
-    space: str = option("w", "(labeled) latents stored beside z", choices=SPACES)
-    truncation: float = option(1.0, "truncation psi (1 = none)")
-    truncation_cutoff: Optional[int] = option(None, "truncate only the first N W+ layers "
-                                                    "(default: all)")
-    samples: Optional[str] = option(None, "(labeled) reuse this sample dataset (image and "
-                                          "logit_ columns) instead of sampling one")
-    min_confidence: Optional[float] = option(None, "(labeled) keep rows whose every "
-                                                   "probability is >= C or <= 1 - C")
-    confidence_attributes: Optional[list] = option(None, "(labeled) attributes "
-                                                         "--min-confidence looks at (default: "
-                                                         "all)")
-    balance: Optional[str] = option(None, "(labeled) equal positives and negatives for ATTR",
-                                    metavar="ATTR")
+    space: str = override(SampleConfig, "space", "w")
+    classifier: str = override(SampleOptions, "classifier", "toy",
+                               help="attribute classifier (a logit per attribute)")
+    seed: int = override(SampleOptions, "seed", 0, help="row i draws z from (seed, i); also "
+                                                        "the balance key")
     license: str = option("other", "the card's license field: the generator's weights and "
                                    "their data decide what it may be")
-    rows_per_part: int = option(1000, "sample rows per part (data part k <- samples part k)")
-    micro_batch: int = option(16, "rows per model call (rows depend on it)")
-    batch_size: int = option(256, "rows per actor step and Parquet row group (a memory knob)")
 
     def validate(self) -> None:
         require(bool(self.out), "out", "must be an output URL (a local path or s3://...)")
@@ -63,19 +62,12 @@ class DatasetConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOption
                 "confidence_attributes", "must list attributes or be null (all)")
         self.sample_config("-").validate()
 
-    def sample_config(self, out: str):
-        from jobs.sample import SampleConfig
-        return SampleConfig(model=self.model, count=self.count, seed=self.seed,
-                            space=self.space, truncation=self.truncation,
-                            truncation_cutoff=self.truncation_cutoff, images=True,
-                            classifier=self.classifier, out=out,
-                            rows_per_part=self.rows_per_part, micro_batch=self.micro_batch,
-                            batch_size=self.batch_size, classes=self.classes,
-                            **shared_options(self))
+    def sample_config(self, out: str) -> SampleConfig:
+        return SampleConfig(**options.values(self, SampleOptions, *SHARED), space=self.space,
+                            images=True, out=out)
 
     def identity(self) -> dict:
-        keys = ("min_confidence", "confidence_attributes", "balance")
-        return dict({k: getattr(self, k) for k in keys}, kind="labeled", samples=self.samples)
+        return dict(config.identity_of(self, only=(FilterOptions,)), kind="labeled")
 
 
 def labeled_schema(samples: pa.Schema, names: list) -> pa.Schema:
@@ -180,7 +172,6 @@ def run_dataset(cfg: DatasetConfig) -> dict:
         log.info(f"[dataset] {cfg.out} is complete ({done['stats']['rows']} rows); nothing to do")
         return done
     if not cfg.samples:
-        from jobs.sample import run_sample
         run_sample(cfg.sample_config(f"{out.url}/samples"))
     schema, names, sample_ident = sample_source(src, src.url, ("sample_id", "image"))
     check_attributes(cfg, names)

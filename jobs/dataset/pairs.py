@@ -11,14 +11,16 @@ import numpy as np
 import pyarrow as pa
 
 from gankit.dataset_filters import probabilities
-from gankit.editing import MODES as EDIT_MODES
-from jobs import runtime, storage
-from jobs.conditioning import ClassOptions
-from jobs.config import layer_span, option, public_config, require
+from jobs import config, options, runtime, storage
+from jobs.boundary_index import fingerprint, resolve_boundaries
+from jobs.config import option, override, public_config, require
 from jobs.dataset.card import fmt, schema_rows, write_card
-from jobs.dataset.common import (cpu_actors, finished, hf_metadata, logit_matrix, part_plan,
-                                 sample_source, shared_options, stage_precision, with_paths)
-from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
+from jobs.dataset.common import (SHARED, cpu_actors, finished, hf_metadata, logit_matrix,
+                                 part_plan, sample_source, stage_precision, with_paths)
+from jobs.edit import EditConfig, EditOptions, run_edit
+from jobs.options import (ActorOptions, BatchOptions, ClassifierOptions, ImageOptions,
+                          ModelOptions, StorageOptions)
+from jobs.sample import SampleConfig, SampleOptions, run_sample
 from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, Store
 
@@ -26,26 +28,19 @@ log = logging.getLogger("gankit")
 
 
 @dataclass
-class PairsConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions,
-                  ClassOptions):
+class PairsConfig(EditOptions, SampleOptions, ActorOptions, ImageOptions, ClassifierOptions,
+                  StorageOptions):
+    """The sample and edit stages' options (SampleOptions, EditOptions, handed on as they
+    are) and the card: `sample_config` and `edit_config` are the jobs it runs."""
     out: str = option("", "output URL: samples/, edits/, data/, README.md", required=True)
-    index: Optional[str] = option(None, "(pairs) `gankit fit` output URL holding "
-                                        "boundaries.json")
-    boundaries: list = option([], "(pairs) names in the index (w/smile) or .npz paths")
-    strengths: list[float] = option([-3.0, 3.0], "(pairs) edit strengths, for every boundary")
-    mode: str = option("shift", "(pairs) shift: move by t; to_distance: move to t",
-                       choices=EDIT_MODES)
-    layers: Optional[list] = option(None, "(pairs) W+ layers [start, stop) a w boundary edits",
-                                    parse=layer_span, one_word=True, metavar="START-STOP")
-    model: str = option("toy", "generator (the one the boundaries were fitted on)")
-    classifier: str = option("toy", "classifier: probabilities before and after")
-    count: int = option(100, "samples; rows = count x boundaries x strengths")
-    seed: int = option(0, "row i draws z from (seed, i)")
-    truncation: float = option(1.0, "truncation psi (1 = none)")
-    truncation_cutoff: Optional[int] = option(None, "truncate only the first N W+ layers")
-    rows_per_part: int = option(250, "samples per part")
-    micro_batch: int = option(16, "rows per model call (rows depend on it)")
-    batch_size: int = option(256, "rows per actor step and Parquet row group")
+    boundaries: list = override(EditOptions, "boundaries", [], required=False,
+                                help="names in the index (w/smile) or .npz paths")
+    strengths: list[float] = override(EditOptions, "strengths", [-3.0, 3.0])
+    classifier: str = override(SampleOptions, "classifier", "toy",
+                               help="classifier: probabilities before and after")
+    count: int = override(SampleOptions, "count", 100, required=False,
+                          help="samples; rows = count x boundaries x strengths")
+    rows_per_part: int = override(SampleOptions, "rows_per_part", 250, help="samples per part")
     license: str = option("other", "the card's license field: the generator's weights and "
                                    "their data decide what it may be")
 
@@ -54,25 +49,24 @@ class PairsConfig(ActorOptions, ImageOptions, ClassifierOptions, StorageOptions,
         self.sample_config("-").validate()
         self.edit_config("-", "-").validate()
 
-    def sample_config(self, out: str):
-        from jobs.sample import SampleConfig
-
+    def sample_config(self, out: str) -> SampleConfig:
         # W+ codes as sampled, so edits start from exactly the original's ws (also under a
         # truncation cutoff, which a stored w could not reproduce)
-        return SampleConfig(model=self.model, count=self.count, seed=self.seed, space="wp",
-                            truncation=self.truncation, truncation_cutoff=self.truncation_cutoff,
-                            images=False, classifier=self.classifier, out=out,
-                            rows_per_part=self.rows_per_part, micro_batch=self.micro_batch,
-                            batch_size=self.batch_size, classes=self.classes,
-                            **shared_options(self))
+        return SampleConfig(**options.values(self, SampleOptions, *SHARED), space="wp",
+                            images=False, out=out)
 
-    def edit_config(self, latents: str, out: str):
-        from jobs.edit import EditConfig
-        return EditConfig(latents=latents, out=out, boundaries=list(self.boundaries),
-                          index=self.index, strengths=list(self.strengths), mode=self.mode,
-                          layers=self.layers, keep_original=True, model=self.model,
-                          classifier=self.classifier, micro_batch=self.micro_batch,
-                          batch_size=self.batch_size, **shared_options(self))
+    def edit_config(self, latents: str, out: str) -> EditConfig:
+        """The edits of the samples: their truncation is the sample job's (its manifest)."""
+        return EditConfig(**options.values(self, EditOptions, ModelOptions, BatchOptions,
+                                           *SHARED),
+                          latents=latents, out=out, keep_original=True,
+                          classifier=self.classifier)
+
+    def identity(self, boundaries: list, precision: str) -> dict:
+        """What the pairs depend on: the samples' identity and the edits' geometry."""
+        return {"kind": "pairs", "sample": self.sample_config("").identity(precision),
+                "boundaries": [n for n, _ in boundaries], "geometry": fingerprint(boundaries),
+                **config.identity_of(self, only=(EditOptions,))}
 
 
 def pairs_schema(samples: pa.Schema, names: list) -> pa.Schema:
@@ -193,16 +187,11 @@ def pairs_inputs(edits: Store, samples: Store) -> tuple:
 def run_pairs(cfg: PairsConfig) -> dict:
     """Sample, edit along each boundary at each strength and assemble the pairs under
     `cfg.out`; returns dataset_info."""
-    from jobs.boundary_index import fingerprint, resolve_boundaries
-    from jobs.edit import run_edit
-    from jobs.sample import run_sample
     cfg.validate()
     out = storage.open_store(cfg.out, cfg.storage, create=True)
     edit_cfg = cfg.edit_config(f"{out.url}/samples", f"{out.url}/edits")
     boundaries = resolve_boundaries(edit_cfg.boundaries, edit_cfg.index, edit_cfg.storage)
-    identity = {"kind": "pairs", "sample": cfg.sample_config("").identity(stage_precision(cfg)),
-                "boundaries": [n for n, _ in boundaries], "geometry": fingerprint(boundaries),
-                "strengths": list(cfg.strengths), "mode": cfg.mode, "layers": cfg.layers}
+    identity = cfg.identity(boundaries, stage_precision(cfg))
     done = finished(out, identity)
     if done is not None:
         log.info(f"[dataset] {cfg.out} is complete ({done['rows']} pairs); nothing to do")

@@ -18,6 +18,6 @@ The edit set is small by design (a few hundred samples x boundaries x strengths)
 """
 from jobs.report.config import ReportConfig
 from jobs.report.reading import same_dataset
-from jobs.report.run import build_report, register, run_report
+from jobs.report.run import build_report, run_report
 
-__all__ = ["ReportConfig", "build_report", "register", "run_report", "same_dataset"]
+__all__ = ["ReportConfig", "build_report", "run_report", "same_dataset"]

@@ -11,7 +11,7 @@ from gankit.report.document import Report
 from gankit.report.fit import FitSection
 from gankit.report.inversion import InversionSection
 from gankit.report.latent import LatentSection
-from jobs import config, storage
+from jobs import storage
 from jobs.boundary_index import load_index
 from jobs.report import build, reading
 from jobs.report.config import ReportConfig
@@ -90,10 +90,4 @@ def write_outputs(cfg: ReportConfig, report: Report, figs: dict) -> None:
     log.info(f"[report] wrote report.json, report.html and {len(figs)} figures to {cfg.out}")
 
 
-def register(subparsers) -> None:
-    """`gankit report`: its flags from ReportConfig."""
-    config.add_stage_command(subparsers, "report", "report.json + report.html from fit and "
-                             "edit outputs", ReportConfig, "jobs.report:run_report")
-
-
-__all__ = ["ReportConfig", "build_report", "register", "run_report"]
+__all__ = ["ReportConfig", "build_report", "run_report"]
