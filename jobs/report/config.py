@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from jobs.config import option, require
-from jobs.options import DEVICES, StorageOptions
+from jobs.config import option, override, require
+from jobs.options import DEVICES, MODEL_HELP, ModelOptions, StorageOptions
 
 
 @dataclass
-class ReportConfig(StorageOptions):
+class ReportConfig(ModelOptions, StorageOptions):
     fit: str = option("", "fit output URL (boundaries.json)", required=True)
     edits: str = option("", "edit output URL (edit job parts, to_distance or shift)")
     samples: str = option("", "sample dataset URL for the correlation (default: skip it)")
@@ -25,8 +25,8 @@ class ReportConfig(StorageOptions):
                                       "null in report.json", flag=False)
     metrics: str = option("", "a `gankit metrics --out` URL (separability and PPL, Z vs W): "
                               "fills the keys latent_metrics leaves empty")
-    model: Optional[str] = option(None, "generator for the directions (default: the "
-                                        "samples' model)")
+    model: Optional[str] = override(ModelOptions, "model", None, help=MODEL_HELP + ", for "
+                                    "the directions (default: the samples' model)")
     classifier: Optional[str] = option(None, "classifier for real images and the directions' "
                                              "names (default: the samples' classifier)")
     real: str = option("", "real images for the correlation: 'toy' renders or a Parquet URL "
