@@ -291,7 +291,7 @@ def tune(G, targets: torch.Tensor, ws: torch.Tensor, cfg, feature_net=None,
     gens = image_generators(cfg.seed, indices, stream=1)
     deltas = initial_deltas(G, delta_layout(G, cfg.pti_rank), gens, device)
     params = [t.requires_grad_(True) for t in deltas.tensors()]
-    opt = torch.optim.Adam(params, lr=cfg.pti_lr, betas=tuple(cfg.betas))
+    opt = torch.optim.Adam(params, lr=cfg.pti_lr, betas=tuple(cfg.betas), foreach=True)
     targets = targets.to(torch.float32)
     ws = ws.to(device, torch.float32)
     target_features = None
