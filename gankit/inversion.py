@@ -81,7 +81,7 @@ class InversionConfig:
                                        # FAST_SCHEDULE) or 'nvidia' (as optimize: Adam at lr)
     hybrid_lr: float = 0.2             # the 'fast' schedule's peak learning rate
     seed: int = 0                      # image i's randomness comes from (seed, index_i)
-    # Pivotal Tuning (mode 'pti', gankit.pti); PTI's defaults where it has one
+    # Pivotal Tuning (mode 'pti', gankit.pti); PTI's defaults where it has one, except steps and lr
     pti_pivot: str = "optimize"        # the pivot's mode: optimize (PTI's), encode, hybrid
     pti_steps: int = 200               # tuning steps per image (PTI: 350; BENCHMARKS.md,
                                        # "Pivotal tuning", says why fewer here)
