@@ -81,10 +81,11 @@ class InversionConfig:
                                        # FAST_SCHEDULE) or 'nvidia' (as optimize: Adam at lr)
     hybrid_lr: float = 0.2             # the 'fast' schedule's peak learning rate
     seed: int = 0                      # image i's randomness comes from (seed, index_i)
-    # Pivotal Tuning (mode 'pti', gankit.pti); PTI's defaults where it has one
+    # Pivotal Tuning (mode 'pti', gankit.pti); PTI's defaults where it has one, except steps and lr
     pti_pivot: str = "optimize"        # the pivot's mode: optimize (PTI's), encode, hybrid
-    pti_steps: int = 350               # tuning steps per image (PTI: 350)
-    pti_lr: float = 3e-4               # Adam's learning rate for the change (PTI: 3e-4)
+    pti_steps: int = 200               # tuning steps per image (PTI: 350; BENCHMARKS.md,
+                                       # "Pivotal tuning", says why fewer here)
+    pti_lr: float = 1e-3               # Adam's learning rate for the change (PTI: 3e-4)
     pti_rank: int = 2                  # rank of each layer's change; 0 = full (PTI's own)
     pti_stop: float = 0.06             # stop an image at this feature distance (PTI: LPIPS
                                        # 0.06); 0 = run every step

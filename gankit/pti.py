@@ -7,6 +7,8 @@ and 1, an optional locality regulariser, and a stop once LPIPS is at 0.06), and 
 whole tuned generator per image, one image at a time. Here:
 
   - the pivot is any of gankit.inversion's modes (`pti_pivot`: optimize, encode, hybrid);
+  - the defaults tune 200 steps at lr 1e-3 instead of PTI's 350 at 3e-4 (BENCHMARKS.md,
+    "Pivotal tuning": the same quality in two thirds of the time);
   - image k's generator is G with every modulated layer's weight W + U_k V_k (rank r,
     `pti_rank`; U [O, r] starts at 0, so tuning starts at G) and bias b + beta_k. These
     are the weights PTI's tuning changes that shape the image (the 3x3 convolutions and
@@ -291,7 +293,7 @@ def tune(G, targets: torch.Tensor, ws: torch.Tensor, cfg, feature_net=None,
     gens = image_generators(cfg.seed, indices, stream=1)
     deltas = initial_deltas(G, delta_layout(G, cfg.pti_rank), gens, device)
     params = [t.requires_grad_(True) for t in deltas.tensors()]
-    opt = torch.optim.Adam(params, lr=cfg.pti_lr, betas=tuple(cfg.betas))
+    opt = torch.optim.Adam(params, lr=cfg.pti_lr, betas=tuple(cfg.betas), foreach=True)
     targets = targets.to(torch.float32)
     ws = ws.to(device, torch.float32)
     target_features = None

@@ -148,8 +148,9 @@ class InvertConfig(ModelOptions, ActorOptions, ImageOptions, StorageOptions,
     pti_pivot: str = option(Inversion.pti_pivot, "mode pti: the pivot's mode, run with "
                                                  "--space, --steps, --lr ... (PTI: optimize "
                                                  "in w)", choices=PIVOTS)
-    pti_steps: int = option(Inversion.pti_steps, "mode pti: tuning steps per image")
-    pti_lr: float = option(Inversion.pti_lr, "mode pti: Adam's learning rate for the change")
+    pti_steps: int = option(Inversion.pti_steps, "mode pti: tuning steps per image (PTI: 350)")
+    pti_lr: float = option(Inversion.pti_lr, "mode pti: Adam's learning rate for the change "
+                                             "(PTI: 3e-4)")
     pti_rank: int = option(Inversion.pti_rank, "mode pti: rank of each layer's change "
                                                "(float16 in the row); 0 = full, as PTI")
     pti_stop: float = option(Inversion.pti_stop, "mode pti: stop an image once its feature "

@@ -19,7 +19,8 @@ import torch
 from helpers import tiny_generator
 from gankit import pti
 from gankit.inversion import InversionConfig, invert
-from gankit.models.stylegan2 import LayerDelta, delta_weight
+from gankit.models import ops
+from gankit.models.stylegan2 import LayerDelta, delta_weight, per_sample_conv
 
 
 FP16_STEP = 4e-3   # float16's spacing at |x| < 4 (the changes' values here are below 3)
@@ -85,6 +86,26 @@ def test_each_sample_renders_as_g_with_its_own_weights(G, rank):
             ref = H.synthesis(ws[s:s + 1], noise_mode="const")
             assert torch.allclose(out[s:s + 1], ref, atol=1e-5, rtol=0), s
     assert (out - plain).abs().max() > 1e-2           # the changes do change the images
+
+
+@pytest.mark.parametrize("up,k", [(1, 3), (2, 3), (1, 1)])
+@pytest.mark.parametrize("chunk", [1, 2, 5])
+def test_per_sample_conv_is_each_samples_own_convolution(up, k, chunk):
+    """Values and V's gradient of per_sample_conv (chunks of samples, diagonal blocks kept)
+    == sample n convolved alone with its V_n, whatever the chunk size."""
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(5, 4, 6, 6, generator=gen)                      # [N, I, H, W]
+    v = torch.randn(5, 2, 4, k, k, generator=gen).requires_grad_(True)
+    f = ops.setup_filter([1, 3, 3, 1])
+    h = per_sample_conv(x, v, f, up, k // 2, chunk)                 # [N, r, H', W']
+    g = torch.randn(h.shape, generator=gen)
+    (grad,) = torch.autograd.grad((h * g).sum(), v)
+    for n in range(5):
+        vn = v[n].detach().requires_grad_(True)
+        ref = ops.conv2d_resample(x[n:n + 1], vn, f=f, up=up, padding=k // 2)
+        (ref_grad,) = torch.autograd.grad((ref * g[n:n + 1]).sum(), vn)
+        assert torch.allclose(h[n:n + 1], ref, atol=1e-5, rtol=0), n
+        assert torch.allclose(grad[n], ref_grad, atol=1e-4, rtol=0), n
 
 
 def test_a_zero_change_is_g_itself(G):

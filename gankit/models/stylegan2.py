@@ -259,6 +259,29 @@ def low_rank_dcoefs(weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
     return (total.clamp_min(0) + 1e-8).rsqrt()
 
 
+def per_sample_conv(x: torch.Tensor,                  # [N, I, H, W]
+                    v: torch.Tensor,                  # [N, r, I, k, k]
+                    f: Optional[torch.Tensor], up: int, padding: int,
+                    chunk: int) -> torch.Tensor:      # -> [N, r, H', W']
+    """Sample n convolved with its own r filters V_n. A 1x1 one is a batched matmul; else
+    `chunk` samples at a time run one shared convolution with all their chunk * r filters
+    and keep each sample's own block (the diagonal): chunk times the needed work, but CPU
+    kernels run a grouped convolution of r filters per group far slower than that. The
+    other blocks get no gradient, so V_n's gradient is sample n's alone."""
+    n, r = v.shape[:2]
+    if v.shape[3] == 1 and v.shape[4] == 1 and up == 1:
+        return torch.einsum("nri,nihw->nrhw", v[..., 0, 0], x)
+    out = []
+    for s in range(0, n, chunk):
+        xs, vs = x[s:s + chunk], v[s:s + chunk]
+        c = xs.shape[0]
+        h = ops.conv2d_resample(xs, vs.reshape(c * r, *vs.shape[2:]), f=f, up=up,
+                                padding=padding)                         # [c, c*r, H', W']
+        h = h.reshape(c, c, r, *h.shape[2:]).diagonal(dim1=0, dim2=1)    # [r, H', W', c]
+        out.append(h.permute(3, 0, 1, 2))                                # [c, r, H', W']
+    return out[0] if len(out) == 1 else torch.cat(out)
+
+
 def delta_modulated_conv2d(x: torch.Tensor,       # [N, I, H, W]
                            weight: torch.Tensor,  # [O, I, k, k] G's weight W
                            styles: torch.Tensor,  # [N, I]
@@ -268,9 +291,9 @@ def delta_modulated_conv2d(x: torch.Tensor,       # [N, I, H, W]
                            demodulate: bool = True) -> torch.Tensor:
     """modulated_conv2d where sample n's weight is W + delta_n, each sample its own.
 
-    A rank-r delta runs G's shared convolution plus a grouped one of r output channels per
-    sample (V_n), mixed back to O channels by U_n (r / O of the shared cost), where
-    materialising N weights (the fused path) costs a grouped convolution of full size. A
+    A rank-r delta runs G's shared convolution plus each sample's r filters V_n
+    (per_sample_conv), mixed back to O channels by U_n, where materialising N weights (the
+    fused path) costs a grouped convolution of full size and a full weight gradient. A
     full delta runs the fused path. Demodulation uses each sample's whole weight. A tuned
     layer runs in fp32, also in a reduced-precision block."""
     dtype, x = x.dtype, x.to(torch.float32)
@@ -281,10 +304,8 @@ def delta_modulated_conv2d(x: torch.Tensor,       # [N, I, H, W]
         dcoefs = low_rank_dcoefs(weight, u, v, styles) if demodulate else None  # [N, O]
         x = x * styles.reshape(batch_size, -1, 1, 1)
         y = ops.conv2d_resample(x, weight, f=resample_filter, up=up, padding=padding)
-        h = ops.conv2d_resample(x.reshape(1, -1, *x.shape[2:]),           # [1, N*I, H, W]
-                                v.reshape(-1, in_channels, kh, kw),       # [N*r, I, k, k]
-                                f=resample_filter, up=up, padding=padding, groups=batch_size)
-        h = h.reshape(batch_size, -1, *h.shape[2:])                      # [N, r, H', W']
+        h = per_sample_conv(x, v, resample_filter, up, padding,          # [N, r, H', W']
+                            chunk=max(1, weight.shape[0] // (4 * v.shape[1])))
         y = y + torch.einsum("nor,nrhw->nohw", u, h)                     # [N, O, H', W']
         if dcoefs is not None:
             y = y * dcoefs.reshape(batch_size, -1, 1, 1)
