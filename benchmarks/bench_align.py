@@ -1,6 +1,7 @@
-"""Face alignment throughput on one CPU thread: photos aligned per second (gankit.faces) on
-scikit-image's astronaut (512 x 512, one face of ~90 px; the HOG detector with one upsampling
-also fires on a patch of the suit), split into its steps, side by side in one run:
+"""Face alignment throughput on one CPU thread: photos aligned per second
+(gankit.faces.alignment) on scikit-image's astronaut (512 x 512, one face of ~90 px; the HOG
+detector with one upsampling also fires on a patch of the suit), split into its steps, side by
+side in one run:
 
     detect     HOG detection (1 upsampling) + 68 landmarks of every box
     warp       the FFHQ crop / pad / warp at `transform_size` = 4 x resolution + resize
@@ -39,7 +40,7 @@ def main() -> None:
     args = p.parse_args()
     import torch
     torch.set_num_threads(1)
-    from gankit import faces
+    from gankit.faces import alignment as faces
     from gankit.images import decode_image, encode_png
     root = importlib.util.find_spec("skimage").submodule_search_locations[0]
     with open(os.path.join(root, "data", "astronaut.png"), "rb") as f:

@@ -77,7 +77,7 @@ def networks(device: str, iterations: int, generator_size: int) -> dict:
                                  G.mapping.w_avg.repeat(n_styles, 1).cpu(), generator_size,
                                  "restyle_psp", iterations=iterations).eval().to(device).bind(G)
     arcface = irse.Backbone().eval().to(device)
-    from gankit.identity_arcface import arcface_embeddings
+    from gankit.faces.identity_arcface import arcface_embeddings
     return {"psp": (pSp, 3), "e4e": (e4e, 3), "restyle_pass": (one, 6),
             f"restyle_{iterations}": (restyle, 3),
             "arcface": (lambda x: arcface_embeddings(arcface, x), 3)}

@@ -1,4 +1,5 @@
-"""Boundary fitting: every solver of gankit.boundaries side by side, on the selections users run.
+"""Boundary fitting: every solver of gankit.latent.boundaries side by side, on the selections
+users run.
 
 Cases, each on Z-like latents x ~ N(0, I) [N, D] and on W-like ones (the toy W's covariance
 shape, see make_data), score = x.n_hidden + offset + noise * N(0, 1):
@@ -29,7 +30,7 @@ import platform
 import numpy as np
 import torch
 
-from gankit.boundaries import SOLVERS, fit_boundary, resolve_solver
+from gankit.latent.boundaries import SOLVERS, fit_boundary, resolve_solver
 
 FIT_SOLVERS = ["svc"] + [s for s in SOLVERS if s not in ("auto", "svc")]
 

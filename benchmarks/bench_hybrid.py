@@ -25,10 +25,11 @@ import time
 import numpy as np
 import torch
 
-from gankit import toyfaces, zoo
+from gankit.toy import toyfaces
+from gankit.loading import zoo
 from gankit.images import from_uint8
-from gankit.inversion import InversionConfig, invert, w_stats
-from gankit.perceptual import load_feature_net
+from gankit.latent.inversion import InversionConfig, invert, w_stats
+from gankit.models.perceptual import load_feature_net
 
 
 SCHEDULE = {"hybrid_schedule": "fast"}     # the hybrid's schedule (--hybrid-schedule)
@@ -59,8 +60,8 @@ def steps_to_quality(G, E, net, x, ks: list, ref_steps: int, w_std: float) -> di
 def fit_w_boundary(G, C, attribute: str, n: int, seed: int):
     """A W boundary for `attribute` from n generated samples (classifier logits, top/bottom
     10%), as `gankit fit` does it."""
-    from gankit.boundaries import fit_boundary
-    from gankit.latents import sample_z
+    from gankit.latent.boundaries import fit_boundary
+    from gankit.latent.latents import sample_z
     z = torch.from_numpy(sample_z(seed, np.arange(n), G.z_dim))
     ws, logits = [], []
     with torch.no_grad():
@@ -74,7 +75,7 @@ def fit_w_boundary(G, C, attribute: str, n: int, seed: int):
 
 
 def edits_per_mode(G, C, E, net, boundary, attribute: str, n: int, steps: int, k: int) -> list:
-    from gankit.toy_eval import eval_inversion
+    from gankit.toy.toy_eval import eval_inversion
     modes = [("optimize", "w", steps), ("optimize", "wp", steps), ("encode", "wp", 0),
              ("hybrid", "wp", k)]
     out = []

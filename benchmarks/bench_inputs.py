@@ -2,7 +2,7 @@
 tree, and an S3 prefix on moto) through its planning and first part only, for listings of
 100 thousand to 10 million entries, the code before and after side by side in one run.
 
-Each (code, input) runs in a fresh subprocess: it runs `jobs.label.run_label` (toy
+Each (code, input) runs in a fresh subprocess: it runs `jobs.stages.label.run_label` (toy
 classifier, the ray runner, one actor) on the whole plan and stops the job once `--parts`
 parts are committed (a rerun would resume from there), and reports
 
@@ -115,7 +115,7 @@ def listing_bytes_read(inputs, spec) -> int:
         return 0
     from fsspec.implementations.local import LocalFileOpener
 
-    from jobs import listing
+    from jobs.storage import listing
     listing._footers.clear()
     counter, read = [0], LocalFileOpener.read
 
@@ -151,8 +151,9 @@ def child(args) -> None:
     sys.path.insert(0, args.code)
     import cloudpickle
 
-    import jobs.label as label
-    from jobs import progress, runtime
+    import jobs.stages.label as label
+    from jobs.runtime import progress
+    from jobs import runtime
     rec, plan_fn, run_parts = {}, label.plan_image_inputs, runtime.run_parts
     committed = progress.Progress.committed
 

@@ -24,10 +24,11 @@ import time
 
 import torch
 
-from gankit import toyfaces, zoo
+from gankit.toy import toyfaces
+from gankit.loading import zoo
 from gankit.images import from_uint8
-from gankit.inversion import InversionConfig, invert, w_stats
-from gankit.perceptual import load_feature_net
+from gankit.latent.inversion import InversionConfig, invert, w_stats
+from gankit.models.perceptual import load_feature_net
 
 
 def run(G, net, targets, cfg, batch: int, w_std: float) -> tuple:

@@ -40,7 +40,7 @@ def child(args) -> None:
     """One driver: run the job, print one JSON line of measurements."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from jobs import runtime, storage
-    from jobs.sample import SampleConfig, run_sample
+    from jobs.stages.sample import SampleConfig, run_sample
     start_rss = rss_mb()
     samples, stop = [], threading.Event()
 
@@ -86,8 +86,8 @@ def bare_mapping(model: str, count: int, micro_batch: int, threads: int) -> floa
     """rows/s of sample_z + G.mapping in this process (threads torch threads)."""
     import numpy as np
     import torch
-    from gankit import zoo
-    from gankit.latents import sample_z
+    from gankit.loading import zoo
+    from gankit.latent.latents import sample_z
     torch.set_num_threads(threads)
     G = zoo.load_generator(model).eval()
     t0 = time.time()

@@ -3,10 +3,10 @@
 Setup (not timed): N copies of scikit-image's astronaut (512 x 512; with --faces all dlib
 boxes her head and a patch of the suit: 2 faces a photo) -> align at the toy generator's
 32 px -> invert (toy encoder, 0 steps) -> edit along one random W boundary at 3 strengths.
-Then, in this process and one thread, the paste_back actor's own loop (jobs.paste_back.Paster,
-what each CPU actor runs on its parts) for each blend and output kind: photos per second and
-output photos per second (one per photo, boundary and strength). `--ray` adds the whole stage
-through `run_paste_back` on one actor (Ray start-up included).
+Then, in this process and one thread, the paste_back actor's own loop
+(jobs.stages.paste_back.Paster, what each CPU actor runs on its parts) for each blend and output
+kind: photos per second and output photos per second (one per photo, boundary and strength).
+`--ray` adds the whole stage through `run_paste_back` on one actor (Ray start-up included).
 
 `--index-faces F` times the driver's id index (`indexed_edit_parts`, used when the edits'
 manifests do not chain to the align output) on id-only datasets: F faces in aligned parts of
@@ -40,11 +40,11 @@ def prepare(root: str, photos: int) -> None:
     """photos/ -> aligned/ -> inverted/ -> edits/ under `root` (the toy model)."""
     import numpy as np
 
-    from gankit import zoo
-    from gankit.boundaries import Boundary
-    from jobs.align import AlignConfig, run_align
-    from jobs.edit import EditConfig, run_edit
-    from jobs.invert import InvertConfig, run_invert
+    from gankit.loading import zoo
+    from gankit.latent.boundaries import Boundary
+    from jobs.stages.align import AlignConfig, run_align
+    from jobs.stages.edit import EditConfig, run_edit
+    from jobs.stages.invert import InvertConfig, run_invert
     os.makedirs(f"{root}/photos")
     data = astronaut_bytes()
     for i in range(photos):
@@ -65,7 +65,7 @@ def prepare(root: str, photos: int) -> None:
 def actor_rate(root: str, blend: str, output: str) -> tuple:
     """(photos/s, output photos/s) of one Paster over every part, in this thread."""
     from jobs import config, storage
-    from jobs.paste_back import PasteBackConfig, Paster
+    from jobs.stages.paste_back import PasteBackConfig, Paster
     from jobs.stages.paste_back_plan import plan_edit_parts
     from jobs.storage import PartSpec
     out = f"{root}/out-{blend}-{output}"
@@ -88,7 +88,7 @@ def actor_rate(root: str, blend: str, output: str) -> tuple:
 
 def stage_rate(root: str) -> float:
     """Photos/s of `run_paste_back` on one CPU actor, Ray start-up and planning included."""
-    from jobs.paste_back import PasteBackConfig, run_paste_back
+    from jobs.stages.paste_back import PasteBackConfig, run_paste_back
     start = time.perf_counter()
     manifest = run_paste_back(PasteBackConfig(edits=f"{root}/edits",
                                               aligned=f"{root}/aligned",
@@ -104,7 +104,7 @@ def index_cost(root: str, faces: int) -> tuple:
     import pyarrow as pa
 
     from jobs import storage
-    from jobs.paste_back import indexed_edit_parts
+    from jobs.stages.paste_back import indexed_edit_parts
     per_part = 512                                     # 256 photos x 2 faces
     aligned = storage.open_store(f"{root}/idx-aligned", create=True)
     edits = storage.open_store(f"{root}/idx-edits", create=True)
@@ -134,7 +134,7 @@ def main() -> None:
     args = p.parse_args()
     import ray
 
-    from jobs import console
+    from jobs.runtime import console
     console.command_line("quiet")
     root = args.keep or tempfile.mkdtemp(prefix="bench-paste-")
     shutil.rmtree(root, ignore_errors=True)

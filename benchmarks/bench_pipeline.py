@@ -85,7 +85,7 @@ def sync(device: str) -> None:
 def pipeline(model: str, classifier: str, count: int, batch: int, workers: int, images: bool,
              out: str) -> tuple:
     """(steady rows/s from part commit times, end-to-end rows/s) of run_sample."""
-    from jobs.sample import SampleConfig, run_sample
+    from jobs.stages.sample import SampleConfig, run_sample
     per_part = max(batch, count // (workers * 8))
     cfg = SampleConfig(model=model, classifier=classifier, count=count, seed=0, space="w",
                        images=images, rows_per_part=per_part, micro_batch=batch,
@@ -105,7 +105,7 @@ def driver_rss_child(args) -> None:
     """Child mode: run the job with images, stream its output back, print peak RSS (MB)."""
     from jobs import storage
     from jobs.runtime import ensure_ray
-    from jobs.sample import SampleConfig, run_sample
+    from jobs.stages.sample import SampleConfig, run_sample
     ensure_ray()
     cfg = SampleConfig(model=args.model, classifier=args.classifier, count=args.rss_child,
                        images=True, space="w", rows_per_part=1000, micro_batch=args.batch,
@@ -155,7 +155,7 @@ def main() -> None:
         return driver_rss_child(args)
 
     import ray
-    from gankit import zoo
+    from gankit.loading import zoo
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cores = os.cpu_count() or 1
     args.workers = args.workers or (torch.cuda.device_count() if device == "cuda" else cores)

@@ -35,10 +35,10 @@ import time
 import torch
 
 from bench_hybrid import fit_w_boundary
-from gankit import zoo
-from gankit.inversion import InversionConfig, w_stats
-from gankit.perceptual import load_feature_net
-from gankit.toy_eval import eval_inversion
+from gankit.loading import zoo
+from gankit.latent.inversion import InversionConfig, w_stats
+from gankit.models.perceptual import load_feature_net
+from gankit.toy.toy_eval import eval_inversion
 
 
 def methods(args) -> list:

@@ -10,12 +10,12 @@ models by path, as users do.
     1024 px  config-f: the same with channel_base 32768
 
 (a) bare forward, one process, no Ray: z -> mapping -> synthesis(noise_mode='const') ->
-    uint8 on the device -> classifier 'toy' (gankit.zoo.load_classifier) on the dequantized
+    uint8 on the device -> classifier 'toy' (gankit.loading.zoo.load_classifier) on the dequantized
     pixels, as the sample actor does, for every precision gankit.precision.check accepts on
     the device (GPU: fp32, tf32, bf16, fp16; CPU: fp32, bf16) and a few batch sizes;
     warm-up calls first, torch.cuda.synchronize around the timed loop on a GPU. The best
     batch is the limit for the stage.
-(b) the sample pipeline (jobs.sample.run_sample on Ray, one actor on the same device, same
+(b) the sample pipeline (jobs.stages.sample.run_sample on Ray, one actor on the same device, same
     model, precision and micro_batch = (a)'s best batch): classifier labels with JPEG
     images stored, and without images; rows/s and the ratio to (a).
 (c) the pipeline's ceiling: the null generator (gankit.models.null:null_1024: a fixed
@@ -77,7 +77,7 @@ def generator_config(size: int):
 
 def save_models(sizes, root: str) -> dict:
     """{size: path of a native checkpoint of a random-weight generator at that size}."""
-    from gankit.checkpoints import save_generator
+    from gankit.loading.checkpoints import save_generator
     from gankit.models.stylegan2 import Generator
     paths = {}
     for size in sizes:
@@ -145,7 +145,7 @@ def bare_rate(G, C, precision: str, batch: int, device: str, seconds: float,
 
 def measure_bare(size: int, path: str, device: str, precisions: list, batches: list,
                  args) -> list:
-    from gankit import zoo
+    from gankit.loading import zoo
     G = zoo.load_generator(path, device=device).eval().requires_grad_(False)
     C = zoo.load_classifier(CLASSIFIER, device=device).eval()
     rows = []
@@ -178,7 +178,7 @@ def run_pipeline(model: str, out: str, count: int, micro_batch: int, rows_per_pa
                  device: str, precision: str, cpus: int, images: bool, image_format: str,
                  classifier, batch_size: int) -> dict:
     """One run_sample into a fresh folder: end-to-end and steady rows/s (see docstring)."""
-    from jobs.sample import SampleConfig, run_sample
+    from jobs.stages.sample import SampleConfig, run_sample
     if os.path.exists(out):
         shutil.rmtree(out)
     cfg = SampleConfig(model=model, classifier=classifier, count=count, seed=0, space="w",
@@ -371,10 +371,10 @@ def main() -> None:
                           f"{fmt(r['e2e_rows_per_s'], 2)} rows/s", flush=True)
         if not args.skip_ceiling:
             try:
-                from gankit import zoo
+                from gankit.loading import zoo
                 zoo.load_generator(NULL_MODEL, device="cpu")
             except Exception as e:                         # an older zoo: no entry points
-                res["ceiling_skipped"] = (f"gankit.zoo.load_generator cannot load "
+                res["ceiling_skipped"] = (f"gankit.loading.zoo.load_generator cannot load "
                                           f"{NULL_MODEL}: {type(e).__name__}: {e}")
                 print(f"  (c) SKIPPED: {res['ceiling_skipped']}", flush=True)
             else:

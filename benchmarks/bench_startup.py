@@ -28,9 +28,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = """
 import sys, numpy as np, pyarrow as pa, pyarrow.parquet as pq, torch
-from gankit import zoo
-from gankit.latents import sample_z
-from jobs.rendering import render_and_label
+from gankit.loading import zoo
+from gankit.latent.latents import sample_z
+from jobs.stages.rendering import render_and_label
 count, out = int(sys.argv[1]), sys.argv[2]
 torch.set_num_threads(1)                      # what one CPU actor (and the local runner) gets
 G = zoo.load_generator("toy").eval().requires_grad_(False)
@@ -75,7 +75,7 @@ def timed(cmd: list) -> float:
 
 
 def cases(count: int, tmp: str) -> dict:
-    gankit = [sys.executable, "-m", "jobs.cli", "sample", "--model", "toy", "--count",
+    gankit = [sys.executable, "-m", "jobs.commands.cli", "sample", "--model", "toy", "--count",
               str(count), "--classifier", "toy", "--quiet"]
     return {"script": lambda k: [sys.executable, "-c", SCRIPT, str(count), f"{tmp}/s{k}.pq"],
             **{f"gankit sample --runner {r}": (lambda r: lambda k: gankit + [

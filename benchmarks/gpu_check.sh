@@ -149,9 +149,9 @@ fi
 # ---------------------------------------------------------------------------------------
 step "3/6 gankit from $REPO"
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
-"$PY" -c 'import gankit, jobs.cli, jobs.sample, gankit.precision; print("gankit importable")' \
+"$PY" -c 'import gankit, jobs.commands.cli, jobs.stages.sample, gankit.precision; print("gankit importable")' \
     || die "gankit is not importable from $REPO with PYTHONPATH=$PYTHONPATH"
-gankit() { "$PY" -m jobs.cli "$@"; }
+gankit() { "$PY" -m jobs.commands.cli "$@"; }
 echo "PYTHONPATH=$PYTHONPATH"
 
 # ---------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gankit import precision as numerics  # noqa: E402
-from gankit import zoo  # noqa: E402
+from gankit.loading import zoo  # noqa: E402
 from gankit.models import ops  # noqa: E402
 from gankit.models.stylegan2 import Generator, GeneratorConfig, SynthesisConfig  # noqa: E402
 

@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from gankit.logits import sigmoid
+from gankit.latent.logits import sigmoid
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:

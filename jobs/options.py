@@ -125,7 +125,7 @@ class ClassifierOptions:
 
 @dataclass
 class IdentityOptions:
-    """Identity columns of an inversion, or of the edits of one (gankit.identity)."""
+    """Identity columns of an inversion, or of the edits of one (gankit.faces.identity)."""
     identity_metric: Union[bool, str, None] = option(
         None, "add identity_similarity / identity_distance: 'dlib' (a bare --identity: "
               "dlib's face descriptors, pip install 'gankit[faces]') or 'arcface:PATH' "
@@ -136,14 +136,14 @@ class IdentityOptions:
 
     def identity_measure(self) -> Optional[str]:
         """'dlib', 'arcface:PATH' or None (no identity columns)."""
-        from gankit.identity import measure_spec
+        from gankit.faces.identity import measure_spec
         return measure_spec(self.identity_metric)
 
     def check_identity_measure(self) -> None:
         """Fail in the driver, in one sentence, when the measure cannot load anywhere."""
         spec = self.identity_measure()
         if spec == "dlib":
-            from gankit.faces import check_installed
+            from gankit.faces.alignment import check_installed
             check_installed()
         elif spec is not None:
             import os
@@ -198,7 +198,7 @@ def validate(cfg) -> None:
         except ValueError as e:
             raise ConfigError("identity_metric", f"is not usable: {e}") from None
     if isinstance(cfg, ClassifierOptions) and cfg.classifier_input is not None:
-        from gankit.classifier_input import validate_input_spec
+        from gankit.loading.classifier_input import validate_input_spec
         try:
             validate_input_spec(cfg.classifier_input, "classifier_input")
         except ValueError as e:

@@ -78,7 +78,7 @@ def model_files(tmp_path_factory):
     import json
 
     import torch
-    from gankit.checkpoints import save_generator
+    from gankit.loading.checkpoints import save_generator
     root = tmp_path_factory.mktemp("models")
     g_path = root / "tiny_g"
     save_generator(tiny_generator(), g_path)

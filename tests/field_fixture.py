@@ -19,7 +19,7 @@ from typing import Optional
 
 import torch
 
-from gankit.field_encoders import ENCODER_TYPES
+from gankit.loading.field_encoders import ENCODER_TYPES
 from gankit.models import irse
 from gankit.models.stylegan2 import Generator, GeneratorConfig, MappingConfig, SynthesisConfig
 

@@ -2,7 +2,7 @@
 
     python tests/node_loss.py OUT [sample align invert]
 
-tests/test_node_loss.py runs this script in a process of its own. A process holds one Ray
+tests/runtime/test_node_loss.py runs this script in a process of its own. A process holds one Ray
 driver, and the session's cluster (fixture `ray_cluster`) may already be up in pytest's
 process, or start after: a separate process never touches it, and RAY_TMPDIR (set by the
 caller) keeps this cluster's address file and sockets apart, so no other `ray.init()` on
@@ -38,9 +38,9 @@ PHOTOS = 4                              # the astronaut under 4 names: 4 align /
 
 def stage_configs(out: str) -> dict:
     """name -> (config class, run function, keyword arguments but `out`)."""
-    from jobs.align import AlignConfig, run_align
-    from jobs.invert import InvertConfig, run_invert
-    from jobs.sample import SampleConfig, run_sample
+    from jobs.stages.align import AlignConfig, run_align
+    from jobs.stages.invert import InvertConfig, run_invert
+    from jobs.stages.sample import SampleConfig, run_sample
     common = {"workers": 2, "device": "cpu"}
     return {
         "sample": (SampleConfig, run_sample, dict(common, model="toy", classifier="toy",

@@ -1,6 +1,6 @@
 """report.json's key tree, and the trees the report wrote before it became a package of
 section records (tests/report_keys.json: from main at 46ba3fb, the demo run of
-tests/test_demo.py and the `tiny` report of tests/test_report.py). The tests compare a
+tests/stages/test_demo.py and the `tiny` report of tests/report/test_report.py). The tests compare a
 fresh run's tree with those, so a key added, dropped or moved to another level shows.
 
     python tests/report_keys.py demo=DIR/report/report.json tiny=DIR2/report.json

@@ -139,7 +139,8 @@ def test_no_import_cycle_among_gankit_and_jobs_modules():
 
 def test_the_cycle_finder_finds_a_circle_through_a_package_init():
     """jobs.result -> jobs.runtime.cluster runs jobs/runtime/__init__.py first, which
-    imports part_driver, which imports jobs.result: a circle (the one issue #26 named)."""
+    imports part_driver, which imports jobs.result: a circle (the one issue #26 named, from
+    before jobs/result.py moved into jobs/runtime/)."""
     graph = {"jobs": set(),
              "jobs.result": set(with_packages("jobs.runtime.cluster", "jobs.result")),
              "jobs.runtime": {"jobs.runtime.cluster", "jobs.runtime.part_driver"},

@@ -1,4 +1,4 @@
-"""The solvers behind gankit.boundaries: linear classifiers that separate latents by an
+"""The solvers behind gankit.latent.boundaries: linear classifiers that separate latents by an
 attribute, and the projection that conditions one normal on others.
 
 Linear solvers (`fit_linear`), each returning (w [D] float64, b) for the decision x.w + b:
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 # sklearn is imported inside the solvers that use it: its import takes seconds, and most
-# importers of gankit.boundaries (editing, the edit stage) never fit.
+# importers of gankit.latent.boundaries (editing, the edit stage) never fit.
 
 SOLVERS = ("auto", "newton", "liblinear", "logistic", "svc")
 NEWTON_MAX_DIM = 2048      # 'auto' uses Newton up to this many dims (its Hessian is D x D)

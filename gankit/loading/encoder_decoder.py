@@ -1,5 +1,5 @@
-"""The generator inside a pSp / e4e / ReStyle encoder checkpoint (gankit.field_encoders): its
-`decoder.*` keys are a rosinality Generator (gankit.loading.rosinality), its mean w one row of
+"""The generator inside a pSp / e4e / ReStyle encoder checkpoint (gankit.loading.field_encoders):
+its `decoder.*` keys are a rosinality Generator (gankit.loading.rosinality), its mean w one row of
 the file's `latent_avg`; so `--model e4e_ffhq_encode.pt` gives the generator the encoder was
 trained with.
 """
@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import torch
 
-from gankit.field_encoders import prefixed
+from gankit.loading.field_encoders import prefixed
 from gankit.loading.formats import Checkpoint, CheckpointError
 from gankit.loading.rosinality import from_rosinality
 
 
 def from_encoder_checkpoint(obj: dict, network: str, source: str) -> Checkpoint:
-    """The decoder of a pSp / e4e / ReStyle checkpoint (gankit.field_encoders): a rosinality
+    """The decoder of a pSp / e4e / ReStyle checkpoint (gankit.loading.field_encoders): a rosinality
     Generator under `decoder.*`, its mean w the file's latent_avg (one row of it)."""
     if network != "G_ema":
         raise CheckpointError(f"{source}: an encoder checkpoint holds one generator (its "

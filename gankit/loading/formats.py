@@ -3,8 +3,8 @@
 the errors.
 
 A file's format is told by its content, not its name (`detect_format`); pickles and torch
-archives are read by gankit.safe_pickle's allow-list unpickler or torch.load(weights_only=True),
-so nothing in the file runs.
+archives are read by gankit.loading.safe_pickle's allow-list unpickler or
+torch.load(weights_only=True), so nothing in the file runs.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
-from gankit import safe_pickle
+from gankit.loading import safe_pickle
+from gankit.loading.safe_pickle import UnsafePickleError
 from gankit.models.stylegan2 import GeneratorConfig
-from gankit.safe_pickle import UnsafePickleError
 
 NETWORKS = ("G_ema", "G")
 PathLike = Union[str, os.PathLike]

@@ -5,7 +5,7 @@ A directory
                               "model": "stylegan2" or "stylegan3", "config": its to_dict(),
                               "source": {...where it was converted from...}}
     <dir>/model.safetensors  the Generator's state_dict, fp32, NVIDIA's key names
-written by `save_generator` and read back bit-identically (gankit.checkpoints.load_generator
+written by `save_generator` and read back bit-identically (gankit.loading.checkpoints.load_generator
 accepts the directory or either file inside it).
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""NVIDIA's generator pickles (`network-snapshot-*.pkl`), read by gankit.safe_pickle: nothing in
-the file runs. `network=` picks 'G_ema' or 'G'.
+"""NVIDIA's generator pickles (`network-snapshot-*.pkl`), read by gankit.loading.safe_pickle:
+nothing in the file runs. `network=` picks 'G_ema' or 'G'.
 
 - stylegan2-ada-pytorch and the stylegan3 repository's StyleGAN2 (config 'stylegan2'): the
   config comes from the Generator's `_init_kwargs`, in either layout: stylegan2-ada-pytorch's
@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from gankit import safe_pickle
-from gankit.loading.formats import (NETWORKS, Checkpoint, CheckpointError,
-                                    UnsupportedCheckpointError)
+from gankit.loading import safe_pickle
+from gankit.loading.formats import NETWORKS, Checkpoint, CheckpointError, UnsupportedCheckpointError
+from gankit.loading.safe_pickle import PersistentObject
 from gankit.models import stylegan3 as sg3
 from gankit.models.stylegan2 import GeneratorConfig, MappingConfig, SynthesisConfig
-from gankit.safe_pickle import PersistentObject
-
 
 # Defaults of the two Generator codebases (their constructor defaults, which apply to
 # kwargs a training run did not pass).

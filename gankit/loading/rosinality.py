@@ -5,7 +5,7 @@ read with `torch.load(weights_only=True)`.
 Architecture, sizes and channels are inferred from the tensors' shapes; the blur kernels are
 checked (only [1, 3, 3, 1] is supported); `latent_avg` becomes `mapping.w_avg`, estimated from
 4096 seeded samples, like rosinality's `mean_latent`, when the file has none (the estimate is
-made by gankit.checkpoints once the generator is built).
+made by gankit.loading.checkpoints once the generator is built).
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import torch
 from gankit.loading.formats import Checkpoint, CheckpointError, UnsupportedCheckpointError
 from gankit.models import ops
 from gankit.models.stylegan2 import GeneratorConfig, MappingConfig, SynthesisConfig
-
 
 _ROS_NETWORK = {"G_ema": "g_ema", "G": "g"}
 _ROS_CONV = {"conv.weight": "weight", "conv.modulation.weight": "affine.weight",

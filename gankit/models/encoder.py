@@ -149,9 +149,9 @@ def load_encoder(path: Union[str, Path], device: Union[str, torch.device] = "cpu
 
 def check_compatible(E: WPlusEncoder, G) -> None:
     """Refuse an encoder trained for another generator shape (num_ws / w_dim; a field
-    encoder's resolution too: gankit.field_encoders.check_generator)."""
+    encoder's resolution too: gankit.loading.field_encoders.check_generator)."""
     if hasattr(E, "generator_resolution"):
-        from gankit.field_encoders import check_generator
+        from gankit.loading.field_encoders import check_generator
         return check_generator(E, G)
     if E.num_ws != G.num_ws or E.w_dim != G.w_dim:
         raise ValueError(f"encoder outputs w+ [{E.num_ws}, {E.w_dim}] but the generator takes "

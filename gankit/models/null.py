@@ -18,7 +18,7 @@ tint taken from its w (about +-2 levels of 255): identical rows would be stored 
 Parquet's dictionary encoding and overstate the ceiling too. That tint is the synthesis'
 only arithmetic, one broadcast add.
 
-Entry points for `gankit.zoo.load_generator` and the jobs' `model` field:
+Entry points for `gankit.loading.zoo.load_generator` and the jobs' `model` field:
 `gankit.models.null:null_256`, `gankit.models.null:null_1024`.
 """
 from __future__ import annotations

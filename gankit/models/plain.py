@@ -150,7 +150,7 @@ class BoundMapping(nn.Module):
 
 class ClassConditioned(nn.Module):
     """A conditional StyleGAN bound to class `k`: it looks unconditional (c_dim 0) to code
-    written for unconditional models, such as gankit.inversion."""
+    written for unconditional models, such as gankit.latent.inversion."""
 
     def __init__(self, G: nn.Module, k: int):
         super().__init__()

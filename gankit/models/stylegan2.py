@@ -3,7 +3,7 @@ NVIDIA's stylegan2-ada-pytorch `training/networks.py` (reference, non-CUDA code 
 
 Module and parameter names mirror NVIDIA's state-dict keys (`mapping.fc0.weight`,
 `synthesis.b8.conv0.affine.weight`, `synthesis.b8.resample_filter`, ...), so importing an
-official checkpoint is a name- and shape-checked copy (see gankit.checkpoints).
+official checkpoint is a name- and shape-checked copy (see gankit.loading.checkpoints).
 
 Equalized learning rate: every weight is stored as N(0, 1) / lr_multiplier and scaled by
 `weight_gain` at run time, exactly as NVIDIA stores it.
@@ -194,7 +194,7 @@ def modulated_conv2d(x: torch.Tensor,            # [N, I, H, W]
     non-fused path runs (NVIDIA's default for fp16 blocks).
 
     `delta`: sample n convolves with its own weight W + delta_n (Pivotal Tuning's per-image
-    generators, gankit.pti): see delta_modulated_conv2d.
+    generators, gankit.latent.pti): see delta_modulated_conv2d.
     """
     if delta is not None:
         return delta_modulated_conv2d(x, weight, styles, delta, noise, up, padding,
@@ -226,7 +226,7 @@ def modulated_conv2d(x: torch.Tensor,            # [N, I, H, W]
 
 
 class LayerDelta(NamedTuple):
-    """One modulated layer's change for each sample of a batch (gankit.pti's per-image
+    """One modulated layer's change for each sample of a batch (gankit.latent.pti's per-image
     generators): sample n uses weight W + delta_n and bias b + bias_n."""
     weight: object                   # (U [N, O, r], V [N, r, I, k, k]): rank r, U_n V_n;
                                      # or [N, O, I, k, k]: the change itself
@@ -589,7 +589,7 @@ class SynthesisNetwork(nn.Module):
         `fused_modconv`: NVIDIA's grouped-conv evaluation path (bit-identical to theirs); the
         default shares one conv across the batch (same math, faster on CPU and in training).
         `deltas`: {'b8.conv0': LayerDelta, ...}, each sample's own change of those layers
-        (gankit.pti's tuned generators); the other layers are G's."""
+        (gankit.latent.pti's tuned generators); the other layers are G's."""
         assert ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.w_dim), \
             f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}"
         ws = ws.to(torch.float32)

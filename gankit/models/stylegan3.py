@@ -10,9 +10,9 @@ Generative Adversarial Networks" (Karras et al. 2021).
 
 Names mirror NVIDIA's state-dict keys (`synthesis.input.freqs`, `synthesis.L3_52_1024.affine
 .weight`, `...magnitude_ema`, `...up_filter`), so importing a pickle is a name- and
-shape-checked copy (gankit.checkpoints). The interface is the StyleGAN2 Generator's (mapping,
-synthesis, num_ws, z_dim/w_dim/c_dim, img_resolution, set_precision); StyleGAN3 has no noise
-inputs, so `noise_layers()` is empty and `noise_mode` is accepted and ignored.
+shape-checked copy (gankit.loading.checkpoints). The interface is the StyleGAN2 Generator's
+(mapping, synthesis, num_ws, z_dim/w_dim/c_dim, img_resolution, set_precision); StyleGAN3 has no
+noise inputs, so `noise_layers()` is empty and `noise_mode` is accepted and ignored.
 
 The user transform: `G.synthesis.set_transform(translate=(tx, ty), angle=deg)` rotates the
 output by `angle` degrees and moves it by `translate` (units of the image width), as
@@ -31,8 +31,12 @@ from torch import nn
 
 from gankit import precision as gk_precision
 from gankit.models import filters, stylegan2
-from gankit.models.stylegan2 import (FP16_CONV_CLAMP_DEFAULT, NUM_FP16_RES_DEFAULT,
-                                     FullyConnectedLayer, MappingConfig)
+from gankit.models.stylegan2 import (
+    FP16_CONV_CLAMP_DEFAULT,
+    NUM_FP16_RES_DEFAULT,
+    FullyConnectedLayer,
+    MappingConfig,
+)
 
 # ----------------------------------------------------------------------------------------
 # Configs

@@ -1,7 +1,7 @@
 """The correlation section: how the classifier's attributes co-occur on generated samples,
 on real images, and (toy world) in the true labels of those images.
 
-Reads (jobs.report): the first rows of the samples' logits; real images (toy renders or a
+Reads (jobs.stages.report): the first rows of the samples' logits; real images (toy renders or a
 Parquet dataset) scored by the classifier.
 Computes (`attribute_correlation`, `gaps`): Pearson matrices of the probabilities, and the
 mean |difference| of each two off the diagonal (gankit.report.stats).

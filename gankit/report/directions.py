@@ -1,8 +1,8 @@
 """The directions' sections: the top SeFa and GANSpace PCA directions of the generator, each
 named by rescoring with the classifier, with a strength-sweep grid.
 
-Reads: the generator and the classifier (loaded by jobs.report).
-Computes (`DirectionsSection.compute`): gankit.directions.find_directions per method, then
+Reads: the generator and the classifier (loaded by jobs.stages.report).
+Computes (`DirectionsSection.compute`): gankit.latent.directions.find_directions per method, then
 each direction's sweep grid (rows: samples, columns: SWEEP x its w std).
 Renders: the 'sefa' and 'pca' tables and grids.
 report.json keys: directions (SeFa), directions_pca ([{index, name, top_attribute,
@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from gankit.directions import AnnotateConfig, DirectionsConfig, find_directions, sweep_images
 from gankit.images import to_uint8
+from gankit.latent.directions import AnnotateConfig, DirectionsConfig, find_directions, sweep_images
 from gankit.report.drawing import labelled_grid_png, strength_label
 from gankit.report.markup import figure_html, table_html
 

@@ -1,7 +1,7 @@
 """The edits' section: how far editing along each boundary moves its target and the other
 attributes, conditional edits against plain ones, identity kept, and the edit grids.
 
-Reads (jobs.report.edits): the edit job's logit columns at +-strength, the edited samples'
+Reads (jobs.stages.report.edits): the edit job's logit columns at +-strength, the edited samples'
 logits before editing, its identity columns, the images of a few sample ids.
 Computes (`EditSection.compute`, `pair_sweep`): rescoring and label-change matrices, flip
 rates, the conditional-vs-plain pairs at every strength (gankit.report.stats).

@@ -1,7 +1,7 @@
 """The fit's section: the boundaries, how their samples were selected, the cosine of their
 normals.
 
-Reads (jobs.report.reading): the fit's boundaries.json and the plain boundaries' .npz files.
+Reads (jobs.stages.report.reading): the fit's boundaries.json and the plain boundaries' .npz files.
 Computes: one row per boundary; per space, the cosine matrix of the plain normals.
 Renders: the 'boundaries' table and the 'cosine' heatmaps.
 report.json keys: fit, boundaries, cosine.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from gankit.boundaries import cosine_matrix
+from gankit.latent.boundaries import cosine_matrix
 from gankit.report.drawing import heatmap_png
 from gankit.report.markup import esc, figures_html, table_html
 from gankit.report.stats import per_side

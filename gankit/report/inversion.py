@@ -1,7 +1,7 @@
 """The inversion section: one row per `gankit eval-inversion` result (W, W+, encoder,
 hybrid, PTI...), and each run's example faces.
 
-Reads (jobs.report): the eval-inversion JSON files the config lists.
+Reads (jobs.stages.report): the eval-inversion JSON files the config lists.
 Computes: nothing; the example faces are unpacked into a labelled grid.
 Renders: the 'inversion' table and the 'inversion_<k>' figures.
 report.json key: inversion (the results as read, + source; null when none).

@@ -17,14 +17,14 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from gankit.logits import sigmoid
+from gankit.latent.logits import sigmoid
 
 MIN_FLIP = 0.9          # an edit passes when it flips its target for this share of samples
 MAX_CHANGED = 0.1       # a conditional edit passes when its conditions change for less
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
-    """Sigmoid, in float64 (gankit.logits.sigmoid: no overflow for logits of either sign)."""
+    """Sigmoid, in float64 (gankit.latent.logits.sigmoid: no overflow for logits of either sign)."""
     return sigmoid(logits)
 
 

@@ -7,9 +7,10 @@ Or pairs come from a samples dataset written by `gankit sample --space wp --imag
 (`pairs_from_table`): then the pool is that fixed set.
 
 The pool: rendering is the expensive part on a CPU (a G forward costs several times an
-encoder forward + backward at 32px; MODELS.md, "Toy encoder"), so pairs live in a pool of `pool_size` and every step replaces
-`refresh` of them with fresh ones (and samples its batch from the whole pool): each pair is
-seen about batch_size * pool_size / (refresh * pool_size) = batch_size / refresh times.
+encoder forward + backward at 32px; MODELS.md, "Toy encoder"), so pairs live in a pool of
+`pool_size` and every step replaces `refresh` of them with fresh ones (and samples its batch from
+the whole pool): each pair is seen about batch_size * pool_size / (refresh * pool_size) =
+batch_size / refresh times.
 
 Loss (per step, means over the batch):
     latent_weight * MSE(E(x), w+)                        always
@@ -75,8 +76,9 @@ class EncoderTrainConfig:
 
 @torch.no_grad()
 def generate_pairs(G, ids: np.ndarray, cfg: EncoderTrainConfig) -> tuple:
-    """Pairs for ids [n], drawn from (seed, id) only -> (images [n, 3, R, R], w+ [n, num_ws, w_dim])."""
-    from gankit.latents import sample_z
+    """Pairs for ids [n], drawn from (seed, id) only -> (images [n, 3, R, R], w+ [n, num_ws,
+    w_dim])."""
+    from gankit.latent.latents import sample_z
     device = G.mapping.w_avg.device
     ids = np.asarray(ids, dtype=np.int64)
     z1 = torch.from_numpy(sample_z(cfg.seed, 2 * ids, G.z_dim)).to(device)       # [n, z_dim]
@@ -170,7 +172,8 @@ def learning_rate(cfg: EncoderTrainConfig, step: int) -> float:
 
 
 def encoder_loss(E, G, x, ws, cfg: EncoderTrainConfig, step: int, feature_net=None) -> tuple:
-    """(loss scalar, {term: float}) for images x [B, 3, R, R] with their true w+ [B, num_ws, w_dim]."""
+    """(loss scalar, {term: float}) for images x [B, 3, R, R] with their true w+ [B, num_ws,
+    w_dim]."""
     pred = E(x)                                                             # [B, num_ws, w_dim]
     latent = (pred - ws).square().mean()
     loss = cfg.latent_weight * latent
@@ -276,7 +279,7 @@ def pairs_seen(cfg: EncoderTrainConfig, pool: PairPool, step: int) -> int:
 @torch.no_grad()
 def encode_quality(E, G, images: torch.Tensor, feature_net=None, batch: int = 64) -> dict:
     """Mean PSNR / feature distance of G(E(x)) vs x (const noise) and of G(w_avg) vs x."""
-    from gankit.inversion import psnr
+    from gankit.latent.inversion import psnr
     ps, ps0, fd, fd0 = [], [], [], []
     w_avg = G.mapping.w_avg.reshape(1, 1, -1).expand(1, G.num_ws, -1)
     for x in images.split(batch):

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from gankit.images import make_grid, save_png, to_uint8, upscale
-from gankit.logits import sigmoid
-from gankit.metrics import frechet_distance
+from gankit.latent.logits import sigmoid
+from gankit.latent.metrics import frechet_distance
 from gankit.train.classifier import predict_logits
 from gankit.train.toy import attribute_names, render_dataset
 
@@ -73,7 +73,7 @@ def w_separability(w: np.ndarray, logits: np.ndarray, val_fraction: float = 0.3)
     1K a side)."""
     from sklearn.svm import LinearSVC
 
-    from gankit.boundaries import fit_boundary
+    from gankit.latent.boundaries import fit_boundary
     n_train = int(len(w) * (1 - val_fraction))
     out = {"all_samples": {}, "top_bottom_10pct": {}}
     for j, name in enumerate(attribute_names()):
@@ -107,7 +107,7 @@ def write_grids(G, out_dir: str) -> list:
 
 def evaluate(generator: str = "toy", classifier: str = "toy", n_classifier: int = 5000,
              n_generator: int = 10000, n_frechet: int = 5000, grids_dir: str = None) -> dict:
-    from gankit.zoo import load_classifier, load_generator
+    from gankit.loading.zoo import load_classifier, load_generator
     t0 = time.time()
     clf = load_classifier(classifier)
     report = {"classifier_accuracy": classifier_gate(clf, n_classifier)}

@@ -1,6 +1,6 @@
 """Build the bundled toy model: render the toy world, train the classifier and StyleGAN2.
 
-Run as `gankit train-classifier` / `gankit train-gan` (jobs/cmd_train.py), or directly with
+Run as `gankit train-classifier` / `gankit train-gan` (jobs/commands/train.py), or directly with
 `python -m gankit.train.toy ...` on a machine without Ray (a rented GPU, say).
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ import time
 import numpy as np
 import torch
 
-from gankit import toyfaces
 from gankit.images import from_uint8, make_grid, save_png, to_uint8
 from gankit.models.stylegan2 import GeneratorConfig, MappingConfig, SynthesisConfig
+from gankit.toy import toyfaces
 from gankit.train.classifier import ClassifierTrainConfig, train_classifier
 from gankit.train.gan import GanTrainConfig, train_gan
 
@@ -84,7 +84,7 @@ def build_generator(run_dir: str, n_images: int, seed: int, kimg: float, device:
                          attr_moment_weight=attr_moment_weight, seed=seed, device=device)
     classifier = attr_reals = None
     if linear_attr_weight or attr_moment_weight:
-        from gankit.zoo import load_classifier
+        from gankit.loading.zoo import load_classifier
         classifier = load_classifier("toy")
         attr_reals = from_uint8(images[:MOMENT_REALS])
     trainer = train_gan(cfg, RealSampler(images, device), run_dir,
@@ -93,7 +93,7 @@ def build_generator(run_dir: str, n_images: int, seed: int, kimg: float, device:
                         attr_reals=attr_reals)
     print(f"trained to {trainer.nimg / 1000:.1f} kimg, {time.time() - t0:.0f}s this run")
     if export:
-        from gankit.checkpoints import save_generator
+        from gankit.loading.checkpoints import save_generator
         save_generator(trainer.G_ema.cpu().eval(), export)
         print(f"G_ema written to {export}")
     return trainer

@@ -11,10 +11,10 @@ from typing import Optional
 import torch
 
 from gankit import precision as numerics
-from gankit import zoo
+from gankit.loading import zoo
 from jobs.config import ConfigError
-from jobs.ray_session import ensure_ray
 from jobs.runtime.faults import FAULT_ENV
+from jobs.runtime.ray_session import ensure_ray
 
 RUNNERS = ("auto", "ray", "local")
 

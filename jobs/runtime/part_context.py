@@ -2,7 +2,7 @@
 
 A part job's worker computes a part step by step and writes it in row groups. Everything
 the loop reports on the way goes through the part's context, named in the call, not through
-module state: each row group written counts as live progress (jobs.progress) and passes the
+module state: each row group written counts as live progress (jobs.runtime.progress) and passes the
 test-only fault hook (jobs.runtime.faults); a status line (`note`) joins the progress; and
 the commit leaves the footer it wrote, which the driver's manifest records.
 """
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Optional
+
 import pyarrow as pa
 
-from jobs.progress import PartProgress
 from jobs.runtime.faults import fault_point
+from jobs.runtime.progress import PartProgress
 from jobs.storage import Footer, PartSpec, PartWriter, Store, part_name
 
 

@@ -10,7 +10,7 @@ Execution model of a part job (sample, label, edit):
                             num_gpus=1 | num_cpus=c)
     actor:   __init__ loads the model(s) once on its device, at the job's precision;
              __call__ computes one part step by step while `cpus_per_worker` threads
-             encode/decode images and write row groups (jobs.cpu_pool), commits the part
+             encode/decode images and write row groups (jobs.runtime.cpu_pool), commits the part
              (the writer of its PartContext), then returns only {index, rows, errors, ...}
     driver:  streams those tiny replies (progress line per part), writes _manifest.json.
 
@@ -32,11 +32,12 @@ import numpy as np
 import torch
 
 from gankit.data import error_table
-from jobs import progress, storage
-from jobs.result import JobResult
+from jobs import storage
+from jobs.runtime import progress
 from jobs.runtime.cluster import ActorPlan
 from jobs.runtime.faults import FAULT_ENV, hold_point, poison_point
 from jobs.runtime.part_context import PartContext
+from jobs.runtime.result import JobResult
 from jobs.storage import PartSpec, RunRecord, Store
 
 log = logging.getLogger("gankit")

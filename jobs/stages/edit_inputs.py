@@ -1,6 +1,6 @@
 """The edit stage's driver side: the boundaries checked against the latents and the generator,
 the input rows planned, the truncation mapping z, and the column keep_latent writes
-(jobs.edit runs them; each check fails in one sentence naming the option)."""
+(jobs.stages.edit runs them; each check fails in one sentence naming the option)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -8,7 +8,7 @@ from typing import Optional
 import pyarrow as pa
 
 from gankit.data import field_shape, id_column_of, latent_dim
-from gankit.published import width_problem
+from gankit.loading.published import width_problem
 from jobs import storage
 from jobs.config import ConfigError, require
 from jobs.storage import PartSpec, Store

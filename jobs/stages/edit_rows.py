@@ -1,5 +1,5 @@
 """The edit stage's rows: the output schema, and the identity columns that compare each edit
-with its row's reconstruction (jobs.edit's actor writes them)."""
+with its row's reconstruction (jobs.stages.edit's actor writes them)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from gankit.data import ID_COLUMNS, IMAGE_TYPE, wplus_field
-from gankit.identity import IDENTITY_COLUMNS, identity_scores
+from gankit.faces.identity import IDENTITY_COLUMNS, identity_scores
 from gankit.images import decode_image
 
 

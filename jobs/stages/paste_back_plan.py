@@ -1,5 +1,5 @@
 """The paste-back stage's driver side: its inputs checked, and the plan of which edit parts
-hold the faces of each aligned part (jobs.paste_back's docstring has the two ways: lineage,
+hold the faces of each aligned part (jobs.stages.paste_back's docstring has the two ways: lineage,
 from three manifests, or an index of the ids of both)."""
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pyarrow as pa
 
 from jobs import storage
 from jobs.config import require
-from jobs.image_inputs import is_image_struct
 from jobs.stages.paste_back_rows import boundary_token
 from jobs.storage import Store
+from jobs.storage.image_inputs import is_image_struct
 
 log = logging.getLogger("gankit")
 

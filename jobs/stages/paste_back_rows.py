@@ -1,5 +1,5 @@
 """The paste-back stage's rows: the output's schema and file names, the aligned faces and edit
-images an actor reads, and the buffer its output rows are written through (jobs.paste_back
+images an actor reads, and the buffer its output rows are written through (jobs.stages.paste_back
 runs them)."""
 from __future__ import annotations
 

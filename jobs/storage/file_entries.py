@@ -1,6 +1,6 @@
-"""The files an input of image files names, as a stream of entry tables (jobs.listing.ENTRY:
+"""The files an input of image files names, as a stream of entry tables (jobs.storage.listing.ENTRY:
 key, URL, size) for the listing to sort: a folder or a glob walked a batch at a time
-(jobs.walk), a .txt list read a few MB of lines at a time. Keys become ids once every entry
+(jobs.storage.walk), a .txt list read a few MB of lines at a time. Keys become ids once every entry
 has been seen (`to_id`): paths relative to the folder, the glob's fixed prefix, or the list
 entries' common folder. Also the folder no file of the input may leave (jobs.storage.
 image_reading reads under it).
@@ -16,8 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from fsspec.utils import glob_translate
 
-from jobs import listing, walk
-from jobs.storage import Store
+from jobs.storage import Store, listing, walk
 from jobs.storage.image_reading import UNDECODABLE
 
 GLOB_CHARS = "*?["
@@ -68,7 +67,7 @@ def input_folder(src: Store, follow_links: bool) -> Optional[str]:
 
 
 class FolderEntries:
-    """The files of a folder or a glob as entry tables (jobs.listing.ENTRY), streamed;
+    """The files of a folder or a glob as entry tables (jobs.storage.listing.ENTRY), streamed;
     the key is the id: the path relative to the folder or the glob's fixed prefix. A link
     that leaves the folder is listed, not followed (its read refuses it), unless
     `follow_links`."""

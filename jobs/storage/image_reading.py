@@ -34,7 +34,7 @@ from gankit.data import image_column as image_structs
 from gankit.images import decode_image
 from jobs import storage
 from jobs.storage import Store
-from jobs.walk import inside
+from jobs.storage.walk import inside
 
 MAX_FILE_BYTES = 1 << 30           # no photo is this large; a bigger file is refused unread
 CAUSES_KEPT = 4096                 # the causes of the last unreadable files, per process

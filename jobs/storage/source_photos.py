@@ -1,18 +1,23 @@
 """The photos behind an output made from image inputs (align's): what paste-back reads to
 put edited faces back into them. Image files come from the URLs of the listing that output
-keeps (jobs.listing), under the boundary their job read them with (follow_links); a Parquet
+keeps (jobs.storage.listing), under the boundary their job read them with (follow_links); a Parquet
 input's photos from its file, a row group at a time.
 """
 from __future__ import annotations
 
 from typing import Optional
 
-from jobs import listing, storage
-from jobs.image_inputs import input_parts, pick_id_column
+from jobs import storage
+from jobs.storage import PartSpec, Store, listing
 from jobs.storage.file_entries import input_folder
-from jobs.storage import PartSpec, Store
-from jobs.storage.image_reading import (no_bytes_reason, read_relative, read_url, remember,
-                                        url_options)
+from jobs.storage.image_inputs import input_parts, pick_id_column
+from jobs.storage.image_reading import (
+    no_bytes_reason,
+    read_relative,
+    read_url,
+    remember,
+    url_options,
+)
 
 _LEGACY: dict = {}      # per process: {(output URL, size): an older output's _inputs.json}
 

@@ -1,0 +1,1 @@
+"""Real faces: FFHQ alignment and paste-back, and identity measures (dlib, ArcFace)."""

@@ -1,0 +1,1 @@
+"""The command line: `gankit` and its subcommands."""
