@@ -40,7 +40,10 @@ from jobs.config import option, override, require
 from jobs.options import ActorOptions, StepOptions, StorageOptions
 from jobs.runtime import PartWorker
 from jobs.storage import PartSpec, Store
-from jobs.storage.image_inputs import ImageInputOptions
+from jobs.config import public_config
+from jobs.storage.image_inputs import (ImageInputOptions, part_tables, plan_image_inputs,
+                                       write_bad_file)
+from jobs.storage.image_reading import no_bytes_reason
 
 log = logging.getLogger("gankit")
 
@@ -133,7 +136,6 @@ class Aligner(PartWorker):
         faces.dlib_model("landmarks")
 
     def write_part(self, spec: PartSpec, part: runtime.PartContext) -> None:
-        from jobs.storage.image_inputs import part_tables, write_bad_file
         path, schema, errors = self.inputs.parts.get(spec.index), out_schema(), []
         if spec.index in self.inputs.bad:               # an unusable file: records, no rows
             write_bad_file(part, self.src, path, schema,
@@ -150,7 +152,6 @@ class Aligner(PartWorker):
                       "errors": len(errors)})
 
     def align_batch(self, batch: pa.Table, schema: pa.Schema, errors: list) -> pa.Table:
-        from jobs.storage.image_inputs import no_bytes_reason
         ids = [str(i) for i in batch.column(0).to_pylist()]
         rows = []
         for photo_id, item in zip(ids, batch.column(1).to_pylist()):
@@ -170,8 +171,6 @@ class Aligner(PartWorker):
 def run_align(cfg: AlignConfig) -> dict:
     """Align every photo of `cfg.images` into `cfg.out`; returns the manifest."""
     from gankit.faces.alignment import check_installed
-    from jobs.config import public_config
-    from jobs.storage.image_inputs import plan_image_inputs
     cfg.validate()
     check_installed()
     src = storage.open_store(cfg.images, cfg.storage)

@@ -66,11 +66,11 @@ from jobs.storage.image_inputs import (
     ImageInputOptions,
     ImageInputs,
     conform,
-    decode_item,
     part_tables,
     plan_image_inputs,
     write_bad_file,
 )
+from jobs.storage.image_reading import decode_item
 
 log = logging.getLogger("gankit")
 

@@ -35,12 +35,12 @@ from jobs.storage.image_inputs import (
     ImageInputOptions,
     ImageInputs,
     conform,
-    decode_rows,
     inputs_resolution,
     part_tables,
     plan_image_inputs,
     write_bad_file,
 )
+from jobs.storage.image_reading import decode_rows
 
 log = logging.getLogger("gankit")
 

@@ -47,14 +47,7 @@ from jobs.config import option, require
 from jobs.storage import PartSpec, Store, listing, walk
 from jobs.storage.file_entries import file_entries, files_kind, input_folder
 
-# decode_item, decode_rows and no_bytes_reason are read from here by label, invert, align
-from jobs.storage.image_reading import (  # noqa: F401
-    decode_item,
-    decode_rows,
-    files_table,
-    fill_from_paths,
-    no_bytes_reason,
-)
+from jobs.storage.image_reading import files_table, fill_from_paths
 
 
 @dataclass

@@ -20,7 +20,6 @@ from gankit.loading.field_encoders import (
     read_checkpoint,
 )
 from gankit.loading.safe_pickle import UnsafePickleError
-from gankit.models import psp
 
 import field_fixture as ff
 import nvidia_fixture as nf

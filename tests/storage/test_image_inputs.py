@@ -14,7 +14,8 @@ from PIL import Image
 from gankit.images import decode_image
 from jobs import storage
 from jobs.storage import listing
-from jobs.storage.image_inputs import no_bytes_reason, part_tables, plan_image_inputs
+from jobs.storage.image_inputs import part_tables, plan_image_inputs
+from jobs.storage.image_reading import no_bytes_reason
 from jobs.stages.label import LabelConfig, run_label
 
 

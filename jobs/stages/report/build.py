@@ -23,7 +23,8 @@ from jobs.runtime.cluster import resolve_device
 from jobs.stages.rendering import load_models
 from jobs.stages.report import reading
 from jobs.stages.report.config import ReportConfig
-from jobs.storage.image_inputs import decode_rows, first_resolution, input_parts
+from jobs.storage.image_inputs import first_resolution, input_parts
+from jobs.storage.image_reading import decode_rows
 
 # ----------------------------------------------------------------------------------------
 # Edits
