@@ -12,9 +12,14 @@ import os
 
 import pytest
 
-from helpers import ATTRIBUTES, free_port, tiny_classifier_module, tiny_generator
+from helpers import (ATTRIBUTES, fit_toy_samples, free_port, tiny_classifier_module,
+                     tiny_generator)
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# No implicit cluster: a Ray call made before ray.init (ray.get_actor, ray.put, ...) fails
+# instead of starting a cluster of its own, so the session's one (`ray_cluster`, or a job's
+# ensure_ray) is the only one.
+os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
 
 
 def pytest_collection_modifyitems(items) -> None:
@@ -62,10 +67,12 @@ def s3_bucket(s3_server):
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """The session's Ray cluster: 4 logical CPUs (more than the actors), no dashboard."""
+    """The session's Ray cluster: 3 logical CPUs, so a pool is at most 2 CPU actors (one CPU
+    left to Ray Data, jobs.runtime.plan_actors) -- as many as this 2-core machine runs at
+    once; no dashboard."""
     import ray
     if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
     from ray.data import DataContext
     DataContext.get_current().enable_progress_bars = False
     yield ray
@@ -89,3 +96,12 @@ def model_files(tmp_path_factory):
     g32_path = root / "tiny_g32"
     save_generator(tiny_generator(resolution=32), g32_path)
     return {"model": str(g_path), "classifier": str(c_path), "model32": str(g32_path)}
+
+
+@pytest.fixture(scope="session")
+def toy_fit(tmp_path_factory):
+    """A folder holding REPORT_SAMPLES toy samples (samples/) and their W boundaries (fit/),
+    made once: the report tests write their reports (and other fits) beside them."""
+    root = tmp_path_factory.mktemp("toy_fit")
+    fit_toy_samples(root)
+    return root

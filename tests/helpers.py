@@ -52,3 +52,35 @@ def tiny_classifier_module(seed: int = 0):
 
     torch.manual_seed(seed)
     return Tiny().eval()
+
+
+# ----------------------------------------------------------------------------------------
+# The toy model's samples and fit, and a report over them (in-process: one part, no Ray)
+
+REPORT_SAMPLES = 300
+
+
+def fit_toy_samples(root) -> None:
+    """REPORT_SAMPLES toy samples (W) in root/samples, their W boundaries in root/fit."""
+    from jobs import storage
+    from jobs.runtime import PartContext
+    from jobs.stages.fit import FitConfig, run_fit
+    from jobs.stages.sample import SampleConfig, Sampler
+    cfg = SampleConfig(model="toy", classifier="toy", count=REPORT_SAMPLES, space="w",
+                       out=f"{root}/samples")
+    out = storage.open_store(cfg.out, create=True)
+    spec = storage.PartSpec(0, 0, REPORT_SAMPLES)
+    Sampler(cfg.__dict__, "cpu", "fp32", 2, out).write_part(spec, PartContext(out, spec))
+    run_fit(FitConfig(samples=cfg.out, out=f"{root}/fit", spaces=["w"], fraction=0.1))
+
+
+def make_tiny_report(root, **report_kwargs) -> dict:
+    """The report stage over root/samples and root/fit (made by fit_toy_samples if not
+    there yet) with `report_kwargs`; returns report.json's dict."""
+    from jobs import storage
+    from jobs.stages.report import ReportConfig, run_report
+    root = str(root)
+    if not storage.open_store(f"{root}/fit").exists("boundaries.json"):
+        fit_toy_samples(root)
+    return run_report(ReportConfig(fit=f"{root}/fit", samples=f"{root}/samples",
+                                   **report_kwargs))

@@ -10,11 +10,13 @@ the machine finds it.
 
 The cluster: a head with no CPUs (the driver, Ray's own services; never an actor, as on
 cluster.yaml's CPU head) and two worker nodes of 2 CPUs. For each stage: an uninterrupted run
-into OUT/<stage>/whole, then the same job into OUT/<stage>/lost with part_attempts=1 and the
+into OUT/<stage>/whole, in this process (the local runner: byte-identical part files to an
+actor pool's, tests/test_local_runner.py; the cluster's actors are what the lost run tests),
+then the same job into OUT/<stage>/lost with part_attempts=1 and the
 test-only hold hook (jobs/runtime/faults.py): the first part to start stays in flight; a
 watcher reads which node holds it and removes that node, its processes SIGKILLed as a
 reclaimed spot machine's. The job must finish on the surviving worker. A fresh worker then
-joins (the autoscaler's replacement) before the next stage. OUT/result.json says, per stage,
+joins (the autoscaler's replacement) before the next stage, if there is one. OUT/result.json says, per stage,
 which part was held on which node, and which nodes were alive at the end. The invert stage
 inverts the align stage's faces: it runs after align.
 """
@@ -91,10 +93,10 @@ class NodeRemover(threading.Thread):
             self.error = e
 
 
-def run_stage(cluster, name: str, out: str) -> dict:
+def run_stage(cluster, name: str, out: str, replace: bool) -> dict:
     import ray
     cls, run, kwargs = stage_configs(out)[name]
-    run(cls(out=f"{out}/{name}/whole", **kwargs))
+    run(cls(out=f"{out}/{name}/whole", runner="local", **kwargs))
     lost = f"{out}/{name}/lost"
     marker = f"{out}/{name}/held"
     remover = NodeRemover(cluster, marker, lost)
@@ -108,7 +110,8 @@ def run_stage(cluster, name: str, out: str) -> dict:
     if remover.error:
         raise remover.error
     alive = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
-    cluster.add_node(num_cpus=WORKER_CPUS)          # the replacement, for the next stage
+    if replace:                                     # the replacement, for the next stage
+        cluster.add_node(num_cpus=WORKER_CPUS)
     return dict(remover.result, alive_at_end=alive, status=manifest["status"],
                 runs=manifest["runs"], head=cluster.head_node.node_id)
 
@@ -124,7 +127,8 @@ def main(out: str, stages: list) -> None:
             cluster.add_node(num_cpus=WORKER_CPUS)
         ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.WARNING)
         DataContext.get_current().enable_progress_bars = False
-        result = {name: run_stage(cluster, name, out) for name in stages}
+        result = {name: run_stage(cluster, name, out, replace=name != stages[-1])
+                  for name in stages}
         with open(os.path.join(out, "result.json"), "w") as f:
             json.dump(result, f, indent=1)
     finally:

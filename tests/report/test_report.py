@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gankit import report as R
+from helpers import REPORT_SAMPLES, make_tiny_report
 
 
 def sig(x):
@@ -208,41 +209,21 @@ def test_render_html_directions_correlations_and_inversion_sections():
 # ----------------------------------------------------------------------------------------
 # The report stage end to end on the bundled toy model, in-process (no Ray, a few seconds)
 
-N_SAMPLES, N_REAL, K = 300, 200, 2
-
-
-def make_tiny_report(root, **report_kwargs) -> dict:
-    """Sample N_SAMPLES rows with the toy models (one part, in-process), fit W boundaries,
-    then run the report stage with `report_kwargs`; returns report.json's dict."""
-    from jobs import storage
-    from jobs.stages.fit import FitConfig, run_fit
-    from jobs.stages.report import ReportConfig, run_report
-    from jobs.runtime import PartContext
-    from jobs.stages.sample import SampleConfig, Sampler
-    root = str(root)
-    if not storage.open_store(f"{root}/fit").exists("boundaries.json"):
-        cfg = SampleConfig(model="toy", classifier="toy", count=N_SAMPLES, space="w",
-                           out=f"{root}/samples")
-        out = storage.open_store(cfg.out, create=True)
-        spec = storage.PartSpec(0, 0, N_SAMPLES)
-        Sampler(cfg.__dict__, "cpu", "fp32", 2, out).write_part(spec, PartContext(out, spec))
-        run_fit(FitConfig(samples=cfg.out, out=f"{root}/fit", spaces=["w"], fraction=0.1))
-    return run_report(ReportConfig(fit=f"{root}/fit", samples=f"{root}/samples",
-                                   **report_kwargs))
+N_SAMPLES, N_REAL, K = REPORT_SAMPLES, 200, 2
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(toy_fit):
     """(root, report, eval-inversion results): toy real renders, 2 + 2 directions and two
-    eval-inversion runs (W and W+, a few steps) given to the report."""
+    eval-inversion runs (W and W+, a few steps) given to the report, over the session's toy
+    samples and fit (root/samples, root/fit)."""
     import json
 
     from gankit.loading import zoo
     from gankit.latent.boundaries import Boundary
     from gankit.latent.inversion import InversionConfig
     from gankit.toy.toy_eval import eval_inversion
-    root = tmp_path_factory.mktemp("tiny_report")
-    make_tiny_report(root, out=str(root / "warmup"))       # samples + fit only once
+    root = toy_fit
     G, C = zoo.load_generator("toy").eval(), zoo.load_classifier("toy").eval()
     b = Boundary.load(str(root / "fit" / "boundaries" / "w" / "eyeglasses.npz"))
     runs = [eval_inversion(G, C, b, "eyeglasses", InversionConfig(

@@ -57,15 +57,15 @@ def images_loaded(page_path) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def report_dir(tmp_path_factory):
-    """A report from tiny inputs: heatmaps, toy real / true correlations, SeFa and PCA
-    grids (all embedded as base64)."""
-    from test_report import make_tiny_report
-    root = tmp_path_factory.mktemp("browser")
-    report = make_tiny_report(root, out=str(root / "report"), model="toy", classifier="toy",
+def report_dir(toy_fit):
+    """A report from tiny inputs (the session's toy samples and fit): heatmaps, toy real /
+    true correlations, SeFa and PCA grids (all embedded as base64)."""
+    from helpers import make_tiny_report
+    out = toy_fit / "browser_report"
+    report = make_tiny_report(toy_fit, out=str(out), model="toy", classifier="toy",
                               real="toy", real_rows=100, directions=1, direction_samples=2,
                               direction_w_samples=200, grid_seeds=2)
-    return root / "report", report
+    return out, report
 
 
 def test_every_embedded_image_loads_and_every_contents_link_lands(report_dir):

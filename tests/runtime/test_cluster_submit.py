@@ -35,7 +35,8 @@ def ray_head():
     cmd = [ray_bin, "start", "--head", "--block", "--num-cpus=2", "--include-dashboard=true",
            "--dashboard-host=127.0.0.1", f"--temp-dir={temp_dir}",
            *[f"--{k}={v}" for k, v in ports.items()]]
-    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    # no drain on SIGTERM: it waits up to 30 s for leases to return, for Serve's sake
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
     env.pop("RAY_ADDRESS", None)
     log = open(os.path.join(temp_dir, "head.log"), "w")
     head = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -112,10 +112,10 @@ def test_separability_from_a_sample_dataset(ray_cluster, model_files, tmp_path):
         run_metrics(MetricsConfig(out=str(tmp_path / "m2"), samples=z_only))
 
 
-def test_report_takes_the_metrics(sharded, tmp_path):
-    from test_report import make_tiny_report   # toy samples + W fit, in-process
+def test_report_takes_the_metrics(sharded, toy_fit, tmp_path):
+    from helpers import make_tiny_report   # the session's toy samples + W fit
     out, result = sharded
-    report = make_tiny_report(tmp_path, out=str(tmp_path / "r"), metrics=str(out))
+    report = make_tiny_report(toy_fit, out=str(tmp_path / "r"), metrics=str(out))
     on_disk = json.loads((out / "metrics.json").read_text())["ppl"]
     assert on_disk and report["ppl"] == on_disk
     assert report["separability"] is None

@@ -1,6 +1,7 @@
-"""The pipeline's optional stages on the session's Ray cluster: `heldout` (the edits are
-made on fresh samples the fit never saw) and `invert` (real images inverted, then edited,
-in one config)."""
+"""The pipeline's optional stages: `heldout` (the edits are made on fresh samples the fit
+never saw) and `invert` (real images inverted, then edited, in one config). What is checked
+is the wiring between stages, so the stages run where `auto` puts them here (in this
+process); the same pipeline on Ray actors: test_jobs_pipeline.py, test_s3.py, test_demo.py."""
 
 import numpy as np
 import pyarrow as pa
@@ -13,9 +14,9 @@ from test_jobs_pipeline import write_config
 pytestmark = pytest.mark.integration
 
 
-def test_heldout_samples_are_what_gets_edited(ray_cluster, model_files, tmp_path):
+def test_heldout_samples_are_what_gets_edited(model_files, tmp_path):
     from jobs.stages.pipeline import load_config, run_pipeline
-    path = write_config(tmp_path / "run.yaml", model_files, tmp_path / "root",
+    path = write_config(tmp_path / "run.yaml", model_files, tmp_path / "root", workers=0,
                         stages=["sample", "fit", "heldout", "edit"],
                         heldout={"count": 12, "rows_per_part": 6})
     run_pipeline(load_config(path))
@@ -45,11 +46,12 @@ def toy_image_dataset(root, n: int) -> str:
     return str(root)
 
 
-def test_invert_then_edit_in_one_config(ray_cluster, tmp_path):
+def test_invert_then_edit_in_one_config(tmp_path):
     from jobs.stages.pipeline import load_config, run_pipeline
     images = toy_image_dataset(tmp_path / "faces", 3)
     path = write_config(
         tmp_path / "run.yaml", {"model": "toy", "classifier": "toy"}, tmp_path / "root",
+        workers=0,
         stages=["sample", "fit", "invert", "edit"],
         sample={"count": 200, "space": "w", "rows_per_part": 100},
         fit={"spaces": ["w"], "fraction": 0.2},
