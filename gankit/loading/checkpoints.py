@@ -22,15 +22,8 @@ import torch
 
 from gankit.loading.encoder_decoder import from_encoder_checkpoint
 from gankit.loading.field_encoders import is_encoder_checkpoint
-from gankit.loading.formats import (
-    NETWORKS,
-    Checkpoint,
-    CheckpointError,
-    PathLike,
-    UnsupportedCheckpointError,
-    detect_format,
-    load_object,
-)
+from gankit.loading.formats import (NETWORKS, Checkpoint, CheckpointError, PathLike,
+                                    UnsupportedCheckpointError, detect_format, load_object)
 from gankit.loading.native import MODELS, model_name, read_native, save_generator
 from gankit.loading.nvidia import from_nvidia
 from gankit.loading.rosinality import from_rosinality

@@ -27,13 +27,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from gankit.loading.classifier_input import (
-    merge_input_specs,
-    model_input_spec,
-    sidecar_input_spec,
-    validate_input_spec,
-    with_input_spec,
-)
+from gankit.loading.classifier_input import (merge_input_specs, model_input_spec,
+                                             sidecar_input_spec, validate_input_spec,
+                                             with_input_spec)
 
 ASSETS = Path(__file__).parent.parent / "assets"
 TOY_GENERATOR = ASSETS / "toy_generator"  # native format: config.json + model.safetensors

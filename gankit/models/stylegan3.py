@@ -31,12 +31,8 @@ from torch import nn
 
 from gankit import precision as gk_precision
 from gankit.models import filters, stylegan2
-from gankit.models.stylegan2 import (
-    FP16_CONV_CLAMP_DEFAULT,
-    NUM_FP16_RES_DEFAULT,
-    FullyConnectedLayer,
-    MappingConfig,
-)
+from gankit.models.stylegan2 import (FP16_CONV_CLAMP_DEFAULT, NUM_FP16_RES_DEFAULT,
+                                     FullyConnectedLayer, MappingConfig)
 
 # ----------------------------------------------------------------------------------------
 # Configs

@@ -22,23 +22,9 @@ import pyarrow.parquet as pq
 from gankit.data import image_bytes, image_column, make_table
 from gankit.images import decode_image, encode_png
 from gankit.toy.render import RESOLUTIONS, SUPERSAMPLE, render, render_parallel
-from gankit.toy.world import (
-    ATTRIBUTE_NAMES,
-    ATTRIBUTES,
-    FACTOR_NAMES,
-    FACTOR_RANGES,
-    NUISANCE_NAMES,
-    AttributeSpec,
-    Factors,
-    as_batch,
-    conditional_rates,
-    counterfactual,
-    label_matrix,
-    labels,
-    sample_factors,
-    take,
-    true_rates,
-)
+from gankit.toy.world import (ATTRIBUTE_NAMES, ATTRIBUTES, FACTOR_NAMES, FACTOR_RANGES,
+                              NUISANCE_NAMES, AttributeSpec, Factors, as_batch, conditional_rates,
+                              counterfactual, label_matrix, labels, sample_factors, take, true_rates)
 
 __all__ = ["ATTRIBUTES", "ATTRIBUTE_NAMES", "AttributeSpec", "FACTOR_NAMES", "FACTOR_RANGES",
            "Factors", "NUISANCE_NAMES", "RESOLUTIONS", "SUPERSAMPLE", "as_batch",

@@ -65,28 +65,13 @@ from gankit.latent.editing import MODES, edit
 from gankit.latent.latents import to_ws
 from jobs import config, options, runtime, storage
 from jobs.config import Joins, layer_span, option, override, public_config, require
-from jobs.options import (
-    ActorOptions,
-    BatchOptions,
-    ClassifierOptions,
-    IdentityOptions,
-    ImageOptions,
-    ModelOptions,
-    StorageOptions,
-    TruncationOptions,
-)
+from jobs.options import (ActorOptions, BatchOptions, ClassifierOptions, IdentityOptions,
+                          ImageOptions, ModelOptions, StorageOptions, TruncationOptions)
 from jobs.runtime import PartWorker
 from jobs.runtime.cpu_pool import CpuPool, StepWriter, gather
 from jobs.stages.conditioning import generator_facts, needs_facts, one_hot_rows
-from jobs.stages.edit_inputs import (
-    check_dims,
-    check_generator,
-    check_widths,
-    id_column,
-    input_plan,
-    kept_latent,
-    sample_truncation,
-)
+from jobs.stages.edit_inputs import (check_dims, check_generator, check_widths, id_column,
+                                     input_plan, kept_latent, sample_truncation)
 from jobs.stages.edit_rows import edit_identity, edit_schema, reference_faces
 from jobs.stages.rendering import load_models, render_and_label, setup_device
 from jobs.storage import PartSpec, Store

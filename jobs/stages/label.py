@@ -31,15 +31,8 @@ from jobs.runtime import PartWorker
 from jobs.runtime.cpu_pool import CpuPool, StepWriter, gather
 from jobs.stages.rendering import classify, setup_device
 from jobs.storage import PartSpec, Store
-from jobs.storage.image_inputs import (
-    ImageInputOptions,
-    ImageInputs,
-    conform,
-    inputs_resolution,
-    part_tables,
-    plan_image_inputs,
-    write_bad_file,
-)
+from jobs.storage.image_inputs import (ImageInputOptions, ImageInputs, conform, inputs_resolution,
+                                       part_tables, plan_image_inputs, write_bad_file)
 from jobs.storage.image_reading import decode_rows
 
 log = logging.getLogger("gankit")

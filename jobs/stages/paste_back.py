@@ -56,25 +56,11 @@ from jobs import config, options, runtime, storage
 from jobs.config import option, public_config, require
 from jobs.options import ActorOptions, ImageCodecOptions, StorageOptions
 from jobs.runtime import PartWorker
-from jobs.stages.paste_back_plan import (
-    check_file_names,
-    check_inputs,
-    complete_manifest,
-    plan_edit_parts,
-)
-from jobs.stages.paste_back_rows import (
-    EditImages,
-    RowBuffer,
-    aligned_columns,
-    edit_image,
-    edit_pairs,
-    face_row,
-    out_schema,
-    output_path,
-    photo_order,
-    read_part,
-    record,
-)
+from jobs.stages.paste_back_plan import (check_file_names, check_inputs, complete_manifest,
+                                         plan_edit_parts)
+from jobs.stages.paste_back_rows import (EditImages, RowBuffer, aligned_columns, edit_image,
+                                         edit_pairs, face_row, out_schema, output_path, photo_order,
+                                         read_part, record)
 from jobs.storage import PartSpec, Store
 from jobs.storage.source_photos import source_photo_reader
 

@@ -42,26 +42,12 @@ from gankit.data import latent_column
 from gankit.latent.latents import SPACES
 from jobs import config, options, runtime, storage
 from jobs.config import ConfigError, option, require
-from jobs.options import (
-    ActorOptions,
-    BatchOptions,
-    ClassifierOptions,
-    ImageOptions,
-    ModelOptions,
-    StorageOptions,
-    TruncationOptions,
-)
+from jobs.options import (ActorOptions, BatchOptions, ClassifierOptions, ImageOptions, ModelOptions,
+                          StorageOptions, TruncationOptions)
 from jobs.runtime import PartWorker
 from jobs.runtime.cpu_pool import CpuPool, StepWriter, gather
-from jobs.stages.conditioning import (
-    ClassOptions,
-    check_space,
-    class_choices,
-    generator_facts,
-    needs_facts,
-    one_hot_rows,
-    row_labels,
-)
+from jobs.stages.conditioning import (ClassOptions, check_space, class_choices, generator_facts,
+                                      needs_facts, one_hot_rows, row_labels)
 from jobs.stages.rendering import load_models, render_and_label, setup_device
 from jobs.storage import PartSpec
 

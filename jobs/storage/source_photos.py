@@ -11,13 +11,8 @@ from jobs import storage
 from jobs.storage import PartSpec, Store, listing
 from jobs.storage.file_entries import input_folder
 from jobs.storage.image_inputs import input_parts, pick_id_column
-from jobs.storage.image_reading import (
-    no_bytes_reason,
-    read_relative,
-    read_url,
-    remember,
-    url_options,
-)
+from jobs.storage.image_reading import (no_bytes_reason, read_relative, read_url, remember,
+                                        url_options)
 
 _LEGACY: dict = {}      # per process: {(output URL, size): an older output's _inputs.json}
 

@@ -12,14 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from gankit.loading import rosinality, safe_pickle
-from gankit.loading.checkpoints import (
-    CheckpointError,
-    UnsafePickleError,
-    convert_checkpoint,
-    inspect_checkpoint,
-    load_generator,
-    save_generator,
-)
+from gankit.loading.checkpoints import (CheckpointError, UnsafePickleError, convert_checkpoint,
+                                        inspect_checkpoint, load_generator, save_generator)
 from gankit.models import ops
 from gankit.models.stylegan2 import Generator, GeneratorConfig, MappingConfig, SynthesisConfig
 from jobs.commands.cli import main as cli_main

@@ -6,19 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gankit.faces.identity_arcface import (
-    arcface_embeddings,
-    arcface_input,
-    arcface_similarity,
-    load_arcface,
-)
+from gankit.faces.identity_arcface import (arcface_embeddings, arcface_input, arcface_similarity,
+                                           load_arcface)
 from gankit.loading import zoo
 from gankit.loading.checkpoints import inspect_checkpoint, load_generator
-from gankit.loading.field_encoders import (
-    EncoderCheckpointError,
-    load_field_encoder,
-    read_checkpoint,
-)
+from gankit.loading.field_encoders import (EncoderCheckpointError, load_field_encoder,
+                                           read_checkpoint)
 from gankit.loading.safe_pickle import UnsafePickleError
 
 import field_fixture as ff

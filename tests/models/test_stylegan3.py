@@ -13,15 +13,9 @@ import torch
 
 from gankit.latent import directions, editing, inversion, latents, metrics
 from gankit.latent.boundaries import Boundary
-from gankit.loading.checkpoints import (
-    CheckpointError,
-    UnsafePickleError,
-    UnsupportedCheckpointError,
-    convert_checkpoint,
-    inspect_checkpoint,
-    load_generator,
-    save_generator,
-)
+from gankit.loading.checkpoints import (CheckpointError, UnsafePickleError,
+                                        UnsupportedCheckpointError, convert_checkpoint,
+                                        inspect_checkpoint, load_generator, save_generator)
 from gankit.models import filters
 from gankit.models.stylegan3 import Generator, GeneratorConfig, SynthesisConfig
 

@@ -16,18 +16,9 @@ from jobs.config import option, override, public_config, require
 from jobs.options import ActorOptions, ClassifierOptions, ImageOptions, StorageOptions
 from jobs.runtime import PartWorker
 from jobs.stages.dataset.card import fmt, schema_rows, write_card
-from jobs.stages.dataset.common import (
-    SHARED,
-    cpu_actors,
-    finished,
-    hf_metadata,
-    logit_matrix,
-    part_plan,
-    sample_source,
-    scan_logits,
-    stage_precision,
-    with_paths,
-)
+from jobs.stages.dataset.common import (SHARED, cpu_actors, finished, hf_metadata, logit_matrix,
+                                        part_plan, sample_source, scan_logits, stage_precision,
+                                        with_paths)
 from jobs.stages.sample import SampleConfig, SampleOptions, run_sample
 from jobs.storage import PartSpec, Store
 

@@ -12,27 +12,12 @@ import pyarrow as pa
 from gankit.dataset_filters import probabilities
 from jobs import config, options, runtime, storage
 from jobs.config import option, override, public_config, require
-from jobs.options import (
-    ActorOptions,
-    BatchOptions,
-    ClassifierOptions,
-    ImageOptions,
-    ModelOptions,
-    StorageOptions,
-)
+from jobs.options import (ActorOptions, BatchOptions, ClassifierOptions, ImageOptions, ModelOptions,
+                          StorageOptions)
 from jobs.runtime import PartWorker
 from jobs.stages.dataset.card import fmt, schema_rows, write_card
-from jobs.stages.dataset.common import (
-    SHARED,
-    cpu_actors,
-    finished,
-    hf_metadata,
-    logit_matrix,
-    part_plan,
-    sample_source,
-    stage_precision,
-    with_paths,
-)
+from jobs.stages.dataset.common import (SHARED, cpu_actors, finished, hf_metadata, logit_matrix,
+                                        part_plan, sample_source, stage_precision, with_paths)
 from jobs.stages.edit import EditConfig, EditOptions, run_edit
 from jobs.stages.sample import SampleConfig, SampleOptions, run_sample
 from jobs.storage import PartSpec, Store
