@@ -2,8 +2,8 @@
 
 A part job's worker computes a part step by step and writes it in row groups. Everything
 the loop reports on the way goes through the part's context, named in the call, not through
-module state: each row group written counts as live progress (jobs.runtime.progress) and passes the
-test-only fault hook (jobs.runtime.faults); a status line (`note`) joins the progress; and
+module state: each row group written counts as live progress (jobs.runtime.progress) and
+passes the test-only fault hook (jobs.runtime.faults); a status line (`note`) joins the progress; and
 the commit leaves the footer it wrote, which the driver's manifest records.
 """
 from __future__ import annotations
