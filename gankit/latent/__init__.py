@@ -1,1 +1,2 @@
-"""Latent-space math: fitting boundaries and the solvers behind them."""
+"""Latent-space math: sampling and mapping, boundaries and their solvers, directions, edits,
+inversion (optimisation, encoders, PTI) and the metrics on them."""

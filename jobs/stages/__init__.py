@@ -1,2 +1,4 @@
-"""The stages' helpers: what a stage's driver checks and plans, and how its actors read and
-write rows, apart from the stage module itself (its config, driver and work loop)."""
+"""The stages: each module a config, a driver function and a part worker (sample, label, fit,
+edit, invert, align, metrics, interpolate, paste_back, directions_import, demo, the pipeline
+driver; report and dataset are packages), and what stages share (rendering, conditioning,
+the edit and paste-back helpers split from their stage modules)."""
