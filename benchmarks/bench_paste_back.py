@@ -134,7 +134,7 @@ def main() -> None:
     args = p.parse_args()
     import ray
 
-    from jobs.runtime import console
+    from jobs import console
     console.command_line("quiet")
     root = args.keep or tempfile.mkdtemp(prefix="bench-paste-")
     shutil.rmtree(root, ignore_errors=True)

@@ -13,6 +13,8 @@ package above the target that is not also above the importer (those already run 
 """
 import ast
 import pathlib
+import subprocess
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = ("gankit", "jobs")
@@ -150,3 +152,13 @@ def test_the_cycle_finder_finds_a_circle_through_a_package_init():
                               "jobs.result"]]
     graph["jobs.result"] = set()
     assert cycles(graph) == []
+
+
+def test_importing_jobs_loads_neither_torch_nor_ray():
+    """`import jobs` (and the command line's module) stays light: a notebook or `gankit
+    --help`'s first step does not pay torch's second of imports, nor start Ray."""
+    code = ("import sys, jobs, jobs.commands.cli; "
+            "print(sorted({'torch', 'ray'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout.strip()
+    assert out == "[]", out

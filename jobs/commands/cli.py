@@ -133,7 +133,8 @@ def version() -> str:
 
 
 def main(argv=None) -> int:
-    from jobs.runtime import WorkerFailed, console
+    from jobs import console
+    from jobs.runtime import WorkerFailed
     args = build_parser().parse_args(argv)
     console.command_line("quiet" if args.quiet else "verbose" if args.verbose else "normal")
     try:

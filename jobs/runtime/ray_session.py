@@ -11,7 +11,7 @@ import logging
 import os
 from typing import Optional
 
-from jobs.runtime import console
+from jobs import console
 
 
 def ensure_ray(num_cpus: Optional[int] = None) -> None:
