@@ -9,11 +9,20 @@ Ray workers in other processes reach it (as they would a user's bucket).
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
 from helpers import (ATTRIBUTES, fit_toy_samples, free_port, tiny_classifier_module,
                      tiny_generator)
+
+# Test modules import helpers from one another across the folders of tests/ (test_faces'
+# photos, test_jobs_invert's inputs, ...): every folder is on the path, whichever files a run
+# collects, as pytest would put it there once it collects a file of that folder.
+HERE = os.path.dirname(os.path.abspath(__file__))
+for _folder in sorted(os.scandir(HERE), key=lambda e: e.name):
+    if _folder.is_dir() and _folder.name[0] not in "._" and _folder.path not in sys.path:
+        sys.path.append(_folder.path)
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # No implicit cluster: a Ray call made before ray.init (ray.get_actor, ray.put, ...) fails

@@ -4,8 +4,8 @@ an inversion's reconstruction (or an edit) is to the input's.
 Two measures, named by a spec:
 
     'dlib'          the 128-d descriptor of dlib's face recognition ResNet
-    (gankit.faces.alignment), at
-                    landmarks found on the reference; no face there: NaN
+                    (gankit.faces.alignment), at landmarks found on the reference; no face
+                    there: NaN
     'arcface:PATH'  ArcFace, the IR-SE50 of TreB1eN's InsightFace_Pytorch (weights in the
                     `model_ir_se50.pth` layout), on the aligned face's central crop resized
                     to 112, as pSp / e4e's identity loss feeds it: the papers' figures

@@ -279,13 +279,15 @@ def locality_loss(G, cfg, ws: torch.Tensor, deltas: Deltas, gens: list, feature_
 
 def tune(G, targets: torch.Tensor, ws: torch.Tensor, cfg, feature_net=None,
          indices: Optional[Sequence[int]] = None, record_history: bool = False,
-         on_step: Optional[Callable[[int, int, float], None]] = None) -> TuneResult:
+         on_step: Optional[Callable[[int, int, float], None]] = None,
+         target_feats: Optional[torch.Tensor] = None) -> TuneResult:
     """Tune one change per image so that G(ws_k; W + delta_k) reconstructs targets_k.
 
     targets [B, 3, H, W] in [-1, 1], ws [B, num_ws, w_dim] the pivots (fixed). `cfg`: a
     gankit.latent.inversion.InversionConfig (its pti_* fields and loss weights). Image k stops when
     its feature distance is at or below pti_stop (PTI's LPIPS threshold), before the step;
-    from then on the batch's forward leaves it out."""
+    from then on the batch's forward leaves it out. `target_feats`: the feature net's features
+    of targets, when the caller has them already."""
     from gankit.latent.inversion import REPORT_EVERY, image_generators, reconstruction_loss
     B, device = targets.shape[0], targets.device
     indices = list(range(B)) if indices is None else [int(i) for i in indices]
@@ -296,10 +298,8 @@ def tune(G, targets: torch.Tensor, ws: torch.Tensor, cfg, feature_net=None,
     opt = torch.optim.Adam(params, lr=cfg.pti_lr, betas=tuple(cfg.betas), foreach=True)
     targets = targets.to(torch.float32)
     ws = ws.to(device, torch.float32)
-    target_features = None
-    if feature_net is not None:
-        with torch.no_grad():
-            target_features = feature_net.features(targets)
+    if target_feats is None:                     # [B, ...] the feature net's, or None
+        target_feats = target_features(feature_net, targets)
     active = torch.ones(B, dtype=torch.bool, device=device)
     steps_run = torch.zeros(B, dtype=torch.int64)
     history = []
@@ -308,7 +308,7 @@ def tune(G, targets: torch.Tensor, ws: torch.Tensor, cfg, feature_net=None,
         sub = deltas if len(rows) == B else deltas.take(rows)
         images = render(G, ws[rows], sub)                                # [b, 3, H, W]
         rec, dist = reconstruction_loss(cfg, images, targets[rows], feature_net,
-                                        None if target_features is None else target_features[rows])
+                                        None if target_feats is None else target_feats[rows])
         if record_history:
             history.append(torch.full([B], float("nan")).index_put_((rows.cpu(),),
                                                                     rec.detach().cpu()))
@@ -361,11 +361,13 @@ def invert(G, targets: torch.Tensor, cfg, feature_net=None,
         (lambda s, n, loss: on_step(total - n + s, total, loss))
     pivot = inversion.invert(G, targets, pivot_cfg, feature_net=feature_net, init_ws=init_ws,
                              indices=indices, w_std=w_std, on_step=pivot_step)
-    tuned = tune(G, targets, pivot.ws, cfg, feature_net, indices, record_history, tune_step)
+    feats = target_features(feature_net, targets)        # once, for tuning and the metrics
+    tuned = tune(G, targets, pivot.ws, cfg, feature_net, indices, record_history, tune_step,
+                 feats)
     with torch.no_grad():
         images = render(G, pivot.ws, tuned.deltas)
     res = inversion.finish(G, cfg, pivot.ws, None, targets.to(torch.float32), feature_net,
-                           target_features(feature_net, targets), pivot.steps,
+                           feats, pivot.steps,
                            tuned.history, images=images)
     res.deltas, res.pti_steps, res.pivot_psnr = tuned.deltas, tuned.steps, pivot.psnr
     return res

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Optional
 
-from jobs.config import choice, option, require
+from jobs.config import check_choices, option, require
 
 TOY_TRAINING_IMAGES = 200000   # the toy generator's reals: `gankit train-gan` defaults, seed 1
 TOY_TRAINING_SEED = 1
@@ -40,7 +40,7 @@ class CalibrateJobConfig:
         require(self.steps >= 1, "steps", f"must be >= 1 (got {self.steps})")
         require(self.moment_weight >= 0 and self.cell_weight >= 0, "moment_weight",
                 "the term weights must be >= 0")
-        choice(self.target_joint, ("data", "generated"), "target_joint")
+        check_choices(self)
 
 
 def calibrate_command(cfg: CalibrateJobConfig) -> None:

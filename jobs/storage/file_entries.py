@@ -29,10 +29,6 @@ def files_kind(root: str) -> str:
     return "glob" if any(c in root for c in GLOB_CHARS) else "folder"
 
 
-def hidden(relative: str) -> bool:
-    return any(s.startswith((".", "_")) for s in relative.split("/"))
-
-
 HIDDEN_RE = r"(^|/)[._]"            # a hidden or `_` segment in a relative path
 
 

@@ -8,8 +8,8 @@ list's folder). Their listing is sorted and split into parts of `images_per_part
 ids are relative paths (to the folder, to the glob's fixed prefix, to the list entries'
 common folder). The listing is written as Parquet into the output location on the first run,
 streamed while the input is listed (jobs.storage.listing, jobs.storage.walk), and read back by
-every rerun, so files added later never shift the parts. A part's spec is its row range: each worker
-reads its rows of the listing, then the files' bytes (fsspec), into the same table a Parquet
+every rerun, so files added later never shift the parts. A part's spec is its row range: each
+worker reads its rows of the listing, then the files' bytes (fsspec), into the same table a Parquet
 input gives: the id (`image_id`) and the image struct. A file that is no image becomes an
 error record when it is decoded.
 

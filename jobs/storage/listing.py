@@ -32,7 +32,6 @@ import io
 import json
 import os
 import shutil
-import struct
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ import pyarrow.parquet as pq
 
 from jobs import storage
 from jobs.storage import Store
+from jobs.storage.reading import footer_bytes
 
 LISTING_DIR = "_inputs"
 INDEX = f"{LISTING_DIR}/listing.json"
@@ -97,8 +97,8 @@ class Listing:
         """Rows [start, stop) as a table (image_id, url), from the row groups holding them."""
         store, tables = self.store(), []
         for k in range(start // self.shard_rows, -(-stop // self.shard_rows)):
-            base = k * self.shard_rows
-            lo, hi = max(start, base) - base, min(stop, base + self.shard_rows) - base
+            first = k * self.shard_rows                   # the shard's first row
+            lo, hi = max(start, first) - first, min(stop, first + self.shard_rows) - first
             if hi > lo:
                 tables.append(read_shard_rows(store, shard_name(k), lo, hi, self.written))
         if not tables:
@@ -145,18 +145,12 @@ def shard_footer(store: Store, name: str, written: str) -> pq.FileMetaData:
     names them, and a listing written anew there has another `written` token."""
     key = (store.url, name, written)
     if key not in _footers:
-        path = store.path(name)
         try:
-            size = store.fs.size(path)
-            tail = store.fs.cat_file(path, start=max(0, size - 8), end=size)
-            if size < 12 or tail[-4:] != b"PAR1":
-                raise ValueError(f"no Parquet footer in its last bytes ({size} bytes in all)")
-            n = struct.unpack("<I", tail[:4])[0]
-            footer = store.fs.cat_file(path, start=size - 8 - n, end=size)
+            footer, _ = footer_bytes(store, store.path(name), guess=8)
             metadata = pq.ParquetFile(io.BytesIO(b"PAR1" + footer)).metadata
         except FileNotFoundError:
             raise damaged(store, f"{base(name)} is missing") from None
-        except (pa.ArrowException, OSError, ValueError, struct.error) as e:
+        except (pa.ArrowException, OSError, ValueError) as e:
             raise damaged(store, f"{base(name)} is no readable Parquet file: "
                                  f"{storage.first_line(e)}") from None
         if len(_footers) >= FOOTERS_KEPT:
@@ -191,14 +185,14 @@ def check_shards(out: Store, index: dict) -> None:
     before sizes were kept: there); one sentence naming the first that is not. One listing
     of `_inputs/`, before any work."""
     try:
-        found = {p.rstrip("/").rsplit("/", 1)[-1]: size for p, size in
+        found = {base(p.rstrip("/")): size for p, size in
                  ((i["name"], i.get("size")) for i in
                   out.fs.ls(out.path(LISTING_DIR), detail=True))}
     except FileNotFoundError:
         found = {}
     sizes = index.get("shard_bytes") or [None] * index["shards"]
     for k in range(index["shards"]):
-        name = shard_name(k).rsplit("/", 1)[-1]
+        name = base(shard_name(k))
         if name not in found:
             raise damaged(out, f"{name} is missing")
         if sizes[k] is not None and found[name] != sizes[k]:

@@ -1,8 +1,10 @@
 """Reading datasets: part footers, row groups streamed in part order, checksums verified."""
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
+import itertools
 import json
 import struct
 from dataclasses import dataclass
@@ -56,10 +58,11 @@ def read_footer(store: Store, path: str) -> Footer:
         raise unreadable_parquet(path, e) from None
 
 
-def raw_footer(store: Store, path: str) -> Footer:
-    """A part's footer in one ranged read (two when the footer is over 64 KiB)."""
+def footer_bytes(store: Store, path: str, guess: int = 1 << 16) -> tuple:
+    """(footer bytes: metadata, its length, the magic; the file's size), from a ranged read of
+    the last `guess` bytes (a second read when the footer is longer). ValueError: no footer."""
     size = store.fs.size(path)
-    tail = store.fs.cat_file(path, start=max(0, size - (1 << 16)), end=size)
+    tail = store.fs.cat_file(path, start=max(0, size - max(guess, 8)), end=size)
     if size < 12 or tail[-4:] != b"PAR1":
         raise ValueError(f"no Parquet footer in its last bytes ({size} bytes in all)")
     n = struct.unpack("<I", tail[-8:-4])[0] + 8      # metadata, its length, the magic
@@ -67,7 +70,12 @@ def raw_footer(store: Store, path: str) -> Footer:
         raise ValueError(f"its footer claims {n} bytes of a {size}-byte file")
     if n > len(tail):
         tail = store.fs.cat_file(path, start=size - n, end=size)
-    footer = tail[-n:]
+    return tail[-n:], size
+
+
+def raw_footer(store: Store, path: str) -> Footer:
+    """A part's footer in one ranged read (two when the footer is over 64 KiB)."""
+    footer, size = footer_bytes(store, path)
     md = pq.ParquetFile(io.BytesIO(b"PAR1" + footer)).metadata
     kv = md.metadata or {}
     meta = json.loads(kv[PART_META_KEY]) if PART_META_KEY in kv else {}
@@ -160,11 +168,17 @@ class RowReader:
         self.pf = open_parquet(store, path)
         md = self.pf.metadata
         sizes = [md.row_group(g).num_rows for g in range(md.num_row_groups)]
-        self.starts = [sum(sizes[:g]) for g in range(len(sizes) + 1)]     # [G + 1]
+        self.starts = [0, *itertools.accumulate(sizes)]                   # [G + 1]
         self.group, self.table = None, None
 
+    def column(self, name: str) -> list:
+        """One whole column of the file, from the file already open."""
+        try:
+            return self.pf.read(columns=[name]).column(0).to_pylist()
+        except (pa.ArrowException, OSError) as e:
+            raise damaged_part(self.path, 0, e) from None
+
     def row(self, i: int) -> dict:
-        import bisect
         g = bisect.bisect_right(self.starts, i) - 1
         if not 0 <= g < len(self.starts) - 1:
             raise IndexError(f"{self.path} has no row {i}")

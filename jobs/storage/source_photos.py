@@ -69,11 +69,9 @@ class ParquetPhotos:
         self.rows, self.reader = {}, None
         if self.path is None:
             return
-        footer = storage.read_footer(src, self.path)
-        id_name = pick_id_column(footer.schema, id_column, src.url)
-        ids = storage.read_column(src, self.path, id_name)
-        self.rows = {str(i): r for r, i in enumerate(ids)}
-        self.reader = storage.RowReader(src, self.path, [image_column])
+        self.reader = storage.RowReader(src, self.path, [image_column])  # one open of the file
+        id_name = pick_id_column(self.reader.pf.schema_arrow, id_column, src.url)
+        self.rows = {str(i): r for r, i in enumerate(self.reader.column(id_name))}
 
     def __call__(self, photo_id: str) -> tuple:
         if photo_id not in self.rows:

@@ -13,11 +13,12 @@
 (b) Paired edit dataset (PairsConfig, run_pairs), the InterFaceGAN -> pix2pixHD route:
 
     sample (wp + classifier)      ->  <out>/samples/
-    edit (keep_original)          ->  <out>/edits/        gankit.latent.editing along fitted
-    boundaries assemble (part job)           ->  <out>/data/part-k   (original, edited) pairs +
-    probabilities
-                                                           before and after, one row per
-                                                           (sample, boundary, strength)
+    edit (keep_original)          ->  <out>/edits/        gankit.latent.editing along
+                                                           fitted boundaries
+    assemble (part job)           ->  <out>/data/part-k   (original, edited) pairs +
+                                                           probabilities before and after,
+                                                           one row per (sample, boundary,
+                                                           strength)
     card                          ->  <out>/README.md, <out>/dataset_info.json
 
 Both load as-is: `datasets.load_dataset(<out>)` (the card's `configs` points at data/*.parquet),
@@ -72,4 +73,5 @@ def cmd_dataset(args) -> None:
         run_dataset(config.from_args(DatasetConfig, args))
 
 
-__all__ = ["DatasetConfig", "PairsConfig", "run_dataset", "run_pairs", "dataset_flags", "cmd_dataset"]
+__all__ = ["DatasetConfig", "PairsConfig", "run_dataset", "run_pairs", "dataset_flags",
+           "cmd_dataset"]
