@@ -41,13 +41,12 @@ from typing import Iterator, Optional
 import pyarrow as pa
 
 from gankit.data import IMAGE_TYPE, id_column_of
-from gankit.images import decode_image
 from jobs import config, runtime, storage
 from jobs.config import option, require
 from jobs.storage import PartSpec, Store, listing, walk
 from jobs.storage.file_entries import file_entries, files_kind, input_folder
 
-from jobs.storage.image_reading import files_table, fill_from_paths
+from jobs.storage.image_reading import decode_item, files_table, fill_from_paths
 
 
 @dataclass
@@ -321,16 +320,21 @@ def first_resolution(store: Store, parts: dict, column: str) -> int:
             pf = storage.open_parquet(store, path)
             batches = pf.iter_batches(batch_size=64, columns=[column])
             for batch in batches:
-                for item in batch.column(0).to_pylist():
-                    try:
-                        img = decode_image((item or {}).get("bytes"))
-                    except (ValueError, AttributeError):
-                        continue
-                    if img.shape[0] == img.shape[1]:
-                        return int(img.shape[0])
+                size = first_square(batch.column(0).to_pylist())
+                if size:
+                    return size
         except (ValueError, KeyError, pa.ArrowException):
             continue                       # an unusable file: its rows become error records
     raise ValueError(f"{store.url}: no decodable square image in column {column!r}")
+
+
+def first_square(items: list) -> Optional[int]:
+    """The size of the first decodable square image among image structs, or None."""
+    for item in items:
+        img, _ = decode_item(item)
+        if img is not None and img.shape[0] == img.shape[1]:
+            return int(img.shape[0])
+    return None
 
 
 def inputs_resolution(src: Store, inputs: ImageInputs, column: str) -> int:
@@ -340,11 +344,7 @@ def inputs_resolution(src: Store, inputs: ImageInputs, column: str) -> int:
         return first_resolution(src, good, column)
     for spec in inputs.plan:
         for table in part_tables(src, inputs, spec, column, [column], 16):
-            for item in table.column(column).to_pylist():
-                try:
-                    img = decode_image(item.get("bytes"))
-                except (ValueError, AttributeError):
-                    continue
-                if img.shape[0] == img.shape[1]:
-                    return int(img.shape[0])
+            size = first_square(table.column(column).to_pylist())
+            if size:
+                return size
     raise ValueError(f"{src.url}: no decodable square image among its files")
