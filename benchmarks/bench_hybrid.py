@@ -2,7 +2,7 @@
 
 1. Steps to quality: NVIDIA-style optimisation in W+ for `--ref-steps` (1000) steps from w_avg
    is the reference; the hybrid (the toy encoder's w+ and G's const noise, refined for K
-   steps with its own K-step schedule, `--hybrid-schedule` fast or nvidia) runs for each K
+   steps with its own K-step schedule, `--hybrid-schedule` lbfgs, fast or nvidia) runs for each K
    of `--ks`; the table gives mean
    PSNR / feature distance per K, and the smallest K that reaches the reference's mean PSNR
    and mean feature distance. K = 0 is the encoder alone ('encode').
@@ -28,11 +28,11 @@ import torch
 from gankit.toy import toyfaces
 from gankit.loading import zoo
 from gankit.images import from_uint8
-from gankit.latent.inversion import InversionConfig, invert, w_stats
+from gankit.latent.inversion import HYBRID_SCHEDULES, InversionConfig, invert, w_stats
 from gankit.models.perceptual import load_feature_net
 
 
-SCHEDULE = {"hybrid_schedule": "fast"}     # the hybrid's schedule (--hybrid-schedule)
+SCHEDULE = {"hybrid_schedule": InversionConfig.hybrid_schedule}   # --hybrid-schedule
 
 
 def run_mode(G, E, net, x, mode: str, space: str, steps: int, w_std: float) -> tuple:
@@ -98,7 +98,8 @@ def main() -> None:
     p.add_argument("--edit-k", type=int, default=50, help="hybrid steps in the edits")
     p.add_argument("--fit-samples", type=int, default=4000)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--hybrid-schedule", default="fast", choices=("fast", "nvidia"))
+    p.add_argument("--hybrid-schedule", default=InversionConfig.hybrid_schedule,
+                   choices=HYBRID_SCHEDULES)
     p.add_argument("--json", default=None, help="also write the figures here")
     args = p.parse_args()
     SCHEDULE["hybrid_schedule"] = args.hybrid_schedule

@@ -237,3 +237,21 @@ def save_png(path: str, arr: np.ndarray) -> None:
     data = encode_png(arr, compress_level=6)
     with fsspec.open(str(path), "wb") as f:
         f.write(data)
+
+
+def fit_to_resolution(img: np.ndarray, resolution: int, max_aspect: float = 2.0) -> np.ndarray:
+    """[H, W, 3] uint8 -> [R, R, 3] uint8. The rule: center-crop to a square of side
+    min(H, W), then area-downsample (box filter) when larger than R or bicubic-upsample when
+    smaller. Images more elongated than `max_aspect` raise ValueError: the crop would keep
+    too little of them."""
+    h, w = img.shape[:2]
+    if max(h, w) > max_aspect * min(h, w):
+        raise ValueError(f"image is {h}x{w}: aspect ratio above {max_aspect}, a center crop "
+                         f"would keep too little of it")
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    img = np.ascontiguousarray(img[top:top + s, left:left + s])
+    if s == resolution:
+        return img
+    resample = Image.BOX if s > resolution else Image.BICUBIC
+    return np.asarray(Image.fromarray(img).resize((resolution, resolution), resample=resample))

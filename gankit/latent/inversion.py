@@ -26,11 +26,13 @@ its vgg16.pt) from the mean of `w_avg_samples` mapped z drawn as its projector d
 Modes: 'optimize' starts at w_avg (NVIDIA); 'encode' returns an encoder's output as it is
 (`init_ws`, 0 steps, G's const noise: what the encoder was trained with); 'hybrid' starts at
 the encoder's output and G's const noise maps and refines them for `steps` (K) steps, so
-K = 0 reproduces 'encode' exactly; the hybrid adds no w noise (see w_noise_strength), and
-runs its own schedule (`hybrid_schedule` 'fast': Adamax at `hybrid_lr`, FAST_SCHEDULE's
-ramps and betas, at the 1000-step optimisation's quality in 100-200 steps on the toy
-world, where NVIDIA's schedule needs 200-400;
-'nvidia': the optimize mode's Adam schedule, the hybrid's before). In space 'w' the hybrid
+K = 0 reproduces 'encode' exactly; the hybrid adds no w noise (see w_noise_strength), so its
+objective is deterministic, and runs its own optimiser (`hybrid_schedule`): 'lbfgs' (the
+default) moves the latents by L-BFGS with a memory and a line search per image
+(gankit.latent.lbfgs) and the noise maps by the 'fast' schedule; 'fast' moves both by Adamax
+at `hybrid_lr` with FAST_SCHEDULE's ramps and betas; 'nvidia' by the optimize mode's Adam
+schedule (the hybrid's first). BENCHMARKS.md has each one's steps to the 1000-step
+optimisation's quality. In space 'w' the hybrid
 starts from the mean of the encoder's w+ over layers; 'encode' needs space 'wp' (an
 encoder's w+ is not a W latent).
 'pti' is Pivotal Tuning (gankit.latent.pti): a pivot by mode `pti_pivot`, then a low-rank change
@@ -46,14 +48,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gankit.latent.lbfgs import BatchedLBFGS
+
 SPACES = ("w", "wp")
 MODES = ("optimize", "encode", "hybrid", "pti")
 PIVOTS = ("optimize", "encode", "hybrid")   # the pivot modes of 'pti'
-HYBRID_SCHEDULES = ("fast", "nvidia")
+HYBRID_SCHEDULES = ("lbfgs", "fast", "nvidia")
 # The hybrid's 'fast' schedule: Adamax (Adam with the infinity norm), lr ramped up over 20%
 # of the steps and down (cosine) over the last 50%, betas 0.8 / 0.95: measured on the toy
 # world from the encoder's start (BENCHMARKS.md, "... the hybrid in fewer steps").
 FAST_SCHEDULE = {"lr_rampup": 0.2, "lr_rampdown": 0.5, "betas": (0.8, 0.95)}
+LBFGS_HISTORY = 100           # curvature pairs the 'lbfgs' hybrid keeps per image
 REPORT_EVERY = 25             # steps between on_step calls (each waits for the device)
 LOSSES = ("mse+perceptual", "nvidia")
 
@@ -77,9 +82,11 @@ class InversionConfig:
     mse_weight: float = 1.0            # weight of the pixel MSE ('nvidia' ignores it)
     perceptual_weight: float = 1.0     # weight of the feature-net distance (needs a net)
     early_stop_loss: Optional[float] = None  # freeze an image once its loss is below this
-    hybrid_schedule: str = "fast"      # mode hybrid: 'fast' (Adamax at hybrid_lr,
-                                       # FAST_SCHEDULE) or 'nvidia' (as optimize: Adam at lr)
-    hybrid_lr: float = 0.2             # the 'fast' schedule's peak learning rate
+    hybrid_schedule: str = "lbfgs"     # mode hybrid: 'lbfgs' (latents by L-BFGS, noise as
+                                       # 'fast'), 'fast' (Adamax at hybrid_lr, FAST_SCHEDULE)
+                                       # or 'nvidia' (as optimize: Adam at lr)
+    hybrid_lr: float = 0.2             # the 'fast' schedule's peak learning rate; 'lbfgs':
+                                       # the largest latent change of its first step
     seed: int = 0                      # image i's randomness comes from (seed, index_i)
     # Pivotal Tuning (mode 'pti', gankit.latent.pti); PTI's defaults where it has one, except
     # steps and lr
@@ -145,11 +152,17 @@ class InversionResult:
 
 
 def fast_hybrid(cfg: InversionConfig) -> bool:
-    return cfg.mode == "hybrid" and cfg.hybrid_schedule == "fast"
+    """Adamax at FAST_SCHEDULE moves the parameters ('lbfgs': the noise maps alone)."""
+    return cfg.mode == "hybrid" and cfg.hybrid_schedule in ("fast", "lbfgs")
+
+
+def lbfgs_hybrid(cfg: InversionConfig) -> bool:
+    return cfg.mode == "hybrid" and cfg.hybrid_schedule == "lbfgs"
 
 
 def scheduled(cfg: InversionConfig) -> InversionConfig:
-    """The config the steps run with: a 'fast' hybrid's lr, ramps and betas, else cfg."""
+    """The config the steps run with: a 'fast' or 'lbfgs' hybrid's lr, ramps and betas, else
+    cfg."""
     if not fast_hybrid(cfg):
         return cfg
     return replace(cfg, lr=cfg.hybrid_lr, **FAST_SCHEDULE)
@@ -378,35 +391,63 @@ def invert(G, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(),
         with torch.no_grad():
             target_features = feature_net.features(targets)
 
-    w_opt = initial_latents(G, cfg, B, w_avg.to(device), init_ws).requires_grad_(True)
+    w0 = initial_latents(G, cfg, B, w_avg.to(device), init_ws)           # [B, k, w_dim]
     noises = initial_noises(G, gens, device, cfg.mode) \
         if cfg.optimize_noise and cfg.mode != "encode" else None
+
+    def loss(images: torch.Tensor) -> torch.Tensor:                     # [B, 3, H, W] -> [B]
+        return reconstruction_loss(cfg, images, targets, feature_net, target_features)[0]
+    steps_of = Steps(steps, loss, record_history, on_step)
+    if lbfgs_hybrid(cfg):
+        w, steps_run, history = lbfgs_refine(G, cfg, steps_of, w0, noises)
+    else:
+        w, steps_run, history = adam_refine(G, cfg, steps_of, w0, noises, gens, est_std)
+    return finish(G, cfg, w, noises, targets, feature_net, target_features, steps_run,
+                  history)
+
+
+@dataclass
+class Steps:
+    """What every refinement loop runs: `count` steps of `loss` (images [B, ...] -> [B]),
+    with the history kept or not and `on_step` called every REPORT_EVERY steps."""
+    count: int
+    loss: Callable
+    record_history: bool
+    on_step: Optional[Callable[[int, int, float], None]]
+
+    def report(self, step: int, rec: torch.Tensor, history: list) -> None:
+        """Record a step's losses [B] (when kept) and call `on_step` when due."""
+        if self.record_history:
+            history.append(rec.detach().cpu())
+        if self.on_step is not None and (step % REPORT_EVERY == 0 or step == self.count - 1):
+            self.on_step(step + 1, self.count, float(rec.detach().mean()))
+
+
+def adam_refine(G, cfg: InversionConfig, steps: Steps, w0: torch.Tensor,
+                noises: Optional[list], gens: list, w_std: float) -> tuple:
+    """NVIDIA's loop ('optimize', and the 'fast' and 'nvidia' hybrids): the latents w0
+    [B, k, w_dim] and the noise maps by Adam (Adamax for 'fast') with w noise of w_std.
+    Returns (w [B, k, w_dim], steps run [B] int64, history)."""
+    w_opt = w0.clone().requires_grad_(True)
     params = [w_opt] + ([n.requires_grad_(True) for n in noises] if noises else [])
     opt = optimizer(cfg, params)
-    active = torch.ones(B, dtype=torch.bool, device=device)
-    steps_run = torch.zeros(B, dtype=torch.int64)
-    history = []
-
-    for step in range(steps):
+    active = torch.ones(len(w0), dtype=torch.bool, device=w0.device)
+    steps_run, history = torch.zeros(len(w0), dtype=torch.int64), []
+    for step in range(steps.count):
         if not bool(active.any()):
             break
         for g in opt.param_groups:
             g["lr"] = learning_rate(cfg, step)
-        w_noise = per_image_randn(gens, tuple(w_opt.shape[1:]), device)  # [B, k, w_dim]
-        w_noise = w_noise * w_noise_strength(cfg, step, est_std)
-        images = synthesize(G, w_opt + w_noise, noises)                  # [B, 3, H, W]
-        rec, _ = reconstruction_loss(cfg, images, targets, feature_net, target_features)
+        w_noise = per_image_randn(gens, tuple(w_opt.shape[1:]), w0.device)  # [B, k, w_dim]
+        rec = steps.loss(synthesize(G, w_opt + w_noise * w_noise_strength(cfg, step, w_std),
+                                    noises))                             # [B]
         reg = noise_regularisation(noises) if noises else 0
-        per_image = rec + cfg.noise_reg_weight * reg                     # [B]
-        if record_history:
-            history.append(rec.detach().cpu())
-        if on_step is not None and (step % REPORT_EVERY == 0 or step == steps - 1):
-            on_step(step + 1, steps, float(rec.detach().mean()))
+        steps.report(step, rec, history)
         if cfg.early_stop_loss is not None:   # freeze before this step's update
             active &= rec.detach() >= cfg.early_stop_loss
         steps_run += active.cpu().long()
         opt.zero_grad(set_to_none=True)
-        per_image.sum().backward()            # SUM: each image's own gradient, unscaled
+        (rec + cfg.noise_reg_weight * reg).sum().backward()   # SUM: each image's own gradient
         frozen = [p.detach()[~active].clone() for p in params] if not bool(active.all()) else None
         opt.step()
         if noises:
@@ -415,8 +456,47 @@ def invert(G, targets: torch.Tensor, cfg: InversionConfig = InversionConfig(),
             with torch.no_grad():
                 for p, keep in zip(params, frozen):
                     p[~active] = keep
-    return finish(G, cfg, w_opt.detach(), noises, targets, feature_net, target_features,
-                  steps_run, history)
+    return w_opt.detach(), steps_run, history
+
+
+def lbfgs_refine(G, cfg: InversionConfig, steps: Steps, w0: torch.Tensor,
+                 noises: Optional[list]) -> tuple:
+    """The 'lbfgs' hybrid: the latents w0 [B, k, w_dim] by BatchedLBFGS, the noise maps by
+    Adamax at the 'fast' schedule, both from the same evaluation per step. The line search
+    judges the reconstruction loss (the noise penalty does not depend on w).
+    Returns (w [B, k, w_dim], steps run [B] int64, history)."""
+    opt = BatchedLBFGS(w0.flatten(1), LBFGS_HISTORY, cfg.hybrid_lr)
+    noise_opt = optimizer(cfg, [n.requires_grad_(True) for n in noises]) if noises else None
+    steps_run, history = torch.zeros(len(w0), dtype=torch.int64), []
+    for step in range(steps.count):
+        if bool(opt.stopped.all()):
+            break
+        w = opt.trial().view_as(w0).requires_grad_(True)                 # [B, k, w_dim]
+        rec = steps.loss(synthesize(G, w, noises))                       # [B]
+        reg = noise_regularisation(noises) if noises else 0
+        (rec + cfg.noise_reg_weight * reg).sum().backward()
+        steps.report(step, rec, history)
+        steps_run += (~opt.stopped).cpu().long()
+        opt.observe(rec.detach(), w.grad)
+        if cfg.early_stop_loss is not None:
+            opt.stop(opt.f < cfg.early_stop_loss)
+        if noise_opt is not None:
+            noise_step(noise_opt, noises, learning_rate(cfg, step), opt.stopped)
+    return opt.x.view_as(w0), steps_run, history
+
+
+def noise_step(noise_opt: torch.optim.Optimizer, noises: list, lr: float,
+               stopped: torch.Tensor) -> None:
+    """One Adamax step of the noise maps at lr, renormalised; stopped samples [B] keep theirs."""
+    keep = [n.detach()[stopped].clone() for n in noises]
+    for g in noise_opt.param_groups:
+        g["lr"] = lr
+    noise_opt.step()
+    noise_opt.zero_grad(set_to_none=True)
+    renormalise_noise(noises)
+    with torch.no_grad():
+        for n, k in zip(noises, keep):
+            n[stopped] = k
 
 
 @torch.no_grad()
@@ -438,26 +518,3 @@ def reconstruct(G, ws: torch.Tensor, noises: Optional[list] = None) -> torch.Ten
     """Render stored inversion outputs exactly: ws [B, num_ws, w_dim] (+ noise maps)."""
     with torch.no_grad():
         return G.synthesis(ws, noise_mode="const", noises=noises)
-
-
-# ----------------------------------------------------------------------------------------
-# Preparing real images
-
-
-def fit_to_resolution(img: np.ndarray, resolution: int, max_aspect: float = 2.0) -> np.ndarray:
-    """[H, W, 3] uint8 -> [R, R, 3] uint8. The rule: center-crop to a square of side
-    min(H, W), then area-downsample (box filter) when larger than R or bicubic-upsample when
-    smaller. Images more elongated than `max_aspect` raise ValueError: the crop would keep
-    too little of them."""
-    from PIL import Image
-    h, w = img.shape[:2]
-    if max(h, w) > max_aspect * min(h, w):
-        raise ValueError(f"image is {h}x{w}: aspect ratio above {max_aspect}, a center crop "
-                         f"would keep too little of it")
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    img = np.ascontiguousarray(img[top:top + s, left:left + s])
-    if s == resolution:
-        return img
-    resample = Image.BOX if s > resolution else Image.BICUBIC
-    return np.asarray(Image.fromarray(img).resize((resolution, resolution), resample=resample))

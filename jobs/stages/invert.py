@@ -29,7 +29,7 @@ Note: edit renders with G's const noise; the stored `noise` reproduces the recon
 
 Images: decoded to RGB (grayscale replicated, alpha composited over white: gankit.images), then
 center-cropped to a square and area-downsampled / bicubic-upsampled to the generator's
-resolution (gankit.latent.inversion.fit_to_resolution). Undecodable bytes, missing bytes and images
+resolution (gankit.images.fit_to_resolution). Undecodable bytes, missing bytes and images
 more elongated than `max_aspect` become error records (id, stage='invert', reason); the job
 goes on.
 
@@ -52,6 +52,7 @@ import numpy as np
 import pyarrow as pa
 
 from gankit.data import latent_column
+from gankit.images import fit_to_resolution
 from gankit.faces.identity import IDENTITY_COLUMNS, identity_scores, load_measure
 from gankit.latent.inversion import HYBRID_SCHEDULES, LOSSES, MODES, PIVOTS
 from gankit.latent.inversion import InversionConfig as Inversion
@@ -119,12 +120,15 @@ class InvertConfig(ModelOptions, ActorOptions, ImageOptions, StorageOptions,
     noise_reg_weight: float = option(Inversion.noise_reg_weight,
                                      "noise autocorrelation penalty (NVIDIA's)", identity=True)
     lr: float = option(Inversion.lr, "Adam's initial learning rate", identity=True)
-    hybrid_schedule: str = option(Inversion.hybrid_schedule, "mode hybrid: fast (Adamax at "
-                                  "--hybrid-lr, its own ramps: 1000-step quality in 100-200 "
-                                  "steps) or nvidia (Adam at --lr with NVIDIA's ramps, "
-                                  "as optimize: hybrid outputs written before resume with "
-                                  "it)", choices=HYBRID_SCHEDULES)
-    hybrid_lr: float = option(Inversion.hybrid_lr, "the fast hybrid's peak learning rate")
+    hybrid_schedule: str = option(Inversion.hybrid_schedule, "mode hybrid: lbfgs (the "
+                                  "latents by L-BFGS per image, the noise as fast), fast "
+                                  "(Adamax at --hybrid-lr, its own ramps) or nvidia (Adam at "
+                                  "--lr with NVIDIA's ramps, as optimize); hybrid outputs "
+                                  "resume with the one they were written with",
+                                  choices=HYBRID_SCHEDULES)
+    hybrid_lr: float = option(Inversion.hybrid_lr, "the fast hybrid's peak learning rate "
+                                                   "(lbfgs: its noise maps', and the largest "
+                                                   "latent change of its first step)")
     early_stop_loss: Optional[float] = option(None, "freeze an image once its loss is below "
                                                     "this", identity=True)
     seed: int = option(Inversion.seed, "the image at row i draws from (seed, i)", identity=True)
@@ -236,7 +240,6 @@ class InvertConfig(ModelOptions, ActorOptions, ImageOptions, StorageOptions,
 
 def prepare_rows(items: list, resolution: int, max_aspect: float) -> tuple:
     """Image structs -> (uint8 [n_good, R, R, 3], good row positions, {row: reason})."""
-    from gankit.latent.inversion import fit_to_resolution
     good, rows, bad = [], [], {}
     for j, item in enumerate(items):
         img, why = decode_item(item, lambda x: fit_to_resolution(x, resolution, max_aspect))
