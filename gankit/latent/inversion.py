@@ -8,9 +8,12 @@ Independence holds because:
   - the synthesis, the feature net and every loss term act per sample (the noise
     regularisation and renormalisation are per sample too);
   - Adam's state and update are element-wise, and the lr schedule is the same for every image;
+    L-BFGS keeps a memory, a step size and a line search per image (gankit.latent.lbfgs);
   - the random w perturbation of image i comes from its own generator seeded by
     (seed, index_i), so batching does not change what image i sees.
-So a batch of B gives B runs of one, up to float rounding of batched kernels.
+So a batch of B gives B runs of one, up to float rounding of batched kernels (which a
+quasi-Newton step can grow: results are reproducible per batch, and an image's result does not
+depend on the other images of its batch).
 
 Defaults follow NVIDIA's stylegan2-ada-pytorch `projector.py`: start at w_avg, w_std from
 10,000 mapped z, 1000 Adam steps (lr 0.1, betas 0.9/0.999), lr ramp-up over the first 5% and
@@ -49,6 +52,7 @@ import torch
 import torch.nn.functional as F
 
 from gankit.latent.lbfgs import BatchedLBFGS
+from gankit.latent.metrics import pixel_mse, psnr, ssim
 
 SPACES = ("w", "wp")
 MODES = ("optimize", "encode", "hybrid", "pti")
@@ -251,45 +255,6 @@ def renormalise_noise(noises: list) -> None:
     for n in noises:                                                     # [B, 1, r, r]
         n -= n.mean(dim=[1, 2, 3], keepdim=True)
         n *= n.square().mean(dim=[1, 2, 3], keepdim=True).rsqrt()
-
-
-def pixel_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] x2 -> [B]
-    return (a - b).square().mean(dim=[1, 2, 3])
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """[B] PSNR in dB of images in [-1, 1], peak-to-peak 2: 10 log10(4 / MSE)."""
-    return 10 * torch.log10(4 / pixel_mse(a, b).clamp_min(1e-12))
-
-
-def gaussian_window(size: int, sigma: float) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
-    g = torch.exp(-x.square() / (2 * sigma ** 2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]                                       # [size, size]
-
-
-def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """[B] SSIM (Wang et al. 2004) of images in [-1, 1], computed on [0, 1] (L = 1,
-    K1 = 0.01, K2 = 0.03), gaussian window 11 / sigma 1.5 (shrunk to the image), valid
-    positions only, mean over positions and channels. Float64: the variances are
-    differences of nearly equal moments, which float32 gets wrong by ~1e-7 (vs C2 = 9e-4)."""
-    x, y = (a.double() + 1) / 2, (b.double() + 1) / 2
-    size = min(window, x.shape[2], x.shape[3])
-    c = x.shape[1]
-    k = gaussian_window(size, sigma).to(x.device, x.dtype).expand(c, 1, size, size)
-    blur = lambda t: F.conv2d(t, k, groups=c)                            # noqa: E731
-    mx, my = blur(x), blur(y)
-    sxx = blur(x * x) - mx.square()
-    syy = blur(y * y) - my.square()
-    sxy = blur(x * y) - mx * my
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx.square() + my.square() + c1) * (sxx + syy + c2))
-    return s.mean(dim=[1, 2, 3]).float()
-
-
-# ----------------------------------------------------------------------------------------
-# The optimisation
 
 
 def initial_latents(G, cfg: InversionConfig, batch: int, w_avg: torch.Tensor,

@@ -1,4 +1,4 @@
-"""Distribution and disentanglement metrics (pure numpy / torch)."""
+"""Distribution, disentanglement and reconstruction metrics (pure numpy / torch)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,6 +6,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from gankit.latent.logits import sigmoid
 
@@ -329,3 +330,42 @@ def toy_correlations(G, classifier, n: int = 2000, seed: int = 0,
             "generated": correlation_matrix(sigmoid(logits)),
             "real": correlation_matrix(sigmoid(np.concatenate(real))),
             "true": correlation_matrix(toyfaces.label_matrix(factors).astype(np.float64))}
+
+
+def pixel_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] x2 -> [B]
+    return (a - b).square().mean(dim=[1, 2, 3])
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[B] PSNR in dB of images in [-1, 1], peak-to-peak 2: 10 log10(4 / MSE)."""
+    return 10 * torch.log10(4 / pixel_mse(a, b).clamp_min(1e-12))
+
+
+def gaussian_window(size: int, sigma: float) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-x.square() / (2 * sigma ** 2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]                                       # [size, size]
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """[B] SSIM (Wang et al. 2004) of images in [-1, 1], computed on [0, 1] (L = 1,
+    K1 = 0.01, K2 = 0.03), gaussian window 11 / sigma 1.5 (shrunk to the image), valid
+    positions only, mean over positions and channels. Float64: the variances are
+    differences of nearly equal moments, which float32 gets wrong by ~1e-7 (vs C2 = 9e-4)."""
+    x, y = (a.double() + 1) / 2, (b.double() + 1) / 2
+    size = min(window, x.shape[2], x.shape[3])
+    c = x.shape[1]
+    k = gaussian_window(size, sigma).to(x.device, x.dtype).expand(c, 1, size, size)
+    blur = lambda t: F.conv2d(t, k, groups=c)                            # noqa: E731
+    mx, my = blur(x), blur(y)
+    sxx = blur(x * x) - mx.square()
+    syy = blur(y * y) - my.square()
+    sxy = blur(x * y) - mx * my
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx.square() + my.square() + c1) * (sxx + syy + c2))
+    return s.mean(dim=[1, 2, 3]).float()
+
+
+# ----------------------------------------------------------------------------------------
+# The optimisation

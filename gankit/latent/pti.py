@@ -39,6 +39,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from gankit.latent.metrics import pixel_mse
 from gankit.models.stylegan2 import LayerDelta, SynthesisNetwork
 
 LAYER_NAMES = ("conv0", "conv1", "torgb")   # the modulated layers of a block, in order
@@ -261,7 +262,7 @@ def locality_loss(G, cfg, ws: torch.Tensor, deltas: Deltas, gens: list, feature_
     generator), moved to distance pti_radius from the pivot along its direction, must render
     through the tuned change as G renders it (pixel MSE + feature distance, weighted by
     the inversion's weights, times pti_locality). No noise, as PTI."""
-    from gankit.latent.inversion import per_image_randn, pixel_mse
+    from gankit.latent.inversion import per_image_randn
     z = per_image_randn(gens, (G.z_dim,), ws.device)                     # [B, z_dim]
     with torch.no_grad():
         w = G.mapping.w_avg.lerp(G.mapping(z, None), 0.5)                # [B, num_ws, w_dim]

@@ -23,7 +23,8 @@ import torch
 
 from gankit.images import from_uint8, to_uint8
 from gankit.latent.editing import edit
-from gankit.latent.inversion import invert, pixel_mse
+from gankit.latent.inversion import invert
+from gankit.latent.metrics import pixel_mse
 from gankit.latent.pti import render
 from gankit.toy import toyfaces
 

@@ -279,7 +279,7 @@ def pairs_seen(cfg: EncoderTrainConfig, pool: PairPool, step: int) -> int:
 @torch.no_grad()
 def encode_quality(E, G, images: torch.Tensor, feature_net=None, batch: int = 64) -> dict:
     """Mean PSNR / feature distance of G(E(x)) vs x (const noise) and of G(w_avg) vs x."""
-    from gankit.latent.inversion import psnr
+    from gankit.latent.metrics import psnr
     ps, ps0, fd, fd0 = [], [], [], []
     w_avg = G.mapping.w_avg.reshape(1, 1, -1).expand(1, G.num_ws, -1)
     for x in images.split(batch):

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from helpers import tiny_generator
-from gankit.latent.inversion import InversionConfig, invert, psnr, reconstruct, ssim
+from gankit.latent.inversion import InversionConfig, invert, reconstruct
+from gankit.latent.metrics import psnr, ssim
 from gankit.models.perceptual import ScriptedFeatures, load_feature_net
 
 # Batch-vs-single tolerance: the same math per image, but batched kernels (matmul/conv over
