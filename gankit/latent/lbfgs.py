@@ -9,8 +9,8 @@ Every sample keeps its own curvature pairs (s_i = x_{i+1} - x_i, y_i = g_{i+1} -
 step size and its own Armijo test, and the two-loop recursion uses per-sample dot products, so
 a sample's path never depends on the other samples of its batch. One evaluation (forward and
 backward of the batch) per step, as Adam: a trial point either passes its sample's Armijo test
-and is taken, or the sample stays where it was and tries half the step along the same
-direction at the next evaluation. A pair with s.y <= 0 (no positive curvature seen) is
+and is taken, or the sample stays where it was and tries a shorter step along the same
+direction at the next evaluation (quadratic interpolation, safeguarded). A pair with s.y <= 0 (no positive curvature seen) is
 stored as a no-op (rho = 0).
 
     opt = BatchedLBFGS(x0, history=100, first_step=0.2)     # x0 [B, D]
@@ -28,7 +28,8 @@ from typing import Optional
 import torch
 
 ARMIJO_C1 = 1e-4              # sufficient decrease: f(x + t d) <= f(x) + c1 t g.d
-BACKTRACK = 0.5               # a rejected step is retried at this fraction
+BACKTRACK = (0.1, 0.5)        # a rejected step is retried at the minimum of the quadratic
+                              # through f(x), g.d and f(x + t d), kept in this fraction of t
 
 
 def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:          # [B, D] x2 -> [B]
@@ -61,16 +62,28 @@ class BatchedLBFGS:
         g = g.detach().reshape(self.x.shape)
         x_new = self.trial()
         if self.f is None:
-            taken = torch.ones_like(f, dtype=torch.bool)
+            taken, shorter = torch.ones_like(f, dtype=torch.bool), self.t
         else:
-            taken = f <= self.f + ARMIJO_C1 * self.t * dot(self.g, self.d)
+            slope = dot(self.g, self.d)                                   # [B] g.d < 0
+            taken = f <= self.f + ARMIJO_C1 * self.t * slope
+            shorter = self.backtrack(f, slope)
             self.remember(x_new - self.x, g - self.g, taken)
         taken &= ~self.stopped
         self.x = torch.where(taken[:, None], x_new, self.x)
         self.f = f.clone() if self.f is None else torch.where(taken, f, self.f)
         self.g = g.clone() if self.g is None else torch.where(taken[:, None], g, self.g)
-        self.next_step(taken)
+        self.next_step(taken, shorter)
         return taken
+
+    def backtrack(self, f: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+        """[B] the step to retry after f [B] at t: the minimum of the quadratic q(s) with
+        q(0) = f(x), q'(0) = g.d, q(t) = f, kept within BACKTRACK's fractions of t
+        (Nocedal & Wright, eq. 3.57)."""
+        t = self.t
+        excess = (f - self.f - slope * t).clamp_min(1e-30)                # > 0 when rejected
+        t_q = -slope * t * t / (2 * excess)
+        t_q = torch.where(torch.isfinite(t_q), t_q, BACKTRACK[0] * t)
+        return torch.minimum(torch.maximum(t_q, BACKTRACK[0] * t), BACKTRACK[1] * t)
 
     def stop(self, samples: torch.Tensor) -> None:
         """Keep these samples [B] bool where they are from now on (an early stop)."""
@@ -91,14 +104,14 @@ class BatchedLBFGS:
         self.gamma = torch.where(keep, safe_sy / dot(y, y).clamp_min(1e-30), self.gamma)
         self.known |= keep
 
-    def next_step(self, taken: torch.Tensor) -> None:
+    def next_step(self, taken: torch.Tensor, shorter: torch.Tensor) -> None:
         """A new quasi-Newton direction where the step was taken (t = 1 once curvature is
-        known, else a first step whose largest change is `first_step`); half the step along
-        the old direction where it was not; none for stopped samples."""
+        known, else a first step whose largest change is `first_step`); the `shorter` step
+        [B] along the old direction where it was not; none for stopped samples."""
         d = self.direction(self.g)
         first = self.first_step / self.g.abs().amax(dim=1).clamp_min(1e-30)
         t_new = torch.where(self.known, torch.ones_like(self.t), first)
-        self.t = torch.where(taken, t_new, self.t * BACKTRACK)
+        self.t = torch.where(taken, t_new, shorter)
         self.d = torch.where(taken[:, None], d, self.d)
         self.t = torch.where(self.stopped, torch.zeros_like(self.t), self.t)
 
