@@ -13,9 +13,9 @@ float16).
 
 Methods: optimize in W and W+ (NVIDIA's schedule from w_avg, 1000 steps; W+ is the
 reference the hybrid is measured against), the hybrid (toy encoder + K steps in W+) with
-NVIDIA's schedule and the 'fast' one at 100 steps (the hybrid's earlier defaults) and its
-default ('lbfgs') at 100 and 400 steps, and PTI (the default 200 steps at lr 1e-3) on the
-hybrid-100 pivot in W+ at
+NVIDIA's schedule at 100 steps (the hybrid's first), its default ('fast') and 'lbfgs' at
+100 and 400 steps, and PTI (the default 200 steps at lr 1e-3) on the fast hybrid-100 pivot
+in W+ at
 ranks 1, 2, 4 and 16 (batched), at the default rank with PTI's own 350 steps at lr 3e-4
 (`--variant`), in full (batch 1, PTI's own code and settings: 350 steps at 3e-4), and on a
 W pivot (PTI's choice, for editing). Loss as
@@ -54,10 +54,11 @@ def methods(args) -> list:
             ("optimize W+ (reference)", InversionConfig(space="wp", steps=args.ref_steps,
                                                         **base), None),
             ("hybrid-100, nvidia schedule", InversionConfig(
-                space="wp", mode="hybrid", steps=100, hybrid_schedule="nvidia", **base), None),
-            ("hybrid-100, fast schedule", InversionConfig(
-                space="wp", mode="hybrid", steps=100, hybrid_schedule="fast", **base), None)]
+                space="wp", mode="hybrid", steps=100, hybrid_schedule="nvidia", **base), None)]
     rows += [(f"hybrid-{k}", InversionConfig(space="wp", mode="hybrid", steps=k, **base), None)
+             for k in args.hybrid_steps]
+    rows += [(f"hybrid-{k}, lbfgs", InversionConfig(space="wp", mode="hybrid", steps=k,
+                                                    hybrid_schedule="lbfgs", **base), None)
              for k in args.hybrid_steps]
     rows += [(f"PTI rank {r}", InversionConfig(pti_rank=r, **pti), None) for r in args.ranks]
     own = dict(pti, pti_steps=int(args.variant[0]), pti_lr=args.variant[1]) \

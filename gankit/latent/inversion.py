@@ -30,12 +30,13 @@ Modes: 'optimize' starts at w_avg (NVIDIA); 'encode' returns an encoder's output
 (`init_ws`, 0 steps, G's const noise: what the encoder was trained with); 'hybrid' starts at
 the encoder's output and G's const noise maps and refines them for `steps` (K) steps, so
 K = 0 reproduces 'encode' exactly; the hybrid adds no w noise (see w_noise_strength), so its
-objective is deterministic, and runs its own optimiser (`hybrid_schedule`): 'lbfgs' (the
-default) moves the latents by L-BFGS with a memory and a line search per image
-(gankit.latent.lbfgs) and the noise maps by the 'fast' schedule; 'fast' moves both by Adamax
-at `hybrid_lr` with FAST_SCHEDULE's ramps and betas; 'nvidia' by the optimize mode's Adam
-schedule (the hybrid's first). BENCHMARKS.md has each one's steps to the 1000-step
-optimisation's quality. In space 'w' the hybrid
+objective is deterministic, and runs its own optimiser (`hybrid_schedule`): 'fast' (the
+default) moves the latents and noise maps by Adamax at `hybrid_lr` with FAST_SCHEDULE's ramps
+and betas; 'lbfgs' moves the latents by L-BFGS with a memory and a line search per image
+(gankit.latent.lbfgs) and the noise maps as 'fast' does: reconstruction first, it reaches
+the 1000-step optimisation's PSNR in 100 steps where 'fast' needs 100-200, and its latents
+edit with fewer other attributes kept; 'nvidia' is the optimize mode's Adam schedule (the
+hybrid's first). BENCHMARKS.md has the figures. In space 'w' the hybrid
 starts from the mean of the encoder's w+ over layers; 'encode' needs space 'wp' (an
 encoder's w+ is not a W latent).
 'pti' is Pivotal Tuning (gankit.latent.pti): a pivot by mode `pti_pivot`, then a low-rank change
@@ -57,7 +58,7 @@ from gankit.latent.metrics import pixel_mse, psnr, ssim
 SPACES = ("w", "wp")
 MODES = ("optimize", "encode", "hybrid", "pti")
 PIVOTS = ("optimize", "encode", "hybrid")   # the pivot modes of 'pti'
-HYBRID_SCHEDULES = ("lbfgs", "fast", "nvidia")
+HYBRID_SCHEDULES = ("fast", "lbfgs", "nvidia")
 # The hybrid's 'fast' schedule: Adamax (Adam with the infinity norm), lr ramped up over 20%
 # of the steps and down (cosine) over the last 50%, betas 0.8 / 0.95: measured on the toy
 # world from the encoder's start (BENCHMARKS.md, "... the hybrid in fewer steps").
@@ -86,9 +87,9 @@ class InversionConfig:
     mse_weight: float = 1.0            # weight of the pixel MSE ('nvidia' ignores it)
     perceptual_weight: float = 1.0     # weight of the feature-net distance (needs a net)
     early_stop_loss: Optional[float] = None  # freeze an image once its loss is below this
-    hybrid_schedule: str = "lbfgs"     # mode hybrid: 'lbfgs' (latents by L-BFGS, noise as
-                                       # 'fast'), 'fast' (Adamax at hybrid_lr, FAST_SCHEDULE)
-                                       # or 'nvidia' (as optimize: Adam at lr)
+    hybrid_schedule: str = "fast"      # mode hybrid: 'fast' (Adamax at hybrid_lr,
+                                       # FAST_SCHEDULE), 'lbfgs' (latents by L-BFGS, noise as
+                                       # 'fast') or 'nvidia' (as optimize: Adam at lr)
     hybrid_lr: float = 0.2             # the 'fast' schedule's peak learning rate; 'lbfgs':
                                        # the largest latent change of its first step
     seed: int = 0                      # image i's randomness comes from (seed, index_i)

@@ -34,9 +34,9 @@ class EvalInversionConfig:
     mse_weight: float = option(1.0, "pixel MSE weight")
     perceptual_weight: float = option(1e-3, "toy features' squared distances are O(100): "
                                             "1e-3 balances the MSE")
-    hybrid_schedule: str = option(Inversion.hybrid_schedule, "mode hybrid: lbfgs (the "
-                                  "latents by L-BFGS per image), fast (Adamax, its own ramps) "
-                                  "or nvidia (the optimize mode's Adam schedule)",
+    hybrid_schedule: str = option(Inversion.hybrid_schedule, "mode hybrid: fast (Adamax, its "
+                                  "own ramps), lbfgs (the latents by L-BFGS per image) or "
+                                  "nvidia (the optimize mode's Adam schedule)",
                                   choices=HYBRID_SCHEDULES)
     pti_pivot: str = option(Inversion.pti_pivot, "mode pti: the pivot's mode", choices=PIVOTS)
     pti_rank: int = option(Inversion.pti_rank, "mode pti: rank of each layer's change "

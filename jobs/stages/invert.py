@@ -120,11 +120,11 @@ class InvertConfig(ModelOptions, ActorOptions, ImageOptions, StorageOptions,
     noise_reg_weight: float = option(Inversion.noise_reg_weight,
                                      "noise autocorrelation penalty (NVIDIA's)", identity=True)
     lr: float = option(Inversion.lr, "Adam's initial learning rate", identity=True)
-    hybrid_schedule: str = option(Inversion.hybrid_schedule, "mode hybrid: lbfgs (the "
-                                  "latents by L-BFGS per image, the noise as fast), fast "
-                                  "(Adamax at --hybrid-lr, its own ramps) or nvidia (Adam at "
-                                  "--lr with NVIDIA's ramps, as optimize); hybrid outputs "
-                                  "resume with the one they were written with",
+    hybrid_schedule: str = option(Inversion.hybrid_schedule, "mode hybrid: fast (Adamax at "
+                                  "--hybrid-lr, its own ramps), lbfgs (reconstruction first: "
+                                  "the latents by L-BFGS per image, the noise as fast) or "
+                                  "nvidia (Adam at --lr with NVIDIA's ramps, as optimize); "
+                                  "hybrid outputs resume with the one they were written with",
                                   choices=HYBRID_SCHEDULES)
     hybrid_lr: float = option(Inversion.hybrid_lr, "the fast hybrid's peak learning rate "
                                                    "(lbfgs: its noise maps', and the largest "

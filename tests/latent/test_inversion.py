@@ -258,8 +258,7 @@ def test_the_lbfgs_hybrid_is_per_image_and_ahead_of_adamax(G, targets):
     past BATCH_TOL: results are reproducible per micro-batch, as the jobs promise.)"""
     imgs, ws = targets
     init = hybrid_start(G)
-    cfg = small_cfg(mode="hybrid", space="wp", steps=20)
-    assert cfg.hybrid_schedule == "lbfgs"
+    cfg = small_cfg(mode="hybrid", space="wp", steps=20, hybrid_schedule="lbfgs")
     batch = invert(G, imgs, cfg, init_ws=init)
     with torch.no_grad():
         others = G.synthesis(ws.flip(0), noise_mode="const")             # [4, 3, H, W]
@@ -276,7 +275,8 @@ def test_the_lbfgs_hybrid_is_per_image_and_ahead_of_adamax(G, targets):
 
 def test_the_lbfgs_hybrid_stops_each_image_on_its_own(G, targets):
     imgs, _ = targets
-    cfg = dict(mode="hybrid", space="wp", steps=30, optimize_noise=False)
+    cfg = dict(mode="hybrid", space="wp", steps=30, optimize_noise=False,
+               hybrid_schedule="lbfgs")
     probe = invert(G, imgs, small_cfg(**cfg), init_ws=hybrid_start(G), record_history=True)
     target = float(torch.stack(probe.history)[8].median())
     stop = invert(G, imgs, small_cfg(**cfg, early_stop_loss=target), init_ws=hybrid_start(G))

@@ -435,3 +435,8 @@ def test_hybrid_outputs_written_before_resume_with_nvidia_or_are_refused(tmp_pat
     assert check_identity(store, "invert", old) is not None       # resumes
     with pytest.raises(ValueError, match="hybrid_schedule"):
         check_identity(store, "invert", InvertConfig(**cfg).identity("fp32"))
+    fast = InvertConfig(**cfg).identity("fp32")
+    store.write_json(MANIFEST, {"job": "invert", "identity": fast, "parts": [{"index": 0}]})
+    with pytest.raises(ValueError, match="hybrid_schedule"):       # lbfgs: other latents
+        check_identity(store, "invert", InvertConfig(**cfg, hybrid_schedule="lbfgs")
+                       .identity("fp32"))
