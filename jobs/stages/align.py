@@ -30,7 +30,6 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import pyarrow as pa
@@ -63,9 +62,6 @@ class AlignConfig(StepOptions, ActorOptions, StorageOptions, ImageInputOptions):
                            identity=True)
     detector: str = option("hog", "hog (fast) or mmod (dlib's CNN, much slower)",
                            choices=("hog", "mmod"), identity=True)
-    image_column: str = option("image", "struct {bytes, path} column: the photos", identity=True)
-    id_column: Optional[str] = option(None, "id column (default: sample_id if present, else "
-                                            "image_id)", identity=True)
     batch_size: int = override(StepOptions, "batch_size", 64)
 
     def validate(self) -> None:

@@ -135,10 +135,6 @@ class InvertConfig(ModelOptions, ActorOptions, ImageOptions, StorageOptions,
     save_noise: bool = option(False, "store the optimised noise maps", identity=True)
     keep_target: bool = option(False, "store the prepared input image beside the result",
                                identity=True)
-    image_column: str = option("image", "struct {bytes, path} column of PNG, JPEG or WebP bytes",
-                               identity=True)
-    id_column: Optional[str] = option(None, "id column (default: sample_id if present, else "
-                                            "image_id)", identity=True)
     max_aspect: float = option(2.0, "more elongated images become error records",
                                identity=True)
     # not StepOptions' batch_size: batched kernels round differently, so the results

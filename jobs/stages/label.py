@@ -47,10 +47,6 @@ class LabelConfig(BatchOptions, ActorOptions, ClassifierOptions, StorageOptions,
     out: str = option("", "output URL: a local path or s3://bucket/prefix", required=True)
     classifier: str = option("toy", "'toy', a .pt / .pt2 / .safetensors file or "
                                     "package.module:factory", identity=True)
-    image_column: str = option("image", "struct {bytes, path} column of PNG, JPEG or WebP bytes",
-                               identity=True)
-    id_column: Optional[str] = option(None, "id column (default: sample_id if present, else "
-                                            "image_id)", identity=True)
     resolution: Optional[int] = option(None, "required image size (default: the first good "
                                              "image's)", identity=True)
     keep_columns: Optional[list] = option(None, "input columns copied to the output (default: "

@@ -51,7 +51,12 @@ from jobs.storage.image_reading import decode_item, files_table, fill_from_paths
 
 @dataclass
 class ImageInputOptions:
-    """How a job splits an input of image files (a folder, a glob, a list) into parts."""
+    """Where a job finds its images in a dataset, and how it splits an input of image files
+    (a folder, a glob, a list) into parts."""
+    image_column: str = option("image", "struct {bytes, path} column of PNG, JPEG or WebP bytes",
+                               identity=True)
+    id_column: Optional[str] = option(None, "id column (default: sample_id if present, else "
+                                            "image_id)", identity=True)
     images_per_part: int = option(256, "images per part when the input is image files (a "
                                        "folder, a glob or a .txt list)")
     follow_links: bool = option(False, "read files through symbolic links that leave the "
