@@ -22,7 +22,7 @@ import torch
 
 from gankit.loading.encoder_decoder import from_encoder_checkpoint
 from gankit.loading.field_encoders import is_encoder_checkpoint
-from gankit.loading.formats import (NETWORKS, Checkpoint, CheckpointError, PathLike,
+from gankit.loading.formats import (NETWORKS, Checkpoint, CheckpointError, PathLike, fill_module,
                                     UnsupportedCheckpointError, detect_format, load_object)
 from gankit.loading.native import MODELS, model_name, read_native, save_generator
 from gankit.loading.nvidia import from_nvidia
@@ -133,38 +133,10 @@ def _build(ck: Checkpoint, source: str) -> Generator:
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{source}: its generator config is not usable: {e}") from None
     G = MODELS[model_name(ck.cfg)][0](ck.cfg)
-    _fill(G, ck.tensors, source, ck.derived)
+    fill_module(G, ck.tensors, source, skip=tuple(ck.derived))
     if "mapping.w_avg" in ck.derived:
         _estimate_w_avg(G)
     return G.eval().requires_grad_(False)
-
-
-def _fill(G: Generator, tensors: dict, source: str, derived: tuple = ()) -> None:
-    """Copy `tensors` into G: every key of G.state_dict() exactly once, shapes checked.
-    Keys in `derived` keep the values G computed itself (filters) or get them afterwards."""
-    ours = G.state_dict()
-    extra = sorted(set(tensors) - set(ours))
-    missing = sorted(set(ours) - set(tensors) - set(derived))
-    if extra:
-        raise CheckpointError(f"{source}: unexpected key {extra[0]!r}{_more(extra)} for a "
-                              f"generator of this configuration")
-    if missing:
-        raise CheckpointError(f"{source}: missing key {missing[0]!r}{_more(missing)}")
-    with torch.no_grad():
-        for name, dst in ours.items():
-            if name in derived:
-                continue
-            src = tensors[name]
-            if tuple(src.shape) != tuple(dst.shape):
-                raise CheckpointError(f"{source}: key {name!r} has shape {list(src.shape)}, "
-                                      f"expected {list(dst.shape)}")
-            if not src.is_floating_point():
-                raise CheckpointError(f"{source}: key {name!r} has dtype {src.dtype}, expected floats")
-            dst.copy_(src)
-
-
-def _more(keys: list) -> str:
-    return f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
 
 
 @torch.no_grad()

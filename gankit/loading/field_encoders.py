@@ -33,7 +33,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from gankit.loading.formats import CheckpointError, detect_format, load_object
+from gankit.loading.formats import CheckpointError, detect_format, fill_module, load_object
 from gankit.loading.rosinality import rosinality_config
 from gankit.models import irse, psp
 
@@ -224,27 +224,10 @@ def build_network(ck: EncoderCheckpoint) -> nn.Module:
 
 
 def fill(module: nn.Module, tensors: dict, source: str, prefix: str = "") -> None:
-    """Copy `tensors` into `module`: every key once, names and shapes checked (BatchNorm's
-    num_batches_tracked may be absent: older files lack it and eval mode ignores it)."""
-    ours = module.state_dict()
-    extra = sorted(set(tensors) - set(ours))
-    missing = sorted(k for k in set(ours) - set(tensors) if not k.endswith(OPTIONAL_KEYS))
-    if extra or missing:
-        key, what = (extra[0], "unexpected") if extra else (missing[0], "missing")
-        more = len(extra or missing) - 1
-        raise EncoderCheckpointError(f"{source}: {what} key {prefix + key!r}"
-                                     f"{f' (and {more} more)' if more else ''} for this "
-                                     f"{type(module).__name__}")
-    with torch.no_grad():
-        for name, dst in ours.items():
-            if name not in tensors:
-                continue
-            src = tensors[name]
-            if not isinstance(src, torch.Tensor) or tuple(src.shape) != tuple(dst.shape):
-                shape = list(src.shape) if isinstance(src, torch.Tensor) else type(src).__name__
-                raise EncoderCheckpointError(f"{source}: key {prefix + name!r} has shape "
-                                             f"{shape}, expected {list(dst.shape)}")
-            dst.copy_(src)
+    """Copy `tensors` into `module` (formats.fill_module; BatchNorm's num_batches_tracked may
+    be absent: older files lack it and eval mode ignores it)."""
+    fill_module(module, tensors, source, EncoderCheckpointError, optional=OPTIONAL_KEYS,
+                prefix=prefix)
 
 
 def build_encoder(ck: EncoderCheckpoint, iterations: Optional[int] = None) -> psp.FieldEncoder:

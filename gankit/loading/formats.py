@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
+import torch
+
 from gankit.loading import safe_pickle
 from gankit.loading.safe_pickle import UnsafePickleError
 from gankit.models.stylegan2 import GeneratorConfig
@@ -69,3 +71,32 @@ def load_object(source: str, fmt: str) -> object:
         raise
     except (EOFError, pickle.UnpicklingError, RuntimeError, ValueError, TypeError) as e:
         raise CheckpointError(f"{source}: unreadable {fmt} file ({type(e).__name__}: {e})") from None
+
+
+def fill_module(module, tensors: dict, source: str, error: type = CheckpointError,
+                skip: tuple = (), optional: tuple = (), prefix: str = "") -> None:
+    """Copy `tensors` into `module`: every key of its state_dict exactly once, names, shapes
+    and float-ness checked, the first mismatch raised as `error` in one sentence. Keys in
+    `skip` keep the module's own values (derived buffers); keys ending in one of `optional`
+    may be absent. `prefix` is the module's place in the file, for the messages."""
+    ours = module.state_dict()
+    extra = sorted(set(tensors) - set(ours))
+    missing = sorted(k for k in set(ours) - set(tensors) - set(skip) if not k.endswith(optional))
+    for keys, what in ((extra, "unexpected"), (missing, "missing")):
+        if keys:
+            more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+            raise error(f"{source}: {what} key {prefix + keys[0]!r}{more} for this "
+                        f"{type(module).__name__}")
+    with torch.no_grad():
+        for name, dst in ours.items():
+            if name in skip or name not in tensors:
+                continue
+            src = tensors[name]
+            if not isinstance(src, torch.Tensor) or tuple(src.shape) != tuple(dst.shape):
+                shape = list(src.shape) if isinstance(src, torch.Tensor) else type(src).__name__
+                raise error(f"{source}: key {prefix + name!r} has shape {shape}, expected "
+                            f"{list(dst.shape)}")
+            if src.is_floating_point() != dst.is_floating_point():
+                raise error(f"{source}: key {prefix + name!r} has dtype {src.dtype}, expected "
+                            f"{'floats' if dst.is_floating_point() else dst.dtype}")
+            dst.copy_(src)
