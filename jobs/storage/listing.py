@@ -119,7 +119,7 @@ def read_shard_rows(store: Store, name: str, lo: int, hi: int, written: str) -> 
         row += n
     if hi > row:
         raise damaged(store, f"{base(name)} holds {row} rows, the index says at least {hi}")
-    f = store.fs.open(path, "rb", cache_type="none")    # only the byte ranges pyarrow asks
+    f = store.open_for_arrow(path, cache_type="none")  # only the byte ranges pyarrow asks
     pf, failed = None, None
     try:
         pf = pq.ParquetFile(f, metadata=metadata, page_checksum_verification=True)

@@ -91,7 +91,7 @@ def part_footer(store: Store, path: str) -> tuple:
 
 def open_parquet(store: Store, path: str) -> pq.ParquetFile:
     """A ParquetFile that reads row groups on demand (parts can be large with images)."""
-    f = store.fs.open(path, "rb")
+    f = store.open_for_arrow(path)
     try:                      # pages carry CRC checksums (parquet_writer): verify them
         return pq.ParquetFile(f, page_checksum_verification=True)
     except (pa.ArrowException, OSError) as e:

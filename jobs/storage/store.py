@@ -133,6 +133,17 @@ class Store:
                                  f"the output location")
         return "/".join([self.root, *names])
 
+    def open_for_arrow(self, path: str, **kw):
+        """A file pyarrow reads ranges of: a local path as pyarrow's own file, whose buffers
+        are Arrow's (a Python file's reads come back as buffers that hold Python objects;
+        one that an Arrow worker thread releases while the interpreter exits takes the GIL
+        there and aborts the process: `terminate called without an active exception`);
+        else fsspec's file (`kw`: its options)."""
+        if self.local:
+            import pyarrow as pa
+            return pa.OSFile(path, "r")
+        return self.fs.open(path, "rb", **kw)
+
     def check_inside(self, final: str) -> None:
         """Local stores: refuse to write `final` when a symbolic link (a linked `_errors` or
         `boundaries` directory) makes it resolve outside the root. Checked before any
