@@ -39,7 +39,6 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from gankit.latent.metrics import pixel_mse
 from gankit.models.stylegan2 import LayerDelta, SynthesisNetwork
 
 LAYER_NAMES = ("conv0", "conv1", "torgb")   # the modulated layers of a block, in order
@@ -261,8 +260,8 @@ def locality_loss(G, cfg, ws: torch.Tensor, deltas: Deltas, gens: list, feature_
     """PTI's locality regulariser, per image [B]: a latent drawn at psi 0.5 (from the image's
     generator), moved to distance pti_radius from the pivot along its direction, must render
     through the tuned change as G renders it (pixel MSE + feature distance, weighted by
-    the inversion's weights, times pti_locality). No noise, as PTI."""
-    from gankit.latent.inversion import per_image_randn
+    the inversion's loss, times pti_locality). No noise, as PTI."""
+    from gankit.latent.inversion import per_image_randn, reconstruction_loss
     z = per_image_randn(gens, (G.z_dim,), ws.device)                     # [B, z_dim]
     with torch.no_grad():
         w = G.mapping.w_avg.lerp(G.mapping(z, None), 0.5)                # [B, num_ws, w_dim]
@@ -270,11 +269,9 @@ def locality_loss(G, cfg, ws: torch.Tensor, deltas: Deltas, gens: list, feature_
         norm = direction.flatten(1).norm(dim=1).clamp_min(1e-8).reshape(-1, 1, 1)
         moved = ws + cfg.pti_radius * direction / norm
         before = render(G, moved, None, "none")
+        before_features = feature_net.features(before) if feature_net is not None else None
     after = render(G, moved, deltas, "none")
-    loss = cfg.mse_weight * pixel_mse(after, before)
-    if feature_net is not None:
-        loss = loss + cfg.perceptual_weight * feature_net.distance(
-            feature_net.features(after), feature_net.features(before))
+    loss, _ = reconstruction_loss(cfg, after, before, feature_net, before_features)
     return cfg.pti_locality * loss
 
 
