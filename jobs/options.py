@@ -69,6 +69,13 @@ class BatchOptions(MicroBatchOptions, StepOptions):
 
 
 @dataclass
+class LocalDeviceOptions:
+    """Where a driver-side command (no actors) runs its models."""
+    device: str = option("auto", "auto (cuda when this machine has a GPU), cuda or cpu",
+                         choices=DEVICES)
+
+
+@dataclass
 class ActorOptions:
     """Where and how the actors of a part job run their models."""
     workers: int = option(0, "actors; 0 = one per GPU, or CPUs - 1 on a CPU cluster")

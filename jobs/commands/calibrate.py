@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Optional
 
 from jobs.config import check_choices, option, require
+from jobs.options import LocalDeviceOptions
 
 TOY_TRAINING_IMAGES = 200000   # the toy generator's reals: `gankit train-gan` defaults, seed 1
 TOY_TRAINING_SEED = 1
 
 
 @dataclass
-class CalibrateJobConfig:
+class CalibrateJobConfig(LocalDeviceOptions):
     generator: str = option("toy", "'toy' or a checkpoint path")
     classifier: str = option("toy", "'toy' or a TorchScript classifier")
     data_labels: str = option("toy", "'toy' (true labels of the toy generator's training "
@@ -32,7 +32,6 @@ class CalibrateJobConfig:
     cell_weight: float = option(0.0, "weight of the KL term on label cells (keeps rare "
                                      "cells), 0 = off")
     seed: int = option(0, "seeds the bank and the refit")
-    device: Optional[str] = option(None, "cpu or cuda (default: cuda if present)")
 
     def validate(self) -> None:
         require(bool(self.out), "out", "must be the output generator directory")
@@ -84,7 +83,7 @@ def run_calibrate(cfg: CalibrateJobConfig) -> dict:
     from jobs.runtime import resolve_device
     cfg.validate()
     t0 = time.monotonic()
-    device = resolve_device(cfg.device or "auto")
+    device = resolve_device(cfg.device)
     G = zoo.load_generator(cfg.generator, device=device)
     C = zoo.load_classifier(cfg.classifier, device=device)
     labels = data_labels(cfg.data_labels, C.attribute_names)

@@ -10,14 +10,14 @@ import json
 from dataclasses import dataclass
 from typing import Optional
 
-from jobs.config import option, require
-from jobs.options import ModelOptions
+from jobs.config import option, override, require
+from jobs.options import LocalDeviceOptions, ModelOptions
 
 STRENGTHS = (-3, -2, -1, 0, 1, 2, 3)   # in units of the direction's std
 
 
 @dataclass
-class DirectionsJobConfig(ModelOptions):
+class DirectionsJobConfig(ModelOptions, LocalDeviceOptions):
     classifier: str = option("toy", "classifier for the annotation ('toy', TorchScript, entry "
                                     "point); 'none' to skip the annotation")
     method: str = option("sefa", "sefa: eigenvectors of the style affines' weights (closed "
@@ -34,7 +34,7 @@ class DirectionsJobConfig(ModelOptions):
     threshold: float = option(0.2, "min mean change of probability to name a direction")
     grid_seeds: int = option(4, "rows of each sweep grid")
     seed: int = option(0, "the samples' seed")
-    device: str = option("cpu", "cpu or cuda")
+    device: str = override(LocalDeviceOptions, "device", "cpu")
     # not argparse's `required`: `directions import` has its own --out
     out: Optional[str] = option(None, "output folder (local path or fsspec URL); required")
 

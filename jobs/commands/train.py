@@ -8,13 +8,13 @@ from typing import Optional
 
 from gankit.train.encoder import EncoderTrainConfig
 from jobs.config import option, require
-from jobs.options import ModelOptions
+from jobs.options import LocalDeviceOptions, ModelOptions
 
 TRAINED = EncoderTrainConfig()          # the trainer's defaults, shown in --help
 
 
 @dataclass
-class TrainEncoderConfig(ModelOptions):
+class TrainEncoderConfig(ModelOptions, LocalDeviceOptions):
     run_dir: str = option("", "training state (training.pt); rerun to resume", required=True)
     out: str = option("", "write the encoder (native format: config.json + "
                           "model.safetensors) here", required=True)
@@ -33,7 +33,6 @@ class TrainEncoderConfig(ModelOptions):
     max_minutes: Optional[float] = option(None, "stop (resumably) after")
     threads: int = option(1, "torch CPU threads")
     seed: int = option(TRAINED.seed, "seeds the pairs and the weights")
-    device: Optional[str] = option(None, "cpu or cuda (default: cuda if present)")
     eval_images: int = option(256, "held-out renders / generated images for the figures",
                               flag=False)
     train: dict = option({}, "other gankit.train.encoder.EncoderTrainConfig fields "
@@ -108,7 +107,7 @@ def train_and_save(cfg: TrainEncoderConfig) -> dict:
     from gankit.train.encoder import train_encoder as train
     from gankit.train.encoder import trained_steps
     from jobs.runtime import resolve_device
-    device = resolve_device(cfg.device or "auto")
+    device = resolve_device(cfg.device)
     G = zoo.load_generator(cfg.model, device=device).eval().requires_grad_(False)
     net = load_feature_net(cfg.features(), device) if cfg.features() else None
     fixed, train_cfg = None, cfg.train_config()

@@ -28,7 +28,7 @@ import numpy as np
 
 from jobs import config
 from jobs.config import option, require
-from jobs.options import DEVICES, ModelOptions, StorageOptions
+from jobs.options import LocalDeviceOptions, ModelOptions, StorageOptions
 
 
 def id_list(text: str) -> list:
@@ -57,13 +57,12 @@ def check_cells(cells: int, field: str, shape: str) -> None:
 
 
 @dataclass
-class FigureOptions(ModelOptions, StorageOptions):
+class FigureOptions(ModelOptions, StorageOptions, LocalDeviceOptions):
     """What a figure renders from and where it goes."""
     out: str = option("", "output folder (local path or fsspec URL)", required=True)
     latents: str = option("", "an inverted dataset (gankit invert's output) whose w / wp rows "
                               "the --ids name (default: sources are seeds)")
     truncation_psi: float = option(1.0, "truncation of seeded latents (1 = none)")
-    device: str = option("auto", "cuda when available, or cpu", choices=DEVICES)
     scale: int = option(0, "nearest upscale of each cell (0: up to 128 px a side)")
 
     def check_figure(self) -> None:
@@ -224,12 +223,9 @@ def path_deltas(deltas, steps: int):
 
 
 def load(cfg: FigureOptions):
-    import torch
-
     from gankit.loading import zoo
-    device = cfg.device if cfg.device != "auto" else \
-        ("cuda" if torch.cuda.is_available() else "cpu")
-    return zoo.load_generator(cfg.model, device=device).eval()
+    from jobs.runtime.cluster import resolve_device
+    return zoo.load_generator(cfg.model, device=resolve_device(cfg.device)).eval()
 
 
 def write_figure(cfg: FigureOptions, name: str, cells: np.ndarray, rows: list, cols: list,

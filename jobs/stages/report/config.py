@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 from jobs.config import option, override, require
-from jobs.options import DEVICES, MODEL_HELP, ModelOptions, StorageOptions
+from jobs.options import LocalDeviceOptions, MODEL_HELP, ModelOptions, StorageOptions
 
 
 @dataclass
-class ReportConfig(ModelOptions, StorageOptions):
+class ReportConfig(ModelOptions, StorageOptions, LocalDeviceOptions):
     fit: str = option("", "fit output URL (boundaries.json)", required=True)
     edits: str = option("", "edit output URL (edit job parts, to_distance or shift)")
     samples: str = option("", "sample dataset URL for the correlation (default: skip it)")
@@ -41,9 +41,7 @@ class ReportConfig(ModelOptions, StorageOptions):
     grid_seeds: int = option(3, "rows of each direction's sweep grid")
     inversion: list = option([], "a `gankit eval-inversion --out` JSON file (repeatable)",
                              repeat=True)
-    device: str = option("cpu", "where the generator and classifier run (real images, "
-                                "directions): cpu, cuda, or auto (cuda when present)",
-                         choices=DEVICES)
+    device: str = override(LocalDeviceOptions, "device", "cpu")
 
     def validate(self) -> None:
         require(bool(self.fit), "fit", "must be the URL of a fit output (boundaries.json)")
