@@ -51,14 +51,6 @@ def run(images, out, *extra) -> int:
                  "--device", "cpu", *extra])
 
 
-@pytest.fixture(scope="module")
-def inverted(ray_cluster, tmp_path_factory):
-    root = tmp_path_factory.mktemp("invert")
-    good = write_inputs(root / "images")
-    assert run(root / "images", root / "out", "--save-noise", "--keep-target") == 0
-    return root, good
-
-
 def test_outputs_rows_metrics_and_error_records(inverted):
     root, good = inverted
     t = storage.read_table(str(root / "out"))
