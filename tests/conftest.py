@@ -114,3 +114,16 @@ def toy_fit(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy_fit")
     fit_toy_samples(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def inverted(ray_cluster, tmp_path_factory):
+    """(folder, good ids): one `gankit invert` on the session's cluster of
+    test_jobs_invert's inputs into folder/out (with noise maps and targets), made once for
+    the tests of tests/stages/test_jobs_invert.py and test_edit_inverted.py. A test that
+    removes a part recomputes it: the rows stay the same."""
+    from test_jobs_invert import run, write_inputs
+    root = tmp_path_factory.mktemp("invert")
+    good = write_inputs(root / "images")
+    assert run(root / "images", root / "out", "--save-noise", "--keep-target") == 0
+    return root, good

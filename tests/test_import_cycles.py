@@ -162,3 +162,14 @@ def test_importing_jobs_loads_neither_torch_nor_ray():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout.strip()
     assert out == "[]", out
+
+
+def test_the_progress_counter_module_loads_neither_torch_nor_ray():
+    """Each Ray job starts its progress counter (jobs.runtime.progress.Counter) as an actor
+    of its own, whose process imports that module: through jobs.runtime's names, loaded on
+    first use, it stays free of torch (seconds of a CPU beside the job's actors)."""
+    code = ("import sys, jobs.runtime.progress; "
+            "print(sorted({'torch', 'ray'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout.strip()
+    assert out == "[]", out

@@ -48,7 +48,7 @@ def ray_head():
         try:
             client = JobSubmissionClient(url)
         except Exception:
-            time.sleep(1)
+            time.sleep(0.2)
     yield client
     head.send_signal(signal.SIGTERM)
     try:
@@ -73,7 +73,7 @@ def test_gankit_sample_submitted_through_the_jobs_api(ray_head, model_files, tmp
     while (status := ray_head.get_job_status(job_id)) not in JobStatus.__members__.values() \
             or not status.is_terminal():
         assert time.time() < deadline, ray_head.get_job_logs(job_id)[-3000:]
-        time.sleep(1)
+        time.sleep(0.2)
     logs = ray_head.get_job_logs(job_id)
     assert status == JobStatus.SUCCEEDED, logs[-3000:]
     assert "[sample] done: 60 rows, 0 errors in 3 parts" in logs

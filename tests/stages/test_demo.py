@@ -1,5 +1,8 @@
 """The demo path, small: toy model -> sample -> fit (Z, W, conditional) -> held-out edits ->
-report, on the session's Ray cluster. Checks report.json's keys and values, and the files."""
+report, joining the session's Ray cluster. Checks report.json's keys and values, and the files.
+The demo's parts run in this process (one worker: the local runner), as its stages' parts on
+an actor pool are checked by the pipeline test below and the stages' own files: both runners
+write byte-identical parts (tests/runtime/test_local_runner.py)."""
 import html
 import json
 import os
@@ -14,7 +17,7 @@ pytestmark = pytest.mark.integration
 def demo_run(ray_cluster, tmp_path_factory):
     from jobs.stages.demo import DemoConfig, run_demo
     out = tmp_path_factory.mktemp("demo")
-    cfg = DemoConfig(out=str(out), count=1200, heldout=12, rows_per_part=600, workers=2,
+    cfg = DemoConfig(out=str(out), count=1200, heldout=12, rows_per_part=600, workers=1,
                      ppl_samples=20, directions=3, direction_samples=4, inversion_faces=2,
                      inversion_steps=4)
     return out, run_demo(cfg)

@@ -12,7 +12,6 @@ from PIL import Image
 
 from jobs import storage
 from jobs.commands.cli import main
-from test_jobs_invert import inverted  # noqa: F401  (the module-scoped fixture)
 
 pytestmark = pytest.mark.integration
 

@@ -51,14 +51,6 @@ def run(images, out, *extra) -> int:
                  "--device", "cpu", *extra])
 
 
-@pytest.fixture(scope="module")
-def inverted(ray_cluster, tmp_path_factory):
-    root = tmp_path_factory.mktemp("invert")
-    good = write_inputs(root / "images")
-    assert run(root / "images", root / "out", "--save-noise", "--keep-target") == 0
-    return root, good
-
-
 def test_outputs_rows_metrics_and_error_records(inverted):
     root, good = inverted
     t = storage.read_table(str(root / "out"))
@@ -176,12 +168,21 @@ def prepared_targets(t):  # -> [n, 3, H, W] in [-1, 1]
                                 for r in t.column("target").to_pylist()]))
 
 
-def test_encode_mode_stores_the_encoders_output(inverted, tmp_path):
+@pytest.fixture(scope="module")
+def encoded(inverted, tmp_path_factory):
+    """The encoder's W+ of the same images (one job: the encode test checks it, the hybrid
+    test refines from it)."""
+    root, _ = inverted
+    out = tmp_path_factory.mktemp("encode") / "encode"
+    assert run(root / "images", out, "--mode", "encode", "--space", "wp", "--keep-target") == 0
+    return out
+
+
+def test_encode_mode_stores_the_encoders_output(inverted, encoded):
     import torch
     from gankit.loading import zoo
     root, good = inverted
-    out = tmp_path / "encode"
-    assert run(root / "images", out, "--mode", "encode", "--space", "wp", "--keep-target") == 0
+    out = encoded
     t = storage.read_table(str(out)).sort_by("image_id")
     assert sorted(t.column("image_id").to_pylist()) == sorted(good)
     assert (np.asarray(t.column("steps").to_pylist()) == 0).all()
@@ -196,10 +197,9 @@ def test_encode_mode_stores_the_encoders_output(inverted, tmp_path):
     assert manifest["config"]["mode"] == "encode"
 
 
-def test_hybrid_mode_refines_the_encoders_output(inverted, tmp_path):
+def test_hybrid_mode_refines_the_encoders_output(inverted, encoded, tmp_path):
     root, good = inverted
-    enc, hyb = tmp_path / "encode", tmp_path / "hybrid"
-    assert run(root / "images", enc, "--mode", "encode", "--space", "wp") == 0
+    enc, hyb = encoded, tmp_path / "hybrid"
     assert run(root / "images", hyb, "--mode", "hybrid", "--space", "wp") == 0
     e = storage.read_table(str(enc)).sort_by("image_id")
     h = storage.read_table(str(hyb)).sort_by("image_id")
