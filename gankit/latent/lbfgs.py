@@ -10,8 +10,8 @@ step size and its own Armijo test, and the two-loop recursion uses per-sample do
 a sample's path never depends on the other samples of its batch. One evaluation (forward and
 backward of the batch) per step, as Adam: a trial point either passes its sample's Armijo test
 and is taken, or the sample stays where it was and tries a shorter step along the same
-direction at the next evaluation (quadratic interpolation, safeguarded). A pair with s.y <= 0 (no positive curvature seen) is
-stored as a no-op (rho = 0).
+direction at the next evaluation (quadratic interpolation, safeguarded). A pair with
+s.y <= 0 (no positive curvature seen) is stored as a no-op (rho = 0).
 
     opt = BatchedLBFGS(x0, history=100, first_step=0.2)     # x0 [B, D]
     for _ in range(steps):
@@ -46,7 +46,7 @@ class BatchedLBFGS:
         self.g: Optional[torch.Tensor] = None                         # [B, D] at self.x
         self.d = torch.zeros_like(self.x)                             # [B, D] direction
         self.t = torch.zeros(len(self.x), device=x0.device)           # [B] step along d
-        self.pairs: list = []                                         # (s, y, rho) [B, D] [B, D] [B]
+        self.pairs: list = []                     # (s [B, D], y [B, D], rho [B]), oldest first
         self.gamma = torch.ones(len(self.x), device=x0.device)       # [B] H0 = gamma I
         self.known = torch.zeros(len(self.x), dtype=torch.bool, device=x0.device)  # [B]
         self.stopped = torch.zeros_like(self.known)                   # [B] early stop
@@ -117,7 +117,8 @@ class BatchedLBFGS:
 
     def direction(self, g: torch.Tensor) -> torch.Tensor:
         """[B, D] -H g by the two-loop recursion, H0 = gamma I with each sample's latest
-        gamma = s.y / y.y (1 until it has one); -g where that is not a descent direction."""
+        gamma = s.y / y.y (1 until it has one); -gamma g where that is not a descent
+        direction."""
         q, alphas = g.clone(), []
         for s, y, rho in reversed(self.pairs):
             a = rho * dot(s, q)
@@ -128,4 +129,4 @@ class BatchedLBFGS:
             b = rho * dot(y, q)
             q += (a - b)[:, None] * s
         descent = dot(g, q) > 0
-        return torch.where(descent[:, None], -q, -g)
+        return torch.where(descent[:, None], -q, -self.gamma[:, None] * g)
