@@ -59,7 +59,8 @@ def test_truncation_zero_is_one_face(generator):
 def test_generated_rates_are_the_renders_rates(generator, classifier, generated):
     """The rate gate on 2,000 samples: 0.05 plus three standard errors of a rate (0.034).
     The faces test's 500 (seed 7) and 1,500 more (seed 11): independent draws either way."""
-    images = np.concatenate([generated[0], generate(generator, 1500, seed=11, batch_size=GEN_BATCH)[0]])
+    more = generate(generator, 1500, seed=11, batch_size=GEN_BATCH)[0]
+    images = np.concatenate([generated[0], more])
     rates = (predict_logits(classifier, images) > 0).mean(0)
     true = toyfaces.label_matrix(toyfaces.sample_factors(20000, EVAL_SEED + 5)).mean(0)
     assert np.abs(rates - true).max() <= 0.085, dict(zip(classifier.attribute_names, rates - true))
