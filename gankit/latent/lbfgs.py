@@ -10,8 +10,10 @@ step size and its own Armijo test, and the two-loop recursion uses per-sample do
 a sample's path never depends on the other samples of its batch. One evaluation (forward and
 backward of the batch) per step, as Adam: a trial point either passes its sample's Armijo test
 and is taken, or the sample stays where it was and tries a shorter step along the same
-direction at the next evaluation (quadratic interpolation, safeguarded). A pair with
-s.y <= 0 (no positive curvature seen) is stored as a no-op (rho = 0).
+direction at the next evaluation (quadratic interpolation, safeguarded). Every trial gives a
+curvature pair, a rejected one too (the secant between x and the trial: an overshoot tells the
+memory how curved the loss is along d); a pair with s.y <= 0 (no positive curvature seen) is
+stored as a no-op (rho = 0).
 
     opt = BatchedLBFGS(x0, history=100, first_step=0.2)     # x0 [B, D]
     for _ in range(steps):
@@ -67,7 +69,7 @@ class BatchedLBFGS:
             slope = dot(self.g, self.d)                                   # [B] g.d < 0
             taken = f <= self.f + ARMIJO_C1 * self.t * slope
             shorter = self.backtrack(f, slope)
-            self.remember(x_new - self.x, g - self.g, taken)
+            self.remember(x_new - self.x, g - self.g)
         taken &= ~self.stopped
         self.x = torch.where(taken[:, None], x_new, self.x)
         self.f = f.clone() if self.f is None else torch.where(taken, f, self.f)
@@ -90,12 +92,13 @@ class BatchedLBFGS:
         self.stopped |= samples
         self.t = torch.where(samples, torch.zeros_like(self.t), self.t)
 
-    def remember(self, s: torch.Tensor, y: torch.Tensor, taken: torch.Tensor) -> None:
-        """Store (s, y) for the samples that took their step and saw positive curvature, and
-        their gamma = s.y / y.y. Every evaluation stores a pair (a no-op for the others), so
-        a sample's memory is its own last `history` evaluations whatever its batch does."""
+    def remember(self, s: torch.Tensor, y: torch.Tensor) -> None:
+        """Store (s, y) for the samples that saw positive curvature, and their gamma =
+        s.y / y.y. Every evaluation stores a pair (a no-op for the others: a stopped sample's
+        s is 0), so a sample's memory is its own last `history` evaluations whatever its
+        batch does."""
         sy = dot(s, y)
-        keep = taken & (sy > 0)
+        keep = sy > 0
         safe_sy = torch.where(keep, sy, torch.ones_like(sy))
         rho = torch.where(keep, 1.0 / safe_sy, torch.zeros_like(sy))
         self.pairs.append((s * keep[:, None], y * keep[:, None], rho))
