@@ -156,8 +156,8 @@ class InversionResult:
 # Schedules and per-image randomness
 
 
-def fast_hybrid(cfg: InversionConfig) -> bool:
-    """Adamax at FAST_SCHEDULE moves the parameters ('lbfgs': the noise maps alone)."""
+def fast_schedule(cfg: InversionConfig) -> bool:
+    """Adamax at FAST_SCHEDULE moves the hybrid's parameters ('lbfgs': the noise maps alone)."""
     return cfg.mode == "hybrid" and cfg.hybrid_schedule in ("fast", "lbfgs")
 
 
@@ -168,14 +168,15 @@ def lbfgs_hybrid(cfg: InversionConfig) -> bool:
 def scheduled(cfg: InversionConfig) -> InversionConfig:
     """The config the steps run with: a 'fast' or 'lbfgs' hybrid's lr, ramps and betas, else
     cfg."""
-    if not fast_hybrid(cfg):
+    if not fast_schedule(cfg):
         return cfg
     return replace(cfg, lr=cfg.hybrid_lr, **FAST_SCHEDULE)
 
 
 def optimizer(cfg: InversionConfig, params: list) -> torch.optim.Optimizer:
-    """Adam (NVIDIA's), or Adamax for a 'fast' hybrid; cfg as `scheduled` gives it."""
-    kind = torch.optim.Adamax if fast_hybrid(cfg) else torch.optim.Adam
+    """Adam (NVIDIA's), or Adamax for a 'fast' or 'lbfgs' hybrid; cfg as `scheduled` gives
+    it."""
+    kind = torch.optim.Adamax if fast_schedule(cfg) else torch.optim.Adam
     return kind(params, betas=tuple(cfg.betas), lr=cfg.lr)
 
 
@@ -312,7 +313,10 @@ def reconstruction_loss(cfg: InversionConfig, images, targets, feature_net, targ
 
 def start_stats(G, cfg: InversionConfig, steps: int, w_std: Optional[float]) -> tuple:
     """(w_avg, w_std) the optimisation starts from: a given w_std skips the sampling, except
-    under loss 'nvidia', whose start is the sampled mean itself."""
+    under loss 'nvidia', whose start is the sampled mean itself. Only 'optimize' uses them
+    (its start and its w noise): the other modes start from init_ws and add no w noise."""
+    if cfg.mode != "optimize":
+        return G.mapping.w_avg, 0.0
     if steps and cfg.loss == "nvidia":
         w_avg, sampled_std = w_stats(G, cfg.w_avg_samples, sampled_mean=True)
         return w_avg, sampled_std if w_std is None else w_std
@@ -454,15 +458,16 @@ def lbfgs_refine(G, cfg: InversionConfig, steps: Steps, w0: torch.Tensor,
 def noise_step(noise_opt: torch.optim.Optimizer, noises: list, lr: float,
                stopped: torch.Tensor) -> None:
     """One Adamax step of the noise maps at lr, renormalised; stopped samples [B] keep theirs."""
-    keep = [n.detach()[stopped].clone() for n in noises]
+    keep = [n.detach()[stopped].clone() for n in noises] if bool(stopped.any()) else None
     for g in noise_opt.param_groups:
         g["lr"] = lr
     noise_opt.step()
     noise_opt.zero_grad(set_to_none=True)
     renormalise_noise(noises)
-    with torch.no_grad():
-        for n, k in zip(noises, keep):
-            n[stopped] = k
+    if keep is not None:
+        with torch.no_grad():
+            for n, k in zip(noises, keep):
+                n[stopped] = k
 
 
 @torch.no_grad()

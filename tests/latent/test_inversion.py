@@ -113,12 +113,18 @@ class TinyFeatures(nn.Module):
         return torch.tanh(self.conv(x))                      # [N, 5, H, W]
 
 
-def test_torchscript_feature_net_path(G, targets, tmp_path):
-    imgs, _ = targets
+@pytest.fixture
+def scripted_net(tmp_path):
+    """TinyFeatures (seed 3) saved as TorchScript and loaded as a feature net."""
     torch.manual_seed(3)
     path = tmp_path / "features.pt"
     torch.jit.script(TinyFeatures().eval()).save(str(path))
-    net = load_feature_net(str(path))
+    return load_feature_net(str(path))
+
+
+def test_torchscript_feature_net_path(G, targets, scripted_net):
+    imgs, _ = targets
+    net = scripted_net
     assert isinstance(net, ScriptedFeatures)
     # perceptual only: the feature distance alone drives the fit
     cfg = small_cfg(mse_weight=0.0, perceptual_weight=1.0, steps=60)
@@ -135,15 +141,12 @@ def test_empty_loss_is_refused(G, targets):
         invert(G, targets[0], small_cfg(mse_weight=0.0))
 
 
-def test_nvidia_loss_is_perceptual_only_from_the_sampled_w_mean(G, targets, tmp_path):
+def test_nvidia_loss_is_perceptual_only_from_the_sampled_w_mean(G, targets, scripted_net):
     import copy
     import numpy as np
     from gankit.latent.inversion import w_stats
     imgs, _ = targets
-    torch.manual_seed(3)
-    path = tmp_path / "features.pt"
-    torch.jit.script(TinyFeatures().eval()).save(str(path))
-    net = load_feature_net(str(path))
+    net = scripted_net
     # the start: the mean of 500 mapped z drawn as NVIDIA's projector draws them
     z = torch.from_numpy(np.random.RandomState(123).randn(500, G.z_dim)).float()
     with torch.no_grad():
